@@ -1,0 +1,201 @@
+//! The command line: one binary, one subcommand per role.
+//!
+//! Parse → load configuration → set up logging → run the role. Errors from roles are printed as
+//! one line (`{:#}` of the anyhow chain). Exit codes: 0 ok, 1 failure, 2 usage (clap), 78 bad
+//! configuration (systemd units set `RestartPreventExitStatus=78`).
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use turingwatch_config::{LogFormat, Source};
+
+/// Exit code for a configuration error (sysexits EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// turingwatch: how well SLURM jobs use what they asked for.
+#[derive(Debug, Parser)]
+#[command(name = "turingwatch", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (else $TURINGWATCH_CONFIG, else /etc/turingwatch/turingwatch.toml, else defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log line format (overrides [log] format).
+    #[arg(long, global = true, value_name = "text|json")]
+    pub log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// The roles.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: accounting import, ingest, periods, mail, web site (admin, long-running).
+    Server,
+    /// Place scrapers on compute nodes through SLURM allocations.
+    Distribute,
+    /// Sample the job steps on this node and report them to the server.
+    Scrape(ScrapeArgs),
+    /// Analyse one period now and write its result bundle.
+    Analyze,
+    /// Report on one job, like seff/jobstats.
+    Job(JobArgs),
+    /// Print what the accounting import would import (touches nothing).
+    Accounting(AccountingArgs),
+    /// Send or preview report mails by hand.
+    Mail,
+    /// Print the effective configuration.
+    Config,
+    /// Print version and store schema version.
+    Version,
+    /// Tools for tests and debugging.
+    #[command(hide = true, subcommand)]
+    Debug(DebugCommand),
+}
+
+/// `turingwatch scrape` options.
+#[derive(Debug, Args)]
+pub struct ScrapeArgs {
+    /// Sample once and print JSON instead of reporting.
+    #[arg(long)]
+    pub once: bool,
+    /// Print JSON (with --once).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `turingwatch job` options.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job id (`123`, `123_4`, `123+1`).
+    pub job_id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `turingwatch accounting` options.
+#[derive(Debug, Args)]
+pub struct AccountingArgs {
+    /// Start of the window: a time sacct accepts, or a duration ago such as `2h`.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the window.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this user's jobs.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Hidden test helpers.
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Commit to a store in a loop, printing `committed N` after each commit (crash tests).
+    StoreWriter {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        rounds: Option<u64>,
+    },
+    /// Check a store: open it, count jobs, decode every sample block.
+    StoreCheck {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+/// Runs the binary; returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match turingwatch_config::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("turingwatch: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let format = match cli.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => loaded.config.log.format,
+    };
+    crate::logging::init(format, &loaded.config.log.level);
+    match run(cli.command, &loaded) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("turingwatch: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<ExitCode> {
+    let config = &loaded.config;
+    match command {
+        Command::Config => {
+            match &loaded.source {
+                Source::File(path) => println!("# effective configuration from {}", path.display()),
+                Source::Defaults => {
+                    println!("# effective configuration: built-in defaults (no file)")
+                }
+            }
+            for var in &loaded.overrides {
+                println!("# overridden by environment: {var}");
+            }
+            print!("{}", config.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("turingwatch {}", env!("CARGO_PKG_VERSION"));
+            println!("store schema {}", crate::store::CURRENT_SCHEMA);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Debug(DebugCommand::StoreWriter { db, rounds }) => {
+            crate::store::probe::run(&db, rounds)
+                .with_context(|| format!("store writer on {}", db.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Debug(DebugCommand::StoreCheck { db }) => {
+            let store = crate::store::Store::open(&db)
+                .with_context(|| format!("opening {}", db.display()))?;
+            let jobs = store.job_count()?;
+            let mut samples = 0usize;
+            for id in 1..=jobs {
+                samples += store
+                    .samples_of_job(crate::job::JobId(id))?
+                    .values()
+                    .map(Vec::len)
+                    .sum::<usize>();
+            }
+            println!(
+                "jobs {jobs} samples {samples} watermark {:?}",
+                store.meta(crate::store::tables::IMPORT_WATERMARK_KEY)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Server => not_yet("server", "#3, #4, #5, #6, #8"),
+        Command::Distribute => not_yet("distribute", "#4"),
+        Command::Scrape(_) => not_yet("scrape", "#4"),
+        Command::Analyze => not_yet("analyze", "#5"),
+        Command::Job(_) => not_yet("job", "#5"),
+        Command::Accounting(_) => not_yet("accounting", "#3"),
+        Command::Mail => not_yet("mail", "#5"),
+    }
+}
+
+/// Roles whose issue is not done yet say so plainly and fail, rather than doing nothing quietly.
+fn not_yet(role: &str, issues: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("turingwatch {role}: not implemented yet (tracked in issue {issues})");
+    Ok(ExitCode::FAILURE)
+}

@@ -1,0 +1,206 @@
+//! SLURM's nouns as typed records: job and step ids, jobs, steps and TRES lists.
+//!
+//! These are what the accounting import produces and what the store, analysis and reports
+//! consume. Ids keep SLURM's own encodings (the special step ids `batch`, `extern`,
+//! `interactive` are SLURM's `0xffff_fffb…` values) so they round-trip with SLURM's tools.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A job's unique numeric id (sacct `JobIDRaw`). Array tasks and het components have their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A step id in SLURM's encoding: numbered steps are `0..`, special steps use reserved values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StepId(pub u32);
+
+impl StepId {
+    /// SLURM's `SLURM_PENDING_STEP` (`TBD` in slurmstepd titles).
+    pub const PENDING: StepId = StepId(0xffff_fffd);
+    /// SLURM's `SLURM_EXTERN_CONT`: the `extern` step.
+    pub const EXTERN: StepId = StepId(0xffff_fffc);
+    /// SLURM's `SLURM_BATCH_SCRIPT`: the `batch` step.
+    pub const BATCH: StepId = StepId(0xffff_fffb);
+    /// SLURM's `SLURM_INTERACTIVE_STEP`: the `interactive` step.
+    pub const INTERACTIVE: StepId = StepId(0xffff_fffa);
+    /// Stands for "the job as a whole" where a step key is needed (never a real step).
+    pub const JOB: StepId = StepId(0xffff_ffff);
+
+    /// Parses `batch`, `extern`, `interactive`, `TBD` or a step number.
+    pub fn parse(text: &str) -> Option<StepId> {
+        match text {
+            "batch" => Some(StepId::BATCH),
+            "extern" => Some(StepId::EXTERN),
+            "interactive" => Some(StepId::INTERACTIVE),
+            "TBD" | "pending" => Some(StepId::PENDING),
+            _ => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n < 0xffff_fff0)
+                .map(StepId),
+        }
+    }
+
+    /// Whether this is a numbered (`srun`) step.
+    pub fn is_numbered(self) -> bool {
+        self.0 < 0xffff_fff0
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            StepId::BATCH => f.write_str("batch"),
+            StepId::EXTERN => f.write_str("extern"),
+            StepId::INTERACTIVE => f.write_str("interactive"),
+            StepId::PENDING => f.write_str("TBD"),
+            StepId::JOB => f.write_str("job"),
+            StepId(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A TRES list such as `cpu=4,mem=8G,node=1,billing=4,gres/gpu=1`, normalised:
+/// counts as counts, memory in bytes, times in milliseconds, energy in joules.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tres(pub Vec<(String, u64)>);
+
+impl Tres {
+    /// The value of one TRES, e.g. `get("gres/gpu")`.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+}
+
+/// The memory a job asked for, as SLURM states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemRequest {
+    /// Bytes per node (`--mem`, `4Gn`).
+    PerNode(u64),
+    /// Bytes per allocated CPU (`--mem-per-cpu`, `4Gc`).
+    PerCpu(u64),
+}
+
+/// One job as imported from SLURM accounting (the job line of sacct).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    /// As SLURM prints it: `123`, `123_4` (array task), `123+1` (het component).
+    pub display_id: String,
+    pub array_job_id: Option<u64>,
+    pub array_task_id: Option<u32>,
+    pub het_job_id: Option<u64>,
+    pub het_offset: Option<u32>,
+    pub name: String,
+    pub user: String,
+    pub uid: Option<u32>,
+    pub account: String,
+    pub partition: String,
+    pub qos: String,
+    /// First word of SLURM's state (`COMPLETED`, `CANCELLED`, `OUT_OF_MEMORY`…).
+    pub state: String,
+    /// The state as printed, e.g. `CANCELLED by 0`.
+    pub state_detail: String,
+    pub exit_code: u32,
+    pub exit_signal: u32,
+    pub submit_at: Option<u64>,
+    pub eligible_at: Option<u64>,
+    pub start_at: Option<u64>,
+    pub end_at: Option<u64>,
+    /// `None` for `UNLIMITED`/`Partition_Limit`.
+    pub time_limit_secs: Option<u64>,
+    pub elapsed_secs: u64,
+    pub node_list: String,
+    pub node_count: u32,
+    pub alloc_cpus: u32,
+    pub req_mem: Option<MemRequest>,
+    /// Requested memory normalised to bytes for the whole job.
+    pub req_mem_bytes: Option<u64>,
+    pub alloc_tres: Tres,
+    pub req_tres: Tres,
+    pub total_cpu_ms: u64,
+    pub user_cpu_ms: u64,
+    pub system_cpu_ms: u64,
+    /// Largest MaxRSS of any step, with where it peaked.
+    pub max_rss_bytes: Option<u64>,
+    pub max_rss_node: String,
+    pub max_rss_task: Option<u32>,
+    pub ave_rss_bytes: Option<u64>,
+    pub max_vmsize_bytes: Option<u64>,
+    pub max_disk_read_bytes: Option<u64>,
+    pub max_disk_write_bytes: Option<u64>,
+    pub submit_line: String,
+    pub work_dir: String,
+    /// Unix time this record was last refreshed from SLURM.
+    pub imported_at: u64,
+}
+
+impl JobRecord {
+    /// The analysis groups jobs into families by name and submit line, as the original did.
+    pub fn family_key(&self) -> String {
+        format!("{}\u{1f}{}", self.name, self.submit_line)
+    }
+
+    /// GPUs allocated (`gres/gpu` in AllocTRES).
+    pub fn alloc_gpus(&self) -> u64 {
+        self.alloc_tres.get("gres/gpu").unwrap_or(0)
+    }
+
+    /// Whether SLURM may still change this record (the job has not ended).
+    pub fn is_running(&self) -> bool {
+        self.end_at.is_none()
+    }
+}
+
+/// One job step as imported from SLURM accounting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub job: JobId,
+    pub step: StepId,
+    pub name: String,
+    pub state: String,
+    pub exit_code: u32,
+    pub exit_signal: u32,
+    pub start_at: Option<u64>,
+    pub end_at: Option<u64>,
+    pub elapsed_secs: u64,
+    pub node_list: String,
+    pub node_count: u32,
+    pub task_count: u32,
+    pub alloc_cpus: u32,
+    pub total_cpu_ms: u64,
+    pub user_cpu_ms: u64,
+    pub system_cpu_ms: u64,
+    pub max_rss_bytes: Option<u64>,
+    pub max_rss_node: String,
+    pub max_rss_task: Option<u32>,
+    pub ave_rss_bytes: Option<u64>,
+    pub max_vmsize_bytes: Option<u64>,
+    pub max_disk_read_bytes: Option<u64>,
+    pub max_disk_write_bytes: Option<u64>,
+    pub tres_usage_in_tot: Tres,
+    pub tres_usage_in_max: Tres,
+    pub submit_line: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_step_ids_round_trip_through_text() {
+        for text in ["batch", "extern", "interactive", "TBD", "0", "17"] {
+            assert_eq!(StepId::parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(StepId::parse("batch"), Some(StepId(0xffff_fffb)));
+        assert!(StepId::parse("x").is_none());
+        assert!(StepId::parse("4294967292").is_none());
+    }
+}

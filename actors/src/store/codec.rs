@@ -1,0 +1,337 @@
+//! Compact encodings of sample blocks: column-major zigzag-varint deltas, deflated when smaller.
+//!
+//! Samples of one (job, step, node) within one hour are stored together as one value. Within a
+//! block each field is delta-coded against the previous sample (the first against zero, its time
+//! against the block start), written column by column (a column of equal deltas deflates to
+//! almost nothing), then deflated if that is smaller. This is what brings a stored step sample
+//! well under 16 bytes on disk (see `store::tests` and `scripts/bench/store-bytes.sh`).
+//!
+//! All decoding is checked: a corrupt value gives [`CodecError`], never a panic.
+
+use crate::sample::{GpuReading, StepSample};
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+use std::io::{Read, Write};
+
+/// Block format tags (first byte of every value).
+const FORMAT_PLAIN: u8 = 1;
+const FORMAT_DEFLATE: u8 = 2;
+
+/// Largest decoded block accepted (guards against corrupt length fields).
+const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A stored block could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("empty block")]
+    Empty,
+    #[error("unknown block format {0}")]
+    UnknownFormat(u8),
+    #[error("block truncated")]
+    Truncated,
+    #[error("block inflates past the size limit or is not valid deflate data")]
+    BadDeflate,
+    #[error("block has trailing bytes")]
+    Trailing,
+}
+
+/// A record type that is stored as a fixed list of u64 fields plus its time.
+pub trait Columns: Sized + Clone {
+    /// Number of fields, excluding the time.
+    const FIELDS: usize;
+    fn at(&self) -> u64;
+    fn field(&self, i: usize) -> u64;
+    fn build(at: u64, fields: &[u64]) -> Self;
+}
+
+impl Columns for StepSample {
+    const FIELDS: usize = 12;
+    fn at(&self) -> u64 {
+        self.at
+    }
+    fn field(&self, i: usize) -> u64 {
+        match i {
+            0 => self.cpu_user_cs,
+            1 => self.cpu_sys_cs,
+            2 => self.rss_kib,
+            3 => self.mem_current_kib,
+            4 => self.mem_peak_kib,
+            5 => self.minor_faults,
+            6 => self.major_faults,
+            7 => self.read_kib,
+            8 => self.write_kib,
+            9 => u64::from(self.threads),
+            10 => u64::from(self.processes),
+            _ => u64::from(self.cpus),
+        }
+    }
+    fn build(at: u64, f: &[u64]) -> Self {
+        let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        StepSample {
+            at,
+            cpu_user_cs: f[0],
+            cpu_sys_cs: f[1],
+            rss_kib: f[2],
+            mem_current_kib: f[3],
+            mem_peak_kib: f[4],
+            minor_faults: f[5],
+            major_faults: f[6],
+            read_kib: f[7],
+            write_kib: f[8],
+            threads: small(f[9]),
+            processes: small(f[10]),
+            cpus: small(f[11]),
+        }
+    }
+}
+
+impl Columns for GpuReading {
+    const FIELDS: usize = 8;
+    fn at(&self) -> u64 {
+        self.at
+    }
+    fn field(&self, i: usize) -> u64 {
+        match i {
+            0 => u64::from(self.index),
+            1 => u64::from(self.util_pct),
+            2 => self.mem_used_mib,
+            3 => u64::from(self.sm_clock_mhz),
+            4 => u64::from(self.power_mw),
+            5 => u64::from(self.temp_c),
+            6 => self.throttle_mask,
+            _ => u64::from(self.in_use_by_step),
+        }
+    }
+    fn build(at: u64, f: &[u64]) -> Self {
+        let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        GpuReading {
+            at,
+            index: small(f[0]),
+            util_pct: small(f[1]),
+            mem_used_mib: f[2],
+            sm_clock_mhz: small(f[3]),
+            power_mw: small(f[4]),
+            temp_c: small(f[5]),
+            throttle_mask: f[6],
+            in_use_by_step: f[7] != 0,
+        }
+    }
+}
+
+/// Encodes records (sorted by time, all at or after `base_at`) into one block value.
+pub fn encode_block<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(records.len() * (T::FIELDS + 1) * 2 + 8);
+    put_varint(&mut body, records.len() as u64);
+    let mut prev = base_at;
+    for r in records {
+        put_varint(&mut body, zigzag(r.at().wrapping_sub(prev) as i64));
+        prev = r.at();
+    }
+    for i in 0..T::FIELDS {
+        let mut prev = 0u64;
+        for r in records {
+            let v = r.field(i);
+            put_varint(&mut body, zigzag(v.wrapping_sub(prev) as i64));
+            prev = v;
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 1);
+    if let Some(deflated) = deflate(&body).filter(|d| d.len() + 4 < body.len()) {
+        out.push(FORMAT_DEFLATE);
+        put_varint(&mut out, body.len() as u64);
+        out.extend_from_slice(&deflated);
+    } else {
+        out.push(FORMAT_PLAIN);
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// Decodes a block written by [`encode_block`].
+pub fn decode_block<T: Columns>(base_at: u64, bytes: &[u8]) -> Result<Vec<T>, CodecError> {
+    let (&format, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
+    let inflated;
+    let body: &[u8] = match format {
+        FORMAT_PLAIN => rest,
+        FORMAT_DEFLATE => {
+            let mut cursor = rest;
+            let len = get_varint(&mut cursor)?;
+            if len > MAX_DECODED_BYTES {
+                return Err(CodecError::BadDeflate);
+            }
+            let mut buf = Vec::with_capacity(len as usize);
+            DeflateDecoder::new(cursor)
+                .take(len + 1)
+                .read_to_end(&mut buf)
+                .map_err(|_| CodecError::BadDeflate)?;
+            if buf.len() as u64 != len {
+                return Err(CodecError::BadDeflate);
+            }
+            inflated = buf;
+            &inflated
+        }
+        other => return Err(CodecError::UnknownFormat(other)),
+    };
+    let mut cursor = body;
+    let count = get_varint(&mut cursor)?;
+    // Each record needs at least one byte per column, which bounds a sane count.
+    if count > (cursor.len() as u64) {
+        return Err(CodecError::Truncated);
+    }
+    let count = count as usize;
+    let mut times = Vec::with_capacity(count);
+    let mut prev = base_at;
+    for _ in 0..count {
+        prev = prev.wrapping_add(unzigzag(get_varint(&mut cursor)?) as u64);
+        times.push(prev);
+    }
+    let mut columns = vec![0u64; count * T::FIELDS];
+    for i in 0..T::FIELDS {
+        let mut prev = 0u64;
+        for row in 0..count {
+            prev = prev.wrapping_add(unzigzag(get_varint(&mut cursor)?) as u64);
+            columns[row * T::FIELDS + i] = prev;
+        }
+    }
+    if !cursor.is_empty() {
+        return Err(CodecError::Trailing);
+    }
+    Ok(times
+        .iter()
+        .enumerate()
+        .map(|(row, at)| T::build(*at, &columns[row * T::FIELDS..(row + 1) * T::FIELDS]))
+        .collect())
+}
+
+fn deflate(body: &[u8]) -> Option<Vec<u8>> {
+    let mut encoder = DeflateEncoder::new(Vec::with_capacity(body.len() / 2), Compression::new(6));
+    encoder.write_all(body).ok()?;
+    encoder.finish().ok()
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Appends an unsigned LEB128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an unsigned LEB128 varint, advancing the cursor.
+pub fn get_varint(cursor: &mut &[u8]) -> Result<u64, CodecError> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = cursor.split_first().ok_or(CodecError::Truncated)?;
+        *cursor = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(CodecError::Truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn burner_samples(n: u64, start: u64) -> Vec<StepSample> {
+        (0..n)
+            .map(|i| StepSample {
+                at: start + 20 * i,
+                cpu_user_cs: 2_000 * i + (i * 7) % 13,
+                cpu_sys_cs: 10 * i,
+                rss_kib: 300_000 + (i * 37) % 4_096,
+                mem_current_kib: 310_000 + (i * 41) % 4_096,
+                mem_peak_kib: 320_000,
+                minor_faults: 75_000 + 3 * i,
+                major_faults: 2,
+                read_kib: 100 + i,
+                write_kib: 50,
+                threads: 4,
+                processes: 2,
+                cpus: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_round_trip() {
+        let samples = burner_samples(180, 1_000_000);
+        let block = encode_block(999_960, &samples);
+        assert_eq!(
+            decode_block::<StepSample>(999_960, &block).unwrap(),
+            samples
+        );
+    }
+
+    #[test]
+    fn an_hour_of_samples_fits_in_few_bytes_each() {
+        let samples = burner_samples(180, 3_600_000);
+        let block = encode_block(3_600_000, &samples);
+        let per_sample = block.len() as f64 / samples.len() as f64;
+        assert!(per_sample < 12.0, "{per_sample} bytes per sample");
+    }
+
+    #[test]
+    fn gpu_readings_round_trip() {
+        let readings: Vec<GpuReading> = (0..50)
+            .map(|i| GpuReading {
+                at: 100 + i * 20,
+                index: (i % 2) as u32,
+                util_pct: (i * 3 % 100) as u32,
+                mem_used_mib: 4_000 + i,
+                sm_clock_mhz: 1_410,
+                power_mw: 250_000,
+                temp_c: 60,
+                throttle_mask: 4,
+                in_use_by_step: i % 3 == 0,
+            })
+            .collect();
+        let block = encode_block(100, &readings);
+        assert_eq!(decode_block::<GpuReading>(100, &block).unwrap(), readings);
+    }
+
+    #[test]
+    fn corrupt_blocks_are_errors_not_panics() {
+        let block = encode_block(0, &burner_samples(30, 0));
+        assert_eq!(decode_block::<StepSample>(0, &[]), Err(CodecError::Empty));
+        assert_eq!(
+            decode_block::<StepSample>(0, &[9, 1, 2]),
+            Err(CodecError::UnknownFormat(9))
+        );
+        for cut in 1..block.len() {
+            assert!(
+                decode_block::<StepSample>(0, &block[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut flipped = block.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        let _ = decode_block::<StepSample>(0, &flipped);
+        assert_eq!(
+            decode_block::<StepSample>(0, &[1, 0xff, 0xff, 0xff]),
+            Err(CodecError::Truncated)
+        );
+    }
+
+    #[test]
+    fn counters_that_go_backwards_still_round_trip() {
+        let mut samples = burner_samples(3, 10);
+        samples[2].cpu_user_cs = 1;
+        samples[2].rss_kib = 0;
+        let block = encode_block(10, &samples);
+        assert_eq!(decode_block::<StepSample>(10, &block).unwrap(), samples);
+    }
+}

@@ -1,0 +1,73 @@
+//! Every redb table, declared once, with its key layout.
+//!
+//! Keys are redb tuples of fixed-width integers (and strings where a name is the key), so range
+//! scans follow numeric order: "all of job J" is `(J, ..)`, "all of hour H" is `(H, ..)`.
+//! Values that are records are postcard-encoded with a leading format byte (see `records.rs`);
+//! samples are encoded blocks (see `codec.rs`). Times are UTC unix seconds.
+
+use redb::TableDefinition;
+
+/// Small named numbers: `schema_version`, `import_watermark`, counters.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Job id → job record.
+pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+
+/// (job id, step id) → step record.
+pub const STEPS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("steps");
+
+/// (end time or `u64::MAX` while running, job id) → (): jobs that ran in a window.
+pub const JOBS_BY_END: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_end");
+
+/// (user, job id) → (): a user's jobs. Added in schema 2.
+pub const JOBS_BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("jobs_by_user");
+
+/// Node name → node number (interned, so sample keys stay small).
+pub const NODES: TableDefinition<&str, u32> = TableDefinition::new("nodes");
+
+/// Node number → node name.
+pub const NODE_NAMES: TableDefinition<u32, &str> = TableDefinition::new("node_names");
+
+/// (job, step, node, hour start) → encoded block of step samples within that hour.
+pub const SAMPLE_BLOCKS: TableDefinition<(u64, u32, u32, u64), &[u8]> =
+    TableDefinition::new("sample_blocks");
+
+/// (hour start, job, step, node) → (): which blocks hold samples of an hour.
+pub const SAMPLE_HOURS: TableDefinition<(u64, u64, u32, u32), ()> =
+    TableDefinition::new("sample_hours");
+
+/// (job, step, node, hour start) → encoded block of GPU readings within that hour.
+pub const GPU_BLOCKS: TableDefinition<(u64, u32, u32, u64), &[u8]> =
+    TableDefinition::new("gpu_blocks");
+
+/// (job, step, application name) → (): programs seen in a step, on any node.
+pub const APP_USAGE: TableDefinition<(u64, u32, &str), ()> = TableDefinition::new("app_usage");
+
+/// (job, step, node) → CPUs in the step's cpuset on that node.
+pub const STEP_CPUS: TableDefinition<(u64, u32, u32), u32> = TableDefinition::new("step_cpus");
+
+/// Period start → period record.
+pub const PERIODS: TableDefinition<u64, &[u8]> = TableDefinition::new("periods");
+
+/// (period start, user) → that user's findings in the period.
+pub const FINDINGS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("findings");
+
+/// (period start, user) → outbox entry (queued / sent / failed) of that user's report mail.
+pub const OUTBOX: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outbox");
+
+/// (sender, report id) → time received: reports already stored, so a resend is not stored twice.
+pub const REPORTS_SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new("reports_seen");
+
+/// `meta` key of the schema version.
+pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// `meta` key of the accounting import watermark (end of the last committed window).
+pub const IMPORT_WATERMARK_KEY: &str = "import_watermark";
+
+/// Length of a sample block, seconds.
+pub const BLOCK_SECS: u64 = 3_600;
+
+/// The block a time falls into.
+pub fn block_start(at: u64) -> u64 {
+    at - at % BLOCK_SECS
+}

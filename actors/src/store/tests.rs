@@ -1,0 +1,227 @@
+//! Store behaviour: round trips, the watermark rule, range scans, dedup, migrations, size.
+
+use super::*;
+use crate::job::{MemRequest, Tres};
+
+pub(crate) fn job(id: u64, user: &str, start: u64, end: Option<u64>) -> JobRecord {
+    JobRecord {
+        id: JobId(id),
+        display_id: id.to_string(),
+        array_job_id: None,
+        array_task_id: None,
+        het_job_id: None,
+        het_offset: None,
+        name: "burn".into(),
+        user: user.into(),
+        uid: Some(1000),
+        account: "dev".into(),
+        partition: "debug".into(),
+        qos: "normal".into(),
+        state: if end.is_some() {
+            "COMPLETED".into()
+        } else {
+            "RUNNING".into()
+        },
+        state_detail: String::new(),
+        exit_code: 0,
+        exit_signal: 0,
+        submit_at: Some(start),
+        eligible_at: Some(start),
+        start_at: Some(start),
+        end_at: end,
+        time_limit_secs: Some(3_600),
+        elapsed_secs: end.map(|e| e - start).unwrap_or(0),
+        node_list: "n1".into(),
+        node_count: 1,
+        alloc_cpus: 4,
+        req_mem: Some(MemRequest::PerNode(4 << 30)),
+        req_mem_bytes: Some(4 << 30),
+        alloc_tres: Tres(vec![
+            ("cpu".into(), 4),
+            ("mem".into(), 4 << 30),
+            ("node".into(), 1),
+        ]),
+        req_tres: Tres::default(),
+        total_cpu_ms: 1_000,
+        user_cpu_ms: 900,
+        system_cpu_ms: 100,
+        max_rss_bytes: Some(1 << 30),
+        max_rss_node: "n1".into(),
+        max_rss_task: Some(0),
+        ave_rss_bytes: None,
+        max_vmsize_bytes: None,
+        max_disk_read_bytes: None,
+        max_disk_write_bytes: None,
+        submit_line: "sbatch burn.sh".into(),
+        work_dir: "/home/alice".into(),
+        imported_at: start,
+    }
+}
+
+fn sample(at: u64, i: u64) -> StepSample {
+    StepSample {
+        at,
+        cpu_user_cs: 2_000 * i,
+        cpu_sys_cs: 5 * i,
+        rss_kib: 1_000_000 + (i * 131) % 8_192,
+        minor_faults: 10 * i,
+        threads: 8,
+        processes: 1,
+        cpus: 4,
+        ..StepSample::default()
+    }
+}
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tw-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("test.redb")
+}
+
+#[test]
+fn jobs_round_trip_and_upsert_replaces() {
+    let store = Store::open(&temp_db("upsert")).unwrap();
+    store
+        .upsert_jobs(&[job(7, "alice", 100, None)], &[], Some(150))
+        .unwrap();
+    store
+        .upsert_jobs(&[job(7, "alice", 100, Some(200))], &[], Some(250))
+        .unwrap();
+    assert_eq!(store.job_count().unwrap(), 1);
+    assert_eq!(store.job(JobId(7)).unwrap().unwrap().end_at, Some(200));
+    assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(250));
+    // The running-job index entry was replaced, not duplicated.
+    assert_eq!(store.jobs_in_window(150, 160).unwrap().len(), 1);
+    assert_eq!(store.jobs_in_window(201, 300).unwrap().len(), 0);
+}
+
+#[test]
+fn window_query_finds_running_and_overlapping_jobs_only() {
+    let store = Store::open(&temp_db("window")).unwrap();
+    store
+        .upsert_jobs(
+            &[
+                job(1, "a", 0, Some(50)),
+                job(2, "a", 40, Some(120)),
+                job(3, "b", 90, None),
+                job(4, "b", 300, Some(400)),
+            ],
+            &[],
+            None,
+        )
+        .unwrap();
+    let mut ids: Vec<u64> = store
+        .jobs_in_window(100, 200)
+        .unwrap()
+        .iter()
+        .map(|j| j.id.0)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [2, 3]);
+    assert_eq!(store.job_ids_of_user("b").unwrap(), [JobId(3), JobId(4)]);
+}
+
+#[test]
+fn samples_scan_by_job_and_by_time() {
+    let store = Store::open(&temp_db("samples")).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..400 {
+        batch.push((JobId(5), StepId::BATCH, sample(7_000 + 20 * i, i)));
+        batch.push((JobId(6), StepId(0), sample(7_000 + 20 * i, i)));
+    }
+    store.append_samples("n1", &batch).unwrap();
+    let of_job = store.samples_of_job(JobId(5)).unwrap();
+    assert_eq!(of_job.len(), 1);
+    let series = of_job.values().next().unwrap();
+    assert_eq!(series.len(), 400);
+    assert!(series.windows(2).all(|w| w[0].at < w[1].at));
+    let in_range = store.samples_in_range(8_000, 9_000).unwrap();
+    assert_eq!(in_range.len(), 2);
+    for samples in in_range.values() {
+        assert_eq!(samples.len(), 50);
+        assert!(samples.iter().all(|s| (8_000..9_000).contains(&s.at)));
+    }
+}
+
+#[test]
+fn resent_samples_are_stored_once() {
+    let store = Store::open(&temp_db("dedup")).unwrap();
+    let batch: Vec<_> = (0..10)
+        .map(|i| (JobId(1), StepId(0), sample(100 + i * 20, i)))
+        .collect();
+    store.append_samples("n2", &batch).unwrap();
+    store.append_samples("n2", &batch).unwrap();
+    let series = store.samples_of_job(JobId(1)).unwrap();
+    assert_eq!(series.values().next().unwrap().len(), 10);
+    assert_eq!(series.keys().next().unwrap().node, "n2");
+}
+
+#[test]
+fn apps_are_a_set() {
+    let store = Store::open(&temp_db("apps")).unwrap();
+    let apps = vec![
+        (JobId(1), StepId(0), "python3".to_string()),
+        (JobId(1), StepId(0), "python3".to_string()),
+    ];
+    store.add_apps(&apps).unwrap();
+    assert_eq!(
+        store.apps_of_job(JobId(1)).unwrap(),
+        [(StepId(0), "python3".to_string())]
+    );
+}
+
+#[test]
+fn schema_1_file_is_migrated_forward_with_its_data() {
+    let path = temp_db("migrate");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        create_v1(&txn).unwrap();
+        {
+            let mut jobs = txn.open_table(JOBS).unwrap();
+            for id in [11, 12] {
+                jobs.insert(
+                    id,
+                    encode_record(&job(id, "carol", 10, Some(20))).as_slice(),
+                )
+                .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), CURRENT_SCHEMA);
+    assert_eq!(
+        store.job_ids_of_user("carol").unwrap(),
+        [JobId(11), JobId(12)]
+    );
+    assert_eq!(store.job(JobId(12)).unwrap().unwrap().user, "carol");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let path = temp_db("newer");
+    Store::open(&path)
+        .unwrap()
+        .set_meta(SCHEMA_VERSION_KEY, CURRENT_SCHEMA + 1)
+        .unwrap();
+    match Store::open(&path) {
+        Err(StoreError::NewerSchema { found, .. }) => assert_eq!(found, CURRENT_SCHEMA + 1),
+        other => panic!("expected NewerSchema, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn corrupt_job_value_is_an_error_naming_the_key() {
+    let path = temp_db("corrupt");
+    let store = Store::open(&path).unwrap();
+    let txn = store.db().begin_write().unwrap();
+    txn.open_table(JOBS)
+        .unwrap()
+        .insert(99, [1u8, 0xff, 0xff].as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    let err = store.job(JobId(99)).unwrap_err().to_string();
+    assert!(err.contains("jobs") && err.contains("99"), "{err}");
+}

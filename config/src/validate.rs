@@ -1,0 +1,418 @@
+//! Every rule a parsed configuration must satisfy, reported all at once.
+//!
+//! Types are checked by serde while parsing; this module checks values and combinations
+//! (ranges, addresses, time zones, one duration shorter than another). Each problem names the
+//! key, the value and what is allowed, so an admin can fix the file in one pass.
+
+use crate::model::{Config, MailTransport};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `section.key`, e.g. `scrape.interval`.
+    pub key: String,
+    /// The offending value as written.
+    pub value: String,
+    /// What is allowed instead.
+    pub allowed: String,
+}
+
+impl Problem {
+    pub fn new(
+        key: impl Into<String>,
+        value: impl Into<String>,
+        allowed: impl Into<String>,
+    ) -> Self {
+        Problem {
+            key: key.into(),
+            value: value.into(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.allowed)
+        } else {
+            write!(f, "{} = {:?}: {}", self.key, self.value, self.allowed)
+        }
+    }
+}
+
+/// Weekday names accepted by `analysis.anchor_weekday` and `mail.quiet_days`.
+pub const WEEKDAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Returns every problem found (empty when the configuration is usable).
+pub fn validate(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, key: &str, value: String, allowed: &str| {
+        if !ok {
+            problems.push(Problem::new(key, value, allowed));
+        }
+    };
+
+    check(
+        !config.store.path.trim().is_empty(),
+        "store.path",
+        config.store.path.clone(),
+        "a file path",
+    );
+
+    let slurm = &config.slurm;
+    check(
+        slurm.command_timeout.as_secs() >= 1,
+        "slurm.command_timeout",
+        slurm.command_timeout.to_string(),
+        "at least 1s",
+    );
+
+    let acct = &config.accounting;
+    check(
+        acct.interval.as_secs() >= 10,
+        "accounting.interval",
+        acct.interval.to_string(),
+        "at least 10s",
+    );
+    check(
+        acct.first_window >= acct.interval,
+        "accounting.first_window",
+        acct.first_window.to_string(),
+        "at least accounting.interval (the first import must cover one interval)",
+    );
+    check(
+        acct.reconnect_wait.as_secs() >= 1,
+        "accounting.reconnect_wait",
+        acct.reconnect_wait.to_string(),
+        "at least 1s",
+    );
+
+    let scrape = &config.scrape;
+    check(
+        scrape.interval.as_secs() >= 1,
+        "scrape.interval",
+        scrape.interval.to_string(),
+        "at least 1s",
+    );
+    check(
+        scrape.time_per_node > scrape.interval,
+        "scrape.time_per_node",
+        scrape.time_per_node.to_string(),
+        &format!("longer than scrape.interval ({})", scrape.interval),
+    );
+    check(
+        (1..=1024).contains(&scrape.concurrent_nodes),
+        "scrape.concurrent_nodes",
+        scrape.concurrent_nodes.to_string(),
+        "a whole number from 1 to 1024",
+    );
+    check(
+        scrape.spool_max_bytes >= 1024 * 1024,
+        "scrape.spool_max_bytes",
+        scrape.spool_max_bytes.to_string(),
+        "at least 1048576 (1 MiB)",
+    );
+    check(
+        scrape.server_url.is_empty()
+            || scrape.server_url.starts_with("http://")
+            || scrape.server_url.starts_with("https://"),
+        "scrape.server_url",
+        scrape.server_url.clone(),
+        "empty, or a URL starting with http:// or https://",
+    );
+
+    let dist = &config.distributor;
+    check(
+        dist.allocation_timeout.as_secs() >= 1,
+        "distributor.allocation_timeout",
+        dist.allocation_timeout.to_string(),
+        "at least 1s",
+    );
+    check(
+        !dist.job_name.trim().is_empty() && !dist.job_name.contains(char::is_whitespace),
+        "distributor.job_name",
+        dist.job_name.clone(),
+        "a non-empty name without spaces",
+    );
+    check(
+        dist.backoff_initial <= dist.backoff_max,
+        "distributor.backoff_initial",
+        dist.backoff_initial.to_string(),
+        &format!("at most distributor.backoff_max ({})", dist.backoff_max),
+    );
+
+    let ingest = &config.ingest;
+    check(
+        (1024..=1024 * 1024 * 1024).contains(&ingest.max_report_bytes),
+        "ingest.max_report_bytes",
+        ingest.max_report_bytes.to_string(),
+        "from 1024 to 1073741824 bytes",
+    );
+
+    let analysis = &config.analysis;
+    check(
+        analysis.period.as_secs() >= 60,
+        "analysis.period",
+        analysis.period.to_string(),
+        "at least 1m",
+    );
+    check(
+        WEEKDAYS.contains(&analysis.anchor_weekday.as_str()),
+        "analysis.anchor_weekday",
+        analysis.anchor_weekday.clone(),
+        "one of mon, tue, wed, thu, fri, sat, sun",
+    );
+    check(
+        parse_time_of_day(&analysis.anchor_time).is_some(),
+        "analysis.anchor_time",
+        analysis.anchor_time.clone(),
+        "a time of day HH:MM from 00:00 to 23:59",
+    );
+    check(
+        analysis.timezone == "local" || jiff::tz::TimeZone::get(&analysis.timezone).is_ok(),
+        "analysis.timezone",
+        analysis.timezone.clone(),
+        "\"local\" or an IANA time zone name such as \"Europe/Oslo\"",
+    );
+    check(
+        (0.0..=5.0).contains(&analysis.rightsize_margin_frac),
+        "analysis.rightsize_margin_frac",
+        analysis.rightsize_margin_frac.to_string(),
+        "a fraction from 0.0 to 5.0",
+    );
+
+    let f = &config.findings;
+    for (key, value) in [
+        ("findings.cpu_underuse_frac", f.cpu_underuse_frac),
+        ("findings.mem_underuse_frac", f.mem_underuse_frac),
+        ("findings.gpu_try_split_frac", f.gpu_try_split_frac),
+        ("findings.gpu_investigate_frac", f.gpu_investigate_frac),
+        ("findings.time_limit_use_frac", f.time_limit_use_frac),
+    ] {
+        check(
+            (0.0..=1.0).contains(&value),
+            key,
+            value.to_string(),
+            "a fraction from 0.0 to 1.0",
+        );
+    }
+    check(
+        (0.0..=100.0).contains(&f.gpu_low_util_pct),
+        "findings.gpu_low_util_pct",
+        f.gpu_low_util_pct.to_string(),
+        "a percentage from 0 to 100",
+    );
+    check(
+        f.fault_churn_per_sec >= 0.0,
+        "findings.fault_churn_per_sec",
+        f.fault_churn_per_sec.to_string(),
+        "zero or more",
+    );
+
+    let mail = &config.mail;
+    check(
+        looks_like_mailbox(&mail.from),
+        "mail.from",
+        mail.from.clone(),
+        "an address like \"Admin <admin@example.org>\"",
+    );
+    check(
+        mail.reply_to.is_empty() || looks_like_mailbox(&mail.reply_to),
+        "mail.reply_to",
+        mail.reply_to.clone(),
+        "empty or a mail address",
+    );
+    for cc in &mail.cc {
+        check(
+            looks_like_mailbox(cc),
+            "mail.cc",
+            cc.clone(),
+            "mail addresses",
+        );
+    }
+    check(
+        !mail.domain.is_empty() && !mail.domain.contains(['@', ' ']),
+        "mail.domain",
+        mail.domain.clone(),
+        "a domain name such as \"example.org\" (recipients are user@domain)",
+    );
+    if mail.transport == MailTransport::Smtp {
+        check(
+            !mail.smtp_server.is_empty(),
+            "mail.smtp_server",
+            mail.smtp_server.clone(),
+            "a host name when mail.transport = \"smtp\"",
+        );
+        check(
+            mail.smtp_port != 0,
+            "mail.smtp_port",
+            mail.smtp_port.to_string(),
+            "a port from 1 to 65535",
+        );
+        check(
+            mail.smtp_username.is_empty() == mail.smtp_password_file.is_empty(),
+            "mail.smtp_password_file",
+            mail.smtp_password_file.clone(),
+            "set together with mail.smtp_username (both or neither)",
+        );
+    }
+    if mail.transport == MailTransport::Sendmail {
+        check(
+            !mail.sendmail_command.is_empty(),
+            "mail.sendmail_command",
+            String::new(),
+            "a program path when mail.transport = \"sendmail\"",
+        );
+    }
+    if mail.transport == MailTransport::File {
+        check(
+            !mail.file_dir.is_empty(),
+            "mail.file_dir",
+            String::new(),
+            "a directory when mail.transport = \"file\"",
+        );
+    }
+    for day in &mail.quiet_days {
+        check(
+            WEEKDAYS.contains(&day.as_str()),
+            "mail.quiet_days",
+            day.clone(),
+            "weekday names mon … sun",
+        );
+    }
+    check(
+        mail.max_attempts >= 1,
+        "mail.max_attempts",
+        mail.max_attempts.to_string(),
+        "at least 1",
+    );
+
+    let web = &config.web;
+    check(
+        web.bind.parse::<SocketAddr>().is_ok(),
+        "web.bind",
+        web.bind.clone(),
+        "an address:port such as \"127.0.0.1:8080\"",
+    );
+    check(
+        is_header_name(&web.identity_header),
+        "web.identity_header",
+        web.identity_header.clone(),
+        "an HTTP header name (letters, digits, '-')",
+    );
+    for proxy in &web.trusted_proxies {
+        check(
+            parse_cidr(proxy).is_some(),
+            "web.trusted_proxies",
+            proxy.clone(),
+            "IP addresses or CIDR ranges such as \"10.0.0.0/8\"",
+        );
+    }
+    check(
+        (1..=100_000).contains(&web.max_page_size),
+        "web.max_page_size",
+        web.max_page_size.to_string(),
+        "from 1 to 100000",
+    );
+    problems
+}
+
+/// `HH:MM` → minutes after midnight.
+pub fn parse_time_of_day(text: &str) -> Option<u32> {
+    let (h, m) = text.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+/// An address or CIDR range: `10.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8`.
+pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, bits) = match text.split_once('/') {
+        Some((a, b)) => (a.parse::<IpAddr>().ok()?, b.parse::<u8>().ok()?),
+        None => {
+            let a = text.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((addr, bits))
+}
+
+fn looks_like_mailbox(text: &str) -> bool {
+    let addr = match (text.find('<'), text.rfind('>')) {
+        (Some(l), Some(r)) if l < r => &text[l + 1..r],
+        _ => text,
+    };
+    match addr.split_once('@') {
+        Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !addr.contains(' '),
+        None => false,
+    }
+}
+
+fn is_header_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::Span;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(validate(&Config::default()), vec![]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let mut config = Config::default();
+        config.scrape.interval = Span::secs(900);
+        config.web.bind = "nowhere".into();
+        config.analysis.anchor_weekday = "funday".into();
+        let problems = validate(&config);
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "scrape.time_per_node",
+                "analysis.anchor_weekday",
+                "web.bind"
+            ]
+        );
+        assert!(problems[2].to_string().contains("\"nowhere\""));
+    }
+
+    #[test]
+    fn smtp_needs_username_and_password_file_together() {
+        let mut config = Config::default();
+        config.mail.transport = MailTransport::Smtp;
+        config.mail.smtp_username = "robot".into();
+        let problems = validate(&config);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "mail.smtp_password_file");
+    }
+
+    #[test]
+    fn cidr_forms() {
+        assert!(parse_cidr("10.0.0.0/8").is_some());
+        assert!(parse_cidr("::1").is_some());
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("example.org").is_none());
+    }
+
+    #[test]
+    fn time_of_day_forms() {
+        assert_eq!(parse_time_of_day("00:00"), Some(0));
+        assert_eq!(parse_time_of_day("13:05"), Some(785));
+        assert_eq!(parse_time_of_day("24:00"), None);
+        assert_eq!(parse_time_of_day("9:00"), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `turingwatch` binary against a real SLURM, SMTP server and browser.
+//!
+//! One module per area. `util` gives each test its own directory and handles for the dev
+//! cluster. With `TURINGWATCH_E2E=1` (set by `.ci/run`) a missing SLURM fails a test instead of
+//! skipping it.
+
+mod util;
+
+mod cli;
+mod crash;
+mod slurm;
