@@ -1,14 +1,18 @@
 //! turingwatch: the daemon and its one-shot tools, as a library the `turingwatch` binary runs.
 //!
-//! Layout (see the README's "Where things live"):
-//! - wiring: `cli` (subcommands → roles), `logging`.
-//! - domain modules (pure logic and I/O adapters, never actix): `job` (SLURM's records),
-//!   `sample` (what scrapers measure), `store` (the redb database).
-//! - actors arrive with their issues: accounting import, allocation, scraping, ingest,
-//!   period rollover, mailing.
+//! Layout (see the README's "Where things live"). A file directly under `src/` is wiring or an
+//! actor; a directory is a domain module and never imports actix.
 
+// Wiring.
 pub mod cli;
-pub mod job;
 pub mod logging;
+pub mod system;
+
+// Domain modules: pure logic and I/O adapters.
+pub mod analysis;
+pub mod job;
+pub mod mail;
+pub mod report;
 pub mod sample;
+pub mod slurm;
 pub mod store;

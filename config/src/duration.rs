@@ -30,9 +30,9 @@ impl Span {
 
 /// Parses `"20s"`, `"15m"`, `"7d"`, `"1h 30m"`; an error names what is allowed.
 pub fn parse_span(text: &str) -> Result<Span, String> {
-    humantime::parse_duration(text.trim()).map(Span).map_err(|err| {
-        format!("invalid duration {text:?} ({err}); write it like \"20s\", \"15m\", \"1h\" or \"7d\"")
-    })
+    humantime::parse_duration(text.trim())
+        .map(Span)
+        .map_err(|err| format!("invalid duration {text:?} ({err}); write it like \"20s\", \"15m\", \"1h\" or \"7d\""))
 }
 
 impl fmt::Debug for Span {

@@ -16,9 +16,7 @@ mod model;
 mod validate;
 
 pub use duration::{parse_span, Span};
-pub use load::{
-    load, load_from, resolve_path, Loaded, Source, ENV_PREFIX, SECTIONS, SYSTEM_CONFIG_PATH,
-};
+pub use load::{load, load_from, resolve_path, Loaded, Source, ENV_PREFIX, SECTIONS, SYSTEM_CONFIG_PATH};
 pub use model::*;
 pub use validate::{parse_cidr, parse_time_of_day, validate, Problem, WEEKDAYS};
 
@@ -31,18 +29,10 @@ use std::path::PathBuf;
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
     #[error("{}", ParseDisplay { path, line: *line, message, snippet })]
-    Parse {
-        path: PathBuf,
-        line: Option<usize>,
-        message: String,
-        snippet: Option<String>,
-    },
+    Parse { path: PathBuf, line: Option<usize>, message: String, snippet: Option<String> },
     /// An environment override is not valid for its key.
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
@@ -90,8 +80,7 @@ impl fmt::Display for ProblemsDisplay<'_> {
 impl Config {
     /// The effective configuration as TOML, as `turingwatch config` prints it.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|err| format!("# cannot render config: {err}\n"))
+        toml::to_string_pretty(self).unwrap_or_else(|err| format!("# cannot render config: {err}\n"))
     }
 }
 
@@ -104,10 +93,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("twcfg-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("turingwatch.toml");
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
         path
     }
 
@@ -120,10 +106,8 @@ mod tests {
 
     #[test]
     fn example_file_documents_every_key() {
-        let text = std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("turingwatch.example.toml"),
-        )
-        .unwrap();
+        let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("turingwatch.example.toml"))
+            .unwrap();
         let example: toml::Table = text.parse().unwrap();
         let defaults = toml::Value::try_from(Config::default()).unwrap();
         for (section, keys) in defaults.as_table().unwrap() {
@@ -138,10 +122,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_one_line_naming_key_and_line() {
-        let path = write_temp(
-            "unknown",
-            "[web]\nbind = \"127.0.0.1:9000\"\nbindd = \"x\"\n",
-        );
+        let path = write_temp("unknown", "[web]\nbind = \"127.0.0.1:9000\"\nbindd = \"x\"\n");
         let err = load_from(Some(&path), &[]).unwrap_err().to_string();
         assert!(!err.contains('\n'), "{err}");
         assert!(err.contains("bindd") && err.contains("line 3"), "{err}");
@@ -156,10 +137,7 @@ mod tests {
 
     #[test]
     fn impossible_combination_is_refused() {
-        let path = write_temp(
-            "combo",
-            "[scrape]\ninterval = \"20m\"\ntime_per_node = \"15m\"\n",
-        );
+        let path = write_temp("combo", "[scrape]\ninterval = \"20m\"\ntime_per_node = \"15m\"\n");
         let err = load_from(Some(&path), &[]).unwrap_err().to_string();
         assert!(err.contains("scrape.time_per_node"), "{err}");
     }
@@ -168,18 +146,9 @@ mod tests {
     fn env_overrides_win_over_the_file() {
         let path = write_temp("env", "[web]\nbind = \"127.0.0.1:9000\"\n");
         let env = vec![
-            (
-                "TURINGWATCH_WEB_BIND".to_string(),
-                "0.0.0.0:8081".to_string(),
-            ),
-            (
-                "TURINGWATCH_WEB_ADMINS".to_string(),
-                "alice, bob".to_string(),
-            ),
-            (
-                "TURINGWATCH_SCRAPE_CONCURRENT_NODES".to_string(),
-                "8".to_string(),
-            ),
+            ("TURINGWATCH_WEB_BIND".to_string(), "0.0.0.0:8081".to_string()),
+            ("TURINGWATCH_WEB_ADMINS".to_string(), "alice, bob".to_string()),
+            ("TURINGWATCH_SCRAPE_CONCURRENT_NODES".to_string(), "8".to_string()),
             ("TURINGWATCH_PRELOAD_STATS".to_string(), "1".to_string()),
         ];
         let loaded = load_from(Some(&path), &env).unwrap();
@@ -208,13 +177,7 @@ mod tests {
     #[test]
     fn explicit_flag_beats_environment_path() {
         let flag = PathBuf::from("/a.toml");
-        assert_eq!(
-            resolve_path(Some(&flag), Some("/b.toml".into())),
-            Some(flag)
-        );
-        assert_eq!(
-            resolve_path(None, Some("/b.toml".into())),
-            Some(PathBuf::from("/b.toml"))
-        );
+        assert_eq!(resolve_path(Some(&flag), Some("/b.toml".into())), Some(flag));
+        assert_eq!(resolve_path(None, Some("/b.toml".into())), Some(PathBuf::from("/b.toml")));
     }
 }

@@ -72,30 +72,19 @@ pub fn load(flag: Option<&Path>) -> Result<Loaded, ConfigError> {
 pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
     let (mut table, source) = match path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            (
-                parse_file_text(&text, path)?,
-                Source::File(path.to_path_buf()),
-            )
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            (parse_file_text(&text, path)?, Source::File(path.to_path_buf()))
         }
         None => (toml::Table::new(), Source::Defaults),
     };
     let overrides = apply_env(&mut table, env)?;
     let config: Config = toml::Value::Table(table)
         .try_into()
-        .map_err(|err: toml::de::Error| {
-            ConfigError::Invalid(vec![Problem::new("", "", err.message().to_string())])
-        })?;
+        .map_err(|err: toml::de::Error| ConfigError::Invalid(vec![Problem::new("", "", err.message().to_string())]))?;
     let problems = validate(&config);
     if problems.is_empty() {
-        Ok(Loaded {
-            config,
-            source,
-            overrides,
-        })
+        Ok(Loaded { config, source, overrides })
     } else {
         Err(ConfigError::Invalid(problems))
     }
@@ -105,15 +94,8 @@ pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Loaded
 fn parse_file_text(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
     let located = |err: toml::de::Error| {
         let line = err.span().map(|span| line_of(text, span.start));
-        let snippet = line
-            .and_then(|l| text.lines().nth(l - 1))
-            .map(|s| s.trim().to_string());
-        ConfigError::Parse {
-            path: path.to_path_buf(),
-            line,
-            message: err.message().trim().to_string(),
-            snippet,
-        }
+        let snippet = line.and_then(|l| text.lines().nth(l - 1)).map(|s| s.trim().to_string());
+        ConfigError::Parse { path: path.to_path_buf(), line, message: err.message().trim().to_string(), snippet }
     };
     // Parse once into the typed model: unknown keys and wrong types are found with their spans.
     toml::from_str::<Config>(text).map_err(located)?;
@@ -121,21 +103,14 @@ fn parse_file_text(text: &str, path: &Path) -> Result<toml::Table, ConfigError> 
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 /// Applies `TURINGWATCH_<SECTION>_<KEY>=value` variables; returns the names applied.
 ///
 /// A value is read as a TOML value when it parses as one (`5`, `true`, `["a", "b"]`), else as a
 /// string. For list keys a plain string is split on commas (`TURINGWATCH_WEB_ADMINS=alice,bob`).
-fn apply_env(
-    table: &mut toml::Table,
-    env: &[(String, String)],
-) -> Result<Vec<String>, ConfigError> {
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<String>, ConfigError> {
     let mut applied = Vec::new();
     let mut sorted: Vec<&(String, String)> = env.iter().collect();
     sorted.sort();
@@ -144,10 +119,7 @@ fn apply_env(
             continue;
         };
         let lower = rest.to_ascii_lowercase();
-        let Some(section) = SECTIONS
-            .iter()
-            .find(|s| lower.starts_with(&format!("{s}_")))
-        else {
+        let Some(section) = SECTIONS.iter().find(|s| lower.starts_with(&format!("{s}_"))) else {
             continue;
         };
         let key = &lower[section.len() + 1..];
@@ -158,14 +130,9 @@ fn apply_env(
         inner.insert(key.to_string(), parsed.clone());
         single.insert(section.to_string(), toml::Value::Table(inner));
         if let Err(err) = toml::Value::Table(single).try_into::<Config>() {
-            return Err(ConfigError::Env {
-                var: name.clone(),
-                message: err.message().trim().to_string(),
-            });
+            return Err(ConfigError::Env { var: name.clone(), message: err.message().trim().to_string() });
         }
-        let entry = table
-            .entry(section.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if let toml::Value::Table(section_table) = entry {
             section_table.insert(key.to_string(), parsed);
         }
@@ -200,8 +167,5 @@ fn default_is_list(section: &str, key: &str) -> bool {
     let Ok(toml::Value::Table(defaults)) = toml::Value::try_from(Config::default()) else {
         return false;
     };
-    matches!(
-        defaults.get(section).and_then(|s| s.get(key)),
-        Some(toml::Value::Array(_))
-    )
+    matches!(defaults.get(section).and_then(|s| s.get(key)), Some(toml::Value::Array(_)))
 }

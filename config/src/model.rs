@@ -35,9 +35,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            path: "./turingwatch.db".into(),
-        }
+        StoreConfig { path: "./turingwatch.db".into() }
     }
 }
 
@@ -55,11 +53,7 @@ pub struct SlurmConfig {
 
 impl Default for SlurmConfig {
     fn default() -> Self {
-        SlurmConfig {
-            bin_dir: String::new(),
-            command_timeout: Span::secs(120),
-            cluster: String::new(),
-        }
+        SlurmConfig { bin_dir: String::new(), command_timeout: Span::secs(120), cluster: String::new() }
     }
 }
 
@@ -127,9 +121,7 @@ impl Default for ScrapeConfig {
             spool_dir: "/var/spool/turingwatch".into(),
             spool_max_bytes: 256 * 1024 * 1024,
             report_every: Span::secs(60),
-            ignored_apps: ["slurmstepd", "slurm_script", "srun", "turingwatch", "sleep"]
-                .map(String::from)
-                .to_vec(),
+            ignored_apps: ["slurmstepd", "slurm_script", "srun", "turingwatch", "sleep"].map(String::from).to_vec(),
             cgroup_root: "/sys/fs/cgroup".into(),
             proc_root: "/proc".into(),
         }
@@ -433,10 +425,7 @@ pub struct GpuConfig {
 
 impl Default for GpuConfig {
     fn default() -> Self {
-        GpuConfig {
-            source: GpuSource::None,
-            nvml_library: String::new(),
-        }
+        GpuConfig { source: GpuSource::None, nvml_library: String::new() }
     }
 }
 
@@ -459,9 +448,6 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
+        LogConfig { format: LogFormat::Text, level: "info".into() }
     }
 }

@@ -20,16 +20,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(
-        key: impl Into<String>,
-        value: impl Into<String>,
-        allowed: impl Into<String>,
-    ) -> Self {
-        Problem {
-            key: key.into(),
-            value: value.into(),
-            allowed: allowed.into(),
-        }
+    pub fn new(key: impl Into<String>, value: impl Into<String>, allowed: impl Into<String>) -> Self {
+        Problem { key: key.into(), value: value.into(), allowed: allowed.into() }
     }
 }
 
@@ -55,12 +47,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         }
     };
 
-    check(
-        !config.store.path.trim().is_empty(),
-        "store.path",
-        config.store.path.clone(),
-        "a file path",
-    );
+    check(!config.store.path.trim().is_empty(), "store.path", config.store.path.clone(), "a file path");
 
     let slurm = &config.slurm;
     check(
@@ -71,12 +58,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     );
 
     let acct = &config.accounting;
-    check(
-        acct.interval.as_secs() >= 10,
-        "accounting.interval",
-        acct.interval.to_string(),
-        "at least 10s",
-    );
+    check(acct.interval.as_secs() >= 10, "accounting.interval", acct.interval.to_string(), "at least 10s");
     check(
         acct.first_window >= acct.interval,
         "accounting.first_window",
@@ -91,12 +73,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     );
 
     let scrape = &config.scrape;
-    check(
-        scrape.interval.as_secs() >= 1,
-        "scrape.interval",
-        scrape.interval.to_string(),
-        "at least 1s",
-    );
+    check(scrape.interval.as_secs() >= 1, "scrape.interval", scrape.interval.to_string(), "at least 1s");
     check(
         scrape.time_per_node > scrape.interval,
         "scrape.time_per_node",
@@ -153,12 +130,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     );
 
     let analysis = &config.analysis;
-    check(
-        analysis.period.as_secs() >= 60,
-        "analysis.period",
-        analysis.period.to_string(),
-        "at least 1m",
-    );
+    check(analysis.period.as_secs() >= 60, "analysis.period", analysis.period.to_string(), "at least 1m");
     check(
         WEEKDAYS.contains(&analysis.anchor_weekday.as_str()),
         "analysis.anchor_weekday",
@@ -192,12 +164,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         ("findings.gpu_investigate_frac", f.gpu_investigate_frac),
         ("findings.time_limit_use_frac", f.time_limit_use_frac),
     ] {
-        check(
-            (0.0..=1.0).contains(&value),
-            key,
-            value.to_string(),
-            "a fraction from 0.0 to 1.0",
-        );
+        check((0.0..=1.0).contains(&value), key, value.to_string(), "a fraction from 0.0 to 1.0");
     }
     check(
         (0.0..=100.0).contains(&f.gpu_low_util_pct),
@@ -226,12 +193,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         "empty or a mail address",
     );
     for cc in &mail.cc {
-        check(
-            looks_like_mailbox(cc),
-            "mail.cc",
-            cc.clone(),
-            "mail addresses",
-        );
+        check(looks_like_mailbox(cc), "mail.cc", cc.clone(), "mail addresses");
     }
     check(
         !mail.domain.is_empty() && !mail.domain.contains(['@', ' ']),
@@ -246,12 +208,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             mail.smtp_server.clone(),
             "a host name when mail.transport = \"smtp\"",
         );
-        check(
-            mail.smtp_port != 0,
-            "mail.smtp_port",
-            mail.smtp_port.to_string(),
-            "a port from 1 to 65535",
-        );
+        check(mail.smtp_port != 0, "mail.smtp_port", mail.smtp_port.to_string(), "a port from 1 to 65535");
         check(
             mail.smtp_username.is_empty() == mail.smtp_password_file.is_empty(),
             "mail.smtp_password_file",
@@ -268,27 +225,12 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     if mail.transport == MailTransport::File {
-        check(
-            !mail.file_dir.is_empty(),
-            "mail.file_dir",
-            String::new(),
-            "a directory when mail.transport = \"file\"",
-        );
+        check(!mail.file_dir.is_empty(), "mail.file_dir", String::new(), "a directory when mail.transport = \"file\"");
     }
     for day in &mail.quiet_days {
-        check(
-            WEEKDAYS.contains(&day.as_str()),
-            "mail.quiet_days",
-            day.clone(),
-            "weekday names mon … sun",
-        );
+        check(WEEKDAYS.contains(&day.as_str()), "mail.quiet_days", day.clone(), "weekday names mon … sun");
     }
-    check(
-        mail.max_attempts >= 1,
-        "mail.max_attempts",
-        mail.max_attempts.to_string(),
-        "at least 1",
-    );
+    check(mail.max_attempts >= 1, "mail.max_attempts", mail.max_attempts.to_string(), "at least 1");
 
     let web = &config.web;
     check(
@@ -355,10 +297,7 @@ fn looks_like_mailbox(text: &str) -> bool {
 }
 
 fn is_header_name(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -379,14 +318,7 @@ mod tests {
         config.analysis.anchor_weekday = "funday".into();
         let problems = validate(&config);
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "scrape.time_per_node",
-                "analysis.anchor_weekday",
-                "web.bind"
-            ]
-        );
+        assert_eq!(keys, ["scrape.time_per_node", "analysis.anchor_weekday", "web.bind"]);
         assert!(problems[2].to_string().contains("\"nowhere\""));
     }
 

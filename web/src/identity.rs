@@ -15,29 +15,19 @@ impl TrustedProxies {
     /// Builds the set from config strings; entries that do not parse are skipped
     /// (config validation has already refused them).
     pub fn new(entries: &[String]) -> Self {
-        TrustedProxies {
-            ranges: entries
-                .iter()
-                .filter_map(|e| turingwatch_config::parse_cidr(e))
-                .collect(),
-        }
+        TrustedProxies { ranges: entries.iter().filter_map(|e| turingwatch_config::parse_cidr(e)).collect() }
     }
 
     /// Whether a peer address lies in one of the trusted ranges.
     pub fn contains(&self, peer: IpAddr) -> bool {
         let peer = canonical(peer);
-        self.ranges
-            .iter()
-            .any(|(net, bits)| in_range(peer, canonical(*net), *bits))
+        self.ranges.iter().any(|(net, bits)| in_range(peer, canonical(*net), *bits))
     }
 }
 
 fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
@@ -45,19 +35,11 @@ fn canonical(addr: IpAddr) -> IpAddr {
 fn in_range(addr: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (addr, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(bits))
-            };
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(bits))
-            };
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,

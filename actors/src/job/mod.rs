@@ -40,11 +40,7 @@ impl StepId {
             "extern" => Some(StepId::EXTERN),
             "interactive" => Some(StepId::INTERACTIVE),
             "TBD" | "pending" => Some(StepId::PENDING),
-            _ => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n < 0xffff_fff0)
-                .map(StepId),
+            _ => text.parse::<u32>().ok().filter(|n| *n < 0xffff_fff0).map(StepId),
         }
     }
 

@@ -161,10 +161,7 @@ pub fn decode_block<T: Columns>(base_at: u64, bytes: &[u8]) -> Result<Vec<T>, Co
                 return Err(CodecError::BadDeflate);
             }
             let mut buf = Vec::with_capacity(len as usize);
-            DeflateDecoder::new(cursor)
-                .take(len + 1)
-                .read_to_end(&mut buf)
-                .map_err(|_| CodecError::BadDeflate)?;
+            DeflateDecoder::new(cursor).take(len + 1).read_to_end(&mut buf).map_err(|_| CodecError::BadDeflate)?;
             if buf.len() as u64 != len {
                 return Err(CodecError::BadDeflate);
             }
@@ -269,10 +266,7 @@ mod tests {
     fn blocks_round_trip() {
         let samples = burner_samples(180, 1_000_000);
         let block = encode_block(999_960, &samples);
-        assert_eq!(
-            decode_block::<StepSample>(999_960, &block).unwrap(),
-            samples
-        );
+        assert_eq!(decode_block::<StepSample>(999_960, &block).unwrap(), samples);
     }
 
     #[test]
@@ -306,24 +300,15 @@ mod tests {
     fn corrupt_blocks_are_errors_not_panics() {
         let block = encode_block(0, &burner_samples(30, 0));
         assert_eq!(decode_block::<StepSample>(0, &[]), Err(CodecError::Empty));
-        assert_eq!(
-            decode_block::<StepSample>(0, &[9, 1, 2]),
-            Err(CodecError::UnknownFormat(9))
-        );
+        assert_eq!(decode_block::<StepSample>(0, &[9, 1, 2]), Err(CodecError::UnknownFormat(9)));
         for cut in 1..block.len() {
-            assert!(
-                decode_block::<StepSample>(0, &block[..cut]).is_err(),
-                "cut at {cut}"
-            );
+            assert!(decode_block::<StepSample>(0, &block[..cut]).is_err(), "cut at {cut}");
         }
         let mut flipped = block.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
         let _ = decode_block::<StepSample>(0, &flipped);
-        assert_eq!(
-            decode_block::<StepSample>(0, &[1, 0xff, 0xff, 0xff]),
-            Err(CodecError::Truncated)
-        );
+        assert_eq!(decode_block::<StepSample>(0, &[1, 0xff, 0xff, 0xff]), Err(CodecError::Truncated));
     }
 
     #[test]

@@ -33,10 +33,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
         }
     };
     if found > CURRENT_SCHEMA {
-        return Err(StoreError::NewerSchema {
-            found,
-            supported: CURRENT_SCHEMA,
-        });
+        return Err(StoreError::NewerSchema { found, supported: CURRENT_SCHEMA });
     }
     let mut version = found.max(1);
     while version < CURRENT_SCHEMA {
@@ -46,8 +43,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
         }
         version += 1;
     }
-    txn.open_table(META)?
-        .insert(SCHEMA_VERSION_KEY, CURRENT_SCHEMA)?;
+    txn.open_table(META)?.insert(SCHEMA_VERSION_KEY, CURRENT_SCHEMA)?;
     Ok(found)
 }
 
@@ -78,12 +74,11 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut by_user = txn.open_table(JOBS_BY_USER)?;
     for entry in jobs.iter()? {
         let (id, value) = entry?;
-        let job: JobRecord =
-            decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                table: "jobs",
-                key: id.value().to_string(),
-                source,
-            })?;
+        let job: JobRecord = decode_record(value.value()).map_err(|source| StoreError::Corrupt {
+            table: "jobs",
+            key: id.value().to_string(),
+            source,
+        })?;
         by_user.insert((job.user.as_str(), job.id.0), ())?;
     }
     Ok(())

@@ -28,45 +28,29 @@ use tables::*;
 #[non_exhaustive]
 pub enum StoreError {
     #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: redb::DatabaseError,
-    },
+    Open { path: PathBuf, source: Box<redb::DatabaseError> },
     #[error("database error: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     #[error("database schema {found} is newer than this turingwatch supports ({supported}); upgrade turingwatch")]
     NewerSchema { found: u64, supported: u64 },
     #[error("no migration from schema {from}")]
     NoMigration { from: u64 },
     #[error("corrupt value in table {table} at key {key}: {source}")]
-    Corrupt {
-        table: &'static str,
-        key: String,
-        source: RecordError,
-    },
+    Corrupt { table: &'static str, key: String, source: RecordError },
     #[error("corrupt sample block in table {table} at key {key}: {source}")]
-    CorruptBlock {
-        table: &'static str,
-        key: String,
-        source: CodecError,
-    },
+    CorruptBlock { table: &'static str, key: String, source: CodecError },
 }
 
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(err: $t) -> Self {
-                StoreError::Db(err.into())
+                StoreError::Db(Box::new(err.into()))
             }
         }
     )*};
 }
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// A series of samples: which step on which node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,20 +69,20 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let db = Database::create(path)
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source: Box::new(source) })?;
         let txn = db.begin_write()?;
         let found = migrate::migrate(&txn)?;
         txn.commit()?;
         if found != 0 && found != CURRENT_SCHEMA {
             tracing::info!(from = found, to = CURRENT_SCHEMA, "store schema migrated");
         }
-        Ok(Store {
-            db,
-            path: path.to_path_buf(),
-        })
+        Ok(Store { db, path: path.to_path_buf() })
+    }
+
+    /// Gives free pages back to the file system (after large deletions or many block rewrites).
+    pub fn compact(&mut self) -> Result<bool, StoreError> {
+        self.db.compact().map_err(|e| StoreError::Db(Box::new(e.into())))
     }
 
     /// The database file.
@@ -149,12 +133,11 @@ impl Store {
             for job in jobs {
                 let old_end = match job_table.get(job.id.0)? {
                     Some(old) => {
-                        let old: JobRecord =
-                            decode_record(old.value()).map_err(|source| StoreError::Corrupt {
-                                table: "jobs",
-                                key: job.id.to_string(),
-                                source,
-                            })?;
+                        let old: JobRecord = decode_record(old.value()).map_err(|source| StoreError::Corrupt {
+                            table: "jobs",
+                            key: job.id.to_string(),
+                            source,
+                        })?;
                         Some(old.end_at.unwrap_or(u64::MAX))
                     }
                     None => None,
@@ -200,13 +183,11 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.range((id.0, 0)..=(id.0, u32::MAX))? {
             let (key, value) = entry?;
-            out.push(
-                decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                    table: "steps",
-                    key: format!("{:?}", key.value()),
-                    source,
-                })?,
-            );
+            out.push(decode_record(value.value()).map_err(|source| StoreError::Corrupt {
+                table: "steps",
+                key: format!("{:?}", key.value()),
+                source,
+            })?);
         }
         Ok(out)
     }
@@ -228,12 +209,11 @@ impl Store {
             let (key, _) = entry?;
             let (_, id) = key.value();
             if let Some(value) = jobs.get(id)? {
-                let job: JobRecord =
-                    decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                        table: "jobs",
-                        key: id.to_string(),
-                        source,
-                    })?;
+                let job: JobRecord = decode_record(value.value()).map_err(|source| StoreError::Corrupt {
+                    table: "jobs",
+                    key: id.to_string(),
+                    source,
+                })?;
                 if job.start_at.is_some_and(|s| s < to) {
                     out.push(job);
                 }
@@ -255,32 +235,23 @@ impl Store {
 
     /// Stores step samples of one node. Samples are merged into their hour blocks; a sample whose
     /// (series, time) is already stored replaces it, so a resent sample is stored once.
-    pub fn append_samples(
-        &self,
-        node: &str,
-        samples: &[(JobId, StepId, StepSample)],
-    ) -> Result<(), StoreError> {
+    pub fn append_samples(&self, node: &str, samples: &[(JobId, StepId, StepSample)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let node_id = intern_node(&txn, node)?;
             let mut grouped: BTreeMap<(u64, u32, u64), Vec<StepSample>> = BTreeMap::new();
             for (job, step, sample) in samples {
-                grouped
-                    .entry((job.0, step.0, block_start(sample.at)))
-                    .or_default()
-                    .push(sample.clone());
+                grouped.entry((job.0, step.0, block_start(sample.at))).or_default().push(sample.clone());
             }
             let mut blocks = txn.open_table(SAMPLE_BLOCKS)?;
             let mut hours = txn.open_table(SAMPLE_HOURS)?;
             for ((job, step, hour), new) in grouped {
                 let key = (job, step, node_id, hour);
                 let mut merged: Vec<StepSample> = match blocks.get(key)? {
-                    Some(v) => decode_block(hour, v.value()).map_err(|source| {
-                        StoreError::CorruptBlock {
-                            table: "sample_blocks",
-                            key: format!("{key:?}"),
-                            source,
-                        }
+                    Some(v) => decode_block(hour, v.value()).map_err(|source| StoreError::CorruptBlock {
+                        table: "sample_blocks",
+                        key: format!("{key:?}"),
+                        source,
                     })?,
                     None => Vec::new(),
                 };
@@ -294,31 +265,22 @@ impl Store {
     }
 
     /// Stores GPU readings of one node, merged like [`Store::append_samples`].
-    pub fn append_gpu_readings(
-        &self,
-        node: &str,
-        readings: &[(JobId, StepId, GpuReading)],
-    ) -> Result<(), StoreError> {
+    pub fn append_gpu_readings(&self, node: &str, readings: &[(JobId, StepId, GpuReading)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let node_id = intern_node(&txn, node)?;
             let mut grouped: BTreeMap<(u64, u32, u64), Vec<GpuReading>> = BTreeMap::new();
             for (job, step, reading) in readings {
-                grouped
-                    .entry((job.0, step.0, block_start(reading.at)))
-                    .or_default()
-                    .push(reading.clone());
+                grouped.entry((job.0, step.0, block_start(reading.at))).or_default().push(reading.clone());
             }
             let mut blocks = txn.open_table(GPU_BLOCKS)?;
             for ((job, step, hour), new) in grouped {
                 let key = (job, step, node_id, hour);
                 let mut merged: Vec<GpuReading> = match blocks.get(key)? {
-                    Some(v) => decode_block(hour, v.value()).map_err(|source| {
-                        StoreError::CorruptBlock {
-                            table: "gpu_blocks",
-                            key: format!("{key:?}"),
-                            source,
-                        }
+                    Some(v) => decode_block(hour, v.value()).map_err(|source| StoreError::CorruptBlock {
+                        table: "gpu_blocks",
+                        key: format!("{key:?}"),
+                        source,
                     })?,
                     None => Vec::new(),
                 };
@@ -333,10 +295,7 @@ impl Store {
     }
 
     /// All samples of a job, by series, in time order.
-    pub fn samples_of_job(
-        &self,
-        job: JobId,
-    ) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
+    pub fn samples_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
         let txn = self.db.begin_read()?;
         let blocks = txn.open_table(SAMPLE_BLOCKS)?;
         let names = txn.open_table(NODE_NAMES)?;
@@ -344,30 +303,17 @@ impl Store {
         for entry in blocks.range((job.0, 0, 0, 0)..=(job.0, u32::MAX, u32::MAX, u64::MAX))? {
             let (key, value) = entry?;
             let (job_id, step, node, hour) = key.value();
-            let samples: Vec<StepSample> =
-                decode_block(hour, value.value()).map_err(|source| StoreError::CorruptBlock {
-                    table: "sample_blocks",
-                    key: format!("{:?}", key.value()),
-                    source,
-                })?;
+            let samples: Vec<StepSample> = decode_block(hour, value.value()).map_err(|source| {
+                StoreError::CorruptBlock { table: "sample_blocks", key: format!("{:?}", key.value()), source }
+            })?;
             let node = node_name(&names, node)?;
-            out.entry(SeriesKey {
-                job: JobId(job_id),
-                step: StepId(step),
-                node,
-            })
-            .or_default()
-            .extend(samples);
+            out.entry(SeriesKey { job: JobId(job_id), step: StepId(step), node }).or_default().extend(samples);
         }
         Ok(out)
     }
 
     /// All step samples taken in `[from, to)`, by series, in time order.
-    pub fn samples_in_range(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
+    pub fn samples_in_range(&self, from: u64, to: u64) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
         let txn = self.db.begin_read()?;
         let hours = txn.open_table(SAMPLE_HOURS)?;
         let blocks = txn.open_table(SAMPLE_BLOCKS)?;
@@ -389,23 +335,14 @@ impl Store {
                     source,
                 })?;
             let node = node_name(&names, node)?;
-            let series = out
-                .entry(SeriesKey {
-                    job: JobId(job),
-                    step: StepId(step),
-                    node,
-                })
-                .or_default();
+            let series = out.entry(SeriesKey { job: JobId(job), step: StepId(step), node }).or_default();
             series.extend(samples.into_iter().filter(|s| s.at >= from && s.at < to));
         }
         Ok(out)
     }
 
     /// All GPU readings of a job, by series, in time order.
-    pub fn gpu_readings_of_job(
-        &self,
-        job: JobId,
-    ) -> Result<BTreeMap<SeriesKey, Vec<GpuReading>>, StoreError> {
+    pub fn gpu_readings_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<GpuReading>>, StoreError> {
         let txn = self.db.begin_read()?;
         let blocks = txn.open_table(GPU_BLOCKS)?;
         let names = txn.open_table(NODE_NAMES)?;
@@ -413,20 +350,11 @@ impl Store {
         for entry in blocks.range((job.0, 0, 0, 0)..=(job.0, u32::MAX, u32::MAX, u64::MAX))? {
             let (key, value) = entry?;
             let (job_id, step, node, hour) = key.value();
-            let readings: Vec<GpuReading> =
-                decode_block(hour, value.value()).map_err(|source| StoreError::CorruptBlock {
-                    table: "gpu_blocks",
-                    key: format!("{:?}", key.value()),
-                    source,
-                })?;
+            let readings: Vec<GpuReading> = decode_block(hour, value.value()).map_err(|source| {
+                StoreError::CorruptBlock { table: "gpu_blocks", key: format!("{:?}", key.value()), source }
+            })?;
             let node = node_name(&names, node)?;
-            out.entry(SeriesKey {
-                job: JobId(job_id),
-                step: StepId(step),
-                node,
-            })
-            .or_default()
-            .extend(readings);
+            out.entry(SeriesKey { job: JobId(job_id), step: StepId(step), node }).or_default().extend(readings);
         }
         Ok(out)
     }
@@ -481,10 +409,7 @@ fn intern_node(txn: &redb::WriteTransaction, node: &str) -> Result<u32, StoreErr
 }
 
 fn node_name(names: &redb::ReadOnlyTable<u32, &str>, id: u32) -> Result<String, StoreError> {
-    Ok(names
-        .get(id)?
-        .map(|n| n.value().to_string())
-        .unwrap_or_else(|| format!("node#{id}")))
+    Ok(names.get(id)?.map(|n| n.value().to_string()).unwrap_or_else(|| format!("node#{id}")))
 }
 
 #[cfg(test)]

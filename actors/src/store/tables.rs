@@ -29,16 +29,13 @@ pub const NODES: TableDefinition<&str, u32> = TableDefinition::new("nodes");
 pub const NODE_NAMES: TableDefinition<u32, &str> = TableDefinition::new("node_names");
 
 /// (job, step, node, hour start) → encoded block of step samples within that hour.
-pub const SAMPLE_BLOCKS: TableDefinition<(u64, u32, u32, u64), &[u8]> =
-    TableDefinition::new("sample_blocks");
+pub const SAMPLE_BLOCKS: TableDefinition<(u64, u32, u32, u64), &[u8]> = TableDefinition::new("sample_blocks");
 
 /// (hour start, job, step, node) → (): which blocks hold samples of an hour.
-pub const SAMPLE_HOURS: TableDefinition<(u64, u64, u32, u32), ()> =
-    TableDefinition::new("sample_hours");
+pub const SAMPLE_HOURS: TableDefinition<(u64, u64, u32, u32), ()> = TableDefinition::new("sample_blocks_by_time");
 
 /// (job, step, node, hour start) → encoded block of GPU readings within that hour.
-pub const GPU_BLOCKS: TableDefinition<(u64, u32, u32, u64), &[u8]> =
-    TableDefinition::new("gpu_blocks");
+pub const GPU_BLOCKS: TableDefinition<(u64, u32, u32, u64), &[u8]> = TableDefinition::new("gpu_blocks");
 
 /// (job, step, application name) → (): programs seen in a step, on any node.
 pub const APP_USAGE: TableDefinition<(u64, u32, &str), ()> = TableDefinition::new("app_usage");
@@ -64,7 +61,7 @@ pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// `meta` key of the accounting import watermark (end of the last committed window).
 pub const IMPORT_WATERMARK_KEY: &str = "import_watermark";
 
-/// Length of a sample block, seconds.
+/// Length of a sample block, seconds (one hour: small enough to rewrite on every report).
 pub const BLOCK_SECS: u64 = 3_600;
 
 /// The block a time falls into.

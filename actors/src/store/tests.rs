@@ -17,11 +17,7 @@ pub(crate) fn job(id: u64, user: &str, start: u64, end: Option<u64>) -> JobRecor
         account: "dev".into(),
         partition: "debug".into(),
         qos: "normal".into(),
-        state: if end.is_some() {
-            "COMPLETED".into()
-        } else {
-            "RUNNING".into()
-        },
+        state: if end.is_some() { "COMPLETED".into() } else { "RUNNING".into() },
         state_detail: String::new(),
         exit_code: 0,
         exit_signal: 0,
@@ -36,11 +32,7 @@ pub(crate) fn job(id: u64, user: &str, start: u64, end: Option<u64>) -> JobRecor
         alloc_cpus: 4,
         req_mem: Some(MemRequest::PerNode(4 << 30)),
         req_mem_bytes: Some(4 << 30),
-        alloc_tres: Tres(vec![
-            ("cpu".into(), 4),
-            ("mem".into(), 4 << 30),
-            ("node".into(), 1),
-        ]),
+        alloc_tres: Tres(vec![("cpu".into(), 4), ("mem".into(), 4 << 30), ("node".into(), 1)]),
         req_tres: Tres::default(),
         total_cpu_ms: 1_000,
         user_cpu_ms: 900,
@@ -82,12 +74,8 @@ fn temp_db(name: &str) -> PathBuf {
 #[test]
 fn jobs_round_trip_and_upsert_replaces() {
     let store = Store::open(&temp_db("upsert")).unwrap();
-    store
-        .upsert_jobs(&[job(7, "alice", 100, None)], &[], Some(150))
-        .unwrap();
-    store
-        .upsert_jobs(&[job(7, "alice", 100, Some(200))], &[], Some(250))
-        .unwrap();
+    store.upsert_jobs(&[job(7, "alice", 100, None)], &[], Some(150)).unwrap();
+    store.upsert_jobs(&[job(7, "alice", 100, Some(200))], &[], Some(250)).unwrap();
     assert_eq!(store.job_count().unwrap(), 1);
     assert_eq!(store.job(JobId(7)).unwrap().unwrap().end_at, Some(200));
     assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(250));
@@ -101,22 +89,12 @@ fn window_query_finds_running_and_overlapping_jobs_only() {
     let store = Store::open(&temp_db("window")).unwrap();
     store
         .upsert_jobs(
-            &[
-                job(1, "a", 0, Some(50)),
-                job(2, "a", 40, Some(120)),
-                job(3, "b", 90, None),
-                job(4, "b", 300, Some(400)),
-            ],
+            &[job(1, "a", 0, Some(50)), job(2, "a", 40, Some(120)), job(3, "b", 90, None), job(4, "b", 300, Some(400))],
             &[],
             None,
         )
         .unwrap();
-    let mut ids: Vec<u64> = store
-        .jobs_in_window(100, 200)
-        .unwrap()
-        .iter()
-        .map(|j| j.id.0)
-        .collect();
+    let mut ids: Vec<u64> = store.jobs_in_window(100, 200).unwrap().iter().map(|j| j.id.0).collect();
     ids.sort();
     assert_eq!(ids, [2, 3]);
     assert_eq!(store.job_ids_of_user("b").unwrap(), [JobId(3), JobId(4)]);
@@ -147,9 +125,7 @@ fn samples_scan_by_job_and_by_time() {
 #[test]
 fn resent_samples_are_stored_once() {
     let store = Store::open(&temp_db("dedup")).unwrap();
-    let batch: Vec<_> = (0..10)
-        .map(|i| (JobId(1), StepId(0), sample(100 + i * 20, i)))
-        .collect();
+    let batch: Vec<_> = (0..10).map(|i| (JobId(1), StepId(0), sample(100 + i * 20, i))).collect();
     store.append_samples("n2", &batch).unwrap();
     store.append_samples("n2", &batch).unwrap();
     let series = store.samples_of_job(JobId(1)).unwrap();
@@ -160,15 +136,9 @@ fn resent_samples_are_stored_once() {
 #[test]
 fn apps_are_a_set() {
     let store = Store::open(&temp_db("apps")).unwrap();
-    let apps = vec![
-        (JobId(1), StepId(0), "python3".to_string()),
-        (JobId(1), StepId(0), "python3".to_string()),
-    ];
+    let apps = vec![(JobId(1), StepId(0), "python3".to_string()), (JobId(1), StepId(0), "python3".to_string())];
     store.add_apps(&apps).unwrap();
-    assert_eq!(
-        store.apps_of_job(JobId(1)).unwrap(),
-        [(StepId(0), "python3".to_string())]
-    );
+    assert_eq!(store.apps_of_job(JobId(1)).unwrap(), [(StepId(0), "python3".to_string())]);
 }
 
 #[test]
@@ -181,31 +151,21 @@ fn schema_1_file_is_migrated_forward_with_its_data() {
         {
             let mut jobs = txn.open_table(JOBS).unwrap();
             for id in [11, 12] {
-                jobs.insert(
-                    id,
-                    encode_record(&job(id, "carol", 10, Some(20))).as_slice(),
-                )
-                .unwrap();
+                jobs.insert(id, encode_record(&job(id, "carol", 10, Some(20))).as_slice()).unwrap();
             }
         }
         txn.commit().unwrap();
     }
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), CURRENT_SCHEMA);
-    assert_eq!(
-        store.job_ids_of_user("carol").unwrap(),
-        [JobId(11), JobId(12)]
-    );
+    assert_eq!(store.job_ids_of_user("carol").unwrap(), [JobId(11), JobId(12)]);
     assert_eq!(store.job(JobId(12)).unwrap().unwrap().user, "carol");
 }
 
 #[test]
 fn newer_schema_is_refused() {
     let path = temp_db("newer");
-    Store::open(&path)
-        .unwrap()
-        .set_meta(SCHEMA_VERSION_KEY, CURRENT_SCHEMA + 1)
-        .unwrap();
+    Store::open(&path).unwrap().set_meta(SCHEMA_VERSION_KEY, CURRENT_SCHEMA + 1).unwrap();
     match Store::open(&path) {
         Err(StoreError::NewerSchema { found, .. }) => assert_eq!(found, CURRENT_SCHEMA + 1),
         other => panic!("expected NewerSchema, got {:?}", other.map(|_| ())),
@@ -217,10 +177,7 @@ fn corrupt_job_value_is_an_error_naming_the_key() {
     let path = temp_db("corrupt");
     let store = Store::open(&path).unwrap();
     let txn = store.db().begin_write().unwrap();
-    txn.open_table(JOBS)
-        .unwrap()
-        .insert(99, [1u8, 0xff, 0xff].as_slice())
-        .unwrap();
+    txn.open_table(JOBS).unwrap().insert(99, [1u8, 0xff, 0xff].as_slice()).unwrap();
     txn.commit().unwrap();
     let err = store.job(JobId(99)).unwrap_err().to_string();
     assert!(err.contains("jobs") && err.contains("99"), "{err}");

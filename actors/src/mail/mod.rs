@@ -1,0 +1,1 @@
+//! Report mails: rendering (pure) and the persistent outbox. (Issue #5.)

@@ -1,0 +1,2 @@
+//! Report formats: the versioned scraper→server wire format and the result bundle.
+//! (Issues #4, #5.)

@@ -1,0 +1,158 @@
+//! Wiring of the server: opens the store, starts every actor in a fixed order, serves HTTP, and
+//! shuts down in order on SIGTERM/SIGINT.
+//!
+//! Actors get their collaborators here (as `Addr`/`Recipient` values), never from a global
+//! registry, so tests can wire probes instead. The HTTP app is composed from the parts that own
+//! routes (the web crate's report site and API, the ingest endpoint) with `App::configure`.
+
+use crate::store::Store;
+use anyhow::Context;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use turingwatch_config::Config;
+
+/// Shared handles every part of the server may need.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+}
+
+/// Runs `turingwatch server` until SIGTERM/SIGINT.
+pub fn run_server(config: Config) -> anyhow::Result<ExitCode> {
+    let system = actix::System::new();
+    system.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let shared = Shared { config: Arc::new(config), store };
+    tracing::info!(path = %shared.store.path().display(), "store open");
+
+    let bind = shared.config.web.bind.clone();
+    let http_shared = shared.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let shared = http_shared.clone();
+        actix_web::App::new()
+            .app_data(actix_web::web::Data::new(shared.clone()))
+            .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
+    })
+    .workers(2)
+    .shutdown_timeout(10)
+    .disable_signals()
+    .bind(&bind)
+    .with_context(|| format!("binding the web listener to {bind} ([web] bind)"))?
+    .run();
+    let handle = server.handle();
+    tracing::info!(%bind, "listening");
+    let server_task = actix_web::rt::spawn(server);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new reports, finishing what is in flight");
+    handle.stop(true).await;
+    let _ = server_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens the store off the async threads (redb's open can take a while on a large file).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    let path = std::path::PathBuf::from(&config.store.path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {} ([store] path)", dir.display()))?;
+    }
+    let store = actix_web::rt::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .context("store open task")?
+        .context("opening the store ([store] path)")?;
+    Ok(Arc::new(store))
+}
+
+/// Resolves on the first SIGTERM or SIGINT. A second one exits at once: every write the store
+/// acknowledged is already durable, so nothing committed is lost.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    actix_web::rt::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+}
+
+/// Exponential backoff with bounded jitter, for retries and supervised restarts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A backoff starting at `initial`, doubling up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff { initial, max: max.max(initial), attempt: 0 }
+    }
+
+    /// The wait before the next attempt (without jitter), and counts the attempt.
+    pub fn next_base(&mut self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(30)).unwrap_or(u32::MAX);
+        self.attempt = self.attempt.saturating_add(1);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+
+    /// The wait before the next attempt, with up to 25 % random jitter added.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next_base();
+        let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
+        (base + jitter).min(self.max + self.max / 4)
+    }
+
+    /// Attempts made since the last success.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Forgets past failures.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        let waits: Vec<u64> = (0..6).map(|_| b.next_base().as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(b.attempts(), 6);
+        b.reset();
+        assert_eq!(b.next_base(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_stays_within_a_quarter() {
+        let mut b = Backoff::new(Duration::from_secs(4), Duration::from_secs(100));
+        for _ in 0..100 {
+            b.reset();
+            let d = b.next_delay();
+            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(5), "{d:?}");
+        }
+    }
+}
