@@ -4,6 +4,8 @@
 //! cluster. With `TURINGWATCH_E2E=1` (set by `.ci/run`) a missing SLURM fails a test instead of
 //! skipping it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod util;
 
 mod cli;

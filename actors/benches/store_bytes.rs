@@ -4,6 +4,8 @@
 //! the way ingest writes them: one report per node per minute (3 samples per series). Prints the
 //! database file size divided by the sample count. Run: `cargo bench --bench store_bytes`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 use turingwatch::job::{JobId, StepId};
 use turingwatch::sample::StepSample;

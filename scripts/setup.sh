@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing turingwatch needs on a fresh Debian 12 machine (as root):
+# SLURM (slurmctld, slurmd, slurmdbd, client), munge, MariaDB, Chromium + chromedriver for the
+# web tests, wrk for load tests, and the aiosmtpd SMTP server (PyPI) for mail tests.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+pkgs=(munge libmunge-dev mariadb-server slurmctld slurmd slurmdbd slurm-client chromium chromium-driver wrk
+      pkg-config gcc python3 python3-pip curl ca-certificates procps iproute2)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  # Package scripts must not start services: there is no init system to run them.
+  [[ -x /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q aiosmtpd
+command -v cargo >/dev/null || { echo "setup: cargo not found (a Rust toolchain is required)" >&2; exit 1; }
+echo "setup: ok"

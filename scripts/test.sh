@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (the README's test command).
+# Formatting and lints in both workspaces, unit tests, end-to-end tests against the real dev
+# SLURM cluster (started here if needed), then the interceptor's own suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TURINGWATCH_E2E=${TURINGWATCH_E2E:-1}
+bash scripts/setup.sh
+bash scripts/dev-cluster.sh start
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace -- --test-threads=2
+if [[ -f scripts/test-interceptor.sh ]]; then bash scripts/test-interceptor.sh; fi
+echo "all test suites passed"
