@@ -10,11 +10,13 @@ mod codec;
 mod migrate;
 pub mod probe;
 mod records;
+mod reports;
 pub mod tables;
 
 pub use codec::{decode_block, encode_block, CodecError, Columns};
 pub use migrate::{create_v1, CURRENT_SCHEMA};
 pub use records::{decode_record, encode_record, RecordError};
+pub use reports::{PeriodRecord, UserReport};
 
 use crate::job::{JobId, JobRecord, StepId, StepRecord};
 use crate::sample::{GpuReading, StepSample};
@@ -414,3 +416,9 @@ fn node_name(names: &redb::ReadOnlyTable<u32, &str>, id: u32) -> Result<String, 
 
 #[cfg(test)]
 mod tests;
+
+/// Record builders shared by unit tests of other modules.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::job;
+}
