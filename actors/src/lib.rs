@@ -6,6 +6,7 @@
 // Wiring.
 pub mod cli;
 pub mod logging;
+pub mod messages;
 pub mod system;
 
 // Domain modules: pure logic and I/O adapters.
