@@ -10,4 +10,6 @@ mod util;
 
 mod cli;
 mod crash;
+mod deploy;
+mod server;
 mod slurm;

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod logging;
 pub mod messages;
+pub mod metrics;
 pub mod system;
 
 // Domain modules: pure logic and I/O adapters.
