@@ -134,6 +134,9 @@ pub fn main() -> ExitCode {
         None => loaded.config.log.format,
     };
     crate::logging::init(format, &loaded.config.log.level);
+    if matches!(cli.command, Command::Server | Command::Distribute | Command::Scrape(_)) {
+        install_panic_exit();
+    }
     match run(cli.command, &loaded) {
         Ok(code) => code,
         Err(err) => {
@@ -197,6 +200,17 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
         Command::Accounting(_) => not_yet("accounting", "#3"),
         Command::Mail => not_yet("mail", "#5"),
     }
+}
+
+/// Long-running roles exit on any panic (after logging it) instead of limping on with a dead
+/// actor thread: the service manager restarts the process, and nothing committed is lost.
+fn install_panic_exit() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panic: exiting so the service manager restarts us");
+        default_hook(info);
+        std::process::exit(1);
+    }));
 }
 
 /// Roles whose issue is not done yet say so plainly and fail, rather than doing nothing quietly.
