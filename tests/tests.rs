@@ -11,5 +11,6 @@ mod util;
 mod cli;
 mod crash;
 mod deploy;
+mod disk_full;
 mod server;
 mod slurm;
