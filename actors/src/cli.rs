@@ -194,7 +194,17 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
         Command::Scrape(_) => not_yet("scrape", "#4"),
         Command::Analyze => not_yet("analyze", "#5"),
         Command::Job(_) => not_yet("job", "#5"),
-        Command::Accounting(_) => not_yet("accounting", "#3"),
+        Command::Accounting(args) => {
+            let out = crate::accounting::print_only(
+                config,
+                args.since.as_deref(),
+                args.until.as_deref(),
+                args.user.as_deref(),
+                args.json,
+            )?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mail => not_yet("mail", "#5"),
     }
 }
