@@ -4,7 +4,7 @@
 //! Each import asks sacct for the jobs active in (watermark − overlap, now], upserts them with
 //! their steps and moves the watermark to `now` in ONE store transaction, so a crash between
 //! imports neither loses a window (the watermark did not move) nor duplicates a job (the store
-//! is keyed by JobIDRaw and upserts replace). The overlap of `WINDOW_OVERLAP` re-reads the end of
+//! is keyed by JobIDRaw and upserts replace). The overlap of `WINDOW_OVERLAP_SECS` re-reads the end of
 //! the previous window because sacct's window queries lag up to ~5 s behind a job's end; the
 //! re-read jobs are simply upserted again.
 //!
@@ -25,8 +25,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How far each window reaches back before the watermark (covers sacct's ~5 s lag with margin).
-pub const WINDOW_OVERLAP_SECS: u64 = 60;
+/// How far each window reaches back before the watermark: covers sacct's ~5 s lag, and job
+/// records slurmctld hands to slurmdbd late after an outage of slurmdbd.
+pub const WINDOW_OVERLAP_SECS: u64 = 300;
 
 /// What an import stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +274,25 @@ pub fn print_only(
     } else {
         Ok(crate::slurm::sacct_print::render_text(&batch, &tz))
     }
+}
+
+/// `turingwatch debug store-jobs`: stored jobs with their steps and how often each appears in
+/// the by-user index, the job count and the watermark, as JSON (for the end-to-end tests).
+pub fn debug_store_jobs(db: &std::path::Path, ids: &[u64]) -> Result<String, ImportError> {
+    let store = Store::open(db)?;
+    let mut jobs = Vec::new();
+    for &id in ids {
+        let Some(job) = store.job(crate::job::JobId(id))? else { continue };
+        let indexed = store.job_ids_of_user(&job.user)?.iter().filter(|j| j.0 == id).count();
+        let steps = store.steps(job.id)?;
+        jobs.push(serde_json::json!({ "job": job, "steps": steps, "in_user_index": indexed }));
+    }
+    let doc = serde_json::json!({
+        "job_count": store.job_count()?,
+        "watermark": store.meta(IMPORT_WATERMARK_KEY)?,
+        "jobs": jobs,
+    });
+    Ok(doc.to_string())
 }
 
 /// A duration ago (`2h`, `3d`, `90m`) becomes an absolute local time; anything else is passed to

@@ -116,6 +116,13 @@ pub enum DebugCommand {
         #[arg(long, default_value_t = 0)]
         acknowledged: u64,
     },
+    /// Print stored jobs (with steps), the job count and the import watermark as JSON.
+    StoreJobs {
+        #[arg(long)]
+        db: PathBuf,
+        /// JobIDRaw values.
+        ids: Vec<u64>,
+    },
 }
 
 /// Runs the binary; returns its exit code.
@@ -187,6 +194,10 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             }
             let watermark = store.meta(crate::store::tables::IMPORT_WATERMARK_KEY)?;
             println!("jobs {jobs} samples {samples} watermark {watermark:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Debug(DebugCommand::StoreJobs { db, ids }) => {
+            println!("{}", crate::accounting::debug_store_jobs(&db, &ids)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Server => crate::system::run_server(config.clone()),
