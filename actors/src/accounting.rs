@@ -2,11 +2,13 @@
 //! windows, without loss, and tells the other actors what changed.
 //!
 //! Each import asks sacct for the jobs active in (watermark − overlap, now], upserts them with
-//! their steps and moves the watermark to `now` in ONE store transaction, so a crash between
-//! imports neither loses a window (the watermark did not move) nor duplicates a job (the store
-//! is keyed by JobIDRaw and upserts replace). The overlap of `WINDOW_OVERLAP_SECS` re-reads the end of
-//! the previous window because sacct's window queries lag up to ~5 s behind a job's end; the
-//! re-read jobs are simply upserted again.
+//! their steps and moves the watermark to the window's end in ONE store transaction, so a crash
+//! between imports neither loses a window (the watermark did not move) nor duplicates a job (the
+//! store is keyed by JobIDRaw and upserts replace). The overlap of `WINDOW_OVERLAP_SECS`
+//! re-reads the end of the previous window because sacct's window queries lag up to ~5 s behind
+//! a job's end (and slurmctld hands records over late after a slurmdbd outage); the re-read jobs
+//! are simply upserted again. A window spans at most `MAX_WINDOW_SECS`; a longer gap (the first
+//! import's 28 days) is caught up window after window.
 //!
 //! When sacct fails (slurmdbd unreachable, timeout), the import is retried `reconnect_max` times
 //! with exponential backoff from `reconnect_wait`; then the actor stops, and its supervisor
@@ -29,9 +31,16 @@ use std::time::Duration;
 /// records slurmctld hands to slurmdbd late after an outage of slurmdbd.
 pub const WINDOW_OVERLAP_SECS: u64 = 300;
 
+/// Longest window asked of sacct at once: the 28-day first import (or catching up after a long
+/// stop) goes in daily windows, each committed with its watermark, so one sacct call stays
+/// bounded in time and memory and progress survives a restart.
+pub const MAX_WINDOW_SECS: u64 = 86_400;
+
 /// What an import stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportSummary {
+    /// Whether the window reached `now` (else the next window follows at once).
+    pub caught_up: bool,
     pub jobs: usize,
     pub steps: usize,
     pub skipped_lines: usize,
@@ -55,12 +64,12 @@ pub fn next_window(watermark: Option<u64>, now: u64, first_window_secs: u64) -> 
         Some(mark) => mark.saturating_sub(WINDOW_OVERLAP_SECS),
         None => now.saturating_sub(first_window_secs),
     };
-    Window { from, to: now.max(from), user: None }
+    Window { from, to: now.min(from.saturating_add(MAX_WINDOW_SECS)).max(from), user: None }
 }
 
 /// Stores a parsed batch and sets the watermark in one transaction; returns what changed
 /// compared with what was stored before (new jobs, jobs that ended, busy nodes).
-pub fn commit_batch(store: &Store, batch: &SacctBatch, watermark: u64) -> Result<ImportSummary, StoreError> {
+pub fn commit_batch(store: &Store, batch: SacctBatch, watermark: u64) -> Result<ImportSummary, StoreError> {
     // Whether each job was known and whether it had ended, read in one transaction.
     let mut before: HashMap<u64, bool> = HashMap::new();
     {
@@ -74,11 +83,12 @@ pub fn commit_batch(store: &Store, batch: &SacctBatch, watermark: u64) -> Result
             }
         }
     }
+    let skipped_lines = batch.skipped.len();
     let mut jobs = Vec::with_capacity(batch.jobs.len());
-    let mut steps = Vec::new();
-    for (job, job_steps) in &batch.jobs {
-        jobs.push(job.clone());
-        steps.extend(job_steps.iter().cloned());
+    let mut steps = Vec::with_capacity(batch.jobs.len() * 3);
+    for (job, job_steps) in batch.jobs {
+        jobs.push(job);
+        steps.extend(job_steps);
     }
     store.upsert_jobs(&jobs, &steps, Some(watermark))?;
     let mut event = JobsImported { until: watermark, ..JobsImported::default() };
@@ -99,7 +109,13 @@ pub fn commit_batch(store: &Store, batch: &SacctBatch, watermark: u64) -> Result
     }
     event.busy_nodes = busy.into_iter().collect();
     event.busy_nodes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(ImportSummary { jobs: jobs.len(), steps: steps.len(), skipped_lines: batch.skipped.len(), event })
+    Ok(ImportSummary {
+        caught_up: true,
+        jobs: jobs.len(),
+        steps: steps.len(),
+        skipped_lines,
+        event,
+    })
 }
 
 fn unix_now() -> u64 {
@@ -129,7 +145,8 @@ impl ImportJob {
             match fetch_window(&self.runner, &window, &self.tz, now).await {
                 Ok(batch) => {
                     let store = self.store.clone();
-                    let summary = blocking(move || commit_batch(&store, &batch, window.to)).await?;
+                    let mut summary = blocking(move || commit_batch(&store, batch, window.to)).await?;
+                    summary.caught_up = window.to >= now;
                     tracing::info!(
                         from = window.from,
                         until = window.to,
@@ -208,7 +225,8 @@ impl AccountingImporter {
                 for subscriber in &importer.subscribers {
                     subscriber.do_send(summary.event.clone());
                 }
-                importer.schedule(ctx, importer.interval);
+                let next = if summary.caught_up { importer.interval } else { Duration::ZERO };
+                importer.schedule(ctx, next);
             }
             Err(err) => {
                 tracing::error!(error = %err, "accounting import gave up; the supervisor restarts the importer");
@@ -323,6 +341,11 @@ mod tests {
     #[test]
     fn windows_overlap_the_previous_one_and_the_first_reaches_back() {
         assert_eq!(next_window(None, 100_000, 3_600), Window { from: 96_400, to: 100_000, user: None });
+        // A 28-day first window is imported a day at a time.
+        let first = next_window(None, 10_000_000, 28 * 86_400);
+        assert_eq!((first.from, first.to), (10_000_000 - 28 * 86_400, 10_000_000 - 27 * 86_400));
+        let second = next_window(Some(first.to), 10_000_000, 28 * 86_400);
+        assert_eq!(second.from, first.to - WINDOW_OVERLAP_SECS);
         assert_eq!(next_window(Some(99_000), 100_000, 3_600).from, 99_000 - WINDOW_OVERLAP_SECS);
         assert_eq!(next_window(Some(10), 20, 3_600).from, 0);
     }
@@ -342,22 +365,95 @@ mod tests {
                 steps.truncate(1);
             }
         }
-        let first = commit_batch(&store, &running, 1_000).unwrap();
+        let first = commit_batch(&store, running, 1_000).unwrap();
         assert_eq!(first.event.new.len(), 9);
         assert!(!first.event.finished.contains(&JobId(12)));
         assert_eq!(first.event.busy_nodes, [("n1".to_string(), 1)]);
         let done = parse_sacct(WINDOW, &tz, 2);
-        let second = commit_batch(&store, &done, 2_000).unwrap();
+        let second = commit_batch(&store, done.clone(), 2_000).unwrap();
         assert!(second.event.new.is_empty());
         assert_eq!(second.event.finished, [JobId(12)]);
         assert!(second.event.busy_nodes.is_empty());
-        let third = commit_batch(&store, &done, 3_000).unwrap();
+        let third = commit_batch(&store, done, 3_000).unwrap();
         assert!(third.event.new.is_empty() && third.event.finished.is_empty());
         assert_eq!(store.job_count().unwrap(), 9);
         let stored = store.job(JobId(12)).unwrap().unwrap();
         assert_eq!((stored.state.as_str(), stored.max_rss_bytes), ("COMPLETED", Some(219_496_448)));
         assert_eq!(store.steps(JobId(12)).unwrap().len(), 2);
         assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(3_000));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Collects what the importer publishes.
+    struct Probe(Arc<std::sync::Mutex<Vec<JobsImported>>>);
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<JobsImported> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: JobsImported, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+
+    /// A stand-in `sacct` that records its arguments, fails like an unreachable slurmdbd while
+    /// the file `down` exists, and prints the recorded window fixture otherwise.
+    #[actix_rt::test]
+    async fn the_importer_backs_off_restarts_keeps_its_window_and_publishes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tw-acct-actor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("window.txt"), WINDOW).unwrap();
+        std::fs::write(dir.join("down"), "").unwrap();
+        let d = dir.display();
+        let script = format!(
+            "#!/bin/sh\necho \"$@\" >> {d}/calls\nif [ -e {d}/down ]; then echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1; fi\ncat {d}/window.txt\n"
+        );
+        std::fs::write(dir.join("bin/sacct"), script).unwrap();
+        std::fs::set_permissions(dir.join("bin/sacct"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let mut config = turingwatch_config::Config::default();
+        config.slurm.bin_dir = dir.join("bin").display().to_string();
+        config.accounting.reconnect_max = 1;
+        config.accounting.reconnect_wait = turingwatch_config::Span::secs(1);
+        let store = Arc::new(Store::open(&dir.join("store.redb")).unwrap());
+        let watermark = unix_now() - 1_000;
+        store.set_meta(IMPORT_WATERMARK_KEY, watermark).unwrap();
+        let shared = Shared { config: Arc::new(config), store: store.clone() };
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let probe = Probe(received.clone()).start();
+        let _importer = start(&shared, vec![probe.recipient()]);
+
+        let calls = || std::fs::read_to_string(dir.join("calls")).unwrap_or_default();
+        // First attempt, one retry, give up, restart by the supervisor, attempt again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while calls().lines().count() < 3 {
+            assert!(std::time::Instant::now() < deadline, "calls: {}", calls());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(received.lock().unwrap().is_empty(), "published while sacct failed");
+        assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(watermark));
+        std::fs::remove_file(dir.join("down")).unwrap();
+        while received.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "nothing published; calls: {}", calls());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let event = received.lock().unwrap()[0].clone();
+        assert_eq!(event.new.len(), 9);
+        assert_eq!(event.finished.len(), 9);
+        assert!(event.until > watermark);
+        assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(event.until));
+        assert_eq!(store.job_count().unwrap(), 9);
+        // Every attempt asked for the same start: the failed window was not skipped.
+        let tz = jiff::tz::TimeZone::system();
+        let start =
+            format!("--starttime={}", crate::slurm::sacct::sacct_time(watermark - WINDOW_OVERLAP_SECS, &tz).unwrap());
+        let all_calls = calls();
+        assert!(all_calls.lines().count() >= 4);
+        assert!(all_calls.lines().all(|l| l.split(' ').any(|a| a == start)), "{all_calls}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -117,7 +117,7 @@ pub struct LineError {
 }
 
 /// A parsed batch: the jobs with their steps, and the lines that were skipped.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SacctBatch {
     pub jobs: Vec<(JobRecord, Vec<StepRecord>)>,
     pub skipped: Vec<LineError>,
