@@ -308,3 +308,39 @@ fn a_slurmdbd_outage_is_backed_off_and_the_missed_window_imported() {
     server.stop();
     assert_store_matches_sacct(&dir, &[during]);
 }
+
+#[test]
+fn print_only_lists_a_window_as_text_and_json_without_a_store() {
+    if !cluster() {
+        return;
+    }
+    let dir = test_dir("accounting_print_only");
+    let config = dir.join("turingwatch.toml");
+    std::fs::write(&config, format!("[store]\npath = \"{}\"\n", dir.join("store.redb").display())).unwrap();
+    let id = sbatch(Some("bob"), &["-J", "tw|print ünï", "--mem=50M"], "srun -n1 true");
+    wait_job_done(id, Duration::from_secs(60));
+    let print = |args: &[&str]| {
+        let out = run(turingwatch().arg("--config").arg(&config).arg("accounting").args(args));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // Window queries lag a few seconds behind a job's end.
+    let mut json = Value::Null;
+    let listed = eventually(Duration::from_secs(20), || {
+        json = serde_json::from_str(&print(&["--since", "10m", "--user", "bob", "--json"])).unwrap();
+        json["jobs"].as_array().unwrap().iter().any(|j| j["job"]["id"] == id)
+    });
+    assert!(listed, "job {id} not listed: {json}");
+    let entry = json["jobs"].as_array().unwrap().iter().find(|j| j["job"]["id"] == id).unwrap();
+    assert_eq!(entry["job"]["name"], "tw|print ünï");
+    assert_eq!(entry["job"]["user"], "bob");
+    let truth = sacct_truth(&[id]);
+    assert_eq!(entry["job"]["state"].as_str().unwrap(), truth[&id].0);
+    let steps: Vec<&Value> = entry["steps"].as_array().unwrap().iter().collect();
+    assert!(steps.iter().any(|s| s["step"] == 0), "{steps:?}");
+    assert!(json["jobs"].as_array().unwrap().iter().all(|j| j["job"]["user"] == "bob"));
+    let text = print(&["--since", "10m", "--until", "now", "--user", "bob"]);
+    assert!(text.lines().any(|l| l.starts_with(&format!("{id} ")) && l.contains("\"tw|print ünï\"")), "{text}");
+    assert!(text.contains("would be imported"), "{text}");
+    assert!(!dir.join("store.redb").exists(), "print-only mode created the store");
+}
