@@ -109,13 +109,7 @@ pub fn commit_batch(store: &Store, batch: SacctBatch, watermark: u64) -> Result<
     }
     event.busy_nodes = busy.into_iter().collect();
     event.busy_nodes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(ImportSummary {
-        caught_up: true,
-        jobs: jobs.len(),
-        steps: steps.len(),
-        skipped_lines,
-        event,
-    })
+    Ok(ImportSummary { caught_up: true, jobs: jobs.len(), steps: steps.len(), skipped_lines, event })
 }
 
 fn unix_now() -> u64 {

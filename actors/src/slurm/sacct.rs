@@ -186,14 +186,28 @@ mod tests {
         assert!(window_args(&runner, "a", "b", Some("bob")).contains(&"--user=bob".to_string()));
     }
 
+    /// Through a stand-in `sacct` that records its arguments and prints the window fixture.
     #[actix_rt::test]
-    async fn unknown_job_and_bad_id() {
+    async fn fetch_job_asks_for_the_id_and_picks_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tw-fetch-job-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("window.txt"), WINDOW_FIXTURE).unwrap();
+        let d = dir.display();
+        std::fs::write(dir.join("sacct"), format!("#!/bin/sh\necho \"$@\" > {d}/args\ncat {d}/window.txt\n")).unwrap();
+        std::fs::set_permissions(dir.join("sacct"), std::fs::Permissions::from_mode(0o755)).unwrap();
         let runner = SlurmRunner::new(&SlurmConfig {
-            bin_dir: String::new(),
+            bin_dir: d.to_string(),
             command_timeout: Span::secs(10),
             cluster: String::new(),
         });
         let tz = jiff::tz::TimeZone::UTC;
+        let (job, steps) = fetch_job(&runner, "8+1", &tz).await.unwrap().unwrap();
+        assert_eq!((job.id.0, job.het_offset, steps.len()), (9, Some(1), 1));
+        let args = std::fs::read_to_string(dir.join("args")).unwrap();
+        assert!(args.contains("--jobs=8+1") && !args.contains("--starttime"), "{args}");
+        assert!(fetch_job(&runner, "999", &tz).await.unwrap().is_none());
         assert!(matches!(fetch_job(&runner, "1;rm", &tz).await, Err(SacctError::BadJobId(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
