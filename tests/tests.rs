@@ -8,6 +8,7 @@
 
 mod util;
 
+mod accounting;
 mod cli;
 mod crash;
 mod deploy;

@@ -116,6 +116,13 @@ pub enum DebugCommand {
         #[arg(long, default_value_t = 0)]
         acknowledged: u64,
     },
+    /// Print stored jobs (with steps), the job count and the import watermark as JSON.
+    StoreJobs {
+        #[arg(long)]
+        db: PathBuf,
+        /// JobIDRaw values.
+        ids: Vec<u64>,
+    },
 }
 
 /// Runs the binary; returns its exit code.
@@ -192,12 +199,26 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             println!("jobs {jobs} samples {samples} watermark {watermark:?}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Debug(DebugCommand::StoreJobs { db, ids }) => {
+            println!("{}", crate::accounting::debug_store_jobs(&db, &ids)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Server => crate::system::run_server(config.clone()),
         Command::Distribute => not_yet("distribute", "#4"),
         Command::Scrape(_) => not_yet("scrape", "#4"),
         Command::Analyze => not_yet("analyze", "#5"),
         Command::Job(_) => not_yet("job", "#5"),
-        Command::Accounting(_) => not_yet("accounting", "#3"),
+        Command::Accounting(args) => {
+            let out = crate::accounting::print_only(
+                config,
+                args.since.as_deref(),
+                args.until.as_deref(),
+                args.user.as_deref(),
+                args.json,
+            )?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mail => not_yet("mail", "#5"),
     }
 }

@@ -4,6 +4,7 @@
 //! actor; a directory is a domain module and never imports actix.
 
 // Wiring.
+pub mod accounting;
 pub mod cli;
 pub mod logging;
 pub mod messages;

@@ -33,6 +33,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shared = Shared { config: Arc::new(config), store, metrics: Arc::new(Metrics::default()) };
     tracing::info!(path = %shared.store.path().display(), "store open");
 
+    // Subscribers to JobsImported (allocator, rollover) are added here as they are wired.
+    let _accounting = crate::accounting::start(&shared, Vec::new());
+
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();
     let server = actix_web::HttpServer::new(move || {
