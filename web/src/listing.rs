@@ -16,8 +16,9 @@ pub enum ListingError {
 }
 
 /// Keys `sort=` accepts.
-pub const SORT_KEYS: &[&str] =
-    &["id", "name", "user", "account", "state", "start", "end", "elapsed", "cpus", "cpu", "mem", "time", "wasted", "gpu"];
+pub const SORT_KEYS: &[&str] = &[
+    "id", "name", "user", "account", "state", "start", "end", "elapsed", "cpus", "cpu", "mem", "time", "wasted", "gpu",
+];
 
 /// How a listing is ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,9 @@ fn cmp_opt(a: Option<f64>, b: Option<f64>) -> Ordering {
 pub fn parse_page(text: Option<&str>) -> Result<usize, ListingError> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(1),
-        Some(t) => t.parse::<usize>().ok().filter(|p| *p >= 1 && *p <= 1_000_000).ok_or(ListingError::BadPage(t.into())),
+        Some(t) => {
+            t.parse::<usize>().ok().filter(|p| *p >= 1 && *p <= 1_000_000).ok_or(ListingError::BadPage(t.into()))
+        }
     }
 }
 

@@ -333,7 +333,7 @@ async fn data(req: HttpRequest, state: web::Data<WebState>) -> ApiResult {
     let query = JobQuery { from: period.start, to: period.end, users: access.visible_users() };
     let mut rows = blocking(&state, move |b| b.jobs(&query)).await?;
     rows.retain(|j| access.may_see_job(&j.user, &j.account));
-    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    rows.sort_by_key(|j| j.id);
     json(&DataTable { period, rows })
 }
 
