@@ -8,6 +8,7 @@ pub mod cli;
 pub mod logging;
 pub mod messages;
 pub mod system;
+pub mod web_backend;
 
 // Domain modules: pure logic and I/O adapters.
 pub mod analysis;

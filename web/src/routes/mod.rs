@@ -38,6 +38,8 @@ pub struct WebState {
     backend: Arc<dyn Backend>,
     proxies: TrustedProxies,
     identity_header: HeaderName,
+    /// The header's name as configured, for messages.
+    identity_header_text: String,
     admins: BTreeSet<String>,
     coordinators_see_accounts: bool,
     max_page_size: usize,
@@ -52,6 +54,7 @@ impl WebState {
             backend,
             proxies: TrustedProxies::new(&config.trusted_proxies),
             identity_header,
+            identity_header_text: config.identity_header.clone(),
             admins: config.admins.iter().cloned().collect(),
             coordinators_see_accounts: config.coordinators_see_accounts,
             max_page_size: usize::try_from(config.max_page_size).unwrap_or(500).max(1),
@@ -178,10 +181,10 @@ fn caller(req: &HttpRequest, state: &WebState) -> Result<String, ApiError> {
     let mut values = req.headers().get_all(&state.identity_header);
     let first = values.next();
     if first.is_some() && values.next().is_some() {
-        return Err(ApiError::bad_request(format!("more than one {} header", state.identity_header)));
+        return Err(ApiError::bad_request(format!("more than one {} header", state.identity_header_text)));
     }
     let peer = req.peer_addr().map(|a| a.ip());
-    Ok(resolve_caller(&state.proxies, state.identity_header.as_str(), peer, first.map(HeaderValue::as_bytes))?)
+    Ok(resolve_caller(&state.proxies, &state.identity_header_text, peer, first.map(HeaderValue::as_bytes))?)
 }
 
 /// What the caller may see. Coordinator rights need sacctmgr's list, so they are looked up only
