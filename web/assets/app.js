@@ -13,13 +13,12 @@
       else if (k.slice(0, 2) === "on") e.addEventListener(k.slice(2), attrs[k]);
       else if (attrs[k] !== undefined && attrs[k] !== null && attrs[k] !== false) e.setAttribute(k, attrs[k]);
     }
-    for (var i = 2; i < arguments.length; i++) {
-      var c = arguments[i];
-      if (c === null || c === undefined) continue;
-      (Array.isArray(c) ? c : [c]).forEach(function (x) {
-        if (x !== null && x !== undefined) e.appendChild(typeof x === "object" ? x : document.createTextNode(String(x)));
-      });
+    function add(x) {
+      if (x === null || x === undefined) return;
+      if (Array.isArray(x)) x.forEach(add);
+      else e.appendChild(typeof x === "object" ? x : document.createTextNode(String(x)));
     }
+    for (var i = 2; i < arguments.length; i++) add(arguments[i]);
     return e;
   }
   function api(path) {
@@ -34,7 +33,11 @@
       });
     });
   }
-  function show() { main.textContent = ""; for (var i = 0; i < arguments.length; i++) if (arguments[i]) main.appendChild(arguments[i]); }
+  function show() {
+    var page = h.apply(null, ["div", null].concat(Array.prototype.slice.call(arguments)));
+    main.textContent = "";
+    while (page.firstChild) main.appendChild(page.firstChild);
+  }
   function fail(err) { show(h("div", { class: "error", role: "alert" }, err.message || String(err))); }
   function pct(f) { return f === null || f === undefined ? "–" : (100 * f).toFixed(0) + " %"; }
   function hours(x) { return x === null || x === undefined ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(1); }

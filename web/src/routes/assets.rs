@@ -47,14 +47,26 @@ async fn index() -> HttpResponse {
 
 async fn static_file(req: HttpRequest) -> HttpResponse {
     let name = req.match_info().get("file").unwrap_or("");
-    match FILES.iter().find(|(n, _, _)| *n == name) {
-        Some((_, kind, bytes)) => HttpResponse::Ok()
-            .content_type(*kind)
-            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .body(*bytes),
-        None => HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("no such file\n"),
+    let Some((_, kind, bytes)) = FILES.iter().find(|(n, _, _)| *n == name) else {
+        return HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("no such file\n");
+    };
+    // Revalidated on every load (cheap: 304 by ETag), so an upgraded binary's UI is seen at once.
+    let etag = format!("\"{:016x}\"", fnv1a(bytes));
+    let fresh = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+    let mut resp = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    resp.insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    if fresh {
+        resp.finish()
+    } else {
+        resp.content_type(*kind).body(*bytes)
     }
+}
+
+/// FNV-1a: a content hash for ETags (not security relevant).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Total size of the embedded UI, bytes (for the size test).

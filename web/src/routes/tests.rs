@@ -229,7 +229,14 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("content-security-policy").unwrap().to_str().unwrap().contains("script-src 'self'"));
     for uri in ["/static/app.js", "/static/plot.js", "/static/app.css", "/static/tips.json"] {
-        assert_eq!(get(uri, TRUSTED, None).await.status(), 200, "{uri}");
+        let resp = get(uri, TRUSTED, None).await;
+        assert_eq!(resp.status(), 200, "{uri}");
+        let etag = resp.headers().get("etag").unwrap().clone();
+        let state =
+            web::Data::new(WebState::new(&config(), Arc::new(Fake { jobs: jobs(), coordination_fails: false })));
+        let app = test::init_service(App::new().configure(mount(state))).await;
+        let again = test::TestRequest::get().uri(uri).insert_header(("If-None-Match", etag)).to_request();
+        assert_eq!(app.call(again).await.unwrap().status(), 304, "{uri}");
     }
     for uri in ["/static/..%2FCargo.toml", "/static/../Cargo.toml", "/static/%2e%2e/src/lib.rs", "/static/"] {
         assert_eq!(get(uri, TRUSTED, None).await.status(), 404, "{uri}");
