@@ -11,3 +11,4 @@ mod util;
 mod cli;
 mod crash;
 mod slurm;
+mod web;
