@@ -218,7 +218,9 @@ fn report(period_start: u64, user: &str, job: &JobRecord) -> UserReport {
         user: user.into(),
         json: json!({"user": user, "jobs": [job.id.0]}).to_string(),
         html: format!(
-            "<html><body><h1>Cluster usage of {user}</h1><p>Job {} ({}) used {} CPUs.</p></body></html>",
+            "<html><body><h1>Cluster usage of {user}</h1><p>Your jobs:</p><table><tr><th>Job</th><th>Name</th>\
+             <th>CPUs</th></tr><tr><td>{}</td><td>{}</td><td>{}</td></tr></table><h2>Tips</h2><p>See the site.</p>\
+             </body></html>",
             job.id, job.name, job.alloc_cpus
         ),
         text: String::new(),
@@ -442,6 +444,13 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     let bytes = bytes.as_u64().unwrap_or(0);
     assert!(bytes > 1_000 && bytes <= 300_000, "report page transferred {bytes} bytes");
     eprintln!("alice's report page: {bytes} bytes transferred");
+    browser.wait_for(
+        "job ids in the report link to the job page",
+        &format!(
+            "var d = document.querySelector('iframe.report').contentDocument;\
+             return !!d && !!d.querySelector('a[href$=\"#/job/{a}\"]') && document.querySelectorAll('.toc a').length == 2"
+        ),
+    );
     browser.screenshot("alice-report");
     browser.open_as("alice", "#/jobs");
     browser.wait_for("alice's jobs", "return document.querySelectorAll('#jobs tr.job-row').length > 0");

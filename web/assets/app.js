@@ -93,20 +93,54 @@
       return api(path).then(function (r) {
         var frame = h("iframe", { class: "report", title: "report", sandbox: "allow-same-origin allow-popups allow-top-navigation-by-user-activation" });
         frame.srcdoc = r.html;
+        var toc = h("nav", { class: "toc", "aria-label": "sections" });
         frame.addEventListener("load", function () {
-          try { frame.style.height = (frame.contentDocument.documentElement.scrollHeight + 24) + "px"; } catch (e) { /* keep default */ }
+          try {
+            enhanceReport(frame, toc, period, q.user || r.user);
+            frame.style.height = (frame.contentDocument.documentElement.scrollHeight + 24) + "px";
+          } catch (e) { /* a frame we cannot reach keeps its default size */ }
         });
         var jobsLink = h("a", { href: "#/jobs?period=" + period + (q.user ? "&user=" + encodeURIComponent(q.user) : "") }, "Jobs of this period →");
         var data = h("details", { class: "card" }, h("summary", null, "Report data (JSON)"),
           h("pre", { class: "json" }, r.data !== null ? JSON.stringify(r.data, null, 2) : (r.data_raw || "")));
         show(h("h1", null, "Report of " + r.user), controls,
           h("p", { class: "muted" }, (r.has_findings ? "" : "Nothing to improve this period. ") + "Updated " + when(r.updated_at) + ". ", jobsLink),
-          frame, data);
+          toc, frame, data);
       }, function (err) {
         show(h("h1", { text: "My report" }), controls, h("div", { class: "error", role: "alert" }, err.message),
           h("p", null, h("a", { href: "#/jobs?period=" + period }, "See the jobs of this period →")));
       });
     }).catch(fail);
+  }
+
+  // Makes the mail body interactive: a table of contents of its headings, and job ids that
+  // link to the job's page (only ids of jobs the API lists for this user and period).
+  function enhanceReport(frame, toc, period, user) {
+    var doc = frame.contentDocument;
+    var heads = doc.querySelectorAll("h1, h2, h3");
+    toc.textContent = "";
+    if (heads.length > 1) {
+      toc.appendChild(h("strong", null, "Sections: "));
+      Array.prototype.forEach.call(heads, function (hd) {
+        toc.appendChild(h("a", { href: "#", onclick: function (ev) {
+          ev.preventDefault();
+          window.scrollTo(0, frame.getBoundingClientRect().top + window.scrollY + hd.getBoundingClientRect().top - 8);
+        } }, hd.textContent));
+      });
+    }
+    api("jobs?page_size=500&period=" + encodeURIComponent(period) + "&user=" + encodeURIComponent(user)).then(function (page) {
+      var ids = {};
+      page.jobs.forEach(function (j) { ids[String(j.id)] = true; ids[j.display_id] = true; });
+      var walker = doc.createTreeWalker(doc.body, NodeFilter.SHOW_TEXT), hits = [], n;
+      while ((n = walker.nextNode())) if (ids[n.nodeValue.trim()] && n.parentNode.nodeName !== "A") hits.push(n);
+      hits.forEach(function (t) {
+        var a = doc.createElement("a");
+        a.href = location.pathname + "#/job/" + encodeURIComponent(t.nodeValue.trim());
+        a.target = "_top";
+        a.textContent = t.nodeValue;
+        t.parentNode.replaceChild(a, t);
+      });
+    }).catch(function () { /* links are a convenience */ });
   }
 
   var COLS = [
@@ -119,7 +153,9 @@
     Promise.all([api("periods"), api("jobs?" + new URLSearchParams(q))]).then(function (res) {
       var periods = res[0], page = res[1], sort = q.sort || "-start";
       var sel = periodSelect([{ start: "", end: 0, closed: true }].concat(periods), q.period || "", function (v) { q.period = v; q.page = ""; go("jobs", q); });
-      sel.querySelector("option[value='']").textContent = "All time";
+      var all = sel.querySelector("option[value='']");
+      all.textContent = "All time";
+      all.parentNode.insertBefore(all, all.parentNode.firstChild);
       var states = ["", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "RUNNING"];
       var stateSel = h("select", { id: "state", onchange: function () { q.state = stateSel.value; q.page = ""; go("jobs", q); } },
         states.map(function (s) { return h("option", { value: s, selected: (q.state || "") === s }, s || "any"); }));
