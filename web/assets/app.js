@@ -40,7 +40,10 @@
   }
   function fail(err) { show(h("div", { class: "error", role: "alert" }, err.message || String(err))); }
   function pct(f) { return f === null || f === undefined ? "–" : (100 * f).toFixed(0) + " %"; }
-  function hours(x) { return x === null || x === undefined ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(1); }
+  function hours(x) {
+    if (x === null || x === undefined) return "–";
+    return x === 0 ? "0" : x < 0.01 ? x.toFixed(4) : x < 10 ? x.toFixed(2) : x.toFixed(1);
+  }
   function dur(s) {
     if (s === null || s === undefined) return "–";
     var d = Math.floor(s / 86400), hh = Math.floor(s % 86400 / 3600), mm = Math.floor(s % 3600 / 60), ss = s % 60;
