@@ -8,7 +8,11 @@
 
 mod util;
 
+mod accounting;
 mod cli;
 mod crash;
+mod deploy;
+mod disk_full;
+mod server;
 mod slurm;
 mod web;

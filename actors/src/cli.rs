@@ -116,6 +116,13 @@ pub enum DebugCommand {
         #[arg(long, default_value_t = 0)]
         acknowledged: u64,
     },
+    /// Print stored jobs (with steps), the job count and the import watermark as JSON.
+    StoreJobs {
+        #[arg(long)]
+        db: PathBuf,
+        /// JobIDRaw values.
+        ids: Vec<u64>,
+    },
     /// Fill a store with synthetic users, jobs, samples and reports (web load tests, demos).
     SeedWeb {
         #[arg(long)]
@@ -143,6 +150,9 @@ pub fn main() -> ExitCode {
         None => loaded.config.log.format,
     };
     crate::logging::init(format, &loaded.config.log.level);
+    if matches!(cli.command, Command::Server | Command::Distribute | Command::Scrape(_)) {
+        install_panic_exit();
+    }
     match run(cli.command, &loaded) {
         Ok(code) => code,
         Err(err) => {
@@ -198,6 +208,10 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             println!("jobs {jobs} samples {samples} watermark {watermark:?}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Debug(DebugCommand::StoreJobs { db, ids }) => {
+            println!("{}", crate::accounting::debug_store_jobs(&db, &ids)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Debug(DebugCommand::SeedWeb { db, users, jobs_per_user }) => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
             let seeded = crate::web_backend::seed::run(&db, users, jobs_per_user, now)
@@ -210,9 +224,30 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
         Command::Scrape(_) => not_yet("scrape", "#4"),
         Command::Analyze => not_yet("analyze", "#5"),
         Command::Job(_) => not_yet("job", "#5"),
-        Command::Accounting(_) => not_yet("accounting", "#3"),
+        Command::Accounting(args) => {
+            let out = crate::accounting::print_only(
+                config,
+                args.since.as_deref(),
+                args.until.as_deref(),
+                args.user.as_deref(),
+                args.json,
+            )?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mail => not_yet("mail", "#5"),
     }
+}
+
+/// Long-running roles exit on any panic (after logging it) instead of limping on with a dead
+/// actor thread: the service manager restarts the process, and nothing committed is lost.
+fn install_panic_exit() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panic: exiting so the service manager restarts us");
+        default_hook(info);
+        std::process::exit(1);
+    }));
 }
 
 /// Roles whose issue is not done yet say so plainly and fail, rather than doing nothing quietly.
