@@ -416,7 +416,8 @@ mod tests {
         let store = Arc::new(Store::open(&dir.join("store.redb")).unwrap());
         let watermark = unix_now() - 1_000;
         store.set_meta(IMPORT_WATERMARK_KEY, watermark).unwrap();
-        let shared = Shared { config: Arc::new(config), store: store.clone() };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let shared = Shared { config: Arc::new(config), store: store.clone(), metrics };
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
         let probe = Probe(received.clone()).start();
         let _importer = start(&shared, vec![probe.recipient()]);
