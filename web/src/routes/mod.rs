@@ -203,15 +203,19 @@ async fn access(state: &WebState, user: &str, need_coordination: bool) -> Access
     }
 }
 
-/// The period named by `period=` (its start, unix seconds), or the latest one.
-async fn pick_period(state: &web::Data<WebState>, q: &HashMap<String, String>) -> Result<PeriodInfo, ApiError> {
-    let wanted = match q.get("period").map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        Some(text) => Some(text.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("period must be a period start (unix seconds), got {text:?}"))
-        })?),
-        None => None,
-    };
-    let periods = blocking(state, |b| b.periods()).await?;
+/// The `period=` parameter: a period start in unix seconds, or `None` for the latest period.
+fn period_param(q: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
+    match q.get("period").map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        Some(text) => text
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("period must be a period start (unix seconds), got {text:?}"))),
+        None => Ok(None),
+    }
+}
+
+/// Picks the wanted period (or the latest) from the list.
+fn choose_period(periods: Vec<PeriodInfo>, wanted: Option<u64>) -> Result<PeriodInfo, ApiError> {
     match wanted {
         Some(start) => periods
             .into_iter()
@@ -219,6 +223,12 @@ async fn pick_period(state: &web::Data<WebState>, q: &HashMap<String, String>) -
             .ok_or_else(|| ApiError::not_found(format!("no period starts at {start}"))),
         None => periods.into_iter().next_back().ok_or_else(|| ApiError::not_found("there are no periods yet")),
     }
+}
+
+/// The period named by `period=` (its start, unix seconds), or the latest one.
+async fn pick_period(state: &web::Data<WebState>, q: &HashMap<String, String>) -> Result<PeriodInfo, ApiError> {
+    let wanted = period_param(q)?;
+    choose_period(blocking(state, |b| b.periods()).await?, wanted)
 }
 
 /// The `user=` parameter, checked as a name.
@@ -258,11 +268,23 @@ async fn report(req: HttpRequest, state: web::Data<WebState>) -> ApiResult {
     if !access.may_see_user(&whom) {
         return Err(refuse_user(&whom));
     }
-    let period = pick_period(&state, &q).await?;
-    let (start, name) = (period.start, whom.clone());
-    let stored = blocking(&state, move |b| b.report(start, &name))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no report for {whom} in the period starting at {start}")))?;
+    let wanted = period_param(&q)?;
+    // One trip to the blocking pool for both reads: this is the most requested endpoint.
+    let name = whom.clone();
+    let (periods, stored) = blocking(&state, move |b| {
+        let periods = b.periods()?;
+        let start = wanted.or_else(|| periods.last().map(|p| p.start));
+        let stored = match start {
+            Some(start) if periods.iter().any(|p| p.start == start) => b.report(start, &name)?,
+            _ => None,
+        };
+        Ok((periods, stored))
+    })
+    .await?;
+    let period = choose_period(periods, wanted)?;
+    let start = period.start;
+    let stored =
+        stored.ok_or_else(|| ApiError::not_found(format!("no report for {whom} in the period starting at {start}")))?;
     let (data, data_raw) = match serde_json::from_str::<serde_json::Value>(&stored.json) {
         Ok(value) => (value, None),
         Err(_) => (serde_json::Value::Null, Some(stored.json)),
