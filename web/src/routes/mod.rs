@@ -25,6 +25,7 @@ use std::sync::Arc;
 use turingwatch_config::WebConfig;
 
 mod assets;
+mod report_cache;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +44,7 @@ pub struct WebState {
     admins: BTreeSet<String>,
     coordinators_see_accounts: bool,
     max_page_size: usize,
+    reports: report_cache::ReportCache,
 }
 
 impl WebState {
@@ -58,6 +60,7 @@ impl WebState {
             admins: config.admins.iter().cloned().collect(),
             coordinators_see_accounts: config.coordinators_see_accounts,
             max_page_size: usize::try_from(config.max_page_size).unwrap_or(500).max(1),
+            reports: report_cache::ReportCache::default(),
         }
     }
 }
@@ -285,19 +288,47 @@ async fn report(req: HttpRequest, state: web::Data<WebState>) -> ApiResult {
     let start = period.start;
     let stored =
         stored.ok_or_else(|| ApiError::not_found(format!("no report for {whom} in the period starting at {start}")))?;
-    let (data, data_raw) = match serde_json::from_str::<serde_json::Value>(&stored.json) {
-        Ok(value) => (value, None),
-        Err(_) => (serde_json::Value::Null, Some(stored.json)),
+    let version = report_cache::Version {
+        report_updated_at: stored.updated_at,
+        period_updated_at: period.updated_at,
+        period_end: period.end,
+        period_closed: period.closed,
+        sizes: (stored.html.len(), stored.json.len()),
     };
-    json(&ReportView {
-        period,
-        user: stored.user,
-        html: stored.html,
-        data,
-        data_raw,
-        has_findings: stored.has_findings,
-        updated_at: stored.updated_at,
-    })
+    let encoded = match state.reports.get(start, &whom, &version) {
+        Some(hit) => hit,
+        None => {
+            let (data, data_raw) = match serde_json::from_str::<serde_json::Value>(&stored.json) {
+                Ok(value) => (value, None),
+                Err(_) => (serde_json::Value::Null, Some(stored.json)),
+            };
+            let view = ReportView {
+                period,
+                user: stored.user,
+                html: stored.html,
+                data,
+                data_raw,
+                has_findings: stored.has_findings,
+                updated_at: stored.updated_at,
+            };
+            let body = serde_json::to_vec(&view)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            let encoded = Arc::new(report_cache::Encoded::new(version, body));
+            state.reports.put(start, &whom, Arc::clone(&encoded));
+            encoded
+        }
+    };
+    let mut resp = HttpResponse::Ok();
+    resp.content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
+        .insert_header((header::VARY, "Accept-Encoding"));
+    let gzip_ok = report_cache::accepts_gzip(req.headers().get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+    if gzip_ok && !encoded.gzip.is_empty() {
+        resp.insert_header((header::CONTENT_ENCODING, "gzip"));
+        Ok(resp.body(encoded.gzip.clone()))
+    } else {
+        Ok(resp.body(encoded.json.clone()))
+    }
 }
 
 /// The owners a listing covers: the named user (if visible) or everyone the caller may see.

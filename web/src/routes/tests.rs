@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 struct Fake {
     jobs: Vec<JobSummary>,
     coordination_fails: bool,
+    /// Bumped to make the analysis "rewrite" the reports.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Backend for Fake {
@@ -23,14 +25,15 @@ impl Backend for Fake {
         ])
     }
     fn report(&self, period_start: u64, user: &str) -> Result<Option<StoredReport>, BackendError> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let json = if user == "bob" { "not json".to_string() } else { format!("{{\"user\":\"{user}\"}}") };
         Ok(["alice", "bob", "carol"].contains(&user).then(|| StoredReport {
             period_start,
             user: user.into(),
             json,
-            html: format!("<p>report of {user} for {period_start}</p>"),
+            html: format!("<p>report of {user} for {period_start}, version {generation}</p>"),
             has_findings: true,
-            updated_at: period_start + 10,
+            updated_at: period_start + 10 + generation,
         }))
     }
     fn jobs(&self, query: &JobQuery) -> Result<Vec<JobSummary>, BackendError> {
@@ -86,7 +89,10 @@ const TRUSTED: &str = "127.0.0.1:40000";
 const STRANGER: &str = "10.1.2.3:40000";
 
 async fn get_with(fails: bool, uri: &str, peer: &str, user: Option<&str>) -> ServiceResponse {
-    let state = web::Data::new(WebState::new(&config(), Arc::new(Fake { jobs: jobs(), coordination_fails: fails })));
+    let state = web::Data::new(WebState::new(
+        &config(),
+        Arc::new(Fake { jobs: jobs(), coordination_fails: fails, generation: Default::default() }),
+    ));
     let app = test::init_service(App::new().configure(mount(state))).await;
     let mut req = test::TestRequest::get().uri(uri).peer_addr(peer.parse::<SocketAddr>().unwrap());
     if let Some(u) = user {
@@ -197,7 +203,10 @@ async fn listings_filter_sort_page_and_bound_their_size() {
 async fn errors_are_json_and_answers_are_compressed() {
     let (status, b) = body(get("/api/nothing", TRUSTED, Some("alice")).await).await;
     assert_eq!((status, b["error"].as_str()), (404, Some("not_found")));
-    let state = web::Data::new(WebState::new(&config(), Arc::new(Fake { jobs: jobs(), coordination_fails: false })));
+    let state = web::Data::new(WebState::new(
+        &config(),
+        Arc::new(Fake { jobs: jobs(), coordination_fails: false, generation: Default::default() }),
+    ));
     let app = test::init_service(App::new().configure(mount(state))).await;
     let req = test::TestRequest::post()
         .uri("/api/report")
@@ -232,8 +241,10 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
         let resp = get(uri, TRUSTED, None).await;
         assert_eq!(resp.status(), 200, "{uri}");
         let etag = resp.headers().get("etag").unwrap().clone();
-        let state =
-            web::Data::new(WebState::new(&config(), Arc::new(Fake { jobs: jobs(), coordination_fails: false })));
+        let state = web::Data::new(WebState::new(
+            &config(),
+            Arc::new(Fake { jobs: jobs(), coordination_fails: false, generation: Default::default() }),
+        ));
         let app = test::init_service(App::new().configure(mount(state))).await;
         let again = test::TestRequest::get().uri(uri).insert_header(("If-None-Match", etag)).to_request();
         assert_eq!(app.call(again).await.unwrap().status(), 304, "{uri}");
@@ -244,4 +255,33 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
     let tips: Value = serde_json::from_slice(include_bytes!("../../assets/tips.json")).unwrap();
     assert!(tips.as_array().unwrap().iter().all(|t| t["title"].is_string() && t["text"].is_string()));
     assert!(assets::total_bytes() < 100_000, "UI is {} bytes", assets::total_bytes());
+}
+
+#[actix_web::test]
+async fn reports_are_served_gzip_from_cache_until_the_analysis_rewrites_them() {
+    let fake = Arc::new(Fake { jobs: jobs(), coordination_fails: false, generation: Default::default() });
+    let backend: Arc<dyn Backend> = fake.clone();
+    let state = web::Data::new(WebState::new(&config(), backend));
+    let app = test::init_service(App::new().configure(mount(state))).await;
+    let fetch = |gzip: bool| {
+        let mut req = test::TestRequest::get()
+            .uri("/api/report")
+            .peer_addr(TRUSTED.parse().unwrap())
+            .insert_header(("X-AuthUser", "alice"));
+        if gzip {
+            req = req.insert_header(("Accept-Encoding", "gzip"));
+        }
+        req.to_request()
+    };
+    let plain = to_bytes(app.call(fetch(false)).await.unwrap().into_body()).await.unwrap();
+    let resp = app.call(fetch(true)).await.unwrap();
+    assert_eq!(resp.headers().get("content-encoding").unwrap(), "gzip");
+    let packed = to_bytes(resp.into_body()).await.unwrap();
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&packed[..]), &mut unpacked).unwrap();
+    assert_eq!(unpacked, plain);
+    assert!(String::from_utf8_lossy(&plain).contains("version 0"));
+    fake.generation.store(1, std::sync::atomic::Ordering::SeqCst);
+    let again = to_bytes(app.call(fetch(false)).await.unwrap().into_body()).await.unwrap();
+    assert!(String::from_utf8_lossy(&again).contains("version 1"), "stale report served");
 }
