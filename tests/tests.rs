@@ -15,3 +15,4 @@ mod deploy;
 mod disk_full;
 mod server;
 mod slurm;
+mod web;

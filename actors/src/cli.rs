@@ -123,6 +123,15 @@ pub enum DebugCommand {
         /// JobIDRaw values.
         ids: Vec<u64>,
     },
+    /// Fill a store with synthetic users, jobs, samples and reports (web load tests, demos).
+    SeedWeb {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        users: u32,
+        #[arg(long, default_value_t = 40)]
+        jobs_per_user: u32,
+    },
 }
 
 /// Runs the binary; returns its exit code.
@@ -201,6 +210,13 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
         }
         Command::Debug(DebugCommand::StoreJobs { db, ids }) => {
             println!("{}", crate::accounting::debug_store_jobs(&db, &ids)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Debug(DebugCommand::SeedWeb { db, users, jobs_per_user }) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let seeded = crate::web_backend::seed::run(&db, users, jobs_per_user, now)
+                .with_context(|| format!("seeding {}", db.display()))?;
+            println!("users {} jobs {} period {}", seeded.users, seeded.jobs, seeded.period_start);
             Ok(ExitCode::SUCCESS)
         }
         Command::Server => crate::system::run_server(config.clone()),

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod messages;
 pub mod metrics;
 pub mod system;
+pub mod web_backend;
 
 // Domain modules: pure logic and I/O adapters.
 pub mod analysis;
