@@ -129,6 +129,7 @@ pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> Sac
     // Raw id of the job the following step lines belong to; None after a skipped/pending job.
     let mut current: Option<u64> = None;
     let mut dropped: Option<u64> = None;
+    let times = TimeCache::default();
     for record in records(text) {
         let (line_no, line) = match record {
             Ok(record) => record,
@@ -143,7 +144,7 @@ pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> Sac
             *slot = value;
         }
         let raw = fields[RAW];
-        let ctx = Ctx { line: line_no, fields: &fields, tz };
+        let ctx = Ctx { line: line_no, fields: &fields, tz, times: &times };
         match raw.split_once('.') {
             None => {
                 let id = match raw.parse::<u64>() {
@@ -268,6 +269,38 @@ struct Ctx<'a> {
     line: usize,
     fields: &'a [&'a str],
     tz: &'a jiff::tz::TimeZone,
+    times: &'a TimeCache,
+}
+
+/// Recently converted timestamps. A job's steps repeat its start and end times, and time-zone
+/// conversion is the costliest part of a line, so a few remembered texts save most of it.
+#[derive(Default)]
+struct TimeCache {
+    slots: std::cell::RefCell<([(u64, [u8; 19]); 8], usize)>,
+}
+
+impl TimeCache {
+    /// The converted value of a 19-byte `YYYY-MM-DDTHH:MM:SS` text, or converts and remembers it.
+    fn get_or(
+        &self,
+        text: &str,
+        convert: impl FnOnce() -> Result<Option<u64>, crate::slurm::units::UnitError>,
+    ) -> Result<Option<u64>, crate::slurm::units::UnitError> {
+        let Ok(key) = <[u8; 19]>::try_from(text.as_bytes()) else {
+            return convert();
+        };
+        let mut slots = self.slots.borrow_mut();
+        if let Some((value, _)) = slots.0.iter().find(|(_, k)| *k == key) {
+            return Ok(Some(*value));
+        }
+        let value = convert()?;
+        if let Some(v) = value {
+            let next = slots.1;
+            slots.0[next] = (v, key);
+            slots.1 = (next + 1) % slots.0.len();
+        }
+        Ok(value)
+    }
 }
 
 impl Ctx<'_> {
@@ -310,7 +343,7 @@ impl Ctx<'_> {
     }
 
     fn time(&self, field: usize) -> Result<Option<u64>, LineError> {
-        self.unit(field, |t| parse_timestamp(t, self.tz))
+        self.unit(field, |t| self.times.get_or(t, || parse_timestamp(t, self.tz)))
     }
 
     fn ms(&self, field: usize) -> Result<u64, LineError> {
