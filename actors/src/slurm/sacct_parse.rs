@@ -276,7 +276,14 @@ struct Ctx<'a> {
 /// conversion is the costliest part of a line, so a few remembered texts save most of it.
 #[derive(Default)]
 struct TimeCache {
-    slots: std::cell::RefCell<([(u64, [u8; 19]); 8], usize)>,
+    slots: std::cell::RefCell<TimeSlots>,
+}
+
+/// (unix seconds, timestamp text) pairs, and the slot to overwrite next.
+#[derive(Default)]
+struct TimeSlots {
+    entries: [(u64, [u8; 19]); 8],
+    next: usize,
 }
 
 impl TimeCache {
@@ -290,14 +297,14 @@ impl TimeCache {
             return convert();
         };
         let mut slots = self.slots.borrow_mut();
-        if let Some((value, _)) = slots.0.iter().find(|(_, k)| *k == key) {
+        if let Some((value, _)) = slots.entries.iter().find(|(_, k)| *k == key) {
             return Ok(Some(*value));
         }
         let value = convert()?;
         if let Some(v) = value {
-            let next = slots.1;
-            slots.0[next] = (v, key);
-            slots.1 = (next + 1) % slots.0.len();
+            let next = slots.next;
+            slots.entries[next] = (v, key);
+            slots.next = (next + 1) % slots.entries.len();
         }
         Ok(value)
     }
