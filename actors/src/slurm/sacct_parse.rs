@@ -204,6 +204,11 @@ pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> Sac
     batch
 }
 
+/// Number of field separators in a line (a byte count: 0x1f is one byte in UTF-8).
+fn delimiters(line: &str) -> usize {
+    line.bytes().filter(|&b| b == DELIMITER as u8).count()
+}
+
 /// Splits sacct output into records: `(first line number, record text)`.
 ///
 /// A record is normally one line, but SubmitLine keeps the newlines of a `--wrap` script, so a
@@ -218,7 +223,7 @@ fn records(text: &str) -> impl Iterator<Item = Result<(usize, std::borrow::Cow<'
         if line.trim().is_empty() {
             continue;
         }
-        let count = line.matches(DELIMITER).count();
+        let count = delimiters(line);
         if count >= want {
             return Some(Ok((index + 1, std::borrow::Cow::Borrowed(line))));
         }
@@ -227,8 +232,8 @@ fn records(text: &str) -> impl Iterator<Item = Result<(usize, std::borrow::Cow<'
             let mut total = count;
             while total < want {
                 match lines.peek() {
-                    Some((_, next)) if next.matches(DELIMITER).count() <= want - total => {
-                        total += next.matches(DELIMITER).count();
+                    Some((_, next)) if delimiters(next) <= want - total => {
+                        total += delimiters(next);
                         joined.push('\n');
                         joined.push_str(next);
                         lines.next();
