@@ -63,12 +63,30 @@ pub enum Command {
 /// `turingwatch scrape` options.
 #[derive(Debug, Args)]
 pub struct ScrapeArgs {
-    /// Sample once and print JSON instead of reporting.
-    #[arg(long)]
+    /// Sample once (rates over --interval) and print JSON instead of reporting.
+    #[arg(long, requires = "json")]
     pub once: bool,
     /// Print JSON (with --once).
     #[arg(long)]
     pub json: bool,
+    /// Node whose steps are sampled (default $SLURMD_NODENAME, else the short host name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Time between samples (default [scrape] interval; 1s with --once), e.g. `1s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<std::time::Duration>,
+    /// Length of a bounded run (default [scrape] time_per_node), e.g. `15m`.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["forever", "once"])]
+    pub duration: Option<std::time::Duration>,
+    /// Run until stopped (node agent).
+    #[arg(long, conflicts_with = "once")]
+    pub forever: bool,
+    /// Server URL (default [scrape] server_url, else http://<web.bind>).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Spool directory (default [scrape] spool_dir).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// `turingwatch job` options.
@@ -191,7 +209,19 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
         }
         Command::Server => crate::system::run_server(config.clone()),
         Command::Distribute => not_yet("distribute", "#4"),
-        Command::Scrape(_) => not_yet("scrape", "#4"),
+        Command::Scrape(args) => crate::scraper::run(
+            config,
+            &crate::scraper::ScrapeOptions {
+                node: args.node,
+                once: args.once,
+                json: args.json,
+                interval: args.interval,
+                duration: args.duration,
+                forever: args.forever,
+                server: args.server,
+                spool_dir: args.spool_dir,
+            },
+        ),
         Command::Analyze => not_yet("analyze", "#5"),
         Command::Job(_) => not_yet("job", "#5"),
         Command::Accounting(_) => not_yet("accounting", "#3"),

@@ -9,6 +9,11 @@ pub mod logging;
 pub mod messages;
 pub mod system;
 
+// Actors and roles.
+pub mod ingest;
+pub mod munge;
+pub mod scraper;
+
 // Domain modules: pure logic and I/O adapters.
 pub mod analysis;
 pub mod job;

@@ -38,6 +38,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
+            .configure(crate::ingest::configure)
     })
     .workers(2)
     .shutdown_timeout(10)

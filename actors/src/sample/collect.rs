@@ -60,6 +60,9 @@ pub struct StepReading {
     pub gpus: Vec<GpuReading>,
 }
 
+/// Decides which steps are never reported: `(job, step, pids) -> skip?`.
+type SkipRule = Box<dyn Fn(JobId, StepId, &[u32]) -> bool + Send>;
+
 /// Takes samples of the node's steps.
 pub struct Sampler {
     proc_root: ProcRoot,
@@ -69,7 +72,7 @@ pub struct Sampler {
     /// GPUs allocated per step, read once per step (environment does not change).
     allocated_gpus: HashMap<(JobId, StepId), Vec<u32>>,
     /// Steps never reported: the scraper's own step (and its own job when it is a scraper job).
-    skip: Box<dyn Fn(JobId, StepId, &[u32]) -> bool + Send>,
+    skip: SkipRule,
     gpu_failures: u64,
 }
 
@@ -119,7 +122,7 @@ impl Sampler {
             Some(Ok(devices)) => devices,
             Some(Err(err)) => {
                 self.gpu_failures += 1;
-                if self.gpu_failures == 1 || self.gpu_failures % 100 == 0 {
+                if self.gpu_failures == 1 || self.gpu_failures.is_multiple_of(100) {
                     tracing::warn!(error = %err, failures = self.gpu_failures, "GPU reading failed");
                 }
                 Vec::new()

@@ -150,7 +150,7 @@ pub fn attribute(devices: &[DeviceReading], step_pids: &[u32], allocated: &[u32]
         .iter()
         .filter_map(|d| {
             let used = d.pids.iter().any(|p| step_pids.binary_search(p).is_ok());
-            (used || allocated.contains(&d.index)).then(|| GpuReading {
+            (used || allocated.contains(&d.index)).then_some(GpuReading {
                 at,
                 index: d.index,
                 util_pct: d.util_pct,
