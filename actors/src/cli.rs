@@ -40,7 +40,7 @@ pub enum Command {
     /// Run the server: accounting import, ingest, periods, mail, web site (admin, long-running).
     Server,
     /// Place scrapers on compute nodes through SLURM allocations.
-    Distribute,
+    Distribute(DistributeArgs),
     /// Sample the job steps on this node and report them to the server.
     Scrape(ScrapeArgs),
     /// Analyse one period now and write its result bundle.
@@ -87,6 +87,17 @@ pub struct ScrapeArgs {
     /// Spool directory (default [scrape] spool_dir).
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
+}
+
+/// `turingwatch distribute` options.
+#[derive(Debug, Args)]
+pub struct DistributeArgs {
+    /// Only place scrapers on these nodes (comma-separated; default: every node with running jobs).
+    #[arg(long, value_delimiter = ',')]
+    pub only_nodes: Vec<String>,
+    /// Output file of scraper jobs (sbatch --output, `%j` = job id).
+    #[arg(long, default_value = "/dev/null")]
+    pub scraper_output: String,
 }
 
 /// `turingwatch job` options.
@@ -208,7 +219,17 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         Command::Server => crate::system::run_server(config.clone()),
-        Command::Distribute => not_yet("distribute", "#4"),
+        Command::Distribute(args) => crate::allocator::run(
+            config,
+            &crate::allocator::DistributeOptions {
+                config_path: match &loaded.source {
+                    Source::File(path) => Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())),
+                    Source::Defaults => None,
+                },
+                only_nodes: args.only_nodes,
+                scraper_output: args.scraper_output,
+            },
+        ),
         Command::Scrape(args) => crate::scraper::run(
             config,
             &crate::scraper::ScrapeOptions {

@@ -10,6 +10,7 @@ pub mod messages;
 pub mod system;
 
 // Actors and roles.
+pub mod allocator;
 pub mod ingest;
 pub mod munge;
 pub mod scraper;
