@@ -10,4 +10,7 @@ mod util;
 
 mod cli;
 mod crash;
+mod ingest;
+mod scrape;
+mod scrape_support;
 mod slurm;
