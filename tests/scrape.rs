@@ -142,3 +142,41 @@ fn a_scraper_started_while_the_server_is_down_spools_and_delivers_exactly_once()
         assert!(store.report_seen(&format!("{node}/0"), id).unwrap(), "report {id:x} not marked");
     }
 }
+
+#[test]
+fn the_user_mode_template_scrapes_the_users_own_job_into_a_private_server() {
+    if !cluster() {
+        return;
+    }
+    let setup = Setup::new("the_user_mode_template_scrapes_the_users_own_job_into_a_private_server", 18213, "");
+    let template = crate::util::read(&crate::util::repo_root().join("scripts/user_submission/submit.sh"));
+    let script = template
+        .replace("while time.time() - t < 30: pass", "while time.time() - t < 8: pass")
+        .replace("#SBATCH --time=00:30:00", "#SBATCH --time=00:02:00");
+    assert_ne!(script, template, "the template's example workload changed; update this test");
+    let path = setup.dir.join("submit.sh");
+    std::fs::write(&path, script).unwrap();
+    let tw_dir = setup.dir.join("user"); // written by alice's job
+    std::fs::create_dir(&tw_dir).unwrap();
+    std::fs::set_permissions(&tw_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let out = run(std::process::Command::new("runuser")
+        .args(["-u", "alice", "--", "env"])
+        .arg(format!("TURINGWATCH={}", env!("CARGO_BIN_EXE_turingwatch")))
+        .arg("TW_INTERVAL=1s")
+        .arg(format!("TW_DIR={}", tw_dir.display()))
+        .arg(format!("TW_PORT={}", setup.port))
+        .args(["sbatch", "--parsable", "--mem=500M"])
+        .arg(format!("--output={}", setup.dir.join("job.out").display()))
+        .arg(&path));
+    assert!(out.status.success(), "sbatch: {}", String::from_utf8_lossy(&out.stderr));
+    let job: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let state = wait_job_done(job, Duration::from_secs(120));
+    assert_eq!(state, "COMPLETED", "{}", crate::util::read(&setup.dir.join("job.out")));
+    let store = turingwatch::store::Store::open(&tw_dir.join("turingwatch.redb")).unwrap();
+    let series = store.samples_of_job(turingwatch::job::JobId(job)).unwrap();
+    let workload = series.iter().find(|(k, _)| k.step == StepId(1)).map(|(_, v)| v.len()).unwrap_or(0);
+    assert!(workload >= 4, "workload step samples: {workload}; series {:?}", series.keys().collect::<Vec<_>>());
+    assert!(series.keys().all(|k| k.step != StepId(0)), "the scraper's own step must not be reported");
+    let apps = store.apps_of_job(turingwatch::job::JobId(job)).unwrap();
+    assert!(apps.contains(&(StepId(1), "python3".to_string())), "{apps:?}");
+}

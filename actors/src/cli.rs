@@ -87,6 +87,9 @@ pub struct ScrapeArgs {
     /// Spool directory (default [scrape] spool_dir).
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
+    /// Only sample this job's steps (user mode).
+    #[arg(long)]
+    pub job: Option<u64>,
 }
 
 /// `turingwatch distribute` options.
@@ -241,6 +244,7 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
                 forever: args.forever,
                 server: args.server,
                 spool_dir: args.spool_dir,
+                job: args.job.map(crate::job::JobId),
             },
         ),
         Command::Analyze => not_yet("analyze", "#5"),

@@ -44,12 +44,14 @@ pub struct ScrapeOptions {
     pub server: Option<String>,
     /// Spool directory (default `[scrape] spool_dir`); a per-node subdirectory is used.
     pub spool_dir: Option<PathBuf>,
+    /// Only this job's steps (user mode: a user scrapes their own job and sends nothing else).
+    pub job: Option<JobId>,
 }
 
 /// Runs the role.
 pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode> {
     let node = options.node.clone().unwrap_or_else(default_node);
-    let mut sampler = make_sampler(config, &node);
+    let mut sampler = make_sampler(config, &node, options.job);
     tracing::info!(node = %node, finder = sampler.finder().name(), "scraper started");
     if options.once {
         let interval = options.interval.unwrap_or(Duration::from_secs(1));
@@ -108,9 +110,9 @@ fn default_node() -> String {
     name.split('.').next().unwrap_or("localhost").to_string()
 }
 
-/// The node's sampler: its steps only, never the scraper's own step (nor its own job when it
-/// runs as a distributor-placed scraper job).
-pub fn make_sampler(config: &Config, node: &str) -> Sampler {
+/// The node's sampler: its steps only (of `only_job`, when given), never the scraper's own step
+/// (nor its own job when it runs as a distributor-placed scraper job).
+pub fn make_sampler(config: &Config, node: &str, only_job: Option<JobId>) -> Sampler {
     let proc_root = ProcRoot::new(&config.scrape.proc_root);
     let finder = StepFinder::detect(std::path::Path::new(&config.scrape.cgroup_root), node);
     let gpu: Option<Box<dyn GpuSource>> = match config.gpu.source {
@@ -121,8 +123,9 @@ pub fn make_sampler(config: &Config, node: &str) -> Sampler {
     let own_job = std::env::var("SLURM_JOB_ID").ok().and_then(|j| j.parse::<u64>().ok());
     let scraper_job = std::env::var("SLURM_JOB_NAME").is_ok_and(|n| n == config.distributor.job_name);
     let skip_job = own_job.filter(|_| scraper_job).map(JobId);
-    Sampler::new(proc_root, finder, &config.scrape.ignored_apps, gpu)
-        .skipping(move |job, _, pids| Some(job) == skip_job || pids.binary_search(&me).is_ok())
+    Sampler::new(proc_root, finder, &config.scrape.ignored_apps, gpu).skipping(move |job, _, pids| {
+        Some(job) == skip_job || only_job.is_some_and(|only| only != job) || pids.binary_search(&me).is_ok()
+    })
 }
 
 /// Two samples `interval` apart, with rates, as JSON.
