@@ -8,9 +8,13 @@
 
 mod util;
 
+mod accounting;
 mod cli;
 mod crash;
+mod deploy;
+mod disk_full;
 mod ingest;
 mod scrape;
 mod scrape_support;
+mod server;
 mod slurm;

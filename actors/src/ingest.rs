@@ -46,6 +46,8 @@ fn now() -> u64 {
 
 async fn refuse(shared: &Shared, status: actix_web::http::StatusCode, reason: &str, detail: &str) -> HttpResponse {
     tracing::warn!(status = status.as_u16(), reason, detail, "report refused");
+    let metric = if detail.contains("Replayed") { "replayed" } else { reason };
+    shared.metrics.reject(metric);
     let store = shared.store.clone();
     let _ = web::block(move || store.bump_counter(REJECTED_REPORTS_KEY, 1)).await;
     HttpResponse::build(status).content_type("text/plain").body(format!("{reason}: {detail}\n"))
@@ -103,6 +105,7 @@ async fn ingest_report(
         if service { (report, 0) } else { keep_own_steps(&shared, &state, report, decoded.uid).await };
     if rejected > 0 {
         tracing::warn!(uid = decoded.uid, user = %decoded.user, rejected, node = %report.node, "report steps of other users' jobs refused");
+        shared.metrics.reject("foreign_job");
         let store = shared.store.clone();
         let _ = web::block(move || store.bump_counter(REJECTED_STEPS_KEY, rejected as u64)).await;
         if report.steps.is_empty() {
@@ -120,12 +123,17 @@ async fn ingest_report(
     let stored = web::block(move || store.store_report_once(&sender, id, now(), &node, &content)).await;
     match stored {
         Ok(Ok(outcome)) => {
+            shared.metrics.reports_received_total.inc();
+            if outcome == Stored::New {
+                shared.metrics.samples_stored_total.add(samples as u64);
+            }
             let outcome = if outcome == Stored::New { "stored" } else { "duplicate" };
             tracing::info!(report_id = format!("{id:016x}"), samples, outcome, rejected, "report received");
             HttpResponse::Ok()
                 .json(serde_json::json!({"outcome": outcome, "samples": samples, "rejected_steps": rejected}))
         }
         Ok(Err(err)) => {
+            shared.metrics.reject("store_error");
             tracing::error!(error = %err, "cannot store a report");
             HttpResponse::InternalServerError().body("store error; resend later\n")
         }

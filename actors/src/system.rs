@@ -5,6 +5,7 @@
 //! registry, so tests can wire probes instead. The HTTP app is composed from the parts that own
 //! routes (the web crate's report site and API, the ingest endpoint) with `App::configure`.
 
+use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::Context;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ use turingwatch_config::Config;
 pub struct Shared {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs `turingwatch server` until SIGTERM/SIGINT.
@@ -28,8 +30,11 @@ pub fn run_server(config: Config) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let shared = Shared { config: Arc::new(config), store };
+    let shared = Shared { config: Arc::new(config), store, metrics: Arc::new(Metrics::default()) };
     tracing::info!(path = %shared.store.path().display(), "store open");
+
+    // Subscribers to JobsImported (allocator, rollover) are added here as they are wired.
+    let _accounting = crate::accounting::start(&shared, Vec::new());
 
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();
@@ -38,6 +43,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
+            .route("/metrics", actix_web::web::get().to(metrics_endpoint))
             .configure(crate::ingest::configure)
     })
     .workers(2)
@@ -56,6 +62,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = server_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics_endpoint(shared: actix_web::web::Data<Shared>) -> actix_web::HttpResponse {
+    if let Ok(meta) = std::fs::metadata(shared.store.path()) {
+        shared.metrics.store_size_bytes.set(meta.len());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(shared.metrics.render(now))
 }
 
 /// Opens the store off the async threads (redb's open can take a while on a large file).

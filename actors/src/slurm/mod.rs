@@ -7,6 +7,9 @@
 
 pub mod hostlist;
 pub mod queue;
+pub mod sacct;
+pub mod sacct_parse;
+pub mod sacct_print;
 pub mod units;
 
 use std::path::PathBuf;
