@@ -12,6 +12,12 @@ pub mod metrics;
 pub mod system;
 pub mod web_backend;
 
+// Actors and roles.
+pub mod allocator;
+pub mod ingest;
+pub mod munge;
+pub mod scraper;
+
 // Domain modules: pure logic and I/O adapters.
 pub mod analysis;
 pub mod job;

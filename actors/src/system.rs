@@ -48,6 +48,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
             .route("/metrics", actix_web::web::get().to(metrics_endpoint))
+            .configure(crate::ingest::configure)
             .configure(turingwatch_web::routes::mount(web_state.clone()))
     })
     .workers(2)
