@@ -21,6 +21,7 @@ use crate::slurm::sacct_parse::SacctBatch;
 use crate::slurm::{hostlist, SlurmRunner};
 use crate::store::tables::{IMPORT_WATERMARK_KEY, JOBS};
 use crate::store::{decode_record, Store, StoreError};
+use crate::metrics::Metrics;
 use crate::system::{Backoff, Shared};
 use actix::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -187,6 +188,9 @@ pub struct AccountingImporter {
     interval: Duration,
     delay: Duration,
     subscribers: Vec<Recipient<JobsImported>>,
+    metrics: Arc<Metrics>,
+    /// Delay before work resumes after a supervised restart: grows while imports keep failing.
+    restart_backoff: Backoff,
 }
 
 impl AccountingImporter {
@@ -205,6 +209,8 @@ impl AccountingImporter {
             interval: acct.interval.get(),
             delay: Duration::ZERO,
             subscribers,
+            metrics: shared.metrics.clone(),
+            restart_backoff: Backoff::new(acct.reconnect_wait.get(), acct.reconnect_wait.get().saturating_mul(16)),
         }
     }
 
@@ -216,6 +222,12 @@ impl AccountingImporter {
         let work = self.job.clone().run();
         ctx.spawn(work.into_actor(self).map(|result, importer, ctx| match result {
             Ok(summary) => {
+                let m = &importer.metrics;
+                m.import_last_success_at.set(unix_now());
+                m.import_watermark.set(summary.event.until);
+                m.jobs_imported_total.add(summary.jobs as u64);
+                m.sacct_lines_malformed_total.add(summary.skipped_lines as u64);
+                importer.restart_backoff.reset();
                 for subscriber in &importer.subscribers {
                     subscriber.do_send(summary.event.clone());
                 }
@@ -223,6 +235,7 @@ impl AccountingImporter {
                 importer.schedule(ctx, next);
             }
             Err(err) => {
+                importer.metrics.import_failures_total.inc();
                 tracing::error!(error = %err, "accounting import gave up; the supervisor restarts the importer");
                 ctx.stop();
             }
@@ -245,8 +258,10 @@ impl Actor for AccountingImporter {
 
 impl Supervised for AccountingImporter {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // Restart later, not at once: slurmdbd was unreachable a moment ago.
-        self.delay = self.job.reconnect_wait;
+        // Restart later, not at once: slurmdbd was unreachable a moment ago. Each restart in a
+        // row waits longer (with jitter), up to 16 × reconnect_wait.
+        self.delay = self.restart_backoff.next_delay();
+        self.metrics.actor_restarted("accounting");
         tracing::warn!(delay_secs = self.delay.as_secs(), "accounting importer restarting");
     }
 }
