@@ -98,6 +98,19 @@ fn metrics_are_scraped_and_sigterm_stops_cleanly() {
         .and_then(|v| v.trim().parse().ok())
         .expect("store size value");
     assert!(size > 0, "store size should be measured");
+    // The accounting importer runs at start against the dev cluster and reports its progress.
+    if cluster() {
+        let value = |body: &str, name: &str| -> u64 {
+            body.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0)
+        };
+        let imported = eventually(Duration::from_secs(60), || {
+            http_get(server.port, "/metrics").is_some_and(|(_, body)| {
+                value(&body, "turingwatch_import_last_success_timestamp_seconds ") > 0
+                    && value(&body, "turingwatch_jobs_imported_total ") > 0
+            })
+        });
+        assert!(imported, "no import reported in /metrics: {}", read(&server.dir.join("server.log")));
+    }
     let (code, took) = server.terminate();
     assert_eq!(code, Some(0), "server log: {}", read(&server.dir.join("server.log")));
     assert!(took < Duration::from_secs(15), "stop took {took:?}");

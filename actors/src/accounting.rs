@@ -16,12 +16,12 @@
 //! was, so the missed window is imported once slurmdbd is back.
 
 use crate::messages::JobsImported;
+use crate::metrics::Metrics;
 use crate::slurm::sacct::{fetch_window, SacctError, Window};
 use crate::slurm::sacct_parse::SacctBatch;
 use crate::slurm::{hostlist, SlurmRunner};
 use crate::store::tables::{IMPORT_WATERMARK_KEY, JOBS};
 use crate::store::{decode_record, Store, StoreError};
-use crate::metrics::Metrics;
 use crate::system::{Backoff, Shared};
 use actix::prelude::*;
 use std::collections::{BTreeMap, HashMap};
