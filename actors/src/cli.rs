@@ -44,13 +44,13 @@ pub enum Command {
     /// Sample the job steps on this node and report them to the server.
     Scrape(ScrapeArgs),
     /// Analyse one period now and write its result bundle.
-    Analyze,
+    Analyze(crate::report_tools::AnalyzeArgs),
     /// Report on one job, like seff/jobstats.
     Job(JobArgs),
     /// Print what the accounting import would import (touches nothing).
     Accounting(AccountingArgs),
     /// Send or preview report mails by hand.
-    Mail,
+    Mail(crate::report_tools::MailArgs),
     /// Print the effective configuration.
     Config,
     /// Print version and store schema version.
@@ -192,10 +192,10 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
         Command::Server => crate::system::run_server(config.clone()),
         Command::Distribute => not_yet("distribute", "#4"),
         Command::Scrape(_) => not_yet("scrape", "#4"),
-        Command::Analyze => not_yet("analyze", "#5"),
-        Command::Job(_) => not_yet("job", "#5"),
+        Command::Analyze(args) => crate::report_tools::run_analyze(config, &args),
+        Command::Job(args) => crate::report_tools::run_job(config, &args.job_id, args.json),
         Command::Accounting(_) => not_yet("accounting", "#3"),
-        Command::Mail => not_yet("mail", "#5"),
+        Command::Mail(args) => crate::report_tools::run_mail(config, &args),
     }
 }
 

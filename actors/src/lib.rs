@@ -7,7 +7,12 @@
 pub mod cli;
 pub mod logging;
 pub mod messages;
+pub mod report_tools;
 pub mod system;
+
+// Actors.
+pub mod mailer;
+pub mod rollover;
 
 // Domain modules: pure logic and I/O adapters.
 pub mod analysis;

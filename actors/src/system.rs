@@ -6,6 +6,7 @@
 //! routes (the web crate's report site and API, the ingest endpoint) with `App::configure`.
 
 use crate::store::Store;
+use actix::Actor;
 use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +31,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let shared = Shared { config: Arc::new(config), store };
     tracing::info!(path = %shared.store.path().display(), "store open");
+
+    // Periods and mail (issue #5). The accounting importer publishes `JobsImported` to `rollover`.
+    let mailer = crate::mailer::Mailer::new(shared.store.clone(), shared.config.clone())
+        .context("setting up the mailer ([mail])")?
+        .start();
+    let cycle = crate::analysis::run::Cycle::new(&shared.config, crate::rollover::unix_now())
+        .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
+    let _rollover =
+        Actor::start(crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]));
 
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();

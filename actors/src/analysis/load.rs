@@ -29,7 +29,7 @@ pub fn analyze_period(
 ) -> Result<BTreeMap<String, UserAnalysis>, StoreError> {
     let mut by_user: BTreeMap<String, Vec<JobInput>> = BTreeMap::new();
     for job in store.jobs_in_window(period.start, period.end)? {
-        if skip_users.iter().any(|u| *u == job.user) || job.start_at.is_none() {
+        if skip_users.contains(&job.user) || job.start_at.is_none() {
             continue;
         }
         by_user.entry(job.user.clone()).or_default().push(load_job(store, job)?);

@@ -79,7 +79,7 @@ impl PeriodSpec {
     /// The period that contains `at` (unix seconds).
     pub fn containing(&self, at: u64) -> Result<Period, PeriodError> {
         let at_ts = Timestamp::from_second(at as i64)?;
-        if self.len_secs % DAY_SECS == 0 {
+        if self.len_secs.is_multiple_of(DAY_SECS) {
             // Whole days: count calendar days in the zone, so DST changes do not shift the anchor.
             let days_per_period = (self.len_secs / DAY_SECS) as i64;
             let local = at_ts.to_zoned(self.tz.clone());

@@ -70,6 +70,8 @@ pub struct Refreshed {
     pub bundle: PathBuf,
     /// Mails queued (only when closing).
     pub queued: usize,
+    /// Whether the period is closed now.
+    pub closed: bool,
 }
 
 /// Analyses a period, stores the per-user reports, writes the bundle; when `closing`, queues the
@@ -89,9 +91,12 @@ pub fn refresh(store: &Store, cycle: &Cycle, period: Period, now: u64, closing: 
         let mail = &cycle.config.mail;
         queued = outbox::queue(store, period.start, &recipients, &mail.from, &mail.opt_out, now)?;
     }
-    store.put_period(&PeriodRecord { start: period.start, end: period.end, closed: closing, updated_at: now })?;
+    // Re-analysing a closed period by hand (`turingwatch analyze`) keeps it closed.
+    let was_closed = store.periods()?.iter().any(|p| p.start == period.start && p.closed);
+    let closed = closing || was_closed;
+    store.put_period(&PeriodRecord { start: period.start, end: period.end, closed, updated_at: now })?;
     let jobs = analyses.values().map(|a| a.jobs.len()).sum();
-    Ok(Refreshed { period, users: analyses.len(), jobs, bundle, queued })
+    Ok(Refreshed { period, users: analyses.len(), jobs, bundle, queued, closed })
 }
 
 /// Renders every user's report: the stored forms and the bundle files.

@@ -2,3 +2,4 @@
 //! (Issues #4, #5.)
 
 pub mod bundle;
+pub mod job_text;

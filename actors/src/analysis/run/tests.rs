@@ -20,7 +20,7 @@ fn setup(name: &str) -> (Store, Cycle, PathBuf) {
 #[test]
 fn a_period_closes_after_the_import_passes_its_end_and_queues_mails_once() {
     let (store, cycle, dir) = setup("close");
-    let t0 = 1_800_000_000 - 1_800_000_000 % 600; // a period boundary
+    let t0: u64 = 1_800_000_000; // a multiple of 600: a period boundary
     let mut waste = job(1, "alice", t0 + 10, Some(t0 + 310));
     waste.total_cpu_ms = 1_000;
     let mut fine = job(2, "bob", t0 + 10, Some(t0 + 310));
@@ -57,7 +57,7 @@ fn a_period_closes_after_the_import_passes_its_end_and_queues_mails_once() {
 #[test]
 fn periods_missed_while_down_are_created_and_closed_after_the_grace() {
     let (store, cycle, _dir) = setup("gap");
-    let t0 = 1_800_000_000 - 1_800_000_000 % 600;
+    let t0: u64 = 1_800_000_000; // a multiple of 600: a period boundary
     tick(&store, &cycle, t0 + 1, false).unwrap();
     // Down for three periods and more than the grace (1 h) past them.
     let now = t0 + 600 * 10 + 5;
