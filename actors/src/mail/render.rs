@@ -232,8 +232,8 @@ pub fn render_mail(
         period_end_text: local_text(a.period.end, tz),
         tldr: tldr(a),
         job_count: a.jobs.len(),
-        alloc_core_hours: format!("{:.1}", a.alloc_core_hours),
-        used_core_hours: format!("{:.1}", a.used_core_hours),
+        alloc_core_hours: format!("{:.2}", a.alloc_core_hours),
+        used_core_hours: format!("{:.2}", a.used_core_hours),
         overall_cpu_pct: pct((a.alloc_core_hours > 0.0).then(|| a.used_core_hours / a.alloc_core_hours)),
         kinds: a
             .kinds
