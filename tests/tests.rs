@@ -8,7 +8,11 @@
 
 mod util;
 
+mod accounting;
 mod cli;
 mod crash;
+mod deploy;
+mod disk_full;
 mod mail;
+mod server;
 mod slurm;

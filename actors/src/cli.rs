@@ -116,6 +116,13 @@ pub enum DebugCommand {
         #[arg(long, default_value_t = 0)]
         acknowledged: u64,
     },
+    /// Print stored jobs (with steps), the job count and the import watermark as JSON.
+    StoreJobs {
+        #[arg(long)]
+        db: PathBuf,
+        /// JobIDRaw values.
+        ids: Vec<u64>,
+    },
 }
 
 /// Runs the binary; returns its exit code.
@@ -134,6 +141,9 @@ pub fn main() -> ExitCode {
         None => loaded.config.log.format,
     };
     crate::logging::init(format, &loaded.config.log.level);
+    if matches!(cli.command, Command::Server | Command::Distribute | Command::Scrape(_)) {
+        install_panic_exit();
+    }
     match run(cli.command, &loaded) {
         Ok(code) => code,
         Err(err) => {
@@ -189,14 +199,39 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             println!("jobs {jobs} samples {samples} watermark {watermark:?}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Debug(DebugCommand::StoreJobs { db, ids }) => {
+            println!("{}", crate::accounting::debug_store_jobs(&db, &ids)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Server => crate::system::run_server(config.clone()),
         Command::Distribute => not_yet("distribute", "#4"),
         Command::Scrape(_) => not_yet("scrape", "#4"),
         Command::Analyze(args) => crate::report_tools::run_analyze(config, &args),
         Command::Job(args) => crate::report_tools::run_job(config, &args.job_id, args.json),
-        Command::Accounting(_) => not_yet("accounting", "#3"),
+        Command::Accounting(args) => {
+            let out = crate::accounting::print_only(
+                config,
+                args.since.as_deref(),
+                args.until.as_deref(),
+                args.user.as_deref(),
+                args.json,
+            )?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mail(args) => crate::report_tools::run_mail(config, &args),
     }
+}
+
+/// Long-running roles exit on any panic (after logging it) instead of limping on with a dead
+/// actor thread: the service manager restarts the process, and nothing committed is lost.
+fn install_panic_exit() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panic: exiting so the service manager restarts us");
+        default_hook(info);
+        std::process::exit(1);
+    }));
 }
 
 /// Roles whose issue is not done yet say so plainly and fail, rather than doing nothing quietly.

@@ -4,9 +4,11 @@
 //! actor; a directory is a domain module and never imports actix.
 
 // Wiring.
+pub mod accounting;
 pub mod cli;
 pub mod logging;
 pub mod messages;
+pub mod metrics;
 pub mod report_tools;
 pub mod system;
 

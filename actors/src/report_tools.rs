@@ -132,11 +132,11 @@ pub fn run_job(config: &Config, job_text: &str, json: bool) -> anyhow::Result<Ex
 
 /// Asks SLURM's accounting for one job (any job sacct knows, as seff does).
 async fn from_slurm(config: &Config, job_text: &str) -> anyhow::Result<Option<JobInput>> {
-    let _ = config;
-    anyhow::bail!(
-        "job {job_text} is not in the store (or the store is in use) and asking SLURM directly needs the accounting \
-         importer's sacct adapter (issue #3), not merged into this build yet"
-    )
+    let runner = crate::slurm::SlurmRunner::new(&config.slurm);
+    let found = crate::slurm::sacct::fetch_job(&runner, job_text, &jiff::tz::TimeZone::system())
+        .await
+        .with_context(|| format!("asking SLURM's accounting for job {job_text}"))?;
+    Ok(found.map(|(job, steps)| JobInput { job: Some(job), steps, ..JobInput::default() }))
 }
 
 /// `turingwatch mail`: previews or (re)sends a period's report mails by hand.

@@ -5,6 +5,7 @@
 //! registry, so tests can wire probes instead. The HTTP app is composed from the parts that own
 //! routes (the web crate's report site and API, the ingest endpoint) with `App::configure`.
 
+use crate::metrics::Metrics;
 use crate::store::Store;
 use actix::Actor;
 use anyhow::Context;
@@ -18,6 +19,7 @@ use turingwatch_config::Config;
 pub struct Shared {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs `turingwatch server` until SIGTERM/SIGINT.
@@ -29,17 +31,19 @@ pub fn run_server(config: Config) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let shared = Shared { config: Arc::new(config), store };
+    let shared = Shared { config: Arc::new(config), store, metrics: Arc::new(Metrics::default()) };
     tracing::info!(path = %shared.store.path().display(), "store open");
 
-    // Periods and mail (issue #5). The accounting importer publishes `JobsImported` to `rollover`.
+    // Periods and mail (issue #5): the accounting importer publishes `JobsImported` to `rollover`.
     let mailer = crate::mailer::Mailer::new(shared.store.clone(), shared.config.clone())
         .context("setting up the mailer ([mail])")?
         .start();
     let cycle = crate::analysis::run::Cycle::new(&shared.config, crate::rollover::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
-    let _rollover =
+    let rollover =
         Actor::start(crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]));
+    // Subscribers to JobsImported (allocator, rollover) are added here as they are wired.
+    let _accounting = crate::accounting::start(&shared, vec![rollover.clone().recipient()]);
 
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();
@@ -48,6 +52,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
+            .route("/metrics", actix_web::web::get().to(metrics_endpoint))
     })
     .workers(2)
     .shutdown_timeout(10)
@@ -65,6 +70,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = server_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics_endpoint(shared: actix_web::web::Data<Shared>) -> actix_web::HttpResponse {
+    if let Ok(meta) = std::fs::metadata(shared.store.path()) {
+        shared.metrics.store_size_bytes.set(meta.len());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(shared.metrics.render(now))
 }
 
 /// Opens the store off the async threads (redb's open can take a while on a large file).

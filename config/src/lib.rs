@@ -16,7 +16,7 @@ mod model;
 mod validate;
 
 pub use duration::{parse_span, Span};
-pub use load::{load, load_from, resolve_path, Loaded, Source, ENV_PREFIX, SECTIONS, SYSTEM_CONFIG_PATH};
+pub use load::{load, load_from, load_text, resolve_path, Loaded, Source, ENV_PREFIX, SECTIONS, SYSTEM_CONFIG_PATH};
 pub use model::*;
 pub use validate::{parse_cidr, parse_time_of_day, validate, Problem, WEEKDAYS};
 

@@ -70,12 +70,20 @@ pub fn load(flag: Option<&Path>) -> Result<Loaded, ConfigError> {
 
 /// Loads from an explicit file (or none) and an explicit environment; pure apart from reading the file.
 pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
-    let (mut table, source) = match path {
+    match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-            (parse_file_text(&text, path)?, Source::File(path.to_path_buf()))
+            load_text(Some((&text, path)), env)
         }
+        None => load_text(None, env),
+    }
+}
+
+/// Loads from config text (named by `path` in messages) and an environment. Pure.
+pub fn load_text(file: Option<(&str, &Path)>, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    let (mut table, source) = match file {
+        Some((text, path)) => (parse_file_text(text, path)?, Source::File(path.to_path_buf())),
         None => (toml::Table::new(), Source::Defaults),
     };
     let overrides = apply_env(&mut table, env)?;

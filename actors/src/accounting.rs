@@ -1,0 +1,454 @@
+//! The accounting importer: brings every job from SLURM's accounting into the store, in
+//! windows, without loss, and tells the other actors what changed.
+//!
+//! Each import asks sacct for the jobs active in (watermark − overlap, now], upserts them with
+//! their steps and moves the watermark to the window's end in ONE store transaction, so a crash
+//! between imports neither loses a window (the watermark did not move) nor duplicates a job (the
+//! store is keyed by JobIDRaw and upserts replace). The overlap of `WINDOW_OVERLAP_SECS`
+//! re-reads the end of the previous window because sacct's window queries lag up to ~5 s behind
+//! a job's end (and slurmctld hands records over late after a slurmdbd outage); the re-read jobs
+//! are simply upserted again. A window spans at most `MAX_WINDOW_SECS`; a longer gap (the first
+//! import's 28 days) is caught up window after window.
+//!
+//! When sacct fails (slurmdbd unreachable, timeout), the import is retried `reconnect_max` times
+//! with exponential backoff from `reconnect_wait`; then the actor stops, and its supervisor
+//! restarts it, which waits `reconnect_wait` before trying again. The watermark stays where it
+//! was, so the missed window is imported once slurmdbd is back.
+
+use crate::messages::JobsImported;
+use crate::slurm::sacct::{fetch_window, SacctError, Window};
+use crate::slurm::sacct_parse::SacctBatch;
+use crate::slurm::{hostlist, SlurmRunner};
+use crate::store::tables::{IMPORT_WATERMARK_KEY, JOBS};
+use crate::store::{decode_record, Store, StoreError};
+use crate::system::{Backoff, Shared};
+use actix::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How far each window reaches back before the watermark: covers sacct's ~5 s lag, and job
+/// records slurmctld hands to slurmdbd late after an outage of slurmdbd.
+pub const WINDOW_OVERLAP_SECS: u64 = 300;
+
+/// Longest window asked of sacct at once: the 28-day first import (or catching up after a long
+/// stop) goes in daily windows, each committed with its watermark, so one sacct call stays
+/// bounded in time and memory and progress survives a restart.
+pub const MAX_WINDOW_SECS: u64 = 86_400;
+
+/// What an import stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Whether the window reached `now` (else the next window follows at once).
+    pub caught_up: bool,
+    pub jobs: usize,
+    pub steps: usize,
+    pub skipped_lines: usize,
+    pub event: JobsImported,
+}
+
+/// Why an import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("sacct: {0}")]
+    Sacct(#[from] SacctError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// The window the next import covers, given the stored watermark.
+pub fn next_window(watermark: Option<u64>, now: u64, first_window_secs: u64) -> Window {
+    let from = match watermark {
+        Some(mark) => mark.saturating_sub(WINDOW_OVERLAP_SECS),
+        None => now.saturating_sub(first_window_secs),
+    };
+    Window { from, to: now.min(from.saturating_add(MAX_WINDOW_SECS)).max(from), user: None }
+}
+
+/// Stores a parsed batch and sets the watermark in one transaction; returns what changed
+/// compared with what was stored before (new jobs, jobs that ended, busy nodes).
+pub fn commit_batch(store: &Store, batch: SacctBatch, watermark: u64) -> Result<ImportSummary, StoreError> {
+    // Whether each job was known and whether it had ended, read in one transaction.
+    let mut before: HashMap<u64, bool> = HashMap::new();
+    {
+        let txn = store.db().begin_read()?;
+        let table = txn.open_table(JOBS)?;
+        for (job, _) in &batch.jobs {
+            if let Some(value) = table.get(job.id.0)? {
+                let old: crate::job::JobRecord = decode_record(value.value())
+                    .map_err(|source| StoreError::Corrupt { table: "jobs", key: job.id.to_string(), source })?;
+                before.insert(job.id.0, old.end_at.is_some());
+            }
+        }
+    }
+    let skipped_lines = batch.skipped.len();
+    let mut jobs = Vec::with_capacity(batch.jobs.len());
+    let mut steps = Vec::with_capacity(batch.jobs.len() * 3);
+    for (job, job_steps) in batch.jobs {
+        jobs.push(job);
+        steps.extend(job_steps);
+    }
+    store.upsert_jobs(&jobs, &steps, Some(watermark))?;
+    let mut event = JobsImported { until: watermark, ..JobsImported::default() };
+    let mut busy: BTreeMap<String, u32> = BTreeMap::new();
+    for job in &jobs {
+        let was = before.get(&job.id.0).copied();
+        if was.is_none() {
+            event.new.push(job.id);
+        }
+        if job.end_at.is_some() && was != Some(true) {
+            event.finished.push(job.id);
+        }
+        if job.end_at.is_none() && job.state == "RUNNING" {
+            for node in hostlist::expand(&job.node_list).unwrap_or_default() {
+                *busy.entry(node).or_default() += 1;
+            }
+        }
+    }
+    event.busy_nodes = busy.into_iter().collect();
+    event.busy_nodes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(ImportSummary { caught_up: true, jobs: jobs.len(), steps: steps.len(), skipped_lines, event })
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0)
+}
+
+/// Everything one import needs; cheap to clone into the import future.
+#[derive(Clone)]
+struct ImportJob {
+    store: Arc<Store>,
+    runner: SlurmRunner,
+    tz: jiff::tz::TimeZone,
+    first_window_secs: u64,
+    reconnect_max: u32,
+    reconnect_wait: Duration,
+}
+
+impl ImportJob {
+    /// One import with retries: sacct (retried with backoff), then the store commit.
+    async fn run(self) -> Result<ImportSummary, ImportError> {
+        let store = self.store.clone();
+        let watermark = blocking(move || store.meta(IMPORT_WATERMARK_KEY)).await?;
+        let mut backoff = Backoff::new(self.reconnect_wait, self.reconnect_wait.saturating_mul(16));
+        loop {
+            let now = unix_now();
+            let window = next_window(watermark, now, self.first_window_secs);
+            match fetch_window(&self.runner, &window, &self.tz, now).await {
+                Ok(batch) => {
+                    let store = self.store.clone();
+                    let mut summary = blocking(move || commit_batch(&store, batch, window.to)).await?;
+                    summary.caught_up = window.to >= now;
+                    tracing::info!(
+                        from = window.from,
+                        until = window.to,
+                        jobs = summary.jobs,
+                        steps = summary.steps,
+                        new = summary.event.new.len(),
+                        finished = summary.event.finished.len(),
+                        skipped_lines = summary.skipped_lines,
+                        "accounting import committed"
+                    );
+                    return Ok(summary);
+                }
+                Err(err) if backoff.attempts() < self.reconnect_max => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(
+                        error = %err,
+                        unreachable = err.is_unreachable(),
+                        attempt = backoff.attempts(),
+                        of = self.reconnect_max,
+                        wait_secs = wait.as_secs_f64(),
+                        "accounting import failed, retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ImportError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(result?),
+        Err(join) => Err(ImportError::Task(join.to_string())),
+    }
+}
+
+/// The importer actor. Runs an import at start (after `delay`), then every `interval` after the
+/// previous one ended; publishes `JobsImported` after each committed import.
+pub struct AccountingImporter {
+    job: ImportJob,
+    interval: Duration,
+    delay: Duration,
+    subscribers: Vec<Recipient<JobsImported>>,
+}
+
+impl AccountingImporter {
+    /// An importer for the server's config and store, publishing to `subscribers`.
+    pub fn new(shared: &Shared, subscribers: Vec<Recipient<JobsImported>>) -> Self {
+        let acct = &shared.config.accounting;
+        AccountingImporter {
+            job: ImportJob {
+                store: shared.store.clone(),
+                runner: SlurmRunner::new(&shared.config.slurm),
+                tz: jiff::tz::TimeZone::system(),
+                first_window_secs: acct.first_window.as_secs(),
+                reconnect_max: acct.reconnect_max,
+                reconnect_wait: acct.reconnect_wait.get(),
+            },
+            interval: acct.interval.get(),
+            delay: Duration::ZERO,
+            subscribers,
+        }
+    }
+
+    fn schedule(&self, ctx: &mut Context<Self>, after: Duration) {
+        ctx.run_later(after, |importer, ctx| importer.import(ctx));
+    }
+
+    fn import(&mut self, ctx: &mut Context<Self>) {
+        let work = self.job.clone().run();
+        ctx.spawn(work.into_actor(self).map(|result, importer, ctx| match result {
+            Ok(summary) => {
+                for subscriber in &importer.subscribers {
+                    subscriber.do_send(summary.event.clone());
+                }
+                let next = if summary.caught_up { importer.interval } else { Duration::ZERO };
+                importer.schedule(ctx, next);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "accounting import gave up; the supervisor restarts the importer");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Actor for AccountingImporter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(
+            interval_secs = self.interval.as_secs(),
+            delay_secs = self.delay.as_secs(),
+            "accounting importer started"
+        );
+        self.schedule(ctx, self.delay);
+    }
+}
+
+impl Supervised for AccountingImporter {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Restart later, not at once: slurmdbd was unreachable a moment ago.
+        self.delay = self.job.reconnect_wait;
+        tracing::warn!(delay_secs = self.delay.as_secs(), "accounting importer restarting");
+    }
+}
+
+/// Starts the importer under a supervisor.
+pub fn start(shared: &Shared, subscribers: Vec<Recipient<JobsImported>>) -> Addr<AccountingImporter> {
+    let importer = AccountingImporter::new(shared, subscribers);
+    Supervisor::start(move |_| importer)
+}
+
+/// `turingwatch accounting`: what an import of the given window would store, printed, without
+/// touching the store. `since`/`until` are sacct times or durations ago (`2h`, `3d`).
+pub fn print_only(
+    config: &turingwatch_config::Config,
+    since: Option<&str>,
+    until: Option<&str>,
+    user: Option<&str>,
+    json: bool,
+) -> Result<String, ImportError> {
+    let tz = jiff::tz::TimeZone::system();
+    let now = unix_now();
+    let default_since = format!("{}s", config.accounting.interval.as_secs());
+    let start = sacct_time_arg(since.unwrap_or(&default_since), now, &tz)?;
+    let end = match until {
+        Some(until) => sacct_time_arg(until, now, &tz)?,
+        None => crate::slurm::sacct::sacct_time(now, &tz)?,
+    };
+    let runner = SlurmRunner::new(&config.slurm);
+    let args = crate::slurm::sacct::window_args(&runner, &start, &end, user);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ImportError::Task(e.to_string()))?;
+    let batch = runtime.block_on(crate::slurm::sacct::fetch_with_args(&runner, &args, &tz, now))?;
+    if json {
+        crate::slurm::sacct_print::render_json(&batch).map_err(|e| ImportError::Task(e.to_string()))
+    } else {
+        Ok(crate::slurm::sacct_print::render_text(&batch, &tz))
+    }
+}
+
+/// `turingwatch debug store-jobs`: stored jobs with their steps and how often each appears in
+/// the by-user index, the job count and the watermark, as JSON (for the end-to-end tests).
+pub fn debug_store_jobs(db: &std::path::Path, ids: &[u64]) -> Result<String, ImportError> {
+    let store = Store::open(db)?;
+    let mut jobs = Vec::new();
+    for &id in ids {
+        let Some(job) = store.job(crate::job::JobId(id))? else { continue };
+        let indexed = store.job_ids_of_user(&job.user)?.iter().filter(|j| j.0 == id).count();
+        let steps = store.steps(job.id)?;
+        jobs.push(serde_json::json!({ "job": job, "steps": steps, "in_user_index": indexed }));
+    }
+    let doc = serde_json::json!({
+        "job_count": store.job_count()?,
+        "watermark": store.meta(IMPORT_WATERMARK_KEY)?,
+        "jobs": jobs,
+    });
+    Ok(doc.to_string())
+}
+
+/// A duration ago (`2h`, `3d`, `90m`) becomes an absolute local time; anything else is passed to
+/// sacct as written (it accepts `2026-11-25T10:00`, `now-2hours`, `MMDD`…).
+fn sacct_time_arg(text: &str, now: u64, tz: &jiff::tz::TimeZone) -> Result<String, SacctError> {
+    match turingwatch_config::parse_span(text) {
+        Ok(span) => crate::slurm::sacct::sacct_time(now.saturating_sub(span.as_secs()), tz),
+        Err(_) => Ok(text.trim().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobId;
+    use crate::slurm::sacct_parse::parse_sacct;
+
+    const WINDOW: &str = include_str!("../../tests/fixtures/sacct/window.txt");
+
+    #[test]
+    fn durations_ago_become_times_and_absolute_times_pass_through() {
+        let tz = jiff::tz::TimeZone::UTC;
+        assert_eq!(sacct_time_arg("2h", 1_795_644_165, &tz).unwrap(), "2026-11-25T20:02:45");
+        assert_eq!(sacct_time_arg("3d", 1_795_644_165, &tz).unwrap(), "2026-11-22T22:02:45");
+        assert_eq!(sacct_time_arg("2026-11-25T10:00", 0, &tz).unwrap(), "2026-11-25T10:00");
+    }
+
+    #[test]
+    fn windows_overlap_the_previous_one_and_the_first_reaches_back() {
+        assert_eq!(next_window(None, 100_000, 3_600), Window { from: 96_400, to: 100_000, user: None });
+        // A 28-day first window is imported a day at a time.
+        let first = next_window(None, 10_000_000, 28 * 86_400);
+        assert_eq!((first.from, first.to), (10_000_000 - 28 * 86_400, 10_000_000 - 27 * 86_400));
+        let second = next_window(Some(first.to), 10_000_000, 28 * 86_400);
+        assert_eq!(second.from, first.to - WINDOW_OVERLAP_SECS);
+        assert_eq!(next_window(Some(99_000), 100_000, 3_600).from, 99_000 - WINDOW_OVERLAP_SECS);
+        assert_eq!(next_window(Some(10), 20, 3_600).from, 0);
+    }
+
+    #[test]
+    fn reimporting_a_window_is_idempotent_and_reports_changes_once() {
+        let dir = std::env::temp_dir().join(format!("tw-acct-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("s.redb")).unwrap();
+        let tz = jiff::tz::TimeZone::UTC;
+        // Job 12 first seen running (its end cleared), then finished.
+        let mut running = parse_sacct(WINDOW, &tz, 1);
+        for (job, steps) in &mut running.jobs {
+            if job.id == JobId(12) {
+                job.end_at = None;
+                job.state = "RUNNING".into();
+                steps.truncate(1);
+            }
+        }
+        let first = commit_batch(&store, running, 1_000).unwrap();
+        assert_eq!(first.event.new.len(), 9);
+        assert!(!first.event.finished.contains(&JobId(12)));
+        assert_eq!(first.event.busy_nodes, [("n1".to_string(), 1)]);
+        let done = parse_sacct(WINDOW, &tz, 2);
+        let second = commit_batch(&store, done.clone(), 2_000).unwrap();
+        assert!(second.event.new.is_empty());
+        assert_eq!(second.event.finished, [JobId(12)]);
+        assert!(second.event.busy_nodes.is_empty());
+        let third = commit_batch(&store, done, 3_000).unwrap();
+        assert!(third.event.new.is_empty() && third.event.finished.is_empty());
+        assert_eq!(store.job_count().unwrap(), 9);
+        let stored = store.job(JobId(12)).unwrap().unwrap();
+        assert_eq!((stored.state.as_str(), stored.max_rss_bytes), ("COMPLETED", Some(219_496_448)));
+        assert_eq!(store.steps(JobId(12)).unwrap().len(), 2);
+        assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(3_000));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Collects what the importer publishes.
+    struct Probe(Arc<std::sync::Mutex<Vec<JobsImported>>>);
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<JobsImported> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: JobsImported, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+
+    /// A stand-in `sacct` that records its arguments, fails like an unreachable slurmdbd while
+    /// the file `down` exists, and prints the recorded window fixture otherwise.
+    #[actix_rt::test]
+    async fn the_importer_backs_off_restarts_keeps_its_window_and_publishes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tw-acct-actor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("window.txt"), WINDOW).unwrap();
+        std::fs::write(dir.join("down"), "").unwrap();
+        let d = dir.display();
+        let script = format!(
+            "#!/bin/sh\necho \"$@\" >> {d}/calls\nif [ -e {d}/down ]; then echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1; fi\ncat {d}/window.txt\n"
+        );
+        std::fs::write(dir.join("bin/sacct"), script).unwrap();
+        std::fs::set_permissions(dir.join("bin/sacct"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let mut config = turingwatch_config::Config::default();
+        config.slurm.bin_dir = dir.join("bin").display().to_string();
+        config.accounting.reconnect_max = 1;
+        config.accounting.reconnect_wait = turingwatch_config::Span::secs(1);
+        let store = Arc::new(Store::open(&dir.join("store.redb")).unwrap());
+        let watermark = unix_now() - 1_000;
+        store.set_meta(IMPORT_WATERMARK_KEY, watermark).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let shared = Shared { config: Arc::new(config), store: store.clone(), metrics };
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let probe = Probe(received.clone()).start();
+        let _importer = start(&shared, vec![probe.recipient()]);
+
+        let calls = || std::fs::read_to_string(dir.join("calls")).unwrap_or_default();
+        // First attempt, one retry, give up, restart by the supervisor, attempt again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while calls().lines().count() < 3 {
+            assert!(std::time::Instant::now() < deadline, "calls: {}", calls());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(received.lock().unwrap().is_empty(), "published while sacct failed");
+        assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(watermark));
+        std::fs::remove_file(dir.join("down")).unwrap();
+        while received.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "nothing published; calls: {}", calls());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let event = received.lock().unwrap()[0].clone();
+        assert_eq!(event.new.len(), 9);
+        assert_eq!(event.finished.len(), 9);
+        assert!(event.until > watermark);
+        assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(event.until));
+        assert_eq!(store.job_count().unwrap(), 9);
+        // Every attempt asked for the same start: the failed window was not skipped.
+        let tz = jiff::tz::TimeZone::system();
+        let start =
+            format!("--starttime={}", crate::slurm::sacct::sacct_time(watermark - WINDOW_OVERLAP_SECS, &tz).unwrap());
+        let all_calls = calls();
+        assert!(all_calls.lines().count() >= 4);
+        assert!(all_calls.lines().all(|l| l.split(' ').any(|a| a == start)), "{all_calls}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,474 @@
+//! Pure parsing of `sacct` output into job and step records.
+//!
+//! The output is what `sacct::sacct_args` asks for: `-P --noheader --noconvert` with the ASCII
+//! unit separator (0x1f) as delimiter and the fields of [`FIELDS`], JobName last. The separator
+//! is used because a job name may contain `|` (the default `-P` delimiter) and spaces; it cannot
+//! be typed into a job name by ordinary means, and if a name ever carries one, JobName being last
+//! means the extra pieces are rejoined into the name. Verified on 22.05 with a job named
+//! `we|ird name ünï` (fixture `window.txt`).
+//!
+//! We read `-P` text rather than `--json` because 22.05's JSON reports wrong exit codes for
+//! non-zero exits and zero job-level CPU times (see `slurm-on-debian.md`, quirks 1–2).
+//!
+//! A malformed line is reported (line number, field, text) and skipped with the steps that
+//! belong to it; the rest of the batch is kept. Job lines whose state is PENDING are dropped
+//! (with their steps) without an error: pending jobs are not imported, and 22.05 briefly shows a
+//! just-started job as PENDING while its steps already run — the next window sees it settled.
+
+use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres};
+use crate::slurm::units::{
+    parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_timestamp, parse_tres, MemScope,
+};
+
+/// The field separator we ask sacct for (`--delimiter`).
+pub const DELIMITER: char = '\u{1f}';
+
+/// The `--format` fields, in order. JobName must stay last (see the module doc).
+pub const FIELDS: [&str; 37] = [
+    "JobIDRaw",
+    "JobID",
+    "State",
+    "ExitCode",
+    "User",
+    "UID",
+    "Account",
+    "Partition",
+    "QOS",
+    "Submit",
+    "Eligible",
+    "Start",
+    "End",
+    "Timelimit",
+    "ElapsedRaw",
+    "NNodes",
+    "NodeList",
+    "AllocCPUS",
+    "NTasks",
+    "ReqMem",
+    "AllocTRES",
+    "ReqTRES",
+    "TotalCPU",
+    "UserCPU",
+    "SystemCPU",
+    "MaxRSS",
+    "MaxRSSNode",
+    "MaxRSSTask",
+    "AveRSS",
+    "MaxVMSize",
+    "MaxDiskRead",
+    "MaxDiskWrite",
+    "TRESUsageInTot",
+    "TRESUsageInMax",
+    "WorkDir",
+    "SubmitLine",
+    "JobName",
+];
+
+// Field positions (must follow FIELDS).
+const RAW: usize = 0;
+const JOBID: usize = 1;
+const STATE: usize = 2;
+const EXIT: usize = 3;
+const USER: usize = 4;
+const UID: usize = 5;
+const ACCOUNT: usize = 6;
+const PARTITION: usize = 7;
+const QOS: usize = 8;
+const SUBMIT: usize = 9;
+const ELIGIBLE: usize = 10;
+const START: usize = 11;
+const END: usize = 12;
+const TIMELIMIT: usize = 13;
+const ELAPSED: usize = 14;
+const NNODES: usize = 15;
+const NODELIST: usize = 16;
+const ALLOC_CPUS: usize = 17;
+const NTASKS: usize = 18;
+const REQ_MEM: usize = 19;
+const ALLOC_TRES: usize = 20;
+const REQ_TRES: usize = 21;
+const TOTAL_CPU: usize = 22;
+const USER_CPU: usize = 23;
+const SYSTEM_CPU: usize = 24;
+const MAX_RSS: usize = 25;
+const MAX_RSS_NODE: usize = 26;
+const MAX_RSS_TASK: usize = 27;
+const AVE_RSS: usize = 28;
+const MAX_VMSIZE: usize = 29;
+const MAX_DISK_READ: usize = 30;
+const MAX_DISK_WRITE: usize = 31;
+const TRES_IN_TOT: usize = 32;
+const TRES_IN_MAX: usize = 33;
+const WORK_DIR: usize = 34;
+const SUBMIT_LINE: usize = 35;
+const NAME: usize = 36;
+
+/// One line that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sacct line {line}: field {field}: {reason} (text {text:?})")]
+pub struct LineError {
+    /// 1-based line number in the sacct output.
+    pub line: usize,
+    /// The sacct field name (or `line` for the shape of the line itself).
+    pub field: &'static str,
+    pub reason: String,
+    /// The offending value (or the start of the line), at most 200 characters.
+    pub text: String,
+}
+
+/// A parsed batch: the jobs with their steps, and the lines that were skipped.
+#[derive(Debug, Clone, Default)]
+pub struct SacctBatch {
+    pub jobs: Vec<(JobRecord, Vec<StepRecord>)>,
+    pub skipped: Vec<LineError>,
+}
+
+/// Parses a whole sacct output. `imported_at` stamps the job records.
+pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> SacctBatch {
+    let mut batch = SacctBatch::default();
+    // Raw id of the job the following step lines belong to; None after a skipped/pending job.
+    let mut current: Option<u64> = None;
+    let mut dropped: Option<u64> = None;
+    for record in records(text) {
+        let (line_no, line) = match record {
+            Ok(record) => record,
+            Err(e) => {
+                batch.skipped.push(e);
+                continue;
+            }
+        };
+        // `records` guarantees at least FIELDS.len() − 1 delimiters, so every slot is filled.
+        let mut fields = [""; FIELDS.len()];
+        for (slot, value) in fields.iter_mut().zip(line.splitn(FIELDS.len(), DELIMITER)) {
+            *slot = value;
+        }
+        let raw = fields[RAW];
+        let ctx = Ctx { line: line_no, fields: &fields, tz };
+        match raw.split_once('.') {
+            None => {
+                let id = match raw.parse::<u64>() {
+                    Ok(id) => id,
+                    Err(_) => {
+                        batch.skipped.push(ctx.error(RAW, "not a job id".into()));
+                        current = None;
+                        dropped = None;
+                        continue;
+                    }
+                };
+                if word(fields[STATE]) == "PENDING" {
+                    current = None;
+                    dropped = Some(id);
+                    continue;
+                }
+                match parse_job(&ctx, JobId(id), imported_at) {
+                    Ok(job) => {
+                        batch.jobs.push((job, Vec::new()));
+                        current = Some(id);
+                        dropped = None;
+                    }
+                    Err(e) => {
+                        batch.skipped.push(e);
+                        current = None;
+                        dropped = Some(id);
+                    }
+                }
+            }
+            Some((job_part, step_part)) => {
+                let job_id = job_part.parse::<u64>().ok();
+                if job_id.is_some() && job_id == dropped {
+                    continue;
+                }
+                let Some(job_id) = job_id.filter(|id| Some(*id) == current) else {
+                    batch.skipped.push(ctx.error(RAW, "step line without its job line".into()));
+                    continue;
+                };
+                let Some(step) = StepId::parse(step_part) else {
+                    batch.skipped.push(ctx.error(RAW, "not a step id".into()));
+                    continue;
+                };
+                match parse_step(&ctx, JobId(job_id), step) {
+                    Ok(step) => {
+                        if let Some((_, steps)) = batch.jobs.last_mut() {
+                            steps.push(step);
+                        }
+                    }
+                    Err(e) => batch.skipped.push(e),
+                }
+            }
+        }
+    }
+    for (job, steps) in &mut batch.jobs {
+        fold_steps_into_job(job, steps);
+    }
+    batch
+}
+
+/// Splits sacct output into records: `(first line number, record text)`.
+///
+/// A record is normally one line, but SubmitLine keeps the newlines of a `--wrap` script, so a
+/// line that stops one field short (inside SubmitLine) continues on the following lines until
+/// the last field (JobName) is reached. Any other line with the wrong number of fields is
+/// reported as malformed.
+fn records(text: &str) -> impl Iterator<Item = Result<(usize, std::borrow::Cow<'_, str>), LineError>> {
+    let want = FIELDS.len() - 1;
+    let mut lines = text.lines().enumerate().peekable();
+    std::iter::from_fn(move || loop {
+        let (index, line) = lines.next()?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let count = line.matches(DELIMITER).count();
+        if count >= want {
+            return Some(Ok((index + 1, std::borrow::Cow::Borrowed(line))));
+        }
+        if count == want - 1 {
+            let mut joined = line.to_string();
+            let mut total = count;
+            while total < want {
+                match lines.peek() {
+                    Some((_, next)) if next.matches(DELIMITER).count() <= want - total => {
+                        total += next.matches(DELIMITER).count();
+                        joined.push('\n');
+                        joined.push_str(next);
+                        lines.next();
+                    }
+                    _ => break,
+                }
+            }
+            if total == want {
+                return Some(Ok((index + 1, std::borrow::Cow::Owned(joined))));
+            }
+        }
+        return Some(Err(LineError {
+            line: index + 1,
+            field: "line",
+            reason: format!("{} fields, expected {}", count + 1, FIELDS.len()),
+            text: line.chars().take(200).collect(),
+        }));
+    })
+}
+
+/// Memory figures exist per step only (22.05 leaves them empty on the job line): the job gets
+/// the largest MaxRSS of its steps with where it peaked, and the largest of the other maxima.
+fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
+    if let Some(peak) = steps.iter().filter(|s| s.max_rss_bytes.is_some()).max_by_key(|s| s.max_rss_bytes) {
+        job.max_rss_bytes = peak.max_rss_bytes;
+        job.max_rss_node = peak.max_rss_node.clone();
+        job.max_rss_task = peak.max_rss_task;
+    }
+    let max_of = |f: fn(&StepRecord) -> Option<u64>| steps.iter().filter_map(f).max();
+    job.ave_rss_bytes = job.ave_rss_bytes.or(max_of(|s| s.ave_rss_bytes));
+    job.max_vmsize_bytes = job.max_vmsize_bytes.or(max_of(|s| s.max_vmsize_bytes));
+    job.max_disk_read_bytes = job.max_disk_read_bytes.or(max_of(|s| s.max_disk_read_bytes));
+    job.max_disk_write_bytes = job.max_disk_write_bytes.or(max_of(|s| s.max_disk_write_bytes));
+}
+
+/// The fields of one line, with what is needed to report an error in it.
+struct Ctx<'a> {
+    line: usize,
+    fields: &'a [&'a str],
+    tz: &'a jiff::tz::TimeZone,
+}
+
+impl Ctx<'_> {
+    fn error(&self, field: usize, reason: String) -> LineError {
+        LineError {
+            line: self.line,
+            field: FIELDS[field],
+            reason,
+            text: self.fields[field].chars().take(200).collect(),
+        }
+    }
+
+    fn text(&self, field: usize) -> String {
+        self.fields[field].to_string()
+    }
+
+    fn unit<T>(
+        &self,
+        field: usize,
+        parse: impl Fn(&str) -> Result<T, crate::slurm::units::UnitError>,
+    ) -> Result<T, LineError> {
+        parse(self.fields[field]).map_err(|e| self.error(field, e.to_string()))
+    }
+
+    /// A count; empty is 0.
+    fn count(&self, field: usize) -> Result<u32, LineError> {
+        let t = self.fields[field].trim();
+        if t.is_empty() {
+            return Ok(0);
+        }
+        t.parse().map_err(|_| self.error(field, "not a count".into()))
+    }
+
+    fn optional_u32(&self, field: usize) -> Result<Option<u32>, LineError> {
+        let t = self.fields[field].trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.parse().map(Some).map_err(|_| self.error(field, "not a number".into()))
+    }
+
+    fn time(&self, field: usize) -> Result<Option<u64>, LineError> {
+        self.unit(field, |t| parse_timestamp(t, self.tz))
+    }
+
+    fn ms(&self, field: usize) -> Result<u64, LineError> {
+        Ok(self.unit(field, parse_duration_ms)?.unwrap_or(0))
+    }
+
+    fn bytes(&self, field: usize) -> Result<Option<u64>, LineError> {
+        Ok(self.unit(field, parse_memory)?.map(|(b, _)| b))
+    }
+
+    fn tres(&self, field: usize) -> Result<Tres, LineError> {
+        self.unit(field, parse_tres)
+    }
+
+    fn node_list(&self) -> String {
+        match self.fields[NODELIST] {
+            "None assigned" => String::new(),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn word(state: &str) -> &str {
+    state.split_whitespace().next().unwrap_or("")
+}
+
+/// Array and het parts of a display id: `123_4` → array (123, 4); `123+1` → het (123, 1).
+fn id_parts(display: &str) -> (Option<u64>, Option<u32>, Option<u64>, Option<u32>) {
+    if let Some((job, task)) = display.split_once('_') {
+        return (job.parse().ok(), task.parse().ok(), None, None);
+    }
+    if let Some((job, offset)) = display.split_once('+') {
+        return (None, None, job.parse().ok(), offset.parse().ok());
+    }
+    (None, None, None, None)
+}
+
+fn parse_job(ctx: &Ctx<'_>, id: JobId, imported_at: u64) -> Result<JobRecord, LineError> {
+    let f = ctx.fields;
+    let (exit_code, exit_signal) = ctx.unit(EXIT, parse_exit_code)?;
+    let (array_job_id, array_task_id, het_job_id, het_offset) = id_parts(f[JOBID]);
+    let node_count = ctx.count(NNODES)?;
+    let alloc_cpus = ctx.count(ALLOC_CPUS)?;
+    let alloc_tres = ctx.tres(ALLOC_TRES)?;
+    let req_tres = ctx.tres(REQ_TRES)?;
+    let req_mem_raw = ctx.unit(REQ_MEM, parse_memory)?;
+    let (req_mem, req_mem_bytes) = normalise_req_mem(req_mem_raw, &alloc_tres, &req_tres, node_count, alloc_cpus);
+    let uid = ctx.optional_u32(UID)?;
+    let elapsed_secs = f[ELAPSED].trim().parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
+    let name = if f[NAME].contains(DELIMITER) { f[NAME].replace(DELIMITER, "\u{fffd}") } else { f[NAME].to_string() };
+    Ok(JobRecord {
+        id,
+        display_id: ctx.text(JOBID),
+        array_job_id,
+        array_task_id,
+        het_job_id,
+        het_offset,
+        name,
+        user: ctx.text(USER),
+        uid,
+        account: ctx.text(ACCOUNT),
+        partition: ctx.text(PARTITION),
+        qos: ctx.text(QOS),
+        state: word(f[STATE]).to_string(),
+        state_detail: ctx.text(STATE),
+        exit_code,
+        exit_signal,
+        submit_at: ctx.time(SUBMIT)?,
+        eligible_at: ctx.time(ELIGIBLE)?,
+        start_at: ctx.time(START)?,
+        end_at: ctx.time(END)?,
+        time_limit_secs: ctx.unit(TIMELIMIT, parse_time_limit_secs)?,
+        elapsed_secs,
+        node_list: ctx.node_list(),
+        node_count,
+        alloc_cpus,
+        req_mem,
+        req_mem_bytes,
+        alloc_tres,
+        req_tres,
+        total_cpu_ms: ctx.ms(TOTAL_CPU)?,
+        user_cpu_ms: ctx.ms(USER_CPU)?,
+        system_cpu_ms: ctx.ms(SYSTEM_CPU)?,
+        max_rss_bytes: ctx.bytes(MAX_RSS)?,
+        max_rss_node: ctx.text(MAX_RSS_NODE),
+        max_rss_task: ctx.optional_u32(MAX_RSS_TASK)?,
+        ave_rss_bytes: ctx.bytes(AVE_RSS)?,
+        max_vmsize_bytes: ctx.bytes(MAX_VMSIZE)?,
+        max_disk_read_bytes: ctx.bytes(MAX_DISK_READ)?,
+        max_disk_write_bytes: ctx.bytes(MAX_DISK_WRITE)?,
+        submit_line: ctx.text(SUBMIT_LINE),
+        work_dir: ctx.text(WORK_DIR),
+        imported_at,
+    })
+}
+
+/// The memory request as stated, and normalised to bytes for the whole job.
+///
+/// The whole-job figure comes from AllocTRES `mem` (reliable: SLURM's own total), else ReqTRES
+/// `mem`, else ReqMem scaled by its suffix. 22.05 prints ReqMem without a suffix as the job's
+/// total (`--mem=50M -N2` shows `100M`, `--mem-per-cpu=60M -c2` shows `120M`), so a plain
+/// figure is recorded as per node = total / nodes.
+fn normalise_req_mem(
+    req_mem: Option<(u64, MemScope)>,
+    alloc_tres: &Tres,
+    req_tres: &Tres,
+    nodes: u32,
+    cpus: u32,
+) -> (Option<MemRequest>, Option<u64>) {
+    let nodes = u64::from(nodes.max(1));
+    let request = req_mem.map(|(bytes, scope)| match scope {
+        MemScope::PerCpu => MemRequest::PerCpu(bytes),
+        MemScope::PerNode => MemRequest::PerNode(bytes),
+        MemScope::Plain => MemRequest::PerNode(bytes / nodes),
+    });
+    let from_req_mem = req_mem.map(|(bytes, scope)| match scope {
+        MemScope::PerCpu => bytes.saturating_mul(u64::from(cpus.max(1))),
+        MemScope::PerNode => bytes.saturating_mul(nodes),
+        MemScope::Plain => bytes,
+    });
+    let total = alloc_tres.get("mem").or_else(|| req_tres.get("mem")).or(from_req_mem);
+    (request, total)
+}
+
+fn parse_step(ctx: &Ctx<'_>, job: JobId, step: StepId) -> Result<StepRecord, LineError> {
+    let f = ctx.fields;
+    let (exit_code, exit_signal) = ctx.unit(EXIT, parse_exit_code)?;
+    let elapsed_secs = f[ELAPSED].trim().parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
+    Ok(StepRecord {
+        job,
+        step,
+        name: ctx.text(NAME),
+        state: word(f[STATE]).to_string(),
+        exit_code,
+        exit_signal,
+        start_at: ctx.time(START)?,
+        end_at: ctx.time(END)?,
+        elapsed_secs,
+        node_list: ctx.node_list(),
+        node_count: ctx.count(NNODES)?,
+        task_count: ctx.count(NTASKS)?,
+        alloc_cpus: ctx.count(ALLOC_CPUS)?,
+        total_cpu_ms: ctx.ms(TOTAL_CPU)?,
+        user_cpu_ms: ctx.ms(USER_CPU)?,
+        system_cpu_ms: ctx.ms(SYSTEM_CPU)?,
+        max_rss_bytes: ctx.bytes(MAX_RSS)?,
+        max_rss_node: ctx.text(MAX_RSS_NODE),
+        max_rss_task: ctx.optional_u32(MAX_RSS_TASK)?,
+        ave_rss_bytes: ctx.bytes(AVE_RSS)?,
+        max_vmsize_bytes: ctx.bytes(MAX_VMSIZE)?,
+        max_disk_read_bytes: ctx.bytes(MAX_DISK_READ)?,
+        max_disk_write_bytes: ctx.bytes(MAX_DISK_WRITE)?,
+        tres_usage_in_tot: ctx.tres(TRES_IN_TOT)?,
+        tres_usage_in_max: ctx.tres(TRES_IN_MAX)?,
+        submit_line: ctx.text(SUBMIT_LINE),
+    })
+}
+
+#[cfg(test)]
+#[path = "sacct_parse_tests.rs"]
+mod tests;

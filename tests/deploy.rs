@@ -1,0 +1,36 @@
+//! Deployment files: every systemd unit passes `systemd-analyze verify`, and the check really
+//! fails on a broken unit (so a green run means something).
+
+use crate::util::*;
+use std::process::Command;
+
+fn check(units: &std::path::Path) -> std::process::Output {
+    run(Command::new("bash")
+        .arg(repo_root().join("scripts/check-systemd.sh"))
+        .arg(env!("CARGO_BIN_EXE_turingwatch"))
+        .arg(units))
+}
+
+#[test]
+fn systemd_units_verify() {
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        assert!(!e2e_required(), "systemd-analyze is required");
+        return;
+    }
+    let out = check(&repo_root().join("systemd"));
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for unit in ["turingwatch.server.service", "turingwatch.distributor.service", "turingwatch-scrape.service"] {
+        assert!(repo_root().join("systemd").join(unit).exists(), "{unit} missing");
+    }
+}
+
+#[test]
+fn a_broken_unit_fails_the_check() {
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        return;
+    }
+    let dir = test_dir("broken_unit");
+    let text = read(&repo_root().join("systemd/turingwatch.server.service")).replace("Type=exec", "Type=exce");
+    std::fs::write(dir.join("turingwatch.server.service"), text).unwrap();
+    assert!(!check(&dir).status.success());
+}

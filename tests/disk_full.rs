@@ -1,0 +1,59 @@
+//! The disk holding the store fills up: writes fail with a clear error, nothing committed is
+//! lost, and writing resumes once space returns. Uses a small tmpfs mounted for the test
+//! (root only; skipped with a message elsewhere unless TURINGWATCH_E2E=1).
+
+use crate::util::*;
+use std::process::Command;
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn store_survives_a_full_disk_and_recovers() {
+    let dir = test_dir("disk_full");
+    let mnt = dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8M", "tmpfs"]).arg(&mnt).status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        assert!(!e2e_required(), "cannot mount a tmpfs for the disk-full test (needs root)");
+        eprintln!("skipping: cannot mount tmpfs");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    let db = mnt.join("store.redb");
+
+    // Some committed rounds first.
+    let out = run(turingwatch().args(["debug", "store-writer", "--rounds", "50", "--db"]).arg(&db));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Fill the file system, then write until it fails: the error must say why.
+    let filler = mnt.join("filler");
+    let _ = run(Command::new("dd").args(["if=/dev/zero", "bs=64k"]).arg(format!("of={}", filler.display())));
+    let out = run(turingwatch().args(["debug", "store-writer", "--rounds", "100000", "--db"]).arg(&db));
+    assert!(!out.status.success(), "writing to a full disk should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left") || err.contains("space"), "unclear error: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "error should be one line: {err}");
+    let acknowledged = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("committed ")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(50);
+
+    // Space returns: everything acknowledged is there, and writing goes on.
+    std::fs::remove_file(&filler).unwrap();
+    let check =
+        run(turingwatch().args(["debug", "store-check", "--acknowledged", &acknowledged.to_string(), "--db"]).arg(&db));
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let more = run(turingwatch().args(["debug", "store-writer", "--rounds", "10", "--db"]).arg(&db));
+    assert!(more.status.success(), "{}", String::from_utf8_lossy(&more.stderr));
+    let check = run(turingwatch()
+        .args(["debug", "store-check", "--acknowledged", &(acknowledged + 10).to_string(), "--db"])
+        .arg(&db));
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+}
