@@ -100,7 +100,7 @@ fn wasteful_jobs_are_imported_analysed_bundled_and_mailed() {
     let fine = sbatch(
         Some("alice"),
         &["-c", "1", "--mem=100M", "-t", "1", "-J", "tw-burner"],
-        &format!("python3 -c '{}'", burn.replace("{mib}", "70")),
+        &format!("python3 -c '{}'", burn.replace("{mib}", "75")),
     );
     let mem_waste = sbatch(
         Some("bob"),
@@ -154,7 +154,9 @@ bind = "127.0.0.1:18331"
         assert_seff_equal(&config, id, "slurm");
     }
 
-    let named = |id: u64| move |m: &crate::mail::Received| m.parts.get("text/plain").is_some_and(|t| t.contains(&format!("Job {id} ")));
+    let named = |id: u64| {
+        move |m: &crate::mail::Received| m.parts.get("text/plain").is_some_and(|t| t.contains(&format!("Job {id} ")))
+    };
     let mailed = eventually(Duration::from_secs(150), || {
         let mails = received(&sink.maildir);
         mails.iter().any(named(cpu_waste)) && mails.iter().any(named(mem_waste))
@@ -176,8 +178,16 @@ bind = "127.0.0.1:18331"
         assert_eq!(m.headers["to"], format!("{user}@example.org"));
         assert!(m.parts.contains_key("text/html") && m.parts["text/html"].contains(&format!("Job {id}</a>")));
     }
-    // The fine job is never among the jobs to look at first.
-    assert!(!mails.iter().any(|m| m.parts.get("text/plain").is_some_and(|t| t.contains(&format!("Job {fine} ")))));
+    // The fine job is not wasting memory, and ranks after the CPU-wasting one. (Its CPU
+    // efficiency depends on how busy the shared dev host is, so it may show CPU underuse.)
+    let alice_text = &mails.iter().find(|m| named(cpu_waste)(m)).unwrap().parts["text/plain"];
+    let first_section = alice_text.split("ALL JOBS").next().unwrap();
+    if let Some(fine_at) = first_section.find(&format!("Job {fine} ")) {
+        assert!(first_section.find(&format!("Job {cpu_waste} ")).unwrap() < fine_at, "{alice_text}");
+        let fine_entry = &first_section[fine_at..];
+        let fine_entry = fine_entry.split("\n\n").next().unwrap();
+        assert!(!fine_entry.contains("Memory Underusage"), "{fine_entry}");
+    }
     let cpu_mail = &mails.iter().find(|m| named(cpu_waste)(m)).unwrap().parts["text/plain"];
     assert!(cpu_mail.contains("CPU Underusage") && cpu_mail.contains("--cpus-per-task=1"), "{cpu_mail}");
     let mem_mail = &mails.iter().find(|m| named(mem_waste)(m)).unwrap().parts["text/plain"];

@@ -9,6 +9,7 @@
 mod util;
 
 mod accounting;
+mod analysis;
 mod cli;
 mod crash;
 mod deploy;

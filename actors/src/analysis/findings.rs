@@ -262,6 +262,11 @@ pub fn job_findings(
     let cpu_underuse = finished && eff.cpu_frac.is_some_and(|f| f < cfg.cpu_underuse_frac);
     if cpu_underuse {
         let want = (used_cores * 1.2).ceil().max(1.0) as u32;
+        let fix = if want < job.alloc_cpus {
+            format!("--cpus-per-task={want} (or --ntasks={want})")
+        } else {
+            "the program mostly waits (I/O, sleep, locks): profile it before asking for more".to_string()
+        };
         push(
             FindingKind::CpuUnderuse,
             format!(
@@ -270,7 +275,7 @@ pub fn job_findings(
                 job.alloc_cpus,
                 eff.cpu_frac.unwrap_or(0.0) * 100.0
             ),
-            format!("--cpus-per-task={want} (or --ntasks={want})"),
+            fix,
         );
     }
     if finished && job.alloc_cpus >= 2 && gpus == 0 && (0.5..=1.25).contains(&used_cores) {
@@ -288,11 +293,13 @@ pub fn job_findings(
         );
     }
     if let (true, Some(limit)) = (finished, job.time_limit_secs.filter(|l| *l > 0)) {
-        if (job.elapsed_secs as f64) < cfg.time_limit_use_frac * limit as f64 {
+        // Suggest 1.5 × the run time in whole minutes; only when that is below the limit.
+        let suggested = ((job.elapsed_secs as f64 * 1.5).max(60.0) as u64).div_ceil(60) * 60;
+        if (job.elapsed_secs as f64) < cfg.time_limit_use_frac * limit as f64 && suggested < limit {
             push(
                 FindingKind::TimeLimitUnused,
                 format!("ran {} of a {} limit", duration_text(job.elapsed_secs), duration_text(limit)),
-                format!("--time={}", time_option((job.elapsed_secs as f64 * 1.5).max(60.0) as u64)),
+                format!("--time={}", time_option(suggested)),
             );
         }
     }
