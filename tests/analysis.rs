@@ -184,8 +184,8 @@ bind = "127.0.0.1:18331"
     let first_section = alice_text.split("ALL JOBS").next().unwrap();
     if let Some(fine_at) = first_section.find(&format!("Job {fine} ")) {
         assert!(first_section.find(&format!("Job {cpu_waste} ")).unwrap() < fine_at, "{alice_text}");
-        let fine_entry = &first_section[fine_at..];
-        let fine_entry = fine_entry.split("\n\n").next().unwrap();
+        let fine_entry = &first_section[fine_at + 4..];
+        let fine_entry = fine_entry.split("\nJob ").next().unwrap();
         assert!(!fine_entry.contains("Memory Underusage"), "{fine_entry}");
     }
     let cpu_mail = &mails.iter().find(|m| named(cpu_waste)(m)).unwrap().parts["text/plain"];

@@ -348,3 +348,76 @@ fn killing_the_server_mid_send_sends_no_duplicate() {
         turingwatch::mail::outbox::OutboxState::Sent | turingwatch::mail::outbox::OutboxState::Uncertain
     )));
 }
+
+/// An SMTP server that stores a message (as an MTA commits it after the final dot), signals it,
+/// and waits before answering: a crash in that window leaves a mail delivered but unacknowledged.
+const SLOW_SINK: &str = r#"
+import asyncio, mailbox, pathlib, sys, time
+from aiosmtpd.controller import Controller
+port, maildir, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+class Slow:
+    def __init__(self):
+        self.box = mailbox.Maildir(maildir)
+    async def handle_DATA(self, server, session, envelope):
+        self.box.add(envelope.content)
+        pathlib.Path(maildir, "in-data").touch()
+        await asyncio.sleep(delay)
+        return "250 OK"
+Controller(Slow(), hostname="127.0.0.1", port=port).start()
+while True:
+    time.sleep(1)
+"#;
+
+#[test]
+fn a_mail_unacknowledged_at_a_crash_is_not_resent_but_can_be_by_hand() {
+    let dir = test_dir("mail_uncertain");
+    let maildir = dir.join("maildir");
+    let child = Command::new("python3")
+        .args(["-c", SLOW_SINK, "18340"])
+        .arg(&maildir)
+        .arg("4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 aiosmtpd");
+    let sink = SmtpSink { child, maildir: maildir.clone() };
+    assert!(eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", 18_340)).is_ok()));
+    let config = server_config(&dir, 18_341, 18_340, "1s");
+    let period = seed_previous_period(&dir.join("store.redb"), |start| vec![wasteful_cpu(9_300_001, "twslow", start)]);
+
+    let mut server = start_server(&config, &dir.join("server-1.log"));
+    assert!(eventually(Duration::from_secs(30), || maildir.join("in-data").exists()), "no SMTP DATA");
+    server.kill().expect("SIGKILL in the middle of the SMTP transaction");
+    server.wait().unwrap();
+    // The sink has the message although our side never saw the reply.
+    assert_eq!(received(&maildir).len(), 1);
+
+    let mut server = start_server(&config, &dir.join("server-2.log"));
+    std::thread::sleep(Duration::from_secs(8)); // a resend would be stored within this
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(received(&maildir).len(), 1, "the uncertain mail was resent automatically");
+    let log = std::fs::read_to_string(dir.join("server-2.log")).unwrap();
+    assert!(log.contains("marked uncertain"), "{log}");
+    {
+        let store = Store::open(&dir.join("store.redb")).unwrap();
+        let entries = turingwatch::mail::outbox::entries(&store, Some(period)).unwrap();
+        assert_eq!(entries[0].state, turingwatch::mail::outbox::OutboxState::Uncertain);
+    }
+
+    let plain = run(turingwatch().arg("--config").arg(&config).args(["mail", "--period", &period.to_string()]));
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("not sent"), "{plain:?}");
+    let forced = run(turingwatch().arg("--config").arg(&config).args([
+        "mail",
+        "--period",
+        &period.to_string(),
+        "--user",
+        "twslow",
+        "--resend",
+    ]));
+    assert!(forced.status.success(), "{forced:?}");
+    let mails = received(&maildir);
+    drop(sink);
+    assert_eq!(mails.len(), 2);
+    assert_eq!(mails[0].headers["message-id"], mails[1].headers["message-id"], "a resend keeps the Message-ID");
+}

@@ -182,13 +182,15 @@ pub fn run_mail(config: &Config, args: &MailArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outbox::queue(&store, period.start, &recipients, &config.mail.from, &config.mail.opt_out, unix_now())?;
+    // The SMTP pool spawns on (and is dropped into) the runtime: enter it first, drop it last.
+    let rt = runtime()?;
+    let _context = rt.enter();
     let transport = Transport::from_config(&config.mail)?;
     let from: &'static [OutboxState] = if args.resend {
         &[OutboxState::Queued, OutboxState::Failed, OutboxState::Uncertain, OutboxState::Sent]
     } else {
         &[OutboxState::Queued, OutboxState::Failed]
     };
-    let rt = runtime()?;
     let mut failed = false;
     for (user, to) in &recipients {
         let entry = outbox::entries(&store, Some(period.start))?.into_iter().find(|e| e.user == *user);

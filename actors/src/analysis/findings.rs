@@ -243,7 +243,11 @@ pub fn job_findings(
                 format!("peak {} of {} requested (state {})", bytes_text(mem_peak), bytes_text(req), job.state),
                 format!("--mem={}", mem_option(mem_peak.max(req) as f64 * 1.5, job.node_count)),
             );
-        } else if judged && finished && (mem_peak as f64) < cfg.mem_underuse_frac * req as f64 {
+        } else if judged
+            && finished
+            && (mem_peak as f64) < cfg.mem_underuse_frac * req as f64
+            && mem_rounded(mem_peak as f64 * 1.2, job.node_count).1 < req
+        {
             push(
                 FindingKind::MemoryUnderused,
                 format!(
@@ -430,14 +434,25 @@ pub fn bytes_text(bytes: u64) -> String {
     }
 }
 
-/// A `--mem` value (per node) for a whole-job figure, rounded up to 100 MiB or 1 GiB steps.
-pub fn mem_option(total_bytes: f64, nodes: u32) -> String {
-    let per_node_mib = (total_bytes / f64::from(nodes.max(1)) / (1u64 << 20) as f64).max(1.0);
-    if per_node_mib > 4096.0 {
-        format!("{}G", (per_node_mib / 1024.0).ceil() as u64)
+/// A `--mem` value (per node) for a whole-job figure: rounded up to 32 MiB below 1 GiB,
+/// 128 MiB up to 4 GiB, whole GiB above. Returns the option text and the whole-job bytes.
+pub fn mem_rounded(total_bytes: f64, nodes: u32) -> (String, u64) {
+    let nodes = nodes.max(1);
+    let per_node_mib = (total_bytes / f64::from(nodes) / (1u64 << 20) as f64).max(1.0);
+    let (text, mib) = if per_node_mib > 4096.0 {
+        let g = (per_node_mib / 1024.0).ceil() as u64;
+        (format!("{g}G"), g * 1024)
     } else {
-        format!("{}M", ((per_node_mib / 100.0).ceil() * 100.0) as u64)
-    }
+        let step = if per_node_mib > 1024.0 { 128.0 } else { 32.0 };
+        let m = ((per_node_mib / step).ceil() * step) as u64;
+        (format!("{m}M"), m)
+    };
+    (text, (mib << 20) * u64::from(nodes))
+}
+
+/// The `--mem` value of [`mem_rounded`].
+pub fn mem_option(total_bytes: f64, nodes: u32) -> String {
+    mem_rounded(total_bytes, nodes).0
 }
 
 /// A `--time` value, rounded up to whole minutes (`D-HH:MM:SS`).

@@ -120,13 +120,13 @@ mod tests {
         let jobs: Vec<JobRecord> = (1..=20).map(|i| run(i, 100 + i * 10, 600 + i * 10)).collect();
         let refs: Vec<&JobRecord> = jobs.iter().collect();
         let r = rightsize("fam", &refs, &jobs[19], 5, 0.2).unwrap();
-        // p95 of 110..=300 MiB is 290 MiB; ×1.2 = 348 MiB → 400M.
+        // p95 of 110..=300 MiB is 290 MiB; ×1.2 = 348 MiB → 352M (32 MiB steps).
         assert_eq!(r.p95_peak_mem_bytes, 290 << 20);
-        assert_eq!(r.mem.as_deref(), Some("--mem=400M"));
+        assert_eq!(r.mem.as_deref(), Some("--mem=352M"));
         // p95 elapsed 790 s ×1.2 = 948 s → 16 min.
         assert_eq!(r.time.as_deref(), Some("--time=00:16:00"));
         assert_eq!(r.cpus.as_deref(), Some("--cpus-per-task=2"));
-        assert_eq!(r.options(), "--mem=400M --time=00:16:00 --cpus-per-task=2");
+        assert_eq!(r.options(), "--mem=352M --time=00:16:00 --cpus-per-task=2");
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn memory_waste_is_memory_underused_with_a_concrete_mem_option() {
     let rules = Rules { config: &cfg, preload_library: "/lib/pre.so" };
     let f = job_findings(&j, &efficiency(&j), None, &[], &rules);
     let mem = f.iter().find(|f| f.kind == FindingKind::MemoryUnderused).unwrap();
-    assert_eq!(mem.fix, "--mem=100M");
+    assert_eq!(mem.fix, "--mem=64M");
     assert!(mem.evidence.contains("50 MiB of 2.0 GiB"), "{}", mem.evidence);
 }
 
@@ -104,7 +104,8 @@ fn high_system_time_recommends_the_preload_library() {
 
 #[test]
 fn option_formatting() {
-    assert_eq!(mem_option((3u64 << 30) as f64, 1), "3100M");
+    assert_eq!(mem_option((3u64 << 30) as f64, 1), "3072M");
+    assert_eq!(mem_option((100u64 << 20) as f64, 1), "128M");
     assert_eq!(mem_option((10u64 << 30) as f64, 2), "5G");
     assert_eq!(time_option(3_601), "01:01:00");
     assert_eq!(time_option(2 * 86_400), "2-00:00:00");

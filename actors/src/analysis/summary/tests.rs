@@ -63,5 +63,5 @@ fn family_history_gives_trends_and_a_right_size_finding() {
     assert_eq!((points[0].jobs, points[1].jobs), (3, 3));
     assert_eq!(a.rightsize.len(), 1);
     let fix = a.jobs[0].findings.iter().find(|f| f.kind == FindingKind::RightSize).unwrap();
-    assert!(fix.fix.contains("--mem=200M") && fix.fix.contains("--cpus-per-task=2"), "{}", fix.fix);
+    assert!(fix.fix.contains("--mem=128M") && fix.fix.contains("--cpus-per-task=2"), "{}", fix.fix);
 }
