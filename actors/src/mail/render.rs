@@ -180,7 +180,8 @@ fn job_view(j: &JobAnalysis, base: &str) -> JobView {
         mem_bar: bar(e.mem_frac),
         coverage_pct: format!("{:.0}", j.sample_coverage_frac * 100.0),
         titles: j.findings.iter().map(|f| f.kind.title()).collect::<Vec<_>>().join(", "),
-        link: if base.is_empty() { String::new() } else { format!("{}/jobs/{}", base.trim_end_matches('/'), j.job) },
+        // The web site's routes: `#/job/<id>` and `#/report?period=<start>&user=<user>`.
+        link: if base.is_empty() { String::new() } else { format!("{}/#/job/{}", base.trim_end_matches('/'), j.job) },
         findings: j
             .findings
             .iter()
@@ -279,7 +280,7 @@ pub fn render_mail(
         web_link: if base.is_empty() {
             String::new()
         } else {
-            format!("{base}/reports/{}?user={}", a.period.start, a.user)
+            format!("{base}/#/report?period={}&user={}", a.period.start, a.user)
         },
         feedback_link,
         reply_to: mail.reply_to.clone(),

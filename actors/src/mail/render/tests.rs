@@ -26,7 +26,8 @@ fn html_is_self_contained_and_names_the_wasteful_jobs() {
     assert!(m.html.contains("Job 1</a>") && m.html.contains("Job 2</a>"), "worst jobs missing");
     assert!(m.html.contains("CPU Underusage") && m.html.contains("--mem=64M"));
     // minijinja's HTML escaping writes `/` as `&#x2f;`, which every HTML parser decodes.
-    assert!(m.html.contains("https:&#x2f;&#x2f;hpc.example.org&#x2f;tw&#x2f;jobs&#x2f;1"), "{}", m.html);
+    assert!(m.html.contains("https:&#x2f;&#x2f;hpc.example.org&#x2f;tw&#x2f;#&#x2f;job&#x2f;1"), "{}", m.html);
+    assert!(m.text.contains("https://hpc.example.org/tw/#/report?period=0&user=alice"), "{}", m.text);
     assert!(m.html.contains("letter_ref=0:alice"), "feedback link");
     assert!(m.text.contains("Job 1 sleeper") && m.text.contains("Fix: --mem=64M"), "{}", m.text);
     assert!(m.header.starts_with("To: alice@example.org\nCc: boss@example.org\nSubject: "));
