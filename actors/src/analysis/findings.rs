@@ -311,7 +311,7 @@ pub fn job_findings(
         push(FindingKind::Jupyter, format!("applications: {}", apps.join(", ")), "use JupyterHub".to_string());
     }
     let preload = format!("LD_PRELOAD={} <your program>", rules.preload_library);
-    match stats.filter(|s| s.samples > 1) {
+    match stats.filter(|s| s.samples > 1 || !s.gpus.is_empty()) {
         Some(s) => sample_findings(job, s, rules, &preload, &mut push),
         None => {
             // Accounting-only system time ratio: kernel time at least a third of user time.
@@ -340,7 +340,8 @@ fn sample_findings(
 ) {
     let cfg = rules.config;
     let gpus = job.alloc_gpus();
-    if job.alloc_cpus > 1 && gpus == 0 && s.max_cores <= 1.1 {
+    let cpu_sampled = s.samples > 1;
+    if cpu_sampled && job.alloc_cpus > 1 && gpus == 0 && s.max_cores <= 1.1 {
         push(
             FindingKind::LowConcurrency,
             format!(
@@ -350,7 +351,7 @@ fn sample_findings(
             "--cpus-per-task=1, or parallelise the program".to_string(),
         );
     }
-    if s.longest_idle_secs >= cfg.idle_for.as_secs() {
+    if cpu_sampled && s.longest_idle_secs >= cfg.idle_for.as_secs() {
         push(
             FindingKind::IdleAllocation,
             format!("no CPU activity for {}", duration_text(s.longest_idle_secs)),

@@ -111,3 +111,28 @@ fn option_formatting() {
     assert_eq!(time_option(2 * 86_400), "2-00:00:00");
     assert_eq!(duration_text(90_061), "1d 01:01:01");
 }
+
+#[test]
+fn gpu_rules_follow_the_original() {
+    use crate::sample::GpuReading;
+    let mut j = finished(8, 4.0, 90, 100);
+    j.alloc_tres = crate::job::Tres(vec![("gres/gpu".into(), 2)]);
+    let reading =
+        |i: u64, index: u32, util: u32| GpuReading { at: i * 20, index, util_pct: util, ..GpuReading::default() };
+    // GPU 0: never used. GPU 1: idle for the first 40 % of readings, then low.
+    let mut readings: Vec<GpuReading> = (0..10).map(|i| reading(i, 0, 0)).collect();
+    readings.extend((0..10).map(|i| reading(i, 1, if i < 4 { 0 } else { 5 })));
+    let mut gpu = BTreeMap::new();
+    gpu.insert(SeriesKey { job: j.id, step: StepId::BATCH, node: "g1".into() }, readings);
+    let stats = series_stats(&BTreeMap::new(), &gpu, 1_200, &params());
+    let k = kinds(&j, Some(&stats), &[]);
+    for want in [
+        FindingKind::GpuUnderuse,
+        FindingKind::GpuNoUtilisation,
+        FindingKind::TrySplitting,
+        FindingKind::InvestigateGpuUsage,
+    ] {
+        assert!(k.contains(&want), "{want:?} missing from {k:?}");
+    }
+    assert!(!k.contains(&FindingKind::LowComputePower), "a GPU job is not low compute power");
+}
