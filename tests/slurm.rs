@@ -12,15 +12,21 @@ fn sbatch_job_finishes_and_shows_in_sacct() {
     }
     let id = sbatch(Some("alice"), &["-J", "harness-check", "-w", "n2"], "echo hello; sleep 1");
     assert_eq!(wait_job_done(id, Duration::from_secs(60)), "COMPLETED");
-    let out = run(Command::new("sacct").args([
-        "-j",
-        &id.to_string(),
-        "-X",
-        "-n",
-        "-P",
-        "--format=JobName,User,NodeList,ExitCode",
-    ]));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "harness-check|alice|n2|0:0");
+    // Just after the end, 22.05 can briefly show the job line as `allocation`: poll until settled.
+    let mut last = String::new();
+    let settled = eventually(Duration::from_secs(20), || {
+        let out = run(Command::new("sacct").args([
+            "-j",
+            &id.to_string(),
+            "-X",
+            "-n",
+            "-P",
+            "--format=JobName,User,NodeList,ExitCode",
+        ]));
+        last = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        last == "harness-check|alice|n2|0:0"
+    });
+    assert!(settled, "sacct shows {last:?}");
 }
 
 #[test]

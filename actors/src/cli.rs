@@ -40,7 +40,7 @@ pub enum Command {
     /// Run the server: accounting import, ingest, periods, mail, web site (admin, long-running).
     Server,
     /// Place scrapers on compute nodes through SLURM allocations.
-    Distribute,
+    Distribute(DistributeArgs),
     /// Sample the job steps on this node and report them to the server.
     Scrape(ScrapeArgs),
     /// Analyse one period now and write its result bundle.
@@ -63,12 +63,44 @@ pub enum Command {
 /// `turingwatch scrape` options.
 #[derive(Debug, Args)]
 pub struct ScrapeArgs {
-    /// Sample once and print JSON instead of reporting.
-    #[arg(long)]
+    /// Sample once (rates over --interval) and print JSON instead of reporting.
+    #[arg(long, requires = "json")]
     pub once: bool,
     /// Print JSON (with --once).
     #[arg(long)]
     pub json: bool,
+    /// Node whose steps are sampled (default $SLURMD_NODENAME, else the short host name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Time between samples (default [scrape] interval; 1s with --once), e.g. `1s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<std::time::Duration>,
+    /// Length of a bounded run (default [scrape] time_per_node), e.g. `15m`.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["forever", "once"])]
+    pub duration: Option<std::time::Duration>,
+    /// Run until stopped (node agent).
+    #[arg(long, conflicts_with = "once")]
+    pub forever: bool,
+    /// Server URL (default [scrape] server_url, else http://<web.bind>).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Spool directory (default [scrape] spool_dir).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+    /// Only sample this job's steps (user mode).
+    #[arg(long)]
+    pub job: Option<u64>,
+}
+
+/// `turingwatch distribute` options.
+#[derive(Debug, Args)]
+pub struct DistributeArgs {
+    /// Only place scrapers on these nodes (comma-separated; default: every node with running jobs).
+    #[arg(long, value_delimiter = ',')]
+    pub only_nodes: Vec<String>,
+    /// Output file of scraper jobs (sbatch --output, `%j` = job id).
+    #[arg(long, default_value = "/dev/null")]
+    pub scraper_output: String,
 }
 
 /// `turingwatch job` options.
@@ -123,6 +155,15 @@ pub enum DebugCommand {
         /// JobIDRaw values.
         ids: Vec<u64>,
     },
+    /// Fill a store with synthetic users, jobs, samples and reports (web load tests, demos).
+    SeedWeb {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        users: u32,
+        #[arg(long, default_value_t = 40)]
+        jobs_per_user: u32,
+    },
 }
 
 /// Runs the binary; returns its exit code.
@@ -141,7 +182,7 @@ pub fn main() -> ExitCode {
         None => loaded.config.log.format,
     };
     crate::logging::init(format, &loaded.config.log.level);
-    if matches!(cli.command, Command::Server | Command::Distribute | Command::Scrape(_)) {
+    if matches!(cli.command, Command::Server | Command::Distribute(_) | Command::Scrape(_)) {
         install_panic_exit();
     }
     match run(cli.command, &loaded) {
@@ -203,9 +244,39 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             println!("{}", crate::accounting::debug_store_jobs(&db, &ids)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Debug(DebugCommand::SeedWeb { db, users, jobs_per_user }) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let seeded = crate::web_backend::seed::run(&db, users, jobs_per_user, now)
+                .with_context(|| format!("seeding {}", db.display()))?;
+            println!("users {} jobs {} period {}", seeded.users, seeded.jobs, seeded.period_start);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Server => crate::system::run_server(config.clone()),
-        Command::Distribute => not_yet("distribute", "#4"),
-        Command::Scrape(_) => not_yet("scrape", "#4"),
+        Command::Distribute(args) => crate::allocator::run(
+            config,
+            &crate::allocator::DistributeOptions {
+                config_path: match &loaded.source {
+                    Source::File(path) => Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())),
+                    Source::Defaults => None,
+                },
+                only_nodes: args.only_nodes,
+                scraper_output: args.scraper_output,
+            },
+        ),
+        Command::Scrape(args) => crate::scraper::run(
+            config,
+            &crate::scraper::ScrapeOptions {
+                node: args.node,
+                once: args.once,
+                json: args.json,
+                interval: args.interval,
+                duration: args.duration,
+                forever: args.forever,
+                server: args.server,
+                spool_dir: args.spool_dir,
+                job: args.job.map(crate::job::JobId),
+            },
+        ),
         Command::Analyze(args) => crate::report_tools::run_analyze(config, &args),
         Command::Job(args) => crate::report_tools::run_job(config, &args.job_id, args.json),
         Command::Accounting(args) => {
@@ -232,10 +303,4 @@ fn install_panic_exit() {
         default_hook(info);
         std::process::exit(1);
     }));
-}
-
-/// Roles whose issue is not done yet say so plainly and fail, rather than doing nothing quietly.
-fn not_yet(role: &str, issues: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("turingwatch {role}: not implemented yet (tracked in issue {issues})");
-    Ok(ExitCode::FAILURE)
 }

@@ -11,6 +11,13 @@ pub mod messages;
 pub mod metrics;
 pub mod report_tools;
 pub mod system;
+pub mod web_backend;
+
+// Actors and roles.
+pub mod allocator;
+pub mod ingest;
+pub mod munge;
+pub mod scraper;
 
 // Actors.
 pub mod mailer;

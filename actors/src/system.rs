@@ -47,12 +47,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();
+    let web_state = actix_web::web::Data::new(turingwatch_web::routes::WebState::new(
+        &shared.config.web,
+        Arc::new(crate::web_backend::StoreBackend::new(Arc::clone(&shared.store), &shared.config)),
+    ));
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
             .route("/metrics", actix_web::web::get().to(metrics_endpoint))
+            .configure(crate::ingest::configure)
+            .configure(turingwatch_web::routes::mount(web_state.clone()))
     })
     .workers(2)
     .shutdown_timeout(10)

@@ -397,6 +397,8 @@ pub struct WebConfig {
     pub admins: Vec<String>,
     /// Let SLURM account coordinators see the users of their accounts.
     pub coordinators_see_accounts: bool,
+    /// How long the coordinator list read from sacctmgr is reused before it is read again.
+    pub coordinator_cache_ttl: Span,
     /// Largest page of jobs one API call returns.
     pub max_page_size: u32,
 }
@@ -409,6 +411,7 @@ impl Default for WebConfig {
             trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
             admins: Vec::new(),
             coordinators_see_accounts: true,
+            coordinator_cache_ttl: Span::secs(300),
             max_page_size: 500,
         }
     }

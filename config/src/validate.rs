@@ -263,6 +263,12 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     check(
+        web.coordinator_cache_ttl.as_secs() >= 1,
+        "web.coordinator_cache_ttl",
+        web.coordinator_cache_ttl.as_secs().to_string(),
+        "at least \"1s\"",
+    );
+    check(
         (1..=100_000).contains(&web.max_page_size),
         "web.max_page_size",
         web.max_page_size.to_string(),

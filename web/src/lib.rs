@@ -1,7 +1,12 @@
 //! turingwatch-web: the HTTP side of the server (report site, JSON API, report ingest route).
 //!
-//! This crate owns the HTTP contract and the identity rules; it knows nothing of the store or
-//! actors. The daemon implements a small backend trait over its store, so the rules here are
-//! tested against a fake backend without I/O.
+//! This crate owns the HTTP contract ([`api`]) and the identity rules ([`identity`]); it knows
+//! nothing of the store or actors. The daemon implements [`backend::Backend`] over its store,
+//! so the rules here are tested against a fake backend without I/O. [`routes::mount`] adds the
+//! site and API to the daemon's actix-web App; the UI is embedded (no CDN, works offline).
 
+pub mod api;
+pub mod backend;
 pub mod identity;
+pub mod listing;
+pub mod routes;

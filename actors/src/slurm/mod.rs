@@ -6,6 +6,7 @@
 //! Submodules: `units` (SLURM's time, memory and TRES notations), `hostlist` (`n[1-3,05]`).
 
 pub mod hostlist;
+pub mod queue;
 pub mod sacct;
 pub mod sacct_parse;
 pub mod sacct_print;

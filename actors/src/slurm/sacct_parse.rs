@@ -129,6 +129,7 @@ pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> Sac
     // Raw id of the job the following step lines belong to; None after a skipped/pending job.
     let mut current: Option<u64> = None;
     let mut dropped: Option<u64> = None;
+    let times = TimeCache::default();
     for record in records(text) {
         let (line_no, line) = match record {
             Ok(record) => record,
@@ -143,7 +144,7 @@ pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> Sac
             *slot = value;
         }
         let raw = fields[RAW];
-        let ctx = Ctx { line: line_no, fields: &fields, tz };
+        let ctx = Ctx { line: line_no, fields: &fields, tz, times: &times };
         match raw.split_once('.') {
             None => {
                 let id = match raw.parse::<u64>() {
@@ -203,6 +204,11 @@ pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> Sac
     batch
 }
 
+/// Number of field separators in a line (a byte count: 0x1f is one byte in UTF-8).
+fn delimiters(line: &str) -> usize {
+    line.bytes().filter(|&b| b == DELIMITER as u8).count()
+}
+
 /// Splits sacct output into records: `(first line number, record text)`.
 ///
 /// A record is normally one line, but SubmitLine keeps the newlines of a `--wrap` script, so a
@@ -217,7 +223,7 @@ fn records(text: &str) -> impl Iterator<Item = Result<(usize, std::borrow::Cow<'
         if line.trim().is_empty() {
             continue;
         }
-        let count = line.matches(DELIMITER).count();
+        let count = delimiters(line);
         if count >= want {
             return Some(Ok((index + 1, std::borrow::Cow::Borrowed(line))));
         }
@@ -226,8 +232,8 @@ fn records(text: &str) -> impl Iterator<Item = Result<(usize, std::borrow::Cow<'
             let mut total = count;
             while total < want {
                 match lines.peek() {
-                    Some((_, next)) if next.matches(DELIMITER).count() <= want - total => {
-                        total += next.matches(DELIMITER).count();
+                    Some((_, next)) if delimiters(next) <= want - total => {
+                        total += delimiters(next);
                         joined.push('\n');
                         joined.push_str(next);
                         lines.next();
@@ -268,6 +274,45 @@ struct Ctx<'a> {
     line: usize,
     fields: &'a [&'a str],
     tz: &'a jiff::tz::TimeZone,
+    times: &'a TimeCache,
+}
+
+/// Recently converted timestamps. A job's steps repeat its start and end times, and time-zone
+/// conversion is the costliest part of a line, so a few remembered texts save most of it.
+#[derive(Default)]
+struct TimeCache {
+    slots: std::cell::RefCell<TimeSlots>,
+}
+
+/// (unix seconds, timestamp text) pairs, and the slot to overwrite next.
+#[derive(Default)]
+struct TimeSlots {
+    entries: [(u64, [u8; 19]); 8],
+    next: usize,
+}
+
+impl TimeCache {
+    /// The converted value of a 19-byte `YYYY-MM-DDTHH:MM:SS` text, or converts and remembers it.
+    fn get_or(
+        &self,
+        text: &str,
+        convert: impl FnOnce() -> Result<Option<u64>, crate::slurm::units::UnitError>,
+    ) -> Result<Option<u64>, crate::slurm::units::UnitError> {
+        let Ok(key) = <[u8; 19]>::try_from(text.as_bytes()) else {
+            return convert();
+        };
+        let mut slots = self.slots.borrow_mut();
+        if let Some((value, _)) = slots.entries.iter().find(|(_, k)| *k == key) {
+            return Ok(Some(*value));
+        }
+        let value = convert()?;
+        if let Some(v) = value {
+            let next = slots.next;
+            slots.entries[next] = (v, key);
+            slots.next = (next + 1) % slots.entries.len();
+        }
+        Ok(value)
+    }
 }
 
 impl Ctx<'_> {
@@ -310,7 +355,7 @@ impl Ctx<'_> {
     }
 
     fn time(&self, field: usize) -> Result<Option<u64>, LineError> {
-        self.unit(field, |t| parse_timestamp(t, self.tz))
+        self.unit(field, |t| self.times.get_or(t, || parse_timestamp(t, self.tz)))
     }
 
     fn ms(&self, field: usize) -> Result<u64, LineError> {

@@ -7,6 +7,7 @@
 //! (the store writer thread or `spawn_blocking`), never from an async executor thread.
 
 mod codec;
+mod ingest;
 mod migrate;
 pub mod probe;
 mod records;
@@ -14,6 +15,7 @@ mod reports;
 pub mod tables;
 
 pub use codec::{decode_block, encode_block, CodecError, Columns};
+pub use ingest::{ReportContent, Stored};
 pub use migrate::{create_v1, CURRENT_SCHEMA};
 pub use records::{decode_record, encode_record, RecordError};
 pub use reports::{PeriodRecord, UserReport};
@@ -239,29 +241,7 @@ impl Store {
     /// (series, time) is already stored replaces it, so a resent sample is stored once.
     pub fn append_samples(&self, node: &str, samples: &[(JobId, StepId, StepSample)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        {
-            let node_id = intern_node(&txn, node)?;
-            let mut grouped: BTreeMap<(u64, u32, u64), Vec<StepSample>> = BTreeMap::new();
-            for (job, step, sample) in samples {
-                grouped.entry((job.0, step.0, block_start(sample.at))).or_default().push(sample.clone());
-            }
-            let mut blocks = txn.open_table(SAMPLE_BLOCKS)?;
-            let mut hours = txn.open_table(SAMPLE_HOURS)?;
-            for ((job, step, hour), new) in grouped {
-                let key = (job, step, node_id, hour);
-                let mut merged: Vec<StepSample> = match blocks.get(key)? {
-                    Some(v) => decode_block(hour, v.value()).map_err(|source| StoreError::CorruptBlock {
-                        table: "sample_blocks",
-                        key: format!("{key:?}"),
-                        source,
-                    })?,
-                    None => Vec::new(),
-                };
-                merge_by_time(&mut merged, new, |s| s.at);
-                blocks.insert(key, encode_block(hour, &merged).as_slice())?;
-                hours.insert((hour, job, step, node_id), ())?;
-            }
-        }
+        ingest::write_samples(&txn, node, samples)?;
         txn.commit()?;
         Ok(())
     }
@@ -269,29 +249,7 @@ impl Store {
     /// Stores GPU readings of one node, merged like [`Store::append_samples`].
     pub fn append_gpu_readings(&self, node: &str, readings: &[(JobId, StepId, GpuReading)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        {
-            let node_id = intern_node(&txn, node)?;
-            let mut grouped: BTreeMap<(u64, u32, u64), Vec<GpuReading>> = BTreeMap::new();
-            for (job, step, reading) in readings {
-                grouped.entry((job.0, step.0, block_start(reading.at))).or_default().push(reading.clone());
-            }
-            let mut blocks = txn.open_table(GPU_BLOCKS)?;
-            for ((job, step, hour), new) in grouped {
-                let key = (job, step, node_id, hour);
-                let mut merged: Vec<GpuReading> = match blocks.get(key)? {
-                    Some(v) => decode_block(hour, v.value()).map_err(|source| StoreError::CorruptBlock {
-                        table: "gpu_blocks",
-                        key: format!("{key:?}"),
-                        source,
-                    })?,
-                    None => Vec::new(),
-                };
-                merged.retain(|old| !new.iter().any(|n| n.at == old.at && n.index == old.index));
-                merged.extend(new);
-                merged.sort_by_key(|r| (r.at, r.index));
-                blocks.insert(key, encode_block(hour, &merged).as_slice())?;
-            }
-        }
+        ingest::write_gpu_readings(&txn, node, readings)?;
         txn.commit()?;
         Ok(())
     }

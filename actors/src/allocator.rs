@@ -1,0 +1,412 @@
+//! The distributor (`turingwatch distribute`): places short scraper jobs on busy nodes through
+//! SLURM, so every node with running jobs is sampled in turn.
+//!
+//! Each round takes the nodes with running jobs from squeue, busiest first (they know about the
+//! most jobs), and gives every node two chances: a node whose submission fails or whose job is
+//! still pending after `allocation_timeout` (then cancelled) goes to the back of the round's
+//! queue once, and its failures back off exponentially across rounds. At most
+//! `scrape.concurrent_nodes` scraper jobs are pending or running at once. Scraper jobs are
+//! named `distributor.job_name`, pinned with `--nodelist`, one CPU, small memory, time limit
+//! `time_per_node + 1 min`, with an account/partition the service account may use. On restart
+//! the distributor adopts its own scraper jobs from squeue instead of duplicating them; on stop
+//! it cancels every scraper job it knows. The round logic ([`Rounds`]) is pure and unit-tested;
+//! [`run`] drives it with SLURM's commands.
+
+use crate::job::JobId;
+use crate::slurm::queue::{self, QueuedJob, ScraperJob};
+use crate::slurm::SlurmRunner;
+use crate::system::Backoff;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use turingwatch_config::Config;
+
+/// Chances a node gets per round.
+const CHANCES_PER_ROUND: u32 = 2;
+
+/// One scraper job the distributor knows about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub job: JobId,
+    pub node: String,
+    pub submitted_at: u64,
+    pub running: bool,
+}
+
+/// The distributor's round state (pure: times are passed in).
+#[derive(Debug)]
+pub struct Rounds {
+    limit: usize,
+    allocation_timeout_secs: u64,
+    backoff: (Duration, Duration),
+    placements: Vec<Placement>,
+    queue: VecDeque<String>,
+    /// Chances each node of the current round has used.
+    tries: HashMap<String, u32>,
+    failing: HashMap<String, (Backoff, u64)>,
+    /// Failed allocations per node since start.
+    pub failures: HashMap<String, u64>,
+}
+
+impl Rounds {
+    /// Round state for `limit` concurrent scraper jobs.
+    pub fn new(limit: usize, allocation_timeout_secs: u64, backoff_initial: Duration, backoff_max: Duration) -> Self {
+        Rounds {
+            limit: limit.max(1),
+            allocation_timeout_secs,
+            backoff: (backoff_initial, backoff_max),
+            placements: Vec::new(),
+            queue: VecDeque::new(),
+            tries: HashMap::new(),
+            failing: HashMap::new(),
+            failures: HashMap::new(),
+        }
+    }
+
+    /// Scraper jobs known now.
+    pub fn placements(&self) -> &[Placement] {
+        &self.placements
+    }
+
+    /// Whether the current round has nodes left to try.
+    pub fn round_in_progress(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Starts a round over `busy` nodes (busiest first); nodes already being scraped are left out.
+    pub fn start_round(&mut self, busy: &[(String, u32)]) {
+        self.queue = busy
+            .iter()
+            .filter(|(node, _)| !self.placements.iter().any(|p| &p.node == node))
+            .map(|(node, _)| node.clone())
+            .collect();
+        self.tries.clear();
+    }
+
+    /// Takes in squeue's view of our scraper jobs (adopting unknown ones: a restart), forgets
+    /// ended ones, and returns pending ones past the allocation timeout, which the caller cancels.
+    pub fn observe(&mut self, own: &[QueuedJob], now: u64) -> Vec<JobId> {
+        self.placements.retain(|p| own.iter().any(|j| j.id == p.job));
+        for job in own {
+            let running = job.state == "RUNNING" || job.state == "COMPLETING";
+            match self.placements.iter_mut().find(|p| p.job == job.id) {
+                Some(p) => p.running = running,
+                None => {
+                    let node = job.nodes.first().or(job.requested_nodes.first()).cloned().unwrap_or_default();
+                    tracing::info!(job_id = job.id.0, node = %node, "adopted a running scraper job");
+                    self.placements.push(Placement { job: job.id, node, submitted_at: now, running });
+                }
+            }
+        }
+        let timeout = self.allocation_timeout_secs;
+        let (late, keep): (Vec<Placement>, Vec<Placement>) = std::mem::take(&mut self.placements)
+            .into_iter()
+            .partition(|p| !p.running && now.saturating_sub(p.submitted_at) >= timeout);
+        self.placements = keep;
+        late.into_iter()
+            .map(|p| {
+                tracing::warn!(job_id = p.job.0, node = %p.node, "scraper job still pending: cancelled");
+                self.failed(&p.node, now);
+                p.job
+            })
+            .collect()
+    }
+
+    /// Nodes to submit to now (with the chance each is on, 0 or 1), within the concurrency
+    /// limit; a node still backing off spends a chance waiting.
+    pub fn next_nodes(&mut self, now: u64) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        let mut deferred = Vec::new();
+        while self.placements.len() + out.len() < self.limit {
+            let Some(node) = self.queue.pop_front() else { break };
+            let tries = self.tries.entry(node.clone()).or_default();
+            let chance = *tries;
+            *tries += 1;
+            if self.failing.get(&node).is_some_and(|(_, until)| *until > now) {
+                if *tries < CHANCES_PER_ROUND {
+                    deferred.push(node);
+                }
+                continue;
+            }
+            out.push((node, chance));
+        }
+        self.queue.extend(deferred);
+        out
+    }
+
+    /// A scraper job was submitted.
+    pub fn submitted(&mut self, node: &str, job: JobId, now: u64) {
+        self.placements.push(Placement { job, node: node.to_string(), submitted_at: now, running: false });
+    }
+
+    /// An allocation on `node` failed (submission error or pending timeout): count it, back
+    /// off, and requeue the node in this round if it has a chance left.
+    pub fn failed(&mut self, node: &str, now: u64) {
+        *self.failures.entry(node.to_string()).or_default() += 1;
+        let (initial, max) = self.backoff;
+        let entry = self.failing.entry(node.to_string()).or_insert_with(|| (Backoff::new(initial, max), 0));
+        entry.1 = now + entry.0.next_base().as_secs();
+        let tries = self.tries.get(node).copied().unwrap_or(CHANCES_PER_ROUND);
+        if tries < CHANCES_PER_ROUND && !self.queue.iter().any(|n| n == node) {
+            self.queue.push_back(node.to_string());
+        }
+    }
+
+    /// A node's scraper job started: its failures are forgotten.
+    pub fn succeeded(&mut self, node: &str) {
+        self.failing.remove(node);
+    }
+}
+
+/// Options of `turingwatch distribute`.
+#[derive(Debug, Clone, Default)]
+pub struct DistributeOptions {
+    /// Configuration file handed to the scraper jobs (`--config`).
+    pub config_path: Option<PathBuf>,
+    /// Only place scrapers on these nodes (empty: every busy node).
+    pub only_nodes: Vec<String>,
+    /// Output file of scraper jobs (sbatch `--output`; `%j` = job id).
+    pub scraper_output: String,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Runs the distributor until SIGTERM/SIGINT, then cancels its scraper jobs.
+pub fn run(config: &Config, options: &DistributeOptions) -> anyhow::Result<ExitCode> {
+    let system = actix::System::new();
+    system.block_on(drive(config.clone(), options.clone()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn drive(config: Config, options: DistributeOptions) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let slurm = SlurmRunner::new(&config.slurm);
+    let me = current_user().await.context("finding the service account's name")?;
+    let binary = if config.distributor.binary.is_empty() {
+        std::env::current_exe().context("finding this binary's path ([distributor] binary)")?.display().to_string()
+    } else {
+        config.distributor.binary.clone()
+    };
+    let name = config.distributor.job_name.clone();
+    let mut rounds = Rounds::new(
+        config.scrape.concurrent_nodes as usize,
+        config.distributor.allocation_timeout.get().as_secs(),
+        config.distributor.backoff_initial.get(),
+        config.distributor.backoff_max.get(),
+    );
+    let round_every = config.distributor.round_interval.get().as_secs().max(1);
+    let mut next_round = 0u64;
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    tracing::info!(user = %me, job_name = %name, limit = config.scrape.concurrent_nodes, "distributor started");
+    loop {
+        let now = unix_now();
+        match queue::own_jobs(&slurm, &me, &name).await {
+            Ok(own) => {
+                let was_pending: Vec<String> =
+                    rounds.placements().iter().filter(|p| !p.running).map(|p| p.node.clone()).collect();
+                for job in rounds.observe(&own, now) {
+                    if let Err(err) = queue::cancel(&slurm, job).await {
+                        tracing::warn!(job_id = job.0, error = %err, "cannot cancel a pending scraper job");
+                    }
+                }
+                for p in rounds
+                    .placements()
+                    .iter()
+                    .filter(|p| p.running && was_pending.contains(&p.node))
+                    .map(|p| p.node.clone())
+                    .collect::<Vec<_>>()
+                {
+                    rounds.succeeded(&p);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "squeue of our scraper jobs failed"),
+        }
+        if !rounds.round_in_progress() && now >= next_round {
+            match queue::running_jobs(&slurm).await {
+                Ok(jobs) => {
+                    let mut busy = queue::busy_nodes(&jobs, &name);
+                    if !options.only_nodes.is_empty() {
+                        busy.retain(|(n, _)| options.only_nodes.contains(n));
+                    }
+                    tracing::debug!(nodes = busy.len(), "distribution round");
+                    rounds.start_round(&busy);
+                    next_round = now + round_every;
+                }
+                Err(err) => tracing::warn!(error = %err, "squeue of running jobs failed"),
+            }
+        }
+        let nodes = rounds.next_nodes(now);
+        if !nodes.is_empty() {
+            let accounts = queue::accounts(&slurm, &me).await.unwrap_or_default();
+            let partitions = queue::partitions(&slurm).await.unwrap_or_default();
+            for (node, _) in nodes {
+                let Some((account, partition)) = queue::choose_account_partition(
+                    &node,
+                    &accounts,
+                    &partitions,
+                    &config.distributor.account,
+                    &config.distributor.partition,
+                ) else {
+                    tracing::warn!(node = %node, "no account/partition may run a scraper on this node");
+                    rounds.failed(&node, now);
+                    continue;
+                };
+                let job = scraper_job(&config, &options, &binary, &node, account, partition);
+                match queue::submit(&slurm, &job).await {
+                    Ok(id) => {
+                        tracing::info!(job_id = id.0, node = %node, "scraper job submitted");
+                        rounds.submitted(&node, id, now);
+                    }
+                    Err(err) => {
+                        tracing::warn!(node = %node, error = %err, "scraper job submission failed");
+                        rounds.failed(&node, now);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+    tracing::info!(jobs = rounds.placements().len(), "stopping: cancelling our scraper jobs");
+    for p in rounds.placements() {
+        if let Err(err) = queue::cancel(&slurm, p.job).await {
+            tracing::warn!(job_id = p.job.0, error = %err, "cannot cancel a scraper job");
+        }
+    }
+    Ok(())
+}
+
+fn scraper_job(
+    config: &Config,
+    options: &DistributeOptions,
+    binary: &str,
+    node: &str,
+    account: Option<String>,
+    partition: Option<String>,
+) -> ScraperJob {
+    let scrape_secs = config.scrape.time_per_node.get().as_secs();
+    let mut command = vec![binary.to_string()];
+    if let Some(path) = &options.config_path {
+        command.push("--config".into());
+        command.push(path.display().to_string());
+    }
+    command.extend([
+        "scrape".into(),
+        "--node".into(),
+        node.to_string(),
+        "--duration".into(),
+        format!("{scrape_secs}s"),
+    ]);
+    ScraperJob {
+        name: config.distributor.job_name.clone(),
+        node: node.to_string(),
+        account,
+        partition,
+        memory: config.distributor.memory.clone(),
+        time_limit_secs: scrape_secs + 60,
+        output: if options.scraper_output.is_empty() { "/dev/null".into() } else { options.scraper_output.clone() },
+        command,
+    }
+}
+
+async fn current_user() -> anyhow::Result<String> {
+    let out = tokio::process::Command::new("id").arg("-un").output().await?;
+    anyhow::ensure!(out.status.success(), "id -un failed");
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rounds(limit: usize) -> Rounds {
+        Rounds::new(limit, 120, Duration::from_secs(60), Duration::from_secs(3600))
+    }
+
+    fn queued(id: u64, node: &str, state: &str) -> QueuedJob {
+        QueuedJob {
+            id: JobId(id),
+            name: "turingwatch".into(),
+            user: "root".into(),
+            state: state.into(),
+            nodes: if state == "RUNNING" { vec![node.into()] } else { vec![] },
+            requested_nodes: vec![node.into()],
+        }
+    }
+
+    fn busy(nodes: &[&str]) -> Vec<(String, u32)> {
+        nodes.iter().enumerate().map(|(i, n)| (n.to_string(), 10 - i as u32)).collect()
+    }
+
+    #[test]
+    fn busiest_nodes_go_first_within_the_concurrency_limit() {
+        let mut r = rounds(2);
+        r.start_round(&busy(&["n3", "n1", "n2"]));
+        let first = r.next_nodes(0);
+        assert_eq!(first, [("n3".to_string(), 0), ("n1".to_string(), 0)]);
+        r.submitted("n3", JobId(1), 0);
+        r.submitted("n1", JobId(2), 0);
+        assert!(r.next_nodes(1).is_empty(), "limit reached");
+        // n3's job ends: n2 gets its turn.
+        r.observe(&[queued(2, "n1", "RUNNING")], 10);
+        assert_eq!(r.next_nodes(10), [("n2".to_string(), 0)]);
+    }
+
+    #[test]
+    fn a_pending_job_past_the_timeout_is_cancelled_and_the_node_gets_a_second_chance() {
+        let mut r = rounds(1);
+        r.start_round(&busy(&["n1", "n2"]));
+        assert_eq!(r.next_nodes(0), [("n1".to_string(), 0)]);
+        r.submitted("n1", JobId(7), 0);
+        assert!(r.observe(&[queued(7, "n1", "PENDING")], 60).is_empty());
+        assert_eq!(r.observe(&[queued(7, "n1", "PENDING")], 120), [JobId(7)]);
+        assert_eq!(r.failures["n1"], 1);
+        assert_eq!(r.next_nodes(120), [("n2".to_string(), 0)]);
+        r.submitted("n2", JobId(8), 120);
+        r.observe(&[], 130);
+        // n1 is backing off (60 s from 120): its second chance is spent waiting, then dropped.
+        assert!(r.next_nodes(130).is_empty());
+        assert!(!r.round_in_progress());
+        // Next round, after the backoff, n1 is tried again.
+        r.start_round(&busy(&["n1"]));
+        assert_eq!(r.next_nodes(181), [("n1".to_string(), 0)]);
+    }
+
+    #[test]
+    fn a_failed_submission_is_retried_once_in_the_round() {
+        let mut r = Rounds::new(1, 120, Duration::from_secs(0), Duration::from_secs(0));
+        r.start_round(&busy(&["n1"]));
+        assert_eq!(r.next_nodes(0).len(), 1);
+        r.failed("n1", 0);
+        assert_eq!(r.next_nodes(0), [("n1".to_string(), 1)]);
+        r.failed("n1", 0);
+        assert!(r.next_nodes(0).is_empty(), "two chances per round, no more");
+    }
+
+    #[test]
+    fn a_restart_adopts_running_scraper_jobs_instead_of_duplicating_them() {
+        let mut r = rounds(4);
+        r.observe(&[queued(41, "n2", "RUNNING")], 0);
+        assert_eq!(r.placements().len(), 1);
+        r.start_round(&busy(&["n2", "n3"]));
+        assert_eq!(r.next_nodes(0), [("n3".to_string(), 0)], "n2 already has our scraper");
+    }
+}

@@ -1,0 +1,172 @@
+//! MUNGE credentials that bind a report to the uid that sent it.
+//!
+//! The cluster's own MUNGE is the authentication: the scraper runs `munge -s <payload>` and the
+//! server `unmunge`, which tells who encoded the credential (uid and name), when, and whether it
+//! was already decoded once (munged refuses replays). The payload is
+//! `turingwatch-report-v1 <sha256 of the body>`, so a credential cannot be moved onto another
+//! body. The Debian `munge` tools are used rather than libmunge so no C library is linked.
+
+use sha2::{Digest, Sha256};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Prefix of the credential payload; the body's digest follows.
+pub const PAYLOAD_PREFIX: &str = "turingwatch-report-v1 ";
+
+/// The HTTP header carrying the credential.
+pub const CREDENTIAL_HEADER: &str = "X-Munge-Credential";
+
+/// Why a credential could not be made or was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MungeError {
+    #[error("cannot run {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("{program} did not answer within {0:?}", program = .1)]
+    Timeout(Duration, String),
+    #[error("{program} failed: {message}")]
+    Failed { program: String, message: String },
+    #[error("credential refused by MUNGE: {status}")]
+    Refused { status: String },
+    #[error("unexpected unmunge output: {0}")]
+    Unparsable(String),
+}
+
+/// What a valid credential says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub uid: u32,
+    pub user: String,
+    /// When it was encoded, unix seconds.
+    pub encoded_at: u64,
+    pub payload: String,
+}
+
+/// The payload that binds a credential to `body`.
+pub fn payload_for(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let mut out = String::with_capacity(PAYLOAD_PREFIX.len() + 64);
+    out.push_str(PAYLOAD_PREFIX);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// Makes a credential for `body` with `munge_command` (blocking; the scraper is a thread).
+pub fn encode_credential(munge_command: &str, body: &[u8]) -> Result<String, MungeError> {
+    let output = std::process::Command::new(munge_command)
+        .args(["-s", &payload_for(body)])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| MungeError::Spawn { program: munge_command.to_string(), source })?;
+    if !output.status.success() {
+        return Err(MungeError::Failed {
+            program: munge_command.to_string(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Decodes a credential with `unmunge_command` (async: the server's HTTP workers call it).
+/// Refused credentials (bad, expired, replayed) are [`MungeError::Refused`] with MUNGE's status.
+pub async fn decode_credential(
+    unmunge_command: &str,
+    credential: &str,
+    timeout: Duration,
+) -> Result<Decoded, MungeError> {
+    use tokio::io::AsyncWriteExt;
+    let program = unmunge_command.to_string();
+    let mut child = tokio::process::Command::new(unmunge_command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| MungeError::Spawn { program: program.clone(), source })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(credential.as_bytes()).await;
+    }
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => return Err(MungeError::Timeout(timeout, program)),
+        Ok(Err(source)) => return Err(MungeError::Spawn { program, source }),
+        Ok(Ok(output)) => output,
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let status = parse_field(&text, "STATUS").map(str::to_string).unwrap_or_else(|| {
+            String::from_utf8_lossy(&output.stderr).trim().trim_start_matches("unmunge: ").to_string()
+        });
+        return Err(MungeError::Refused { status });
+    }
+    parse_unmunge(&text)
+}
+
+/// Parses `unmunge`'s default output (metadata lines, a blank line, the payload).
+pub fn parse_unmunge(text: &str) -> Result<Decoded, MungeError> {
+    let bad = || MungeError::Unparsable(text.chars().take(200).collect());
+    let status = parse_field(text, "STATUS").ok_or_else(bad)?;
+    if !status.starts_with("Success") {
+        return Err(MungeError::Refused { status: status.to_string() });
+    }
+    let (user, uid) = name_and_number(parse_field(text, "UID").ok_or_else(bad)?).ok_or_else(bad)?;
+    let (_, encoded_at) = name_and_number(parse_field(text, "ENCODE_TIME").ok_or_else(bad)?).ok_or_else(bad)?;
+    let payload = text.split_once("\n\n").map(|(_, p)| p).unwrap_or("").to_string();
+    Ok(Decoded { uid: u32::try_from(uid).map_err(|_| bad())?, user, encoded_at, payload })
+}
+
+fn parse_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines().take_while(|l| !l.is_empty()).find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
+}
+
+/// `root (0)` → ("root", 0); `2026-11-25 22:08:02 +0000 (1795644482)` → (…, 1795644482).
+fn name_and_number(value: &str) -> Option<(String, u64)> {
+    let open = value.rfind('(')?;
+    let number = value[open + 1..].strip_suffix(')')?.parse().ok()?;
+    Some((value[..open].trim().to_string(), number))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "STATUS:          Success (0)\nENCODE_HOST:     localhost (127.0.0.1)\nENCODE_TIME:     2026-11-25 22:08:02 +0000 (1795644482)\nDECODE_TIME:     2026-11-25 22:08:02 +0000 (1795644482)\nTTL:             300\nCIPHER:          aes128 (4)\nMAC:             sha256 (5)\nZIP:             none (0)\nUID:             alice (1001)\nGID:             alice (1001)\nLENGTH:          7\n\ntw1 abc";
+
+    #[test]
+    fn unmunge_output_gives_uid_time_and_payload() {
+        let d = parse_unmunge(OUTPUT).unwrap();
+        assert_eq!(
+            (d.uid, d.user.as_str(), d.encoded_at, d.payload.as_str()),
+            (1001, "alice", 1_795_644_482, "tw1 abc")
+        );
+        let replayed = OUTPUT.replace("Success (0)", "Replayed credential (17)");
+        assert!(
+            matches!(parse_unmunge(&replayed), Err(MungeError::Refused { status }) if status.starts_with("Replayed"))
+        );
+        assert!(matches!(parse_unmunge("garbage"), Err(MungeError::Unparsable(_))));
+    }
+
+    #[test]
+    fn the_payload_binds_the_body() {
+        assert_ne!(payload_for(b"a"), payload_for(b"b"));
+        assert_eq!(payload_for(b"").len(), PAYLOAD_PREFIX.len() + 64);
+        // SHA-256 of the empty string.
+        assert!(payload_for(b"").ends_with("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    }
+
+    #[actix_rt::test]
+    async fn a_real_credential_decodes_once_then_is_a_replay() {
+        if std::process::Command::new("munge").arg("-V").output().is_err() {
+            eprintln!("skipping: munge is not installed");
+            return;
+        }
+        let cred = encode_credential("munge", b"body").unwrap();
+        let d = decode_credential("unmunge", &cred, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(d.payload, payload_for(b"body"));
+        let again = decode_credential("unmunge", &cred, Duration::from_secs(10)).await;
+        assert!(matches!(again, Err(MungeError::Refused { .. })), "{again:?}");
+        let forged = decode_credential("unmunge", "MUNGE:AAAAforged:", Duration::from_secs(10)).await;
+        assert!(matches!(forged, Err(MungeError::Refused { .. })), "{forged:?}");
+    }
+}

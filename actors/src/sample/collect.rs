@@ -1,0 +1,275 @@
+//! One sample of every job step of this node: the scraper's unit of work.
+//!
+//! Steps come from the node's cgroups (v1 or v2) where SLURM made them, else from slurmstepd
+//! process trees. For each step the processes' counters are summed (CPU including waited-for
+//! children, RSS, faults, I/O, threads), the cgroup's own memory figures and CPU count added,
+//! applications named, and GPU readings attributed. Buffers live in [`Sampler`] and are reused.
+
+use super::cgroup_v1::CgroupV1;
+use super::cgroup_v2::CgroupV2;
+use super::gpu::{allocated_from_environ, attribute, GpuSource};
+use super::procfs::ProcRoot;
+use super::proctree::steps_from_tree;
+use super::{CgroupStep, GpuReading, SampleError, StepSample};
+use crate::job::{JobId, StepId};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+/// How steps are found on this node.
+#[derive(Debug, Clone)]
+pub enum StepFinder {
+    CgroupV1(CgroupV1),
+    CgroupV2(CgroupV2),
+    /// `proctrack/linuxproc`: slurmstepd process trees.
+    ProcTree,
+}
+
+impl StepFinder {
+    /// Chooses by what exists: the node's v1 hierarchy, else a v2 slurmstepd scope, else trees.
+    pub fn detect(cgroup_root: &Path, node: &str) -> StepFinder {
+        if let Some(v1) = CgroupV1::detect(cgroup_root, node) {
+            StepFinder::CgroupV1(v1)
+        } else if let Some(v2) = CgroupV2::detect(cgroup_root, node) {
+            StepFinder::CgroupV2(v2)
+        } else {
+            StepFinder::ProcTree
+        }
+    }
+
+    /// A short name for logs and JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepFinder::CgroupV1(_) => "cgroup_v1",
+            StepFinder::CgroupV2(_) => "cgroup_v2",
+            StepFinder::ProcTree => "process_tree",
+        }
+    }
+}
+
+/// One step's sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReading {
+    pub job: JobId,
+    pub step: StepId,
+    /// Owner uid as the cgroup path shows it (v1), if known.
+    pub uid: Option<u32>,
+    pub sample: StepSample,
+    /// Programs seen (kernel `comm`), minus the ignored ones.
+    pub apps: BTreeSet<String>,
+    pub gpus: Vec<GpuReading>,
+}
+
+/// Decides which steps are never reported: `(job, step, pids) -> skip?`.
+type SkipRule = Box<dyn Fn(JobId, StepId, &[u32]) -> bool + Send>;
+
+/// Takes samples of the node's steps.
+pub struct Sampler {
+    proc_root: ProcRoot,
+    finder: StepFinder,
+    ignored_apps: HashSet<String>,
+    gpu: Option<Box<dyn GpuSource>>,
+    /// GPUs allocated per step, read once per step (environment does not change).
+    allocated_gpus: HashMap<(JobId, StepId), Vec<u32>>,
+    /// Steps never reported: the scraper's own step (and its own job when it is a scraper job).
+    skip: SkipRule,
+    gpu_failures: u64,
+}
+
+impl Sampler {
+    /// A sampler over `proc_root` finding steps with `finder`.
+    pub fn new(
+        proc_root: ProcRoot,
+        finder: StepFinder,
+        ignored_apps: &[String],
+        gpu: Option<Box<dyn GpuSource>>,
+    ) -> Self {
+        Sampler {
+            proc_root,
+            finder,
+            ignored_apps: ignored_apps.iter().cloned().collect(),
+            gpu,
+            allocated_gpus: HashMap::new(),
+            skip: Box::new(|_, _, _| false),
+            gpu_failures: 0,
+        }
+    }
+
+    /// Steps for which `skip(job, step, pids)` holds are left out.
+    pub fn skipping(mut self, skip: impl Fn(JobId, StepId, &[u32]) -> bool + Send + 'static) -> Self {
+        self.skip = Box::new(skip);
+        self
+    }
+
+    /// How steps are found.
+    pub fn finder(&self) -> &StepFinder {
+        &self.finder
+    }
+
+    /// The proc tree read.
+    pub fn proc_root(&self) -> &ProcRoot {
+        &self.proc_root
+    }
+
+    /// One sample of every step now, stamped `at` (unix seconds).
+    pub fn sample(&mut self, at: u64) -> Result<Vec<StepReading>, SampleError> {
+        let steps = match &self.finder {
+            StepFinder::CgroupV1(v1) => v1.steps()?,
+            StepFinder::CgroupV2(v2) => v2.steps()?,
+            StepFinder::ProcTree => steps_from_tree(&mut self.proc_root)?,
+        };
+        let devices = match self.gpu.as_mut().map(|g| g.read()) {
+            Some(Ok(devices)) => devices,
+            Some(Err(err)) => {
+                self.gpu_failures += 1;
+                if self.gpu_failures == 1 || self.gpu_failures.is_multiple_of(100) {
+                    tracing::warn!(error = %err, failures = self.gpu_failures, "GPU reading failed");
+                }
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(steps.len());
+        for step in steps {
+            if (self.skip)(step.job, step.step, &step.pids) {
+                continue;
+            }
+            let mut reading = self.read_step(&step, at);
+            if self.gpu.is_some() {
+                let allocated = self.allocated_gpus_of(&step);
+                reading.gpus = attribute(&devices, &step.pids, &allocated, at);
+            }
+            out.push(reading);
+        }
+        let live: HashSet<(JobId, StepId)> = out.iter().map(|r| (r.job, r.step)).collect();
+        self.allocated_gpus.retain(|k, _| live.contains(k));
+        Ok(out)
+    }
+
+    fn read_step(&mut self, step: &CgroupStep, at: u64) -> StepReading {
+        let mut ticks_user = 0u64;
+        let mut ticks_sys = 0u64;
+        let mut rss_pages = 0u64;
+        let mut sample = StepSample { at, cpus: step.cpus, ..StepSample::default() };
+        let mut read_bytes = 0u64;
+        let mut write_bytes = 0u64;
+        let mut apps = BTreeSet::new();
+        for &pid in &step.pids {
+            let Some(p) = self.proc_root.read_process(pid, true) else {
+                continue; // ended between the listing and the read
+            };
+            ticks_user += p.utime_ticks + p.cutime_ticks;
+            ticks_sys += p.stime_ticks + p.cstime_ticks;
+            rss_pages += p.rss_pages;
+            sample.minor_faults += p.minor_faults;
+            sample.major_faults += p.major_faults;
+            sample.threads += p.threads;
+            sample.processes += 1;
+            read_bytes += p.read_bytes;
+            write_bytes += p.write_bytes;
+            if !self.ignored_apps.contains(&p.comm) && !apps.contains(&p.comm) {
+                apps.insert(p.comm);
+            }
+        }
+        let tck = self.proc_root.clk_tck();
+        sample.cpu_user_cs = ticks_user * 100 / tck;
+        sample.cpu_sys_cs = ticks_sys * 100 / tck;
+        sample.rss_kib = rss_pages * self.proc_root.page_kib();
+        sample.read_kib = read_bytes / 1024;
+        sample.write_kib = write_bytes / 1024;
+        sample.mem_current_kib = step.mem_current_kib.unwrap_or(0);
+        sample.mem_peak_kib = step.mem_peak_kib.unwrap_or(0);
+        StepReading { job: step.job, step: step.step, uid: step.uid, sample, apps, gpus: Vec::new() }
+    }
+
+    fn allocated_gpus_of(&mut self, step: &CgroupStep) -> Vec<u32> {
+        if let Some(known) = self.allocated_gpus.get(&(step.job, step.step)) {
+            return known.clone();
+        }
+        // The first process with a SLURM environment (slurmstepd itself has none).
+        let found = step.pids.iter().find_map(|&pid| {
+            let env = self.proc_root.environ(pid)?;
+            env.iter().any(|(k, _)| k == "SLURM_JOB_ID").then(|| allocated_from_environ(&env))
+        });
+        match found {
+            Some(list) => {
+                self.allocated_gpus.insert((step.job, step.step), list.clone());
+                list
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Cores in use between two samples of one step: CPU time used over wall time elapsed.
+pub fn cores_in_use(before: &StepSample, after: &StepSample, wall_secs: f64) -> f64 {
+    if wall_secs <= 0.0 {
+        return 0.0;
+    }
+    let cs = (after.cpu_user_cs + after.cpu_sys_cs).saturating_sub(before.cpu_user_cs + before.cpu_sys_cs);
+    cs as f64 / 100.0 / wall_secs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::gpu::RecordedSource;
+    use std::path::PathBuf;
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+    }
+
+    #[test]
+    fn a_step_sums_its_processes_and_names_its_applications() {
+        let proc_root = ProcRoot::with_units(fixtures().join("proc"), 100, 4);
+        let finder = StepFinder::detect(&fixtures().join("cgroup/v1"), "n2");
+        assert_eq!(finder.name(), "cgroup_v1");
+        let ignored: Vec<String> = ["slurmstepd", "slurm_script", "srun", "turingwatch"].map(String::from).to_vec();
+        let mut sampler = Sampler::new(proc_root, finder, &ignored, None);
+        let readings = sampler.sample(1_700_000_000).unwrap();
+        let batch = readings.iter().find(|r| r.step == StepId::BATCH).unwrap();
+        // cgroup v1 step_batch lists 31511 (slurmstepd), 31515 (slurm_script), 31516 (python3).
+        // proc/<pid>/stat utime+cutime: 1+0, 2+3, 1500+0 → 1506 ticks at 100 Hz = 1506 cs;
+        // stime+cstime: 1+0, 1+1, 20+0 → 23 cs.
+        assert_eq!((batch.sample.cpu_user_cs, batch.sample.cpu_sys_cs), (1506, 23));
+        // rss pages 1000 + 800 + 76800 at 4 KiB
+        assert_eq!(batch.sample.rss_kib, (1000 + 800 + 76_800) * 4);
+        // minflt+cminflt (+ majflt+cmajflt): 10+0, 20+5, 80000+0 | 1+0, 0+0, 3+0
+        assert_eq!((batch.sample.minor_faults, batch.sample.major_faults), (80_035, 4));
+        // threads 4 + 1 + 2; processes 3; rchar 6976+0+2097152 (io of 31515 unreadable → 0)
+        assert_eq!((batch.sample.threads, batch.sample.processes), (7, 3));
+        assert_eq!(batch.sample.read_kib, (6976 + 2_097_152) / 1024);
+        assert_eq!(batch.sample.cpus, 2);
+        assert_eq!(batch.sample.mem_current_kib, 307_200);
+        assert_eq!(batch.apps.iter().collect::<Vec<_>>(), ["python3"]);
+        assert_eq!(batch.uid, Some(1001));
+        // step_0's pids 40000, 40001 are not in proc/: vanished processes are skipped, not errors.
+        let step0 = readings.iter().find(|r| r.step == StepId(0)).unwrap();
+        assert_eq!(step0.sample.processes, 0);
+    }
+
+    #[test]
+    fn skipped_steps_are_left_out_and_gpus_are_attributed() {
+        let proc_root = ProcRoot::with_units(fixtures().join("proc"), 100, 4);
+        let finder = StepFinder::detect(&fixtures().join("cgroup/v1"), "n2");
+        let gpu = RecordedSource::load(&fixtures().join("nvml/two_gpus.json")).unwrap();
+        let mut sampler =
+            Sampler::new(proc_root, finder, &[], Some(Box::new(gpu))).skipping(|_, step, _| step == StepId::EXTERN);
+        let readings = sampler.sample(1).unwrap();
+        assert!(readings.iter().all(|r| r.step != StepId::EXTERN));
+        let batch = readings.iter().find(|r| r.step == StepId::BATCH).unwrap();
+        // proc/31516/environ: SLURM_JOB_ID=14, SLURM_STEP_GPUS=0,1; two_gpus.json: pid 31516 on GPU 0.
+        assert_eq!(batch.gpus.len(), 2);
+        assert!(batch.gpus[0].in_use_by_step && !batch.gpus[1].in_use_by_step);
+    }
+
+    #[test]
+    fn cores_in_use_is_cpu_time_over_wall_time() {
+        let a = StepSample { cpu_user_cs: 100, cpu_sys_cs: 0, ..Default::default() };
+        let b = StepSample { cpu_user_cs: 290, cpu_sys_cs: 10, ..Default::default() };
+        assert!((cores_in_use(&a, &b, 2.0) - 1.0).abs() < 1e-9);
+        assert_eq!(cores_in_use(&b, &a, 2.0), 0.0);
+        assert_eq!(cores_in_use(&a, &b, 0.0), 0.0);
+    }
+}

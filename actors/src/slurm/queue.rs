@@ -1,0 +1,322 @@
+//! The live queue: squeue, scontrol, sacctmgr, sbatch and scancel, as the distributor needs them.
+//!
+//! Each query has a pure `parse_*` for its output (explicit `-o` formats, `|`-separated, so a
+//! job name with spaces cannot shift columns) and an async call through [`SlurmRunner`].
+
+use super::hostlist::expand;
+use super::{SlurmError, SlurmRunner};
+use crate::job::JobId;
+
+/// A running or pending job as squeue shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    pub id: JobId,
+    pub name: String,
+    pub user: String,
+    /// `PENDING`, `RUNNING`, `COMPLETING`, …
+    pub state: String,
+    /// Nodes the job runs on (expanded); empty while pending.
+    pub nodes: Vec<String>,
+    /// Nodes the job asked for (`--nodelist`, expanded).
+    pub requested_nodes: Vec<String>,
+}
+
+/// The squeue format [`parse_squeue`] reads.
+pub const SQUEUE_FORMAT: &str = "%i|%j|%u|%T|%N|%n";
+
+/// Parses `squeue -h -o SQUEUE_FORMAT`. Lines that do not parse are skipped (and counted).
+pub fn parse_squeue(text: &str) -> (Vec<QueuedJob>, usize) {
+    let mut bad = 0;
+    let jobs = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|line| {
+            let parsed = (|| {
+                let mut f = line.split('|');
+                let id = f.next()?.trim();
+                // Array tasks show as `123_4`; only plain numeric ids are placed or cancelled here.
+                let id = JobId(id.parse().ok()?);
+                let name = f.next()?.to_string();
+                let user = f.next()?.to_string();
+                let state = f.next()?.to_string();
+                let nodes = f.next()?.trim();
+                let requested = f.next()?.trim();
+                Some(QueuedJob {
+                    id,
+                    name,
+                    user,
+                    state,
+                    nodes: expand_or_empty(nodes),
+                    requested_nodes: expand_or_empty(requested),
+                })
+            })();
+            if parsed.is_none() {
+                bad += 1;
+            }
+            parsed
+        })
+        .collect();
+    (jobs, bad)
+}
+
+fn expand_or_empty(list: &str) -> Vec<String> {
+    if list.is_empty() || list == "(null)" || list.starts_with('(') {
+        return Vec::new();
+    }
+    expand(list).unwrap_or_default()
+}
+
+/// Nodes with running jobs and how many each has, busiest first (ties by name), leaving out
+/// jobs named `skip_name` (our own scraper jobs).
+pub fn busy_nodes(jobs: &[QueuedJob], skip_name: &str) -> Vec<(String, u32)> {
+    let mut counts: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    for job in jobs.iter().filter(|j| j.state == "RUNNING" && j.name != skip_name) {
+        for node in &job.nodes {
+            *counts.entry(node.as_str()).or_default() += 1;
+        }
+    }
+    let mut out: Vec<(String, u32)> = counts.into_iter().map(|(n, c)| (n.to_string(), c)).collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// A partition and who may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String,
+    pub nodes: Vec<String>,
+    /// `None` = ALL.
+    pub allow_accounts: Option<Vec<String>>,
+    pub deny_accounts: Vec<String>,
+    pub up: bool,
+    pub default: bool,
+}
+
+impl Partition {
+    /// Whether `account` may submit here.
+    pub fn allows(&self, account: &str) -> bool {
+        self.up
+            && self.allow_accounts.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == account))
+            && !self.deny_accounts.iter().any(|a| a == account)
+    }
+}
+
+/// Parses `scontrol show partition -o` (one partition per line, `Key=Value` words).
+pub fn parse_partitions(text: &str) -> Vec<Partition> {
+    text.lines()
+        .filter_map(|line| {
+            let field = |key: &str| {
+                line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')).map(str::to_string)
+            };
+            let list = |v: Option<String>| -> Vec<String> {
+                v.filter(|s| !s.is_empty() && s != "(null)")
+                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .unwrap_or_default()
+            };
+            let allow = field("AllowAccounts");
+            Some(Partition {
+                name: field("PartitionName")?,
+                nodes: field("Nodes").and_then(|n| expand(&n).ok()).unwrap_or_default(),
+                allow_accounts: allow.filter(|a| a != "ALL").map(|a| list(Some(a))),
+                deny_accounts: list(field("DenyAccounts")),
+                up: field("State").is_none_or(|s| s == "UP"),
+                default: field("Default").is_some_and(|d| d == "YES"),
+            })
+        })
+        .collect()
+}
+
+/// Parses `sacctmgr -n -P show assoc user=U format=Account` plus the default account first.
+pub fn parse_accounts(assoc: &str, default_account: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let default = default_account.lines().next().unwrap_or("").trim();
+    if !default.is_empty() {
+        out.push(default.to_string());
+    }
+    for account in assoc.lines().map(|l| l.split('|').next().unwrap_or("").trim()) {
+        if !account.is_empty() && !out.iter().any(|a| a == account) {
+            out.push(account.to_string());
+        }
+    }
+    out
+}
+
+/// Chooses (account, partition) for a scraper job on `node`: configured values win; otherwise
+/// the first account (default first) and the first partition holding the node that allows it
+/// (the default partition first). `None` when no pair is usable.
+pub fn choose_account_partition(
+    node: &str,
+    accounts: &[String],
+    partitions: &[Partition],
+    account: &str,
+    partition: &str,
+) -> Option<(Option<String>, Option<String>)> {
+    let candidates: Vec<&Partition> = {
+        let mut p: Vec<&Partition> = partitions
+            .iter()
+            .filter(|p| p.nodes.iter().any(|n| n == node) && (partition.is_empty() || p.name == partition))
+            .collect();
+        p.sort_by_key(|p| !p.default);
+        p
+    };
+    let accounts: Vec<&str> =
+        if account.is_empty() { accounts.iter().map(String::as_str).collect() } else { vec![account] };
+    if accounts.is_empty() {
+        // No association known: let SLURM apply the user's defaults.
+        return candidates.first().map(|p| (None, Some(p.name.clone())));
+    }
+    for acct in accounts {
+        if let Some(p) = candidates.iter().find(|p| p.allows(acct)) {
+            return Some((Some(acct.to_string()), Some(p.name.clone())));
+        }
+    }
+    None
+}
+
+/// squeue of the running jobs of the cluster.
+pub async fn running_jobs(slurm: &SlurmRunner) -> Result<Vec<QueuedJob>, SlurmError> {
+    let out = slurm.run("squeue", &args(&["-h", "-t", "RUNNING", "-o", SQUEUE_FORMAT])).await?;
+    Ok(parse_squeue(&out).0)
+}
+
+/// squeue of `user`'s jobs named `name` (our scraper jobs), any state.
+pub async fn own_jobs(slurm: &SlurmRunner, user: &str, name: &str) -> Result<Vec<QueuedJob>, SlurmError> {
+    let out = slurm.run("squeue", &args(&["-h", "-u", user, "-n", name, "-o", SQUEUE_FORMAT])).await?;
+    Ok(parse_squeue(&out).0)
+}
+
+/// Partitions from scontrol.
+pub async fn partitions(slurm: &SlurmRunner) -> Result<Vec<Partition>, SlurmError> {
+    Ok(parse_partitions(&slurm.run("scontrol", &args(&["show", "partition", "-o"])).await?))
+}
+
+/// Accounts `user` may charge, default first.
+pub async fn accounts(slurm: &SlurmRunner, user: &str) -> Result<Vec<String>, SlurmError> {
+    let assoc =
+        slurm.run("sacctmgr", &args(&["-n", "-P", "show", "assoc", &format!("user={user}"), "format=Account"])).await?;
+    let default = slurm.run("sacctmgr", &args(&["-n", "-P", "show", "user", user, "format=DefaultAccount"])).await?;
+    Ok(parse_accounts(&assoc, &default))
+}
+
+/// What one scraper job asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScraperJob {
+    pub name: String,
+    pub node: String,
+    pub account: Option<String>,
+    pub partition: Option<String>,
+    pub memory: String,
+    pub time_limit_secs: u64,
+    pub output: String,
+    /// The command the job runs (the binary and its arguments), shell-quoted by [`sbatch_args`].
+    pub command: Vec<String>,
+}
+
+/// sbatch arguments for a scraper job: one task, one CPU, pinned to its node.
+pub fn sbatch_args(job: &ScraperJob) -> Vec<String> {
+    let minutes = job.time_limit_secs.div_ceil(60).max(1);
+    let mut a = vec![
+        "--parsable".to_string(),
+        format!("--job-name={}", job.name),
+        format!("--nodelist={}", job.node),
+        "--nodes=1".into(),
+        "--ntasks=1".into(),
+        "--cpus-per-task=1".into(),
+        format!("--mem={}", job.memory),
+        format!("--time={minutes}"),
+        format!("--output={}", job.output),
+        "--chdir=/tmp".into(),
+    ];
+    if let Some(acct) = &job.account {
+        a.push(format!("--account={acct}"));
+    }
+    if let Some(part) = &job.partition {
+        a.push(format!("--partition={part}"));
+    }
+    a.push("--wrap".into());
+    a.push(format!("exec {}", job.command.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")));
+    a
+}
+
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Submits a scraper job; returns its id.
+pub async fn submit(slurm: &SlurmRunner, job: &ScraperJob) -> Result<JobId, SlurmError> {
+    let out = slurm.run("sbatch", &sbatch_args(job)).await?;
+    let id = out.trim().split(';').next().and_then(|s| s.parse().ok());
+    id.map(JobId).ok_or(SlurmError::Failed {
+        program: "sbatch".into(),
+        status: "ok".into(),
+        stderr: format!("unexpected answer {out:?}"),
+    })
+}
+
+/// Cancels one job.
+pub async fn cancel(slurm: &SlurmRunner, id: JobId) -> Result<(), SlurmError> {
+    slurm.run("scancel", &[id.to_string()]).await.map(|_| ())
+}
+
+fn args(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeue_lines_give_jobs_and_busy_nodes_busiest_first() {
+        let text = "31|burn|alice|RUNNING|n2|\n32|hog|bob|RUNNING|n[2-3]|\n33|turingwatch|root|RUNNING|n3|n3\n34|x|bob|PENDING||n1\n35_2|arr|bob|RUNNING|n1|\ngarbage\n";
+        let (jobs, bad) = parse_squeue(text);
+        assert_eq!((jobs.len(), bad), (4, 2));
+        assert_eq!(jobs[1].nodes, ["n2", "n3"]);
+        assert_eq!(jobs[3].requested_nodes, ["n1"]);
+        assert_eq!(busy_nodes(&jobs, "turingwatch"), [("n2".to_string(), 2), ("n3".to_string(), 1)]);
+    }
+
+    #[test]
+    fn partitions_honour_allow_and_deny_accounts() {
+        let text = "PartitionName=debug AllowAccounts=ALL Default=YES Nodes=n[1-3] State=UP\nPartitionName=gpu AllowAccounts=proj DenyAccounts=dev Nodes=n3 State=UP\nPartitionName=old AllowAccounts=ALL Nodes=n3 State=DOWN\n";
+        let parts = parse_partitions(text);
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0].allows("dev") && parts[0].default);
+        assert!(!parts[1].allows("dev") && parts[1].allows("proj") && !parts[1].allows("other"));
+        assert!(!parts[2].allows("dev"));
+        let accounts = parse_accounts("dev||root\nproj||root\n", "proj\n");
+        assert_eq!(accounts, ["proj", "dev"]);
+        // proj may use gpu on n3, but the default partition comes first.
+        assert_eq!(
+            choose_account_partition("n3", &accounts, &parts, "", ""),
+            Some((Some("proj".into()), Some("debug".into())))
+        );
+        assert_eq!(choose_account_partition("n3", &["dev".into()], &parts, "", "gpu"), None);
+        assert_eq!(choose_account_partition("n9", &accounts, &parts, "", ""), None);
+    }
+
+    #[test]
+    fn scraper_jobs_ask_for_one_cpu_on_their_node_with_time_to_spare() {
+        let job = ScraperJob {
+            name: "turingwatch".into(),
+            node: "n2".into(),
+            account: Some("dev".into()),
+            partition: Some("debug".into()),
+            memory: "128M".into(),
+            time_limit_secs: 15 * 60 + 60,
+            output: "/dev/null".into(),
+            command: vec!["/opt/tw/turingwatch".into(), "--config".into(), "/etc/a b.toml".into(), "scrape".into()],
+        };
+        let a = sbatch_args(&job);
+        for want in
+            ["--nodelist=n2", "--cpus-per-task=1", "--time=16", "--account=dev", "--partition=debug", "--mem=128M"]
+        {
+            assert!(a.contains(&want.to_string()), "{want} missing from {a:?}");
+        }
+        assert_eq!(a.last().unwrap(), "exec /opt/tw/turingwatch --config '/etc/a b.toml' scrape");
+    }
+}

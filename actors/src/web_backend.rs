@@ -1,0 +1,397 @@
+//! The daemon's side of the report site: [`turingwatch_web::backend::Backend`] over the store.
+//!
+//! The web crate decides who may see what; this file only turns stored records into the web
+//! crate's response types: seff's efficiencies per job, per-node time series of cores in use
+//! (differences of the cumulative CPU counters) and memory, GPU readings, a few findings with
+//! the sbatch option that fixes them, and SLURM's coordinator list from sacctmgr, cached.
+
+use crate::analysis::efficiency::{efficiency, Efficiency};
+use crate::job::{JobId, JobRecord, StepId};
+use crate::sample::{GpuReading, StepSample};
+use crate::slurm::SlurmRunner;
+use crate::store::{SeriesKey, Store};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use turingwatch_config::{Config, FindingsConfig};
+use turingwatch_web::api::{
+    Finding, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, StepSummary, StoredReport,
+};
+use turingwatch_web::backend::{Backend, BackendError, Coordination, JobQuery, LocalFuture};
+
+pub mod seed;
+
+/// Most points per plotted series; longer series are averaged into this many buckets.
+const MAX_POINTS: usize = 600;
+
+/// The coordinator list and when it was read.
+type CoordinationCache = Arc<Mutex<Option<(Instant, Arc<Coordination>)>>>;
+
+/// The store-backed implementation the server mounts.
+pub struct StoreBackend {
+    store: Arc<Store>,
+    findings: FindingsConfig,
+    slurm: SlurmRunner,
+    coordinator_ttl: Duration,
+    coordination: CoordinationCache,
+}
+
+impl StoreBackend {
+    /// A backend over `store`, with thresholds and SLURM settings from `config`.
+    pub fn new(store: Arc<Store>, config: &Config) -> StoreBackend {
+        StoreBackend {
+            store,
+            findings: config.findings.clone(),
+            slurm: SlurmRunner::new(&config.slurm),
+            coordinator_ttl: config.web.coordinator_cache_ttl.get(),
+            coordination: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn summary(&self, job: &JobRecord) -> Result<JobSummary, BackendError> {
+        let gpu_util = if job.alloc_gpus() > 0 {
+            mean_gpu_util(&self.store.gpu_readings_of_job(job.id).map_err(store_error)?)
+        } else {
+            None
+        };
+        Ok(summarize(job, &efficiency(job), gpu_util))
+    }
+}
+
+fn store_error(err: crate::store::StoreError) -> BackendError {
+    BackendError::Store(err.to_string())
+}
+
+impl Backend for StoreBackend {
+    fn periods(&self) -> Result<Vec<PeriodInfo>, BackendError> {
+        Ok(self
+            .store
+            .periods()
+            .map_err(store_error)?
+            .into_iter()
+            .map(|p| PeriodInfo { start: p.start, end: p.end, closed: p.closed, updated_at: p.updated_at })
+            .collect())
+    }
+
+    fn report(&self, period_start: u64, user: &str) -> Result<Option<StoredReport>, BackendError> {
+        Ok(self.store.report(period_start, user).map_err(store_error)?.map(|r| StoredReport {
+            period_start: r.period_start,
+            user: r.user,
+            json: r.json,
+            html: r.html,
+            has_findings: r.has_findings,
+            updated_at: r.updated_at,
+        }))
+    }
+
+    fn jobs(&self, query: &JobQuery) -> Result<Vec<JobSummary>, BackendError> {
+        let records = match &query.users {
+            None => self.store.jobs_in_window(query.from, query.to).map_err(store_error)?,
+            Some(users) => {
+                let mut out = Vec::new();
+                for user in users {
+                    for id in self.store.job_ids_of_user(user).map_err(store_error)? {
+                        if let Some(job) = self.store.job(id).map_err(store_error)? {
+                            let ran_in_window = job.start_at.is_some_and(|s| s < query.to)
+                                && job.end_at.is_none_or(|e| e >= query.from);
+                            if ran_in_window {
+                                out.push(job);
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        };
+        records.iter().map(|job| self.summary(job)).collect()
+    }
+
+    fn job(&self, id: u64) -> Result<Option<JobDetail>, BackendError> {
+        let Some(job) = self.store.job(JobId(id)).map_err(store_error)? else {
+            return Ok(None);
+        };
+        let steps = self.store.steps(job.id).map_err(store_error)?;
+        let samples = self.store.samples_of_job(job.id).map_err(store_error)?;
+        let gpu = self.store.gpu_readings_of_job(job.id).map_err(store_error)?;
+        let eff = efficiency(&job);
+        let summary = summarize(&job, &eff, mean_gpu_util(&gpu));
+        let nodes = f64::from(job.node_count.max(1));
+        Ok(Some(JobDetail {
+            findings: job_findings(&job, &eff, summary.gpu_util_frac, &self.findings),
+            cores_requested_per_node: f64::from(job.alloc_cpus) / nodes,
+            mem_requested_per_node_bytes: job.req_mem_bytes.map(|b| b / u64::from(job.node_count.max(1))),
+            steps: steps
+                .iter()
+                .map(|s| StepSummary {
+                    step: s.step.to_string(),
+                    name: s.name.clone(),
+                    state: s.state.clone(),
+                    elapsed_secs: s.elapsed_secs,
+                    alloc_cpus: s.alloc_cpus,
+                    total_cpu_secs: s.total_cpu_ms as f64 / 1000.0,
+                    max_rss_bytes: s.max_rss_bytes,
+                    node_list: s.node_list.clone(),
+                })
+                .collect(),
+            series: node_series(&samples),
+            gpu_series: gpu_series(&gpu),
+            summary,
+        }))
+    }
+
+    fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>> {
+        let cache = Arc::clone(&self.coordination);
+        let slurm = self.slurm.clone();
+        let ttl = self.coordinator_ttl;
+        Box::pin(async move {
+            if let Ok(guard) = cache.lock() {
+                if let Some((at, value)) = guard.as_ref().filter(|(at, _)| at.elapsed() < ttl) {
+                    tracing::trace!(age_secs = at.elapsed().as_secs(), "coordinator list from cache");
+                    return Ok(Arc::clone(value));
+                }
+            }
+            let value = Arc::new(read_coordination(&slurm).await?);
+            tracing::debug!(coordinators = value.accounts_of.len(), "coordinator list read");
+            if let Ok(mut guard) = cache.lock() {
+                *guard = Some((Instant::now(), Arc::clone(&value)));
+            }
+            Ok(value)
+        })
+    }
+}
+
+/// Asks sacctmgr who coordinates which account and which users each account has.
+async fn read_coordination(slurm: &SlurmRunner) -> Result<Coordination, BackendError> {
+    let args = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let coords = slurm
+        .run("sacctmgr", &args(&["-n", "-P", "show", "account", "withcoord", "format=account,coordinators"]))
+        .await
+        .map_err(|e| BackendError::Slurm(e.to_string()))?;
+    let assocs = slurm
+        .run("sacctmgr", &args(&["-n", "-P", "show", "user", "withassoc", "format=user,account"]))
+        .await
+        .map_err(|e| BackendError::Slurm(e.to_string()))?;
+    Ok(parse_coordination(&coords, &assocs))
+}
+
+/// Parses `account|coord1,coord2` lines and `user|account` lines.
+pub fn parse_coordination(coordinators: &str, associations: &str) -> Coordination {
+    let mut out = Coordination::default();
+    for line in coordinators.lines() {
+        let Some((account, coords)) = line.trim().split_once('|') else { continue };
+        for coord in coords.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            out.accounts_of.entry(coord.to_string()).or_default().insert(account.to_string());
+        }
+    }
+    for line in associations.lines() {
+        let mut fields = line.trim().split('|');
+        if let (Some(user), Some(account)) = (fields.next(), fields.next()) {
+            if !user.is_empty() && !account.is_empty() {
+                out.users_of.entry(account.to_string()).or_default().insert(user.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn hours(secs: f64) -> f64 {
+    secs / 3600.0
+}
+
+/// A job as the site lists it.
+pub fn summarize(job: &JobRecord, eff: &Efficiency, gpu_util_frac: Option<f64>) -> JobSummary {
+    let gpus = job.alloc_gpus();
+    let gpu_hours = hours(job.elapsed_secs as f64 * gpus as f64);
+    JobSummary {
+        id: job.id.0,
+        display_id: job.display_id.clone(),
+        name: job.name.clone(),
+        user: job.user.clone(),
+        account: job.account.clone(),
+        partition: job.partition.clone(),
+        state: job.state.clone(),
+        submit_at: job.submit_at,
+        start_at: job.start_at,
+        end_at: job.end_at,
+        elapsed_secs: job.elapsed_secs,
+        time_limit_secs: job.time_limit_secs,
+        alloc_cpus: job.alloc_cpus,
+        node_count: job.node_count,
+        node_list: job.node_list.clone(),
+        req_mem_bytes: job.req_mem_bytes,
+        max_rss_bytes: job.max_rss_bytes,
+        gpus,
+        cpu_frac: eff.cpu_frac,
+        mem_frac: eff.mem_frac,
+        time_frac: eff.time_frac,
+        core_hours: hours(eff.core_secs as f64),
+        wasted_core_hours: hours(eff.wasted_core_secs as f64),
+        gpu_hours,
+        gpu_util_frac,
+        wasted_gpu_hours: gpu_util_frac.map(|u| gpu_hours * (1.0 - u.clamp(0.0, 1.0))),
+    }
+}
+
+fn mean_gpu_util(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Option<f64> {
+    let (sum, n) = readings.values().flatten().fold((0u64, 0u64), |(s, n), r| (s + u64::from(r.util_pct), n + 1));
+    (n > 0).then(|| sum as f64 / n as f64 / 100.0)
+}
+
+/// Per node: cores in use (Δ(user+sys) / 100 / Δt, summed over the job's steps at each time)
+/// and resident memory (summed likewise). The extern step holds no work and is left out.
+pub fn node_series(samples: &BTreeMap<SeriesKey, Vec<StepSample>>) -> Vec<NodeSeries> {
+    let mut by_node: BTreeMap<&str, BTreeMap<u64, (f64, u64)>> = BTreeMap::new();
+    for (key, series) in samples {
+        if key.step == StepId::EXTERN {
+            continue;
+        }
+        let points = by_node.entry(key.node.as_str()).or_default();
+        let mut previous: Option<&StepSample> = None;
+        for sample in series {
+            let cores = previous.and_then(|p| cores_between(p, sample));
+            let point = points.entry(sample.at).or_default();
+            point.0 += cores.unwrap_or(0.0);
+            point.1 += sample.rss_kib.saturating_mul(1024);
+            previous = Some(sample);
+        }
+    }
+    by_node
+        .into_iter()
+        .map(|(node, points)| {
+            let points: Vec<(u64, f64, u64)> = points.into_iter().map(|(t, (c, m))| (t, c, m)).collect();
+            let points = downsample(&points);
+            NodeSeries {
+                node: node.to_string(),
+                t: points.iter().map(|p| p.0).collect(),
+                cores: points.iter().map(|p| (p.1 * 1000.0).round() / 1000.0).collect(),
+                rss_bytes: points.iter().map(|p| p.2).collect(),
+            }
+        })
+        .collect()
+}
+
+fn cores_between(earlier: &StepSample, later: &StepSample) -> Option<f64> {
+    let dt = later.at.checked_sub(earlier.at).filter(|d| *d > 0)?;
+    let cpu_then = earlier.cpu_user_cs + earlier.cpu_sys_cs;
+    let cpu_now = later.cpu_user_cs + later.cpu_sys_cs;
+    // A counter that went backwards (process restarted) gives no rate rather than a negative one.
+    let used_cs = cpu_now.checked_sub(cpu_then)?;
+    Some(used_cs as f64 / 100.0 / dt as f64)
+}
+
+/// Averages a series into at most [`MAX_POINTS`] buckets (time of the bucket's last point).
+fn downsample(points: &[(u64, f64, u64)]) -> Vec<(u64, f64, u64)> {
+    if points.len() <= MAX_POINTS {
+        return points.to_vec();
+    }
+    let per = points.len().div_ceil(MAX_POINTS);
+    points
+        .chunks(per)
+        .map(|chunk| {
+            let n = chunk.len() as f64;
+            let cores = chunk.iter().map(|p| p.1).sum::<f64>() / n;
+            let mem = chunk.iter().map(|p| p.2).max().unwrap_or(0);
+            (chunk.last().map_or(0, |p| p.0), cores, mem)
+        })
+        .collect()
+}
+
+fn gpu_series(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Vec<GpuSeries> {
+    let mut by_gpu: BTreeMap<(String, u32), BTreeMap<u64, (u32, u64)>> = BTreeMap::new();
+    for (key, list) in readings {
+        for r in list {
+            let slot = by_gpu.entry((key.node.clone(), r.index)).or_default().entry(r.at).or_default();
+            *slot = (slot.0.max(r.util_pct), slot.1.max(r.mem_used_mib));
+        }
+    }
+    by_gpu
+        .into_iter()
+        .map(|((node, index), points)| {
+            let step = points.len().div_ceil(MAX_POINTS).max(1);
+            let points: Vec<_> = points.into_iter().step_by(step).collect();
+            GpuSeries {
+                node,
+                index,
+                t: points.iter().map(|p| p.0).collect(),
+                util_pct: points.iter().map(|p| p.1 .0).collect(),
+                mem_used_mib: points.iter().map(|p| p.1 .1).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Memory for `--mem`, rounded up to a whole GiB (or 256 MiB steps below 1 GiB).
+fn mem_option(bytes: f64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let mib = (bytes / MIB).max(1.0);
+    if mib < 1024.0 {
+        format!("--mem={}M", ((mib / 256.0).ceil() * 256.0) as u64)
+    } else {
+        format!("--mem={}G", (mib / 1024.0).ceil() as u64)
+    }
+}
+
+fn time_option(secs: u64) -> String {
+    let minutes = secs.div_ceil(60).max(1);
+    format!("--time={:02}:{:02}:00", minutes / 60, minutes % 60)
+}
+
+/// What is worth telling about one finished job, using seff's figures and `[findings]`.
+pub fn job_findings(job: &JobRecord, eff: &Efficiency, gpu_util: Option<f64>, cfg: &FindingsConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let finding = |kind: &str, message: String, fix: Option<String>| Finding { kind: kind.into(), message, fix };
+    match job.state.as_str() {
+        "OUT_OF_MEMORY" => out.push(finding(
+            "out_of_memory",
+            "The job ran out of memory and was killed.".into(),
+            job.req_mem_bytes.map(|b| mem_option(b as f64 * 1.5 / f64::from(job.node_count.max(1)))),
+        )),
+        "TIMEOUT" => out.push(finding(
+            "timeout",
+            "The job reached its time limit and was stopped.".into(),
+            job.time_limit_secs.map(|t| time_option(t.saturating_mul(3) / 2)),
+        )),
+        _ => {}
+    }
+    if job.is_running() || job.elapsed_secs < cfg.min_runtime.as_secs() {
+        return out;
+    }
+    if let Some(cpu) = eff.cpu_frac.filter(|c| *c < cfg.cpu_underuse_frac && job.alloc_cpus > 1) {
+        let used = cpu * f64::from(job.alloc_cpus);
+        let suggest = ((used * 1.2).ceil() as u32).clamp(1, job.alloc_cpus);
+        out.push(finding(
+            "cpu_underuse",
+            format!(
+                "On average {used:.1} of {} allocated cores were busy (CPU efficiency {:.0} %).",
+                job.alloc_cpus,
+                cpu * 100.0
+            ),
+            Some(format!("--cpus-per-task={suggest} (or fewer tasks), or make the program use all cores")),
+        ));
+    }
+    if let (Some(mem), Some(peak)) = (eff.mem_frac.filter(|m| *m < cfg.mem_underuse_frac), job.max_rss_bytes) {
+        out.push(finding(
+            "mem_underuse",
+            format!("The memory peak was {:.0} % of the memory requested.", mem * 100.0),
+            Some(mem_option(peak as f64 * 1.2 / f64::from(job.node_count.max(1)))),
+        ));
+    }
+    if let Some(frac) = eff.time_frac.filter(|t| *t < cfg.time_limit_use_frac).filter(|_| job.state == "COMPLETED") {
+        out.push(finding(
+            "time_limit_overestimate",
+            format!("The job used {:.0} % of its time limit; shorter limits start sooner.", frac * 100.0),
+            Some(time_option(job.elapsed_secs.saturating_mul(3) / 2)),
+        ));
+    }
+    if let Some(util) = gpu_util.filter(|u| *u * 100.0 < cfg.gpu_low_util_pct) {
+        out.push(finding(
+            "gpu_underuse",
+            format!("The GPUs were busy {:.0} % of the time on average.", util * 100.0),
+            Some("move data preparation to a CPU job, or request fewer GPUs (--gpus=…)".into()),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! The store-backed web backend: series arithmetic, findings, coordinator parsing, store reads.
+
+use super::*;
+use crate::store::tests_support::job;
+use crate::store::{PeriodRecord, UserReport};
+
+fn sample(at: u64, user_cs: u64, sys_cs: u64, rss_kib: u64) -> StepSample {
+    StepSample { at, cpu_user_cs: user_cs, cpu_sys_cs: sys_cs, rss_kib, ..StepSample::default() }
+}
+
+fn key(step: StepId, node: &str) -> SeriesKey {
+    SeriesKey { job: JobId(7), step, node: node.into() }
+}
+
+#[test]
+fn cores_in_use_are_cpu_differences_over_time_summed_per_node() {
+    let mut samples = BTreeMap::new();
+    // batch on n1: 2 cores busy from t=100 to t=110 (2000 cs in 10 s), then 1 core.
+    samples.insert(
+        key(StepId::BATCH, "n1"),
+        vec![sample(100, 0, 0, 1024), sample(110, 1800, 200, 2048), sample(120, 2700, 300, 2048)],
+    );
+    // step 0 on n1 at the same times: half a core.
+    samples.insert(key(StepId(0), "n1"), vec![sample(110, 0, 0, 1024), sample(120, 500, 0, 1024)]);
+    // extern is ignored; n2 has its own series.
+    samples.insert(key(StepId::EXTERN, "n1"), vec![sample(110, 0, 0, 999_999), sample(120, 99_999, 0, 999_999)]);
+    samples.insert(key(StepId::BATCH, "n2"), vec![sample(100, 0, 0, 10), sample(104, 400, 0, 10)]);
+    let series = node_series(&samples);
+    assert_eq!(series.len(), 2);
+    let n1 = &series[0];
+    assert_eq!(n1.node, "n1");
+    assert_eq!(n1.t, [100, 110, 120]);
+    assert_eq!(n1.cores, [0.0, 2.0, 1.5]);
+    assert_eq!(n1.rss_bytes, [1024 * 1024, 3072 * 1024, 3072 * 1024]);
+    assert_eq!(series[1].cores, [0.0, 1.0]);
+}
+
+#[test]
+fn a_counter_that_goes_backwards_gives_no_rate() {
+    assert_eq!(cores_between(&sample(10, 500, 0, 0), &sample(20, 100, 0, 0)), None);
+    assert_eq!(cores_between(&sample(10, 0, 0, 0), &sample(10, 100, 0, 0)), None);
+}
+
+#[test]
+fn long_series_are_bounded() {
+    let points: Vec<(u64, f64, u64)> = (0..10_000).map(|i| (i, 1.0, i)).collect();
+    let out = downsample(&points);
+    assert!(out.len() <= MAX_POINTS && out.len() > MAX_POINTS / 2, "{}", out.len());
+    assert_eq!(out.last().unwrap().0, 9_999);
+}
+
+#[test]
+fn findings_name_the_waste_and_the_option_that_fixes_it() {
+    let cfg = FindingsConfig::default();
+    let mut j = job(1, "alice", 0, Some(3_600));
+    j.alloc_cpus = 8;
+    j.total_cpu_ms = 3_600 * 1_000; // one core busy out of 8
+    j.req_mem_bytes = Some(16 << 30);
+    j.max_rss_bytes = Some(2 << 30);
+    j.time_limit_secs = Some(24 * 3_600);
+    let found = job_findings(&j, &efficiency(&j), None, &cfg);
+    let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(kinds, ["cpu_underuse", "mem_underuse", "time_limit_overestimate"]);
+    assert_eq!(found[0].fix.as_deref().unwrap().split(' ').next(), Some("--cpus-per-task=2"));
+    assert_eq!(found[1].fix.as_deref(), Some("--mem=3G"));
+    assert_eq!(found[2].fix.as_deref(), Some("--time=01:30:00"));
+
+    let mut good = j.clone();
+    good.total_cpu_ms = 8 * 3_600 * 1_000;
+    good.max_rss_bytes = Some(15 << 30);
+    good.time_limit_secs = Some(4_000);
+    assert!(job_findings(&good, &efficiency(&good), None, &cfg).is_empty());
+
+    let mut short = j.clone();
+    short.elapsed_secs = 10;
+    short.state = "OUT_OF_MEMORY".into();
+    let found = job_findings(&short, &efficiency(&short), None, &cfg);
+    assert_eq!(found.len(), 1, "too short to judge efficiency, but the OOM is told");
+    assert_eq!(found[0].fix.as_deref(), Some("--mem=24G"));
+}
+
+#[test]
+fn coordinators_and_associations_parse() {
+    let c = parse_coordination("dev|carol,dave\nroot|\nphys|carol\n", "alice|dev\nbob|phys\nroot|root\n|x\n");
+    assert_eq!(c.accounts_coordinated_by("carol").into_iter().collect::<Vec<_>>(), ["dev", "phys"]);
+    assert_eq!(c.users_coordinated_by("carol").into_iter().collect::<Vec<_>>(), ["alice", "bob"]);
+    assert!(c.users_coordinated_by("alice").is_empty());
+}
+
+#[test]
+fn the_backend_reads_jobs_reports_and_samples_from_the_store() {
+    let dir = std::env::temp_dir().join(format!("tw-web-backend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Arc::new(Store::open(&dir.join("s.redb")).unwrap());
+    let (a, b) = (job(1, "alice", 1_000, Some(1_100)), job(2, "bob", 5_000, Some(5_100)));
+    store.upsert_jobs(&[a, b], &[], None).unwrap();
+    store
+        .append_samples(
+            "n1",
+            &[(JobId(1), StepId::BATCH, sample(1_000, 0, 0, 5)), (JobId(1), StepId::BATCH, sample(1_010, 4_000, 0, 5))],
+        )
+        .unwrap();
+    store.put_period(&PeriodRecord { start: 0, end: 2_000, closed: true, updated_at: 2_000 }).unwrap();
+    let report = UserReport {
+        period_start: 0,
+        user: "alice".into(),
+        json: "{}".into(),
+        html: "<p>x</p>".into(),
+        text: "x".into(),
+        has_findings: false,
+        updated_at: 3,
+    };
+    store.put_reports(0, &[report]).unwrap();
+    let backend = StoreBackend::new(Arc::clone(&store), &Config::default());
+    assert_eq!(backend.periods().unwrap()[0].end, 2_000);
+    assert_eq!(backend.report(0, "alice").unwrap().unwrap().html, "<p>x</p>");
+    assert!(backend.report(0, "bob").unwrap().is_none());
+    let all = backend.jobs(&JobQuery { from: 0, to: 2_000, users: None }).unwrap();
+    assert_eq!(all.iter().map(|j| j.id).collect::<Vec<_>>(), [1]);
+    let bobs = backend.jobs(&JobQuery { from: 0, to: u64::MAX, users: Some(vec!["bob".into()]) }).unwrap();
+    assert_eq!(bobs.iter().map(|j| j.user.as_str()).collect::<Vec<_>>(), ["bob"]);
+    let detail = backend.job(1).unwrap().unwrap();
+    assert_eq!(detail.series[0].cores, [0.0, 4.0]);
+    assert_eq!(detail.cores_requested_per_node, 4.0);
+    assert!(backend.job(99).unwrap().is_none());
+}

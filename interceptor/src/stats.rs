@@ -1,0 +1,168 @@
+//! Counters of what the cache did, printed at exit with `TURINGWATCH_PRELOAD_STATS=1`.
+//!
+//! Why global relaxed atomics: they are bumped only on the large-chunk path, which costs
+//! at least a syscall or a page walk anyway, and they must work without thread-locals.
+//! The report is formatted into a stack buffer and written with `write(2)`: no stdio,
+//! no allocation, so it also works from a library destructor after `exit`.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// One counter, padded so the counters do not share a cache line with the cache table.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// A zero counter.
+    pub const fn new() -> Self {
+        Counter(AtomicU64::new(0))
+    }
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// All counters.
+pub struct Stats {
+    /// Large requests served from the cache (exact or grown with mremap).
+    pub hits: Counter,
+    /// Large requests that needed a fresh mmap.
+    pub misses: Counter,
+    /// Bytes of cached (already faulted-in) memory handed out again, counted up to the
+    /// requested size; divided by the page size this estimates the page faults avoided.
+    pub bytes_reused: Counter,
+    /// Bytes returned to the kernel (munmap) by eviction, overflow or trim.
+    pub bytes_released: Counter,
+    /// Large chunks freed into the cache.
+    pub cached_frees: Counter,
+}
+
+impl Stats {
+    /// All zero.
+    pub const fn new() -> Self {
+        Stats {
+            hits: Counter::new(),
+            misses: Counter::new(),
+            bytes_reused: Counter::new(),
+            bytes_released: Counter::new(),
+            cached_frees: Counter::new(),
+        }
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Formats `v` in decimal into `buf`, returning the digits.
+pub fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// A fixed-size line builder on the stack.
+pub struct Line {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl Line {
+    /// Empty line.
+    pub const fn new() -> Self {
+        Line { buf: [0; 512], len: 0 }
+    }
+    /// Appends bytes, truncating at capacity.
+    pub fn push(&mut self, s: &[u8]) -> &mut Self {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
+        self.len += n;
+        self
+    }
+    /// Appends a decimal number.
+    pub fn num(&mut self, v: u64) -> &mut Self {
+        let mut b = [0u8; 20];
+        let digits = fmt_u64(v, &mut b);
+        self.push(digits)
+    }
+    /// The text so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Renders the exit report: `pid`, the counters, and the cache state.
+pub fn render(line: &mut Line, pid: u64, s: &Stats, cached_bytes: u64, budget: u64, page: u64) {
+    let reused = s.bytes_reused.get();
+    line.push(b"turingwatch-preload[")
+        .num(pid)
+        .push(b"]: hits ")
+        .num(s.hits.get())
+        .push(b", misses ")
+        .num(s.misses.get())
+        .push(b", bytes reused ")
+        .num(reused)
+        .push(b", bytes released ")
+        .num(s.bytes_released.get())
+        .push(b", page faults avoided ~")
+        .num(reused / page.max(1))
+        .push(b", cached now ")
+        .num(cached_bytes)
+        .push(b" of budget ")
+        .num(budget)
+        .push(b"\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        let mut b = [0u8; 20];
+        assert_eq!(fmt_u64(0, &mut b), b"0");
+        assert_eq!(fmt_u64(1234567890, &mut b), b"1234567890");
+        assert_eq!(fmt_u64(u64::MAX, &mut b), b"18446744073709551615");
+    }
+
+    #[test]
+    fn report_line() {
+        let s = Stats::new();
+        s.hits.add(3);
+        s.misses.add(1);
+        s.bytes_reused.add(3 * 4096);
+        let mut l = Line::new();
+        render(&mut l, 42, &s, 8192, 1 << 30, 4096);
+        let text = std::str::from_utf8(l.as_bytes()).unwrap();
+        assert_eq!(
+            text,
+            "turingwatch-preload[42]: hits 3, misses 1, bytes reused 12288, bytes released 0, \
+             page faults avoided ~3, cached now 8192 of budget 1073741824\n"
+        );
+        let mut l = Line::new();
+        for _ in 0..100 {
+            l.push(b"0123456789");
+        }
+        assert_eq!(l.as_bytes().len(), 512);
+    }
+}

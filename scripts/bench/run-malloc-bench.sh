@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Allocator comparison for the interceptor (run by hand, not a timed test).
+#   bash scripts/bench/run-malloc-bench.sh [REPS] [SECONDS]
+# Runs every workload under glibc, glibc tuned, jemalloc, mimalloc, tcmalloc (Debian
+# packages, via LD_PRELOAD) and turingwatch, REPS times each (interleaved), SECONDS per run,
+# and prints medians as Markdown tables (ops/s, ratios, best run, peak RSS). Raw lines go
+# to $OUT (default /tmp/malloc-bench) for inspection.
+# Optional filters: ONLY='small|numpy' (regex on workload names), CONFIGS='glibc turingwatch'.
+set -euo pipefail
+REPS=${1:-3}
+SECS=${2:-2}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+OUT=${OUT:-/tmp/malloc-bench}
+LIB=/usr/lib/x86_64-linux-gnu
+export PATH="$HOME/.cargo/bin:$PATH"
+mkdir -p "$OUT"
+: >"$OUT/raw.txt"
+
+for p in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3-numpy gcc; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$p"
+done
+(cd "$ROOT/interceptor" && cargo build -j1 --release -q)
+SO="$ROOT/interceptor/target/release/libturingwatch_preload.so"
+gcc -O2 -pthread -o "$OUT/churn" "$ROOT/scripts/bench/churn.c" -lm
+
+TB=1099511627776 # 1 TiB: glibc never mmaps and never trims
+declare -A CFG=(
+    [glibc]=""
+    [glibc_tuned]="GLIBC_TUNABLES=glibc.malloc.mmap_threshold=$TB:glibc.malloc.trim_threshold=$TB"
+    [jemalloc]="LD_PRELOAD=$LIB/libjemalloc.so.2"
+    [mimalloc]="LD_PRELOAD=$LIB/libmimalloc.so.2"
+    [tcmalloc]="LD_PRELOAD=$LIB/libtcmalloc_minimal.so.4"
+    [turingwatch]="LD_PRELOAD=$SO"
+)
+ORDER=${CONFIGS:-"glibc glibc_tuned jemalloc mimalloc tcmalloc turingwatch"}
+# name|command (churn: THREADS SECONDS MIN_KIB MAX_KIB TOUCH SLOTS)
+WORKLOADS=(
+    "fixed 48 MiB, 1 thr|$OUT/churn 1 $SECS 49152 49152 1 1"
+    "random 1-64 MiB, 1 thr|$OUT/churn 1 $SECS 1024 65536 1 1"
+    "random 1-64 MiB, 2 thr|$OUT/churn 2 $SECS 1024 65536 1 1"
+    "256 KiB-4 MiB, 2 thr, 4 live|$OUT/churn 2 $SECS 256 4096 1 4"
+    "small 16-1024 B, 1 thr, 1024 live|$OUT/churn 1 $SECS 0 0 0 0"
+    "numpy temporaries (48 MB)|/usr/bin/python3 $ROOT/scripts/bench/numpy_temps.py $SECS"
+)
+
+for w in "${WORKLOADS[@]}"; do
+    name=${w%%|*}
+    cmd=${w#*|}
+    [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || continue
+    for rep in $(seq "$REPS"); do
+        for c in $ORDER; do
+            # shellcheck disable=SC2086
+            line=$(env ${CFG[$c]} $cmd | tail -n 1)
+            echo "$name|$c|$rep|$line" | tee -a "$OUT/raw.txt"
+        done
+    done
+done
+
+/usr/bin/python3 - "$OUT/raw.txt" "$ORDER" "$REPS" "$SECS" <<'PY'
+import statistics, sys
+raw, order, reps, secs = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
+ops, rss, cpu, names = {}, {}, {}, []
+for line in open(raw):
+    name, cfg, _rep, kv = line.rstrip("\n").split("|", 3)
+    d = dict(x.split("=") for x in kv.split())
+    if name not in names:
+        names.append(name)
+    ops.setdefault((name, cfg), []).append(float(d["ops_per_s"]))
+    if "ops_per_cpu_s" in d:
+        cpu.setdefault((name, cfg), []).append(float(d["ops_per_cpu_s"]))
+    rss.setdefault((name, cfg), []).append(float(d["maxrss_mib"]))
+med = {k: statistics.median(v) for k, v in ops.items()}
+best = {k: max(v) for k, v in ops.items()}
+mrss = {k: max(v) for k, v in rss.items()}
+print(f"\nMedian ops/s of {reps} runs x {secs} s (higher is better)\n")
+print("| Workload | " + " | ".join(order) + " | tw/glibc | tw/tcmalloc |")
+print("|---" + "|---:" * (len(order) + 2) + "|")
+for n in names:
+    row = [f"{med[(n, c)]:,.0f}" for c in order]
+    ratio = lambda d, c: f"{d[(n, 'turingwatch')] / d[(n, c)]:.2f}x" if (n, c) in d and (n, 'turingwatch') in d else "-"
+    print(f"| {n} | " + " | ".join(row) + f" | {ratio(med, 'glibc')} | {ratio(med, 'tcmalloc')} |")
+print(f"\nBest run ops/s of {reps} (less sensitive to other load on the machine)\n")
+print("| Workload | " + " | ".join(order) + " | tw/glibc | tw/tcmalloc |")
+print("|---" + "|---:" * (len(order) + 2) + "|")
+for n in names:
+    row = [f"{best[(n, c)]:,.0f}" for c in order]
+    ratio = lambda d, c: f"{d[(n, 'turingwatch')] / d[(n, c)]:.2f}x" if (n, c) in d and (n, 'turingwatch') in d else "-"
+    print(f"| {n} | " + " | ".join(row) + f" | {ratio(best, 'glibc')} | {ratio(best, 'tcmalloc')} |")
+mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+print(f"\nMedian ops per CPU-second of {reps} (user+sys time; excludes time other processes held the CPU)\n")
+print("| Workload | " + " | ".join(order) + " | tw/glibc | tw/tcmalloc |")
+print("|---" + "|---:" * (len(order) + 2) + "|")
+for n in names:
+    if all((n, c) in mcpu for c in order):
+        row = [f"{mcpu[(n, c)]:,.0f}" for c in order]
+        ratio = lambda d, c: f"{d[(n, 'turingwatch')] / d[(n, c)]:.2f}x" if (n, c) in d and (n, 'turingwatch') in d else "-"
+        print(f"| {n} | " + " | ".join(row) + f" | {ratio(mcpu, 'glibc')} | {ratio(mcpu, 'tcmalloc')} |")
+print("\nPeak RSS, MiB (max over runs)\n")
+print("| Workload | " + " | ".join(order) + " |")
+print("|---" + "|---:" * len(order) + "|")
+for n in names:
+    print(f"| {n} | " + " | ".join(f"{mrss[(n, c)]:.0f}" for c in order) + " |")
+PY

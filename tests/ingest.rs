@@ -1,0 +1,113 @@
+//! Authenticated ingest: a user may report only their own jobs; a report without a valid MUNGE
+//! credential (absent, forged, made for another body, replayed), oversized or malformed gets a
+//! clear HTTP error and never reaches the store.
+
+use crate::scrape_support::*;
+use crate::util::{cluster, run};
+use std::time::Duration;
+use turingwatch::job::{JobId, StepId};
+use turingwatch::munge::{encode_credential, CREDENTIAL_HEADER};
+use turingwatch::report::send::post;
+use turingwatch::report::wire::{encode_report, Report, StepReport, VERSION};
+use turingwatch::sample::StepSample;
+
+fn report_of(job: u64, node: &str) -> Vec<u8> {
+    encode_report(&Report {
+        version: VERSION,
+        id: rand_id(),
+        node: node.into(),
+        made_at: 0,
+        steps: vec![StepReport {
+            job: JobId(job),
+            step: StepId::BATCH,
+            samples: vec![StepSample { at: 1_800_000_000, cpu_user_cs: 1, ..Default::default() }],
+            gpus: vec![],
+            apps: vec![],
+        }],
+    })
+}
+
+fn rand_id() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn send(setup: &Setup, credential: Option<&str>, body: &[u8]) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = credential.map(|c| vec![(CREDENTIAL_HEADER, c)]).unwrap_or_default();
+    let answer = post(&setup.url(), "/ingest/v1/report", &headers, body, Duration::from_secs(20)).unwrap();
+    (answer.status, answer.body)
+}
+
+#[test]
+fn a_user_cannot_report_another_users_job_and_bad_credentials_are_refused() {
+    if !cluster() {
+        return;
+    }
+    let setup = Setup::new(
+        "a_user_cannot_report_another_users_job_and_bad_credentials_are_refused",
+        18212,
+        "[ingest]\nmax_report_bytes = 65536\n",
+    );
+    let alice_job = python_job("alice", Some("n1"), "100M", &hog_program(10, 25));
+    let bob_job = python_job("bob", Some("n1"), "100M", &hog_program(10, 25));
+    wait_running(alice_job, Duration::from_secs(90));
+    wait_running(bob_job, Duration::from_secs(90));
+    let server = setup.server();
+
+    // alice runs a scraper on n1: it sees bob's job too, but the server keeps only alice's.
+    let alice_spool = setup.dir.join("alice-spool");
+    let out = run(std::process::Command::new("runuser")
+        .args(["-u", "alice", "--"])
+        .arg(env!("CARGO_BIN_EXE_turingwatch"))
+        .arg("--config")
+        .arg(&setup.config)
+        .args(["scrape", "--node", "n1", "--interval", "1s", "--duration", "3s", "--spool-dir"])
+        .arg(&alice_spool));
+    assert!(out.status.success(), "alice's scraper failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    // A report of bob's job alone, with alice's valid credential: refused whole.
+    let bob_only = report_of(bob_job, "n1");
+    let alice_cred = String::from_utf8(
+        run(std::process::Command::new("runuser").args([
+            "-u",
+            "alice",
+            "--",
+            "munge",
+            "-s",
+            &turingwatch::munge::payload_for(&bob_only),
+        ]))
+        .stdout,
+    )
+    .unwrap();
+    let (status, body) = send(&setup, Some(alice_cred.trim()), &bob_only);
+    assert_eq!(status, 403, "{body}");
+
+    // No credential, a forged one, one made for another body, a replayed one: 401.
+    let body = report_of(alice_job, "n1");
+    assert_eq!(send(&setup, None, &body).0, 401);
+    assert_eq!(send(&setup, Some("MUNGE:AAAAforgedAAAA:"), &body).0, 401);
+    let other = encode_credential("munge", b"another body").unwrap();
+    assert_eq!(send(&setup, Some(&other), &body).0, 401);
+    let good = encode_credential("munge", &body).unwrap();
+    assert_eq!(send(&setup, Some(&good), &body).0, 200);
+    let (status, text) = send(&setup, Some(&good), &body);
+    assert_eq!(status, 401, "a replayed credential must be refused: {text}");
+    assert!(text.contains("Replayed"), "{text}");
+    // Malformed and oversized bodies.
+    let junk = b"TWRP\xff\xff\xff".to_vec();
+    let (status, text) = send(&setup, Some(&encode_credential("munge", &junk).unwrap()), &junk);
+    assert_eq!(status, 400, "{text}");
+    let big = vec![0u8; 70_000];
+    assert_eq!(send(&setup, Some(&encode_credential("munge", &big).unwrap()), &big).0, 413);
+    server.stop();
+
+    let store = setup.store();
+    let alice_samples: usize = store.samples_of_job(JobId(alice_job)).unwrap().values().map(Vec::len).sum();
+    assert!(alice_samples >= 3, "alice's own job: {alice_samples} samples\n{}", setup.server_log());
+    assert!(store.samples_of_job(JobId(bob_job)).unwrap().is_empty(), "bob's job was stored from alice's report");
+    let rejected_steps = store.meta(turingwatch::ingest::REJECTED_STEPS_KEY).unwrap().unwrap_or(0);
+    assert!(rejected_steps >= 2, "bob's steps were not counted as refused: {rejected_steps}");
+    let rejected_reports = store.meta(turingwatch::ingest::REJECTED_REPORTS_KEY).unwrap().unwrap_or(0);
+    assert!(rejected_reports >= 6, "refused reports counted: {rejected_reports}");
+    crate::scrape_support::cancel(alice_job);
+    crate::scrape_support::cancel(bob_job);
+}

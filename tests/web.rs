@@ -1,0 +1,402 @@
+//! The report site end to end: jobs really run on the dev cluster (as alice and bob); their
+//! cgroup/proc counters, sampled while they run, go into a store with a period and reports;
+//! the real server imports the jobs from sacct (its accounting importer) and serves them; and
+//! real headless Chromium (via chromedriver) looks at the site as alice, bob and an admin.
+//!
+//! The identity header is added by Chromium (CDP `Network.setExtraHTTPHeaders`) on loopback,
+//! a trusted proxy address; a spoofed header from an untrusted address (127.0.0.2) is refused.
+//! Screenshots go to `test-artifacts/web/`.
+
+use crate::util::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use turingwatch::job::{JobId, StepId};
+use turingwatch::sample::StepSample;
+use turingwatch::store::{PeriodRecord, Store, UserReport};
+
+const SERVER_PORT: u16 = 18410;
+const DRIVER_PORT: u16 = 18411;
+
+/// Kills a child process when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// `curl` from `source` (an address on lo) with an optional identity; returns (status, body).
+fn curl(source: &str, user: Option<&str>, path: &str) -> (u16, Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--max-time", "10", "--interface", source, "-w", "\n%{http_code}"]);
+    if let Some(u) = user {
+        cmd.args(["-H", &format!("X-AuthUser: {u}")]);
+    }
+    let out = run(cmd.arg(format!("http://127.0.0.1:{SERVER_PORT}{path}")));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Samples the batch step once a second until its cgroup is gone: CPU time from /proc of the
+/// step's task processes (utime+stime+cutime+cstime, in 100 Hz ticks = centiseconds; SLURM here
+/// keeps no cpuacct cgroup per job), resident memory from the cgroup v1 memory.stat.
+fn sample_while_running(job: u64, user: &str, timeout: Duration) -> (String, Vec<StepSample>) {
+    let uid = String::from_utf8_lossy(&run(Command::new("id").args(["-u", user])).stdout).trim().to_string();
+    let deadline = Instant::now() + timeout;
+    let mut node = String::new();
+    let mut samples: Vec<StepSample> = Vec::new();
+    while Instant::now() < deadline {
+        if node.is_empty() {
+            let out = run(Command::new("squeue").args(["-h", "-j", &job.to_string(), "-o", "%N"]));
+            node = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        if !node.is_empty() {
+            let dir = format!("/sys/fs/cgroup/memory/slurm_{node}/uid_{uid}/job_{job}/step_batch");
+            // The tasks live in task_<n> below the step (slurmstepd itself sits in the step).
+            let procs: String = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("task_"))
+                .filter_map(|e| std::fs::read_to_string(e.path().join("cgroup.procs")).ok())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mem = std::fs::read_to_string(format!("{dir}/memory.stat"));
+            match (procs, mem) {
+                (procs, Ok(mem)) if !procs.trim().is_empty() => {
+                    let (mut user_cs, mut sys_cs) = (0, 0);
+                    for pid in procs.split_whitespace() {
+                        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+                        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+                        let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+                        // After ")": state is field 0, utime 11, stime 12, cutime 13, cstime 14.
+                        user_cs += f[11] + f[13];
+                        sys_cs += f[12] + f[14];
+                    }
+                    let rss = mem
+                        .lines()
+                        .find_map(|l| l.strip_prefix("total_rss ").and_then(|v| v.trim().parse::<u64>().ok()))
+                        .unwrap_or(0);
+                    let at = now();
+                    samples.retain(|s| s.at != at);
+                    samples.push(StepSample {
+                        at,
+                        cpu_user_cs: user_cs,
+                        cpu_sys_cs: sys_cs,
+                        rss_kib: rss / 1024,
+                        ..StepSample::default()
+                    });
+                }
+                _ if !samples.is_empty() => break,
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    (node, samples)
+}
+
+fn report(period_start: u64, user: &str, job: u64) -> UserReport {
+    UserReport {
+        period_start,
+        user: user.into(),
+        json: json!({"user": user, "jobs": [job]}).to_string(),
+        html: format!(
+            "<html><body><h1>Cluster usage of {user}</h1><p>Your jobs:</p><table><tr><th>Job</th><th>Name</th>\
+             <th>CPUs</th></tr><tr><td>{job}</td><td>tw-web</td><td>1</td></tr></table><h2>Tips</h2><p>See the site.</p>\
+             </body></html>"
+        ),
+        text: String::new(),
+        has_findings: true,
+        updated_at: now(),
+    }
+}
+
+/// A chromedriver session, driven with curl (the W3C WebDriver protocol is JSON over HTTP).
+struct Browser {
+    session: String,
+    _driver: Guard,
+}
+
+impl Browser {
+    fn start(profile: &Path) -> Browser {
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={DRIVER_PORT}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Guard(driver);
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1200,900",
+        ];
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}});
+        let mut session = String::new();
+        assert!(
+            eventually(Duration::from_secs(20), || {
+                let v = wd_call("POST", &format!("http://127.0.0.1:{DRIVER_PORT}/session"), Some(&caps));
+                session = v["value"]["sessionId"].as_str().unwrap_or("").to_string();
+                !session.is_empty()
+            }),
+            "no chromedriver session"
+        );
+        Browser { session, _driver: driver }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let url = format!("http://127.0.0.1:{DRIVER_PORT}/session/{}{path}", self.session);
+        wd_call(method, &url, body)["value"].clone()
+    }
+
+    fn cdp(&self, cmd: &str, params: Value) {
+        self.call("POST", "/goog/cdp/execute", Some(&json!({"cmd": cmd, "params": params})));
+    }
+
+    /// Loads the site afresh as `user` (the header rides on every request the page makes).
+    fn open_as(&self, user: &str, fragment: &str) {
+        self.cdp("Network.setExtraHTTPHeaders", json!({"headers": {"X-AuthUser": user}}));
+        self.call("POST", "/url", Some(&json!({"url": "about:blank"})));
+        self.call("POST", "/url", Some(&json!({"url": format!("http://127.0.0.1:{SERVER_PORT}/{fragment}")})));
+    }
+
+    fn eval(&self, script: &str) -> Value {
+        self.call("POST", "/execute/sync", Some(&json!({"script": script, "args": []})))
+    }
+
+    /// Waits until `script` returns true; panics with the page text if it never does.
+    fn wait_for(&self, what: &str, script: &str) {
+        let ok = eventually(Duration::from_secs(15), || self.eval(script) == Value::Bool(true));
+        assert!(ok, "{what}: page says {:?}", self.eval("return document.body.innerText.slice(0, 600)"));
+    }
+
+    fn text(&self) -> String {
+        self.eval("return document.body.innerText").as_str().unwrap_or("").to_string()
+    }
+
+    fn screenshot(&self, name: &str) {
+        let b64 = self.call("GET", "/screenshot", None);
+        let png = decode_base64(b64.as_str().expect("screenshot data"));
+        assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");
+        std::fs::write(artifact_dir("web").join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+fn wd_call(method: &str, url: &str, body: Option<&Value>) -> Value {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--max-time", "60", "-X", method, "-H", "Content-Type: application/json", url]);
+    if let Some(b) = body {
+        cmd.args(["-d", &b.to_string()]);
+    }
+    serde_json::from_slice(&run(&mut cmd).stdout).unwrap_or(Value::Null)
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
+    if !cluster() {
+        return;
+    }
+    let browser_present = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+    if !browser_present {
+        assert!(!e2e_required(), "chromium and chromedriver are required (scripts/setup.sh installs them)");
+        eprintln!("skipping: chromium/chromedriver not installed");
+        return;
+    }
+    let dir = test_dir("web_site_chromium");
+
+    // Real jobs: alice burns two cores and holds ~200 MiB; bob idles on one core.
+    let alice_job = sbatch(
+        Some("alice"),
+        &["-c", "2", "--mem=1G", "-t", "2", "-J", "tw-web-burn"],
+        "timeout 6 yes >/dev/null & timeout 6 yes >/dev/null & \
+         python3 -c 'import time; b = bytearray(200 << 20); time.sleep(6)'; wait",
+    );
+    let bob_job = sbatch(Some("bob"), &["-c", "1", "--mem=300M", "-t", "1", "-J", "tw-web-idle"], "sleep 3");
+    let (node, samples) = sample_while_running(alice_job, "alice", Duration::from_secs(60));
+    assert!(samples.len() >= 3, "only {} cgroup samples of job {alice_job} on {node:?}", samples.len());
+    wait_job_done(alice_job, Duration::from_secs(60));
+    wait_job_done(bob_job, Duration::from_secs(60));
+
+    // Samples, a period and the users' reports go in first (the store has one writer at a
+    // time); the server's accounting importer then brings the jobs themselves from sacct.
+    let store_path = dir.join("store.redb");
+    {
+        let store = Store::open(&store_path).unwrap();
+        let tagged: Vec<_> = samples.iter().map(|s| (JobId(alice_job), StepId::BATCH, s.clone())).collect();
+        store.append_samples(&node, &tagged).unwrap();
+        let start = now() - 86_400;
+        store.put_period(&PeriodRecord { start, end: start + 2 * 86_400, closed: false, updated_at: now() }).unwrap();
+        store.put_reports(start, &[report(start, "alice", alice_job), report(start, "bob", bob_job)]).unwrap();
+    }
+    std::fs::write(
+        dir.join("tw.toml"),
+        format!(
+            "[store]\npath = \"{}\"\n[web]\nbind = \"127.0.0.1:{SERVER_PORT}\"\nadmins = [\"root\"]\n\
+             [findings]\nmin_runtime = \"1s\"\n[accounting]\ninterval = \"10s\"\nfirst_window = \"2h\"\n",
+            store_path.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let _server = Guard(
+        turingwatch()
+            .arg("--config")
+            .arg(dir.join("tw.toml"))
+            .arg("server")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || curl("127.0.0.1", None, "/healthz").0 == 200),
+        "server did not come up: {}",
+        read(&dir.join("server.log"))
+    );
+
+    let (a, b) = (alice_job.to_string(), bob_job.to_string());
+    let imported = eventually(Duration::from_secs(60), || {
+        let (_, page) = curl("127.0.0.1", Some("root"), "/api/jobs?page_size=500");
+        let ids: Vec<u64> = page["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_u64()).collect();
+        ids.contains(&alice_job) && ids.contains(&bob_job)
+    });
+    assert!(imported, "the importer did not bring jobs {a} and {b}: {}", read(&dir.join("server.log")));
+
+    // The API by hand: spoofed header from an untrusted address, foreign data, own data.
+    for path in ["/api/user", "/api/periods", "/api/report", "/api/jobs", &format!("/api/jobs/{a}"), "/api/data"] {
+        let (status, body) = curl("127.0.0.2", Some("root"), path);
+        assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")), "spoofed {path}: {body}");
+        assert_eq!(curl("127.0.0.1", None, path).0, 401, "anonymous {path}");
+    }
+    assert_eq!(curl("127.0.0.1", Some("bob"), &format!("/api/jobs/{a}")).0, 404);
+    assert_eq!(curl("127.0.0.1", Some("bob"), "/api/report?user=alice").0, 403);
+    assert_eq!(curl("127.0.0.1", Some("bob"), "/api/jobs?user=alice").0, 403);
+    let (status, detail) = curl("127.0.0.1", Some("alice"), &format!("/api/jobs/{a}"));
+    assert_eq!(status, 200, "{detail}");
+    let cores: Vec<f64> =
+        detail["series"][0]["cores"].as_array().unwrap().iter().map(|c| c.as_f64().unwrap()).collect();
+    // The host's two real cores are shared by the emulated nodes and other tests, so how busy
+    // the two `yes` were varies; what must hold: some use was seen, never more than allocated,
+    // and the plotted CPU time is not more than sacct's TotalCPU for the job.
+    let peak = cores.iter().cloned().fold(0.0, f64::max);
+    assert!(peak > 0.05 && peak <= 2.2, "cores in use of a 2-CPU job: {cores:?}");
+    let t: Vec<u64> = detail["series"][0]["t"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    let plotted_cpu_secs: f64 = (1..t.len()).map(|i| cores[i] * (t[i] - t[i - 1]) as f64).sum();
+    let batch = detail["steps"].as_array().unwrap().iter().find(|s| s["step"] == "batch").expect("batch step");
+    let sacct_cpu_secs = batch["total_cpu_secs"].as_f64().unwrap();
+    assert!(plotted_cpu_secs <= sacct_cpu_secs * 1.2 + 1.0, "{plotted_cpu_secs} s plotted, sacct {sacct_cpu_secs} s");
+    assert_eq!(detail["cores_requested_per_node"], 2.0);
+
+    let browser = Browser::start(&dir.join("chromium-profile"));
+    browser.cdp("Network.enable", json!({}));
+    browser.cdp("Network.setCacheDisabled", json!({"cacheDisabled": true}));
+
+    // alice: her report (weighed), her jobs, one job's plots.
+    browser.open_as("alice", "#/report");
+    browser.wait_for("alice's report", "return !!document.querySelector('iframe.report')");
+    std::thread::sleep(Duration::from_millis(500));
+    let bytes = browser.eval(
+        "var t = performance.getEntriesByType('navigation')[0].transferSize;\
+         performance.getEntriesByType('resource').forEach(function (r) { t += r.transferSize; }); return t;",
+    );
+    let bytes = bytes.as_u64().unwrap_or(0);
+    assert!(bytes > 1_000 && bytes <= 300_000, "report page transferred {bytes} bytes");
+    eprintln!("alice's report page: {bytes} bytes transferred");
+    browser.wait_for(
+        "job ids in the report link to the job page",
+        &format!(
+            "var d = document.querySelector('iframe.report').contentDocument;\
+             return !!d && !!d.querySelector('a[href$=\"#/job/{a}\"]') && document.querySelectorAll('.toc a').length == 2"
+        ),
+    );
+    browser.screenshot("alice-report");
+    browser.open_as("alice", "#/jobs");
+    browser.wait_for("alice's jobs", "return document.querySelectorAll('#jobs tr.job-row').length > 0");
+    let text = browser.text();
+    assert!(text.contains(&a) && !text.contains(&b), "alice's list: {text}");
+    browser.screenshot("alice-jobs");
+    browser.open_as("alice", &format!("#/job/{a}"));
+    browser.wait_for(
+        "alice's job plots",
+        "return document.querySelectorAll('#plot-cores path.series').length > 0 \
+         && !!document.querySelector('#plot-cores .limit') && !!document.querySelector('#plot-mem .limit')",
+    );
+    assert!(browser.text().contains("tw-web-burn"));
+    browser.screenshot("alice-job");
+    browser.eval("document.querySelector('h2:nth-of-type(2)').scrollIntoView(); return true");
+    browser.screenshot("alice-job-plot");
+    browser.cdp(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    );
+    browser.open_as("alice", &format!("#/job/{a}"));
+    browser.wait_for("phone-width plots", "return document.querySelectorAll('#plot-cores path.series').length > 0");
+    let fits = browser.eval("return document.documentElement.scrollWidth <= window.innerWidth + 1");
+    assert_eq!(fits, Value::Bool(true), "the job page scrolls sideways on a phone");
+    browser.screenshot("alice-job-phone");
+    browser.cdp("Emulation.clearDeviceMetricsOverride", json!({}));
+
+    // bob: only his job; alice's job is not found.
+    browser.open_as("bob", "#/jobs");
+    browser.wait_for("bob's jobs", "return document.querySelectorAll('#jobs tr.job-row').length > 0");
+    let text = browser.text();
+    assert!(text.contains(&b) && !text.contains(&a), "bob's list: {text}");
+    browser.screenshot("bob-jobs");
+    browser.open_as("bob", &format!("#/job/{a}"));
+    browser.wait_for("bob refused", "return !!document.querySelector('.error')");
+    assert!(browser.text().contains(&format!("no job {a}")), "{}", browser.text());
+    browser.screenshot("bob-denied");
+
+    // root (admin): both jobs, and both users in the overview.
+    browser.open_as("root", "#/jobs");
+    browser.wait_for("root's jobs", "return document.querySelectorAll('#jobs tr.job-row').length >= 2");
+    let text = browser.text();
+    assert!(text.contains(&a) && text.contains(&b), "root's list: {text}");
+    browser.screenshot("root-jobs");
+    browser.open_as("root", "#/admin");
+    browser.wait_for("overview", "return document.querySelectorAll('#pivot tr.pivot-row').length >= 2");
+    let text = browser.text();
+    assert!(text.contains("alice") && text.contains("bob"), "overview: {text}");
+    browser.screenshot("root-overview");
+    browser.call("DELETE", "", None);
+}

@@ -1,0 +1,297 @@
+// The report site: a small hash-routed page over /api. Everything from the server is inserted as
+// text (never as HTML), except the report mail body, which renders in a sandboxed frame.
+"use strict";
+(function () {
+  var main = document.getElementById("main");
+  var me = null;
+
+  // --- helpers -------------------------------------------------------------------------------
+  function h(tag, attrs) {
+    var e = document.createElement(tag);
+    if (attrs) for (var k in attrs) {
+      if (k === "text") e.textContent = attrs[k];
+      else if (k.slice(0, 2) === "on") e.addEventListener(k.slice(2), attrs[k]);
+      else if (attrs[k] !== undefined && attrs[k] !== null && attrs[k] !== false) e.setAttribute(k, attrs[k]);
+    }
+    function add(x) {
+      if (x === null || x === undefined) return;
+      if (Array.isArray(x)) x.forEach(add);
+      else e.appendChild(typeof x === "object" ? x : document.createTextNode(String(x)));
+    }
+    for (var i = 2; i < arguments.length; i++) add(arguments[i]);
+    return e;
+  }
+  function api(path) {
+    return fetch("api/" + path, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
+      return r.json().catch(function () { return { message: r.statusText }; }).then(function (body) {
+        if (!r.ok) {
+          var msg = body && body.message ? body.message : ("HTTP " + r.status);
+          if (r.status === 401) msg += " — your login may have expired; reload the page.";
+          var err = new Error(msg); err.status = r.status; throw err;
+        }
+        return body;
+      });
+    });
+  }
+  function show() {
+    var page = h.apply(null, ["div", null].concat(Array.prototype.slice.call(arguments)));
+    main.textContent = "";
+    while (page.firstChild) main.appendChild(page.firstChild);
+  }
+  function fail(err) { show(h("div", { class: "error", role: "alert" }, err.message || String(err))); }
+  function pct(f) { return f === null || f === undefined ? "–" : (100 * f).toFixed(0) + " %"; }
+  function hours(x) {
+    if (x === null || x === undefined) return "–";
+    return x === 0 ? "0" : x < 0.01 ? x.toFixed(4) : x < 10 ? x.toFixed(2) : x.toFixed(1);
+  }
+  function dur(s) {
+    if (s === null || s === undefined) return "–";
+    var d = Math.floor(s / 86400), hh = Math.floor(s % 86400 / 3600), mm = Math.floor(s % 3600 / 60), ss = s % 60;
+    var t = String(hh).padStart(2, "0") + ":" + String(mm).padStart(2, "0") + ":" + String(ss).padStart(2, "0");
+    return d ? d + "-" + t : t;
+  }
+  function when(t) { return t ? new Date(t * 1000).toLocaleString() : "–"; }
+  function day(t) { return new Date(t * 1000).toLocaleDateString(); }
+  function bytes(b) {
+    if (b === null || b === undefined) return "–";
+    var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+    while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
+    return (b < 10 && i ? b.toFixed(1) : b.toFixed(0)) + " " + u[i];
+  }
+  function effCell(f, low) { return h("td", { class: "num " + (f !== null && f !== undefined && f < low ? "bad" : "") }, pct(f)); }
+  function parseHash() {
+    var raw = location.hash.replace(/^#\/?/, ""), q = {}, i = raw.indexOf("?");
+    var path = i < 0 ? raw : raw.slice(0, i);
+    if (i >= 0) new URLSearchParams(raw.slice(i + 1)).forEach(function (v, k) { q[k] = v; });
+    return { parts: path.split("/").filter(Boolean), q: q };
+  }
+  function go(page, q) {
+    var s = new URLSearchParams();
+    for (var k in q) if (q[k] !== "" && q[k] !== undefined && q[k] !== null) s.set(k, q[k]);
+    var t = "#/" + page + (String(s) ? "?" + s : "");
+    if (location.hash === t) route(); else location.hash = t;
+  }
+  function periodSelect(periods, current, onchange) {
+    var sel = h("select", { id: "period", onchange: function () { onchange(sel.value); } },
+      periods.slice().reverse().map(function (p) {
+        return h("option", { value: p.start, selected: String(p.start) === String(current) }, day(p.start) + " – " + day(p.end) + (p.closed ? "" : " (open)"));
+      }));
+    return h("label", null, "Period", sel);
+  }
+  function userInput(q, page) {
+    if (!me || (!me.admin && !me.visible_users.length)) return null;
+    var inp = h("input", { id: "user", value: q.user || "", placeholder: me.user, list: "users", size: 10 });
+    inp.addEventListener("change", function () { q.user = inp.value.trim(); q.page = ""; go(page, q); });
+    return h("label", null, "User", inp, h("datalist", { id: "users" }, me.visible_users.map(function (u) { return h("option", { value: u }); })));
+  }
+
+  // --- pages ---------------------------------------------------------------------------------
+  function reportPage(q) {
+    api("periods").then(function (periods) {
+      if (!periods.length) return show(h("h1", { text: "My report" }), h("p", { class: "muted" }, "No analysis period yet."));
+      var period = q.period || periods[periods.length - 1].start;
+      var controls = h("div", { class: "controls" },
+        periodSelect(periods, period, function (v) { q.period = v; go("report", q); }), userInput(q, "report"));
+      var path = "report?period=" + encodeURIComponent(period) + (q.user ? "&user=" + encodeURIComponent(q.user) : "");
+      return api(path).then(function (r) {
+        var frame = h("iframe", { class: "report", title: "report", sandbox: "allow-same-origin allow-popups allow-top-navigation-by-user-activation" });
+        frame.srcdoc = r.html;
+        var toc = h("nav", { class: "toc", "aria-label": "sections" });
+        frame.addEventListener("load", function () {
+          try {
+            enhanceReport(frame, toc, period, q.user || r.user);
+            frame.style.height = (frame.contentDocument.documentElement.scrollHeight + 24) + "px";
+          } catch (e) { /* a frame we cannot reach keeps its default size */ }
+        });
+        var jobsLink = h("a", { href: "#/jobs?period=" + period + (q.user ? "&user=" + encodeURIComponent(q.user) : "") }, "Jobs of this period →");
+        var data = h("details", { class: "card" }, h("summary", null, "Report data (JSON)"),
+          h("pre", { class: "json" }, r.data !== null ? JSON.stringify(r.data, null, 2) : (r.data_raw || "")));
+        show(h("h1", null, "Report of " + r.user), controls,
+          h("p", { class: "muted" }, (r.has_findings ? "" : "Nothing to improve this period. ") + "Updated " + when(r.updated_at) + ". ", jobsLink),
+          toc, frame, data);
+      }, function (err) {
+        show(h("h1", { text: "My report" }), controls, h("div", { class: "error", role: "alert" }, err.message),
+          h("p", null, h("a", { href: "#/jobs?period=" + period }, "See the jobs of this period →")));
+      });
+    }).catch(fail);
+  }
+
+  // Makes the mail body interactive: a table of contents of its headings, and job ids that
+  // link to the job's page (only ids of jobs the API lists for this user and period).
+  function enhanceReport(frame, toc, period, user) {
+    var doc = frame.contentDocument;
+    var heads = doc.querySelectorAll("h1, h2, h3");
+    toc.textContent = "";
+    if (heads.length > 1) {
+      toc.appendChild(h("strong", null, "Sections: "));
+      Array.prototype.forEach.call(heads, function (hd) {
+        toc.appendChild(h("a", { href: "#", onclick: function (ev) {
+          ev.preventDefault();
+          window.scrollTo(0, frame.getBoundingClientRect().top + window.scrollY + hd.getBoundingClientRect().top - 8);
+        } }, hd.textContent));
+      });
+    }
+    api("jobs?page_size=500&period=" + encodeURIComponent(period) + "&user=" + encodeURIComponent(user)).then(function (page) {
+      var ids = {};
+      page.jobs.forEach(function (j) { ids[String(j.id)] = true; ids[j.display_id] = true; });
+      var walker = doc.createTreeWalker(doc.body, NodeFilter.SHOW_TEXT), hits = [], n;
+      while ((n = walker.nextNode())) if (ids[n.nodeValue.trim()] && n.parentNode.nodeName !== "A") hits.push(n);
+      hits.forEach(function (t) {
+        var a = doc.createElement("a");
+        a.href = location.pathname + "#/job/" + encodeURIComponent(t.nodeValue.trim());
+        a.target = "_top";
+        a.textContent = t.nodeValue;
+        t.parentNode.replaceChild(a, t);
+      });
+    }).catch(function () { /* links are a convenience */ });
+  }
+
+  var COLS = [
+    ["id", "Job", "id"], ["name", "Name", "name"], ["user", "User", "user"], ["state", "State", "state"],
+    ["start", "Start", "start_at"], ["elapsed", "Elapsed", "elapsed_secs"], ["cpus", "CPUs", "alloc_cpus"],
+    ["cpu", "CPU eff.", "cpu_frac"], ["mem", "Mem eff.", "mem_frac"], ["time", "Time used", "time_frac"],
+    ["wasted", "Wasted core-h", "wasted_core_hours"]];
+
+  function jobsPage(q) {
+    Promise.all([api("periods"), api("jobs?" + new URLSearchParams(q))]).then(function (res) {
+      var periods = res[0], page = res[1], sort = q.sort || "-start";
+      var sel = periodSelect([{ start: "", end: 0, closed: true }].concat(periods), q.period || "", function (v) { q.period = v; q.page = ""; go("jobs", q); });
+      var all = sel.querySelector("option[value='']");
+      all.textContent = "All time";
+      all.parentNode.insertBefore(all, all.parentNode.firstChild);
+      var states = ["", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "RUNNING"];
+      var stateSel = h("select", { id: "state", onchange: function () { q.state = stateSel.value; q.page = ""; go("jobs", q); } },
+        states.map(function (s) { return h("option", { value: s, selected: (q.state || "") === s }, s || "any"); }));
+      var head = h("tr", null, COLS.map(function (c) {
+        var mark = sort === c[0] ? " ▲" : sort === "-" + c[0] ? " ▼" : "";
+        return h("th", { class: "sort " + (c[0] === "name" || c[0] === "user" || c[0] === "state" ? "" : "num"),
+          onclick: function () { q.sort = sort === "-" + c[0] ? c[0] : "-" + c[0]; go("jobs", q); } }, c[1] + mark);
+      }));
+      var rows = page.jobs.map(function (j) {
+        return h("tr", { class: "job-row" },
+          h("td", null, h("a", { href: "#/job/" + j.id }, j.display_id)), h("td", { text: j.name }), h("td", { text: j.user }),
+          h("td", { text: j.state }), h("td", { text: when(j.start_at) }), h("td", { class: "num" }, dur(j.elapsed_secs)),
+          h("td", { class: "num" }, j.alloc_cpus), effCell(j.cpu_frac, 0.5), effCell(j.mem_frac, 0.25), effCell(j.time_frac, 0.1),
+          h("td", { class: "num" }, hours(j.wasted_core_hours)));
+      });
+      var pages = Math.max(1, Math.ceil(page.total / page.page_size));
+      var pager = h("div", { class: "pager" },
+        h("button", { disabled: page.page <= 1, onclick: function () { q.page = page.page - 1; go("jobs", q); } }, "← Newer"),
+        h("span", null, "Page " + page.page + " of " + pages + " (" + page.total + " jobs)"),
+        h("button", { disabled: page.page >= pages, onclick: function () { q.page = page.page + 1; go("jobs", q); } }, "Older →"));
+      show(h("h1", { text: "Jobs" }), h("div", { class: "controls" }, sel, h("label", null, "State", stateSel), userInput(q, "jobs")),
+        page.total ? h("div", { class: "scroll card" }, h("table", { id: "jobs" }, h("thead", null, head), h("tbody", null, rows)))
+          : h("p", { class: "muted" }, "No jobs match."), pager);
+    }).catch(fail);
+  }
+
+  function jobPage(id) {
+    api("jobs/" + encodeURIComponent(id)).then(function (d) {
+      var s = d.summary;
+      var kv = h("dl", { class: "kv" }, [["User", s.user], ["Account", s.account], ["Partition", s.partition], ["State", s.state],
+        ["Nodes", s.node_list + " (" + s.node_count + ")"], ["Start", when(s.start_at)], ["End", when(s.end_at)],
+        ["Elapsed / limit", dur(s.elapsed_secs) + " / " + dur(s.time_limit_secs)], ["CPUs", s.alloc_cpus + " (efficiency " + pct(s.cpu_frac) + ")"],
+        ["Memory peak / requested", bytes(s.max_rss_bytes) + " / " + bytes(s.req_mem_bytes) + " (" + pct(s.mem_frac) + ")"],
+        ["GPUs", s.gpus ? s.gpus + " (utilisation " + pct(s.gpu_util_frac) + ")" : "none"],
+        ["Core-hours (wasted)", hours(s.core_hours) + " (" + hours(s.wasted_core_hours) + ")"]].map(function (p) {
+        return [h("dt", { text: p[0] }), h("dd", { text: p[1] })];
+      }));
+      var findings = d.findings.length ? d.findings.map(function (f) {
+        return h("div", { class: "finding" }, h("div", { text: f.message }), f.fix ? h("div", null, "Fix: ", h("code", { text: f.fix })) : null);
+      }) : h("p", { class: "ok" }, "No findings: this job used what it asked for.");
+      var names = d.series.map(function (n) { return n.node; });
+      var cores = TWPlot.plot({ title: "Cores in use", unit: "cores", limit: d.cores_requested_per_node, limitLabel: "allocated per node",
+        series: d.series.map(function (n) { return { name: n.node, t: n.t, y: n.cores }; }) });
+      var mem = TWPlot.plot({ title: "Memory (resident)", unit: "GiB", limitLabel: "requested per node",
+        limit: d.mem_requested_per_node_bytes ? d.mem_requested_per_node_bytes / 1073741824 : 0,
+        series: d.series.map(function (n) { return { name: n.node, t: n.t, y: n.rss_bytes.map(function (b) { return b / 1073741824; }) }; }) });
+      var plots = [h("div", { class: "card", id: "plot-cores" }, cores, TWPlot.legend(names)), h("div", { class: "card", id: "plot-mem" }, mem, TWPlot.legend(names))];
+      if (d.gpu_series.length) {
+        plots.push(h("div", { class: "card", id: "plot-gpu" }, TWPlot.plot({ title: "GPU utilisation", unit: "%", limit: 100, limitLabel: "100 %",
+          series: d.gpu_series.map(function (g) { return { name: g.node + "/" + g.index, t: g.t, y: g.util_pct }; }) }),
+          TWPlot.legend(d.gpu_series.map(function (g) { return g.node + " GPU " + g.index; }))));
+      }
+      var steps = h("div", { class: "scroll card" }, h("table", null, h("thead", null, h("tr", null, ["Step", "Name", "State", "Elapsed", "CPUs", "CPU time", "Max RSS", "Nodes"].map(function (t) { return h("th", { text: t }); }))),
+        h("tbody", null, d.steps.map(function (st) {
+          return h("tr", null, h("td", { text: st.step }), h("td", { text: st.name }), h("td", { text: st.state }), h("td", null, dur(st.elapsed_secs)),
+            h("td", { class: "num" }, st.alloc_cpus), h("td", { class: "num" }, dur(Math.round(st.total_cpu_secs))), h("td", { class: "num" }, bytes(st.max_rss_bytes)), h("td", { text: st.node_list }));
+        }))));
+      show(h("h1", null, "Job " + s.display_id + " — " + s.name), h("div", { class: "card" }, kv),
+        h("h2", { text: "Findings" }), h("div", { id: "findings" }, findings), h("h2", { text: "Over time" }), h("div", { class: "plots" }, plots),
+        h("h2", { text: "Steps" }), steps);
+    }).catch(fail);
+  }
+
+  var DIMS = [["user", "User"], ["account", "Account"], ["partition", "Partition"], ["state", "State"], ["name", "Job name"]];
+  var MEASURES = [["wasted_core_hours", "Wasted core-h"], ["core_hours", "Core-h"], ["wasted_gpu_hours", "Wasted GPU-h"], ["gpu_hours", "GPU-h"]];
+
+  function pivot(rows, dims) {
+    var groups = {};
+    rows.forEach(function (r) {
+      var key = dims.map(function (d) { return r[d]; }).join("\u0001");
+      var g = groups[key] || (groups[key] = { keys: dims.map(function (d) { return r[d]; }), jobs: 0, cpu: 0, cpuN: 0 });
+      g.jobs++;
+      MEASURES.forEach(function (m) { g[m[0]] = (g[m[0]] || 0) + (r[m[0]] || 0); });
+      if (r.cpu_frac !== null) { g.cpu += r.cpu_frac * r.core_hours; g.cpuN += r.core_hours; }
+    });
+    return Object.keys(groups).map(function (k) { return groups[k]; });
+  }
+
+  function adminPage(q) {
+    api("periods").then(function (periods) {
+      if (!periods.length) return show(h("h1", { text: "Overview" }), h("p", { class: "muted" }, "No analysis period yet."));
+      var period = q.period || periods[periods.length - 1].start;
+      return api("data?period=" + encodeURIComponent(period)).then(function (table) {
+        var dims = (q.by || "user").split(",").filter(function (d) { return DIMS.some(function (x) { return x[0] === d; }); });
+        if (!dims.length) dims = ["user"];
+        var sortBy = q.measure || "wasted_core_hours";
+        var groups = pivot(table.rows, dims).sort(function (a, b) { return (b[sortBy] || 0) - (a[sortBy] || 0); });
+        var bySel = h("select", { id: "pivot-by", onchange: function () { q.by = bySel.value; go("admin", q); } },
+          [["user"], ["account"], ["account", "user"], ["user", "name"], ["partition", "state"], ["state"]].map(function (ds) {
+            var v = ds.join(","); return h("option", { value: v, selected: v === dims.join(",") }, ds.map(function (d) { return DIMS.filter(function (x) { return x[0] === d; })[0][1]; }).join(" › "));
+          }));
+        var mSel = h("select", { id: "pivot-measure", onchange: function () { q.measure = mSel.value; go("admin", q); } },
+          MEASURES.map(function (m) { return h("option", { value: m[0], selected: m[0] === sortBy }, m[1]); }));
+        var head = h("tr", null, dims.map(function (d) { return h("th", { text: DIMS.filter(function (x) { return x[0] === d; })[0][1] }); }),
+          h("th", { class: "num" }, "Jobs"), MEASURES.map(function (m) { return h("th", { class: "num", text: m[1] }); }), h("th", { class: "num" }, "CPU eff."));
+        var body = groups.map(function (g) {
+          return h("tr", { class: "pivot-row" }, g.keys.map(function (k, i) {
+            return h("td", null, dims[i] === "user" ? h("a", { href: "#/jobs?user=" + encodeURIComponent(k) + "&period=" + period + "&sort=-wasted" }, k) : String(k));
+          }), h("td", { class: "num" }, g.jobs), MEASURES.map(function (m) { return h("td", { class: "num" }, hours(g[m[0]])); }),
+          effCell(g.cpuN ? g.cpu / g.cpuN : null, 0.5));
+        });
+        show(h("h1", { text: "Overview" }),
+          h("div", { class: "controls" }, periodSelect(periods, period, function (v) { q.period = v; go("admin", q); }),
+            h("label", null, "Group by", bySel), h("label", null, "Rank by", mSel)),
+          h("p", { class: "muted" }, table.rows.length + " jobs in this period" + (me && me.admin ? "" : " that you may see") + ". Wasted = allocated but unused."),
+          h("div", { class: "scroll card" }, h("table", { id: "pivot" }, h("thead", null, head), h("tbody", null, body))));
+      });
+    }).catch(fail);
+  }
+
+  function tipsPage() {
+    fetch("static/tips.json").then(function (r) { return r.json(); }).then(function (tips) {
+      show(h("h1", { text: "Tips" }), tips.map(function (t) {
+        return h("div", { class: "tip card" }, h("strong", { text: t.title }), h("p", { text: t.text }), t.example ? h("code", { text: t.example }) : null);
+      }));
+    }).catch(fail);
+  }
+
+  function route() {
+    var r = parseHash(), page = r.parts[0] || "report";
+    document.querySelectorAll("nav a").forEach(function (a) { a.classList.toggle("active", a.dataset.page === page); });
+    if (page === "jobs") jobsPage(r.q);
+    else if (page === "job" && r.parts[1]) jobPage(r.parts[1]);
+    else if (page === "admin") adminPage(r.q);
+    else if (page === "tips") tipsPage();
+    else reportPage(r.q);
+  }
+
+  window.addEventListener("hashchange", route);
+  api("user").then(function (u) {
+    me = u;
+    document.getElementById("who").textContent = u.user + (u.admin ? " (admin)" : u.coordinator_of.length ? " (coordinator)" : "");
+    document.getElementById("nav-admin").hidden = !(u.admin || u.visible_users.length);
+    route();
+  }).catch(fail);
+})();

@@ -1,0 +1,174 @@
+//! The JSON contract of `/api/*`: every type the site sends, in one place.
+//!
+//! These types belong to the web crate (not the store) so the HTTP contract changes only when
+//! this file does; the daemon's backend converts its records into them. Units are in the field
+//! names (`_secs`, `_bytes`, `_frac`, `_at` = unix seconds) so the UI never guesses.
+
+use serde::Serialize;
+
+/// `GET /api/user`: who the caller is and what they may see.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UserInfo {
+    pub user: String,
+    pub admin: bool,
+    /// Accounts whose users this caller may see as a SLURM coordinator.
+    pub coordinator_of: Vec<String>,
+    /// Other users this caller may see (empty for admins: they see everyone).
+    pub visible_users: Vec<String>,
+}
+
+/// One analysis period.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PeriodInfo {
+    pub start: u64,
+    pub end: u64,
+    pub closed: bool,
+    pub updated_at: u64,
+}
+
+/// A stored report as the backend hands it over (the analysis owns its content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    pub period_start: u64,
+    pub user: String,
+    pub json: String,
+    pub html: String,
+    pub has_findings: bool,
+    pub updated_at: u64,
+}
+
+/// `GET /api/report`: one user's report for one period.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportView {
+    pub period: PeriodInfo,
+    pub user: String,
+    /// The mail body, shown as "my report" (in a sandboxed frame).
+    pub html: String,
+    /// The report data; `null` when the stored JSON does not parse (then `data_raw` has it).
+    pub data: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_raw: Option<String>,
+    pub has_findings: bool,
+    pub updated_at: u64,
+}
+
+/// One job, summarised for lists, the data table and the job page.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JobSummary {
+    pub id: u64,
+    pub display_id: String,
+    pub name: String,
+    pub user: String,
+    pub account: String,
+    pub partition: String,
+    pub state: String,
+    pub submit_at: Option<u64>,
+    pub start_at: Option<u64>,
+    pub end_at: Option<u64>,
+    pub elapsed_secs: u64,
+    pub time_limit_secs: Option<u64>,
+    pub alloc_cpus: u32,
+    pub node_count: u32,
+    pub node_list: String,
+    pub req_mem_bytes: Option<u64>,
+    pub max_rss_bytes: Option<u64>,
+    pub gpus: u64,
+    /// seff's CPU efficiency (TotalCPU / (Elapsed × AllocCPUS)).
+    pub cpu_frac: Option<f64>,
+    /// seff's memory efficiency (MaxRSS / requested memory).
+    pub mem_frac: Option<f64>,
+    /// Elapsed / time limit.
+    pub time_frac: Option<f64>,
+    pub core_hours: f64,
+    pub wasted_core_hours: f64,
+    pub gpu_hours: f64,
+    /// Mean GPU utilisation over the job's readings; `None` without readings.
+    pub gpu_util_frac: Option<f64>,
+    /// GPU-hours times the idle fraction; `None` without readings.
+    pub wasted_gpu_hours: Option<f64>,
+}
+
+/// `GET /api/jobs`: one page of jobs.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPage {
+    pub total: usize,
+    pub page: usize,
+    pub page_size: usize,
+    pub jobs: Vec<JobSummary>,
+}
+
+/// One step of a job.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepSummary {
+    pub step: String,
+    pub name: String,
+    pub state: String,
+    pub elapsed_secs: u64,
+    pub alloc_cpus: u32,
+    pub total_cpu_secs: f64,
+    pub max_rss_bytes: Option<u64>,
+    pub node_list: String,
+}
+
+/// Something worth telling the user about a job, and what to change.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finding {
+    /// Stable machine name (`cpu_underuse`, `mem_underuse`, …).
+    pub kind: String,
+    pub message: String,
+    /// A concrete change to the job script, when there is one.
+    pub fix: Option<String>,
+}
+
+/// Measurements of one node of a job over time.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct NodeSeries {
+    pub node: String,
+    /// Sample times, unix seconds.
+    pub t: Vec<u64>,
+    /// Cores in use (CPU seconds per second) summed over the job's steps on the node.
+    pub cores: Vec<f64>,
+    /// Resident memory summed over the job's steps on the node.
+    pub rss_bytes: Vec<u64>,
+}
+
+/// Readings of one GPU of a job over time.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct GpuSeries {
+    pub node: String,
+    pub index: u32,
+    pub t: Vec<u64>,
+    pub util_pct: Vec<u32>,
+    pub mem_used_mib: Vec<u64>,
+}
+
+/// `GET /api/jobs/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDetail {
+    pub summary: JobSummary,
+    pub steps: Vec<StepSummary>,
+    pub findings: Vec<Finding>,
+    /// What the job asked for per node, drawn as lines on the plots.
+    pub cores_requested_per_node: f64,
+    pub mem_requested_per_node_bytes: Option<u64>,
+    pub series: Vec<NodeSeries>,
+    pub gpu_series: Vec<GpuSeries>,
+}
+
+/// `GET /api/data`: the flat table behind the admin pivot view (one row per job).
+#[derive(Debug, Clone, Serialize)]
+pub struct DataTable {
+    pub period: PeriodInfo,
+    pub rows: Vec<JobSummary>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    /// The HTTP status, repeated for clients that only see the body.
+    pub status: u16,
+    /// Stable machine name (`forbidden`, `not_found`, `bad_request`, …).
+    pub error: &'static str,
+    /// A sentence for a human.
+    pub message: String,
+}

@@ -1,0 +1,75 @@
+//! What the site needs from the daemon, as a trait the daemon implements over its store.
+//!
+//! The web crate cannot depend on the daemon (the daemon depends on it), and the identity rules
+//! must be testable without a database: so data comes through this trait, and the unit tests
+//! use an in-memory fake. Data methods are blocking (redb reads) and are called inside
+//! `web::block`; the coordinator list comes from sacctmgr, a child process, so it is async.
+
+use crate::api::{JobDetail, JobSummary, PeriodInfo, StoredReport};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Why the backend could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    #[error("store: {0}")]
+    Store(String),
+    #[error("SLURM: {0}")]
+    Slurm(String),
+}
+
+/// Which jobs a listing wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Jobs that ran at some time in `[from, to)`.
+    pub from: u64,
+    pub to: u64,
+    /// Owners to include; `None` means every user (admins only).
+    pub users: Option<Vec<String>>,
+}
+
+/// SLURM's account coordinators and the users of each account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coordination {
+    /// Coordinator → accounts they coordinate.
+    pub accounts_of: BTreeMap<String, BTreeSet<String>>,
+    /// Account → users with an association in it.
+    pub users_of: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Coordination {
+    /// Accounts `user` coordinates.
+    pub fn accounts_coordinated_by(&self, user: &str) -> BTreeSet<String> {
+        self.accounts_of.get(user).cloned().unwrap_or_default()
+    }
+
+    /// Users of the accounts `user` coordinates (without `user`).
+    pub fn users_coordinated_by(&self, user: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for account in self.accounts_of.get(user).into_iter().flatten() {
+            out.extend(self.users_of.get(account).into_iter().flatten().cloned());
+        }
+        out.remove(user);
+        out
+    }
+}
+
+/// A boxed future that need not be `Send` (actix handlers run on one thread each).
+pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The daemon's side of the site.
+pub trait Backend: Send + Sync + 'static {
+    /// All periods, oldest first.
+    fn periods(&self) -> Result<Vec<PeriodInfo>, BackendError>;
+    /// One user's report for the period starting at `period_start`.
+    fn report(&self, period_start: u64, user: &str) -> Result<Option<StoredReport>, BackendError>;
+    /// Jobs matching `query`, in any order (the web layer filters, sorts and pages).
+    fn jobs(&self, query: &JobQuery) -> Result<Vec<JobSummary>, BackendError>;
+    /// One job with steps, findings and time series.
+    fn job(&self, id: u64) -> Result<Option<JobDetail>, BackendError>;
+    /// The current coordinator list (cached by the implementation).
+    fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>>;
+}
