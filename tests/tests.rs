@@ -9,11 +9,13 @@
 mod util;
 
 mod accounting;
+mod analysis;
 mod cli;
 mod crash;
 mod deploy;
 mod disk_full;
 mod ingest;
+mod mail;
 mod scrape;
 mod scrape_support;
 mod server;

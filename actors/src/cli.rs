@@ -44,13 +44,13 @@ pub enum Command {
     /// Sample the job steps on this node and report them to the server.
     Scrape(ScrapeArgs),
     /// Analyse one period now and write its result bundle.
-    Analyze,
+    Analyze(crate::report_tools::AnalyzeArgs),
     /// Report on one job, like seff/jobstats.
     Job(JobArgs),
     /// Print what the accounting import would import (touches nothing).
     Accounting(AccountingArgs),
     /// Send or preview report mails by hand.
-    Mail,
+    Mail(crate::report_tools::MailArgs),
     /// Print the effective configuration.
     Config,
     /// Print version and store schema version.
@@ -277,8 +277,8 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
                 job: args.job.map(crate::job::JobId),
             },
         ),
-        Command::Analyze => not_yet("analyze", "#5"),
-        Command::Job(_) => not_yet("job", "#5"),
+        Command::Analyze(args) => crate::report_tools::run_analyze(config, &args),
+        Command::Job(args) => crate::report_tools::run_job(config, &args.job_id, args.json),
         Command::Accounting(args) => {
             let out = crate::accounting::print_only(
                 config,
@@ -290,7 +290,7 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             print!("{out}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Mail => not_yet("mail", "#5"),
+        Command::Mail(args) => crate::report_tools::run_mail(config, &args),
     }
 }
 
@@ -303,10 +303,4 @@ fn install_panic_exit() {
         default_hook(info);
         std::process::exit(1);
     }));
-}
-
-/// Roles whose issue is not done yet say so plainly and fail, rather than doing nothing quietly.
-fn not_yet(role: &str, issues: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("turingwatch {role}: not implemented yet (tracked in issue {issues})");
-    Ok(ExitCode::FAILURE)
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod logging;
 pub mod messages;
 pub mod metrics;
+pub mod report_tools;
 pub mod system;
 pub mod web_backend;
 
@@ -17,6 +18,10 @@ pub mod allocator;
 pub mod ingest;
 pub mod munge;
 pub mod scraper;
+
+// Actors.
+pub mod mailer;
+pub mod rollover;
 
 // Domain modules: pure logic and I/O adapters.
 pub mod analysis;

@@ -21,3 +21,15 @@ pub struct JobsImported {
     /// Nodes with running jobs and how many running steps (or jobs) each has, busiest first.
     pub busy_nodes: Vec<(String, u32)>,
 }
+
+// --- Published by the rollover; handled by the mailer. ---
+
+/// A period closed: its results are final and its mails are queued in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct PeriodClosed {
+    pub start: u64,
+    pub end: u64,
+    /// Mails queued for it.
+    pub queued: usize,
+}

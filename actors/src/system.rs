@@ -7,6 +7,7 @@
 
 use crate::metrics::Metrics;
 use crate::store::Store;
+use actix::Actor;
 use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,8 +34,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shared = Shared { config: Arc::new(config), store, metrics: Arc::new(Metrics::default()) };
     tracing::info!(path = %shared.store.path().display(), "store open");
 
+    // Periods and mail (issue #5): the accounting importer publishes `JobsImported` to `rollover`.
+    let mailer = crate::mailer::Mailer::new(shared.store.clone(), shared.config.clone())
+        .context("setting up the mailer ([mail])")?
+        .start();
+    let cycle = crate::analysis::run::Cycle::new(&shared.config, crate::rollover::unix_now())
+        .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
+    let rollover =
+        Actor::start(crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]));
     // Subscribers to JobsImported (allocator, rollover) are added here as they are wired.
-    let _accounting = crate::accounting::start(&shared, Vec::new());
+    let _accounting = crate::accounting::start(&shared, vec![rollover.clone().recipient()]);
 
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();

@@ -214,6 +214,9 @@ pub struct AnalysisConfig {
     pub rightsize_min_jobs: u32,
     /// Extra headroom added on top of the p95 figure in right-sizing suggestions.
     pub rightsize_margin_frac: f64,
+    /// A period closes once the accounting import has passed its end, or this long after its
+    /// end when no import advances (so a stalled importer does not hold mails back forever).
+    pub close_grace: Span,
 }
 
 impl Default for AnalysisConfig {
@@ -226,6 +229,7 @@ impl Default for AnalysisConfig {
             results_dir: "analysis_result".into(),
             rightsize_min_jobs: 5,
             rightsize_margin_frac: 0.2,
+            close_grace: Span::secs(3_600),
         }
     }
 }
@@ -254,8 +258,10 @@ pub struct FindingsConfig {
     pub min_runtime: Span,
     /// Idle allocation: no active process (or a GPU at 0 %) for at least this long.
     pub idle_for: Span,
-    /// Major page faults per second above which page-fault churn is reported.
+    /// Page faults (minor + major) per second above which page-fault churn is reported.
     pub fault_churn_per_sec: f64,
+    /// Path of the turingwatch preload library named in system-time and page-fault fixes.
+    pub preload_library: String,
 }
 
 impl Default for FindingsConfig {
@@ -272,6 +278,7 @@ impl Default for FindingsConfig {
             min_runtime: Span::secs(300),
             idle_for: Span::secs(3_600),
             fault_churn_per_sec: 1_000.0,
+            preload_library: "/usr/lib/turingwatch/libturingwatch_preload.so".into(),
         }
     }
 }
@@ -325,6 +332,8 @@ pub struct MailConfig {
     pub cc: Vec<String>,
     /// Recipients are `user@domain` (original `analyze_letter_domain`).
     pub domain: String,
+    /// Per-user recipient addresses that override `user@domain` (user name → address).
+    pub addresses: std::collections::BTreeMap<String, String>,
     /// Subject line (original `analyze_letter_subject`).
     pub subject: String,
     /// Least time between two mails (original scripts: 60 s + up to 30 s).
@@ -360,6 +369,7 @@ impl Default for MailConfig {
             reply_to: String::new(),
             cc: Vec::new(),
             domain: "localhost".into(),
+            addresses: std::collections::BTreeMap::new(),
             subject: "HPC Cluster Usage Summary".into(),
             rate_limit: Span::secs(60),
             rate_jitter: Span::secs(30),

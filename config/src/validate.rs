@@ -192,6 +192,15 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         mail.reply_to.clone(),
         "empty or a mail address",
     );
+    for (user, address) in &mail.addresses {
+        check(looks_like_mailbox(address), &format!("mail.addresses.{user}"), address.clone(), "a mail address");
+    }
+    check(
+        config.analysis.close_grace.as_secs() >= 1,
+        "analysis.close_grace",
+        config.analysis.close_grace.to_string(),
+        "at least 1s",
+    );
     for cc in &mail.cc {
         check(looks_like_mailbox(cc), "mail.cc", cc.clone(), "mail addresses");
     }

@@ -1,1 +1,7 @@
-//! Report mails: rendering (pure) and the persistent outbox. (Issue #5.)
+//! Report mails: rendering (pure), the persistent outbox (exactly-once bookkeeping in the store)
+//! and the transports (SMTP, sendmail, file).
+
+pub mod deliver;
+pub mod outbox;
+pub mod render;
+pub mod send;

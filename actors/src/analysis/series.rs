@@ -1,0 +1,343 @@
+//! What a job's scraped samples say: cores in use over time, memory peaks per node, idle spans,
+//! system-time ratios, page-fault rates, GPU utilisation, and how much of the run was sampled.
+//!
+//! Counters are cumulative, so every figure comes from differences between consecutive samples
+//! of the same node: cores in use over an interval = Δ(user + system CPU) / Δt. Steps sampled on
+//! the same node at the same instant are summed first, so a node's figure is the job's use of it.
+
+use crate::sample::{GpuReading, StepSample};
+use crate::store::SeriesKey;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Below this many cores a node counts as idle over an interval.
+const IDLE_CORES: f64 = 0.02;
+
+/// Sample statistics of one node of a job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeUse {
+    pub node: String,
+    pub samples: u32,
+    pub mean_cores: f64,
+    pub max_cores: f64,
+    pub peak_mem_bytes: u64,
+    /// CPUs in the job's cpuset on this node (0 when unknown).
+    pub cpus: u32,
+    /// Samples by cores in use (rounded up): index = cores, value = count.
+    pub cores_histogram: Vec<u32>,
+}
+
+/// The original's system-time ratio buckets over intervals with at least the minimum system time.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct SysRatio {
+    pub intervals: u32,
+    pub r10_33: u32,
+    pub r33_66: u32,
+    pub r66_100: u32,
+    /// Sum of the ratios above 1.
+    pub over_100_sum: f64,
+}
+
+impl SysRatio {
+    /// `n(33–66) + 2·n(66–100) + 3·Σ(ratios > 1)`: high when system time is about ≥ 1/3 of user time.
+    pub fn unified(&self) -> f64 {
+        f64::from(self.r33_66) + 2.0 * f64::from(self.r66_100) + 3.0 * self.over_100_sum
+    }
+
+    /// The original's rule: the unified score reaches the number of qualifying intervals.
+    pub fn is_high(&self) -> bool {
+        self.intervals > 0 && self.unified() >= f64::from(self.intervals)
+    }
+}
+
+/// Readings of one GPU of a job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GpuUse {
+    pub node: String,
+    pub index: u32,
+    pub readings: u32,
+    pub mean_util_pct: f64,
+    pub zero_util: u32,
+    pub low_util: u32,
+    /// Longest run of consecutive zero-utilisation readings.
+    pub longest_zero_run: u32,
+    /// Longest span with zero utilisation, seconds.
+    pub longest_zero_secs: u64,
+    pub mean_power_w: f64,
+    pub mean_sm_clock_mhz: f64,
+    pub used_by_job: bool,
+}
+
+/// Everything the samples of one job say.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SeriesStats {
+    pub samples: u64,
+    pub nodes: Vec<NodeUse>,
+    pub gpus: Vec<GpuUse>,
+    /// Share of the job's run covered by samples (0..1).
+    pub coverage_frac: f64,
+    /// Most cores busy on any node in any interval.
+    pub max_cores: f64,
+    /// Longest span with (almost) no CPU use on a node, seconds.
+    pub longest_idle_secs: u64,
+    pub sys_ratio: SysRatio,
+    /// Highest page-fault rate (minor + major) on a node over an interval, per second.
+    pub max_fault_rate: f64,
+}
+
+/// Thresholds the sample statistics need.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesParams {
+    /// Intervals longer than this are gaps (not covered, not used for rates), seconds.
+    pub max_gap_secs: u64,
+    /// Minimum system time in an interval for the sys-ratio buckets, centiseconds.
+    pub sys_ratio_min_sys_cs: u64,
+    /// GPU utilisation below this counts as low.
+    pub gpu_low_util_pct: f64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Point {
+    cpu_cs: u64,
+    user_cs: u64,
+    sys_cs: u64,
+    mem_bytes: u64,
+    faults: u64,
+}
+
+/// Computes the statistics of one job's samples; `elapsed_secs` is the job's run time.
+pub fn series_stats(
+    samples: &BTreeMap<SeriesKey, Vec<StepSample>>,
+    gpu: &BTreeMap<SeriesKey, Vec<GpuReading>>,
+    elapsed_secs: u64,
+    params: &SeriesParams,
+) -> SeriesStats {
+    let mut stats = SeriesStats::default();
+    let mut by_node: BTreeMap<&str, Vec<&Vec<StepSample>>> = BTreeMap::new();
+    for (key, series) in samples {
+        if !series.is_empty() {
+            by_node.entry(key.node.as_str()).or_default().push(series);
+        }
+    }
+    let mut covered_secs = 0u64;
+    for (node, series) in by_node {
+        let points = node_points(&series);
+        let cpus = series.iter().filter_map(|s| s.iter().map(|x| x.cpus).max()).max().unwrap_or(0);
+        stats.samples += points.len() as u64;
+        let mut node_use = NodeUse {
+            node: node.to_string(),
+            samples: points.len() as u32,
+            mean_cores: 0.0,
+            max_cores: 0.0,
+            peak_mem_bytes: points.iter().map(|(_, p)| p.mem_bytes).max().unwrap_or(0),
+            cpus,
+            cores_histogram: Vec::new(),
+        };
+        let (mut busy_cs, mut span_secs, mut idle_run) = (0u64, 0u64, 0u64);
+        let mut node_covered = if points.len() == 1 { params.max_gap_secs.min(elapsed_secs) } else { 0 };
+        for pair in points.windows(2) {
+            let ((t0, p0), (t1, p1)) = (pair[0], pair[1]);
+            let dt = t1.saturating_sub(t0);
+            if dt == 0 || dt > params.max_gap_secs {
+                idle_run = 0;
+                continue;
+            }
+            node_covered += dt;
+            let d_cpu = p1.cpu_cs.saturating_sub(p0.cpu_cs);
+            busy_cs += d_cpu;
+            span_secs += dt;
+            let cores = d_cpu as f64 / 100.0 / dt as f64;
+            node_use.max_cores = node_use.max_cores.max(cores);
+            let bucket = cores.ceil() as usize;
+            if node_use.cores_histogram.len() <= bucket {
+                node_use.cores_histogram.resize(bucket + 1, 0);
+            }
+            node_use.cores_histogram[bucket] += 1;
+            if cores < IDLE_CORES {
+                idle_run += dt;
+                stats.longest_idle_secs = stats.longest_idle_secs.max(idle_run);
+            } else {
+                idle_run = 0;
+            }
+            let d_sys = p1.sys_cs.saturating_sub(p0.sys_cs);
+            let d_user = p1.user_cs.saturating_sub(p0.user_cs);
+            if d_sys >= params.sys_ratio_min_sys_cs && d_user > 0 {
+                add_sys_ratio(&mut stats.sys_ratio, d_sys as f64 / d_user as f64);
+            }
+            let rate = p1.faults.saturating_sub(p0.faults) as f64 / dt as f64;
+            stats.max_fault_rate = stats.max_fault_rate.max(rate);
+        }
+        if span_secs > 0 {
+            node_use.mean_cores = busy_cs as f64 / 100.0 / span_secs as f64;
+        }
+        stats.max_cores = stats.max_cores.max(node_use.max_cores);
+        covered_secs = covered_secs.max(node_covered);
+        stats.nodes.push(node_use);
+    }
+    stats.coverage_frac = if elapsed_secs > 0 { (covered_secs as f64 / elapsed_secs as f64).min(1.0) } else { 0.0 };
+    for (key, readings) in gpu {
+        stats.gpus.extend(gpu_uses(key, readings, params));
+    }
+    stats
+}
+
+/// Sums the steps of one node at each sampling instant.
+fn node_points(series: &[&Vec<StepSample>]) -> Vec<(u64, Point)> {
+    let point = |s: &StepSample| Point {
+        cpu_cs: s.cpu_user_cs + s.cpu_sys_cs,
+        user_cs: s.cpu_user_cs,
+        sys_cs: s.cpu_sys_cs,
+        mem_bytes: s.mem_peak_kib.max(s.mem_current_kib).max(s.rss_kib) * 1024,
+        faults: s.minor_faults + s.major_faults,
+    };
+    if let [only] = series {
+        return only.iter().map(|s| (s.at, point(s))).collect();
+    }
+    let mut merged: BTreeMap<u64, Point> = BTreeMap::new();
+    for s in series.iter().flat_map(|v| v.iter()) {
+        let p = point(s);
+        let m = merged.entry(s.at).or_default();
+        m.cpu_cs += p.cpu_cs;
+        m.user_cs += p.user_cs;
+        m.sys_cs += p.sys_cs;
+        m.mem_bytes += p.mem_bytes;
+        m.faults += p.faults;
+    }
+    merged.into_iter().collect()
+}
+
+fn add_sys_ratio(acc: &mut SysRatio, ratio: f64) {
+    acc.intervals += 1;
+    if ratio > 1.0 {
+        acc.over_100_sum += ratio;
+    } else if ratio > 2.0 / 3.0 {
+        acc.r66_100 += 1;
+    } else if ratio > 1.0 / 3.0 {
+        acc.r33_66 += 1;
+    } else if ratio > 0.1 {
+        acc.r10_33 += 1;
+    }
+}
+
+fn gpu_uses(key: &SeriesKey, readings: &[GpuReading], params: &SeriesParams) -> Vec<GpuUse> {
+    let mut by_index: BTreeMap<u32, Vec<&GpuReading>> = BTreeMap::new();
+    for r in readings {
+        by_index.entry(r.index).or_default().push(r);
+    }
+    by_index
+        .into_iter()
+        .map(|(index, rs)| {
+            let n = rs.len().max(1) as f64;
+            let (mut run, mut longest, mut run_start, mut longest_secs) = (0u32, 0u32, None, 0u64);
+            for r in &rs {
+                if r.util_pct == 0 {
+                    run += 1;
+                    longest = longest.max(run);
+                    let start = *run_start.get_or_insert(r.at);
+                    longest_secs = longest_secs.max(r.at.saturating_sub(start));
+                } else {
+                    run = 0;
+                    run_start = None;
+                }
+            }
+            GpuUse {
+                node: key.node.clone(),
+                index,
+                readings: rs.len() as u32,
+                mean_util_pct: rs.iter().map(|r| f64::from(r.util_pct)).sum::<f64>() / n,
+                zero_util: rs.iter().filter(|r| r.util_pct == 0).count() as u32,
+                low_util: rs
+                    .iter()
+                    .filter(|r| r.util_pct > 0 && f64::from(r.util_pct) < params.gpu_low_util_pct)
+                    .count() as u32,
+                longest_zero_run: longest,
+                longest_zero_secs: longest_secs,
+                mean_power_w: rs.iter().map(|r| f64::from(r.power_mw) / 1000.0).sum::<f64>() / n,
+                mean_sm_clock_mhz: rs.iter().map(|r| f64::from(r.sm_clock_mhz)).sum::<f64>() / n,
+                used_by_job: rs.iter().any(|r| r.in_use_by_step),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::job::{JobId, StepId};
+
+    pub(crate) fn params() -> SeriesParams {
+        SeriesParams { max_gap_secs: 60, sys_ratio_min_sys_cs: 100, gpu_low_util_pct: 13.0 }
+    }
+
+    fn key(step: StepId, node: &str) -> SeriesKey {
+        SeriesKey { job: JobId(1), step, node: node.into() }
+    }
+
+    /// Samples every 20 s of a step using `cores` cores, `rss_mib` resident.
+    pub(crate) fn burn(n: u64, cores: f64, rss_mib: u64) -> Vec<StepSample> {
+        (0..n)
+            .map(|i| StepSample {
+                at: 1_000 + i * 20,
+                cpu_user_cs: (i as f64 * 20.0 * cores * 100.0) as u64,
+                rss_kib: rss_mib * 1024,
+                cpus: 4,
+                ..StepSample::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cores_in_use_come_from_counter_differences() {
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId::BATCH, "n1"), burn(10, 1.0, 100));
+        samples.insert(key(StepId(0), "n1"), burn(10, 2.0, 50));
+        let s = series_stats(&samples, &BTreeMap::new(), 180, &params());
+        assert_eq!(s.nodes.len(), 1);
+        let node = &s.nodes[0];
+        assert!((node.mean_cores - 3.0).abs() < 1e-6, "{}", node.mean_cores);
+        assert_eq!(node.peak_mem_bytes, 150 << 20);
+        assert_eq!(node.cores_histogram[3], 9);
+        assert!((s.coverage_frac - 1.0).abs() < 1e-9);
+        assert_eq!(s.longest_idle_secs, 0);
+    }
+
+    #[test]
+    fn gaps_reduce_coverage_and_idle_spans_are_measured() {
+        let mut series = burn(4, 0.0, 10);
+        series.extend(burn(3, 1.0, 10).into_iter().map(|mut s| {
+            s.at += 1_000;
+            s
+        }));
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId::BATCH, "n2"), series);
+        let s = series_stats(&samples, &BTreeMap::new(), 1_200, &params());
+        // 3 intervals of 20 s idle, a gap of 940 s, 2 intervals busy: 100 s of 1200 covered.
+        assert_eq!(s.longest_idle_secs, 60);
+        assert!((s.coverage_frac - 100.0 / 1_200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn sys_ratio_buckets_follow_the_original() {
+        let mut acc = SysRatio::default();
+        for r in [0.05, 0.2, 0.5, 0.8, 2.0] {
+            add_sys_ratio(&mut acc, r);
+        }
+        assert_eq!((acc.intervals, acc.r10_33, acc.r33_66, acc.r66_100), (5, 1, 1, 1));
+        assert!((acc.unified() - (1.0 + 2.0 + 6.0)).abs() < 1e-9);
+        assert!(acc.is_high());
+    }
+
+    #[test]
+    fn gpu_zero_runs_and_low_use_are_counted() {
+        let readings: Vec<GpuReading> = [0, 0, 0, 5, 50, 0]
+            .iter()
+            .enumerate()
+            .map(|(i, u)| GpuReading { at: i as u64 * 20, index: 0, util_pct: *u, ..GpuReading::default() })
+            .collect();
+        let mut gpu = BTreeMap::new();
+        gpu.insert(key(StepId::BATCH, "g1"), readings);
+        let s = series_stats(&BTreeMap::new(), &gpu, 120, &params());
+        let g = &s.gpus[0];
+        assert_eq!((g.readings, g.zero_util, g.low_util, g.longest_zero_run, g.longest_zero_secs), (6, 4, 1, 3, 40));
+    }
+}

@@ -1,0 +1,357 @@
+//! The analysis proper: jobs in, per-job and per-user results out. Pure functions over loaded
+//! data (see `load.rs` for reading the store), so the benchmark and the tests run them directly.
+
+use super::efficiency::{efficiency, Efficiency};
+use super::findings::{job_findings, Finding, FindingKind, Rules, Severity};
+use super::period::Period;
+use super::rightsize::{rightsize, RightSize};
+use super::series::{series_stats, GpuUse, NodeUse, SeriesParams, SeriesStats, SysRatio};
+use crate::job::{JobId, JobRecord, StepId, StepRecord};
+use crate::sample::{GpuReading, StepSample};
+use crate::store::SeriesKey;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use turingwatch_config::Config;
+
+/// How many periods back a family trend reaches (the current one included).
+pub const TREND_PERIODS: u64 = 4;
+/// How many jobs the "worst jobs" list holds.
+pub const WORST_JOBS: usize = 5;
+
+/// Everything stored about one job.
+#[derive(Debug, Clone, Default)]
+pub struct JobInput {
+    pub job: Option<JobRecord>,
+    pub steps: Vec<StepRecord>,
+    pub samples: BTreeMap<SeriesKey, Vec<StepSample>>,
+    pub gpu: BTreeMap<SeriesKey, Vec<GpuReading>>,
+    pub apps: Vec<(StepId, String)>,
+}
+
+/// Parameters of the analysis, taken from the configuration once.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub findings: turingwatch_config::FindingsConfig,
+    pub preload_library: String,
+    pub series: SeriesParams,
+    pub rightsize_min_jobs: u32,
+    pub rightsize_margin_frac: f64,
+    pub period_secs: u64,
+}
+
+impl Params {
+    /// Reads the parameters from the configuration.
+    pub fn from_config(config: &Config) -> Params {
+        Params {
+            findings: config.findings.clone(),
+            preload_library: config.findings.preload_library.clone(),
+            series: SeriesParams {
+                max_gap_secs: config.scrape.interval.as_secs().max(1) * 3,
+                sys_ratio_min_sys_cs: config.findings.sys_ratio_min_sys.as_secs() * 100,
+                gpu_low_util_pct: config.findings.gpu_low_util_pct,
+            },
+            rightsize_min_jobs: config.analysis.rightsize_min_jobs,
+            rightsize_margin_frac: config.analysis.rightsize_margin_frac,
+            period_secs: config.analysis.period.as_secs().max(1),
+        }
+    }
+}
+
+/// One step as shown in a job report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepSummary {
+    pub step: String,
+    pub name: String,
+    pub state: String,
+    pub elapsed_secs: u64,
+    pub total_cpu_ms: u64,
+    pub max_rss_bytes: Option<u64>,
+    pub max_rss_node: String,
+}
+
+/// The analysis of one job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobAnalysis {
+    pub job: JobId,
+    pub display_id: String,
+    pub name: String,
+    pub user: String,
+    pub account: String,
+    pub partition: String,
+    pub state: String,
+    pub start_at: Option<u64>,
+    pub end_at: Option<u64>,
+    pub elapsed_secs: u64,
+    pub time_limit_secs: Option<u64>,
+    pub node_list: String,
+    pub node_count: u32,
+    pub alloc_cpus: u32,
+    pub alloc_gpus: u64,
+    pub req_mem_bytes: Option<u64>,
+    pub max_rss_bytes: Option<u64>,
+    pub total_cpu_ms: u64,
+    pub user_cpu_ms: u64,
+    pub system_cpu_ms: u64,
+    pub efficiency: Efficiency,
+    /// Share of the run covered by samples (0 without samples).
+    pub sample_coverage_frac: f64,
+    pub samples: u64,
+    pub nodes: Vec<NodeUse>,
+    pub gpus: Vec<GpuUse>,
+    pub sys_ratio: SysRatio,
+    pub apps: Vec<String>,
+    pub steps: Vec<StepSummary>,
+    pub findings: Vec<Finding>,
+    /// Waste score used to rank jobs: idle core-hours plus unused GiB-hours / 4.
+    pub waste: f64,
+    #[serde(skip)]
+    pub family: String,
+}
+
+impl JobAnalysis {
+    /// The most severe finding's severity.
+    pub fn worst_severity(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// Analyses one job from its record and (when present) its samples.
+pub fn analyze_job(job: &JobRecord, input: &JobInput, params: &Params) -> JobAnalysis {
+    let eff = efficiency(job);
+    let stats: Option<SeriesStats> = (!input.samples.is_empty() || !input.gpu.is_empty())
+        .then(|| series_stats(&input.samples, &input.gpu, job.elapsed_secs, &params.series));
+    let mut apps: Vec<String> = input.apps.iter().map(|(_, a)| a.clone()).collect();
+    apps.sort();
+    apps.dedup();
+    let rules = Rules { config: &params.findings, preload_library: &params.preload_library };
+    let findings = job_findings(job, &eff, stats.as_ref(), &apps, &rules);
+    let unused_mem = match (job.req_mem_bytes, job.max_rss_bytes) {
+        (Some(req), Some(rss)) => req.saturating_sub(rss) as f64 / (1u64 << 30) as f64,
+        _ => 0.0,
+    };
+    let waste = (eff.wasted_core_secs as f64 + unused_mem * job.elapsed_secs as f64 / 4.0) / 3_600.0;
+    let stats = stats.unwrap_or_default();
+    JobAnalysis {
+        job: job.id,
+        display_id: job.display_id.clone(),
+        name: job.name.clone(),
+        user: job.user.clone(),
+        account: job.account.clone(),
+        partition: job.partition.clone(),
+        state: job.state.clone(),
+        start_at: job.start_at,
+        end_at: job.end_at,
+        elapsed_secs: job.elapsed_secs,
+        time_limit_secs: job.time_limit_secs,
+        node_list: job.node_list.clone(),
+        node_count: job.node_count,
+        alloc_cpus: job.alloc_cpus,
+        alloc_gpus: job.alloc_gpus(),
+        req_mem_bytes: job.req_mem_bytes,
+        max_rss_bytes: job.max_rss_bytes,
+        total_cpu_ms: job.total_cpu_ms,
+        user_cpu_ms: job.user_cpu_ms,
+        system_cpu_ms: job.system_cpu_ms,
+        efficiency: eff,
+        sample_coverage_frac: stats.coverage_frac,
+        samples: stats.samples,
+        nodes: stats.nodes,
+        gpus: stats.gpus,
+        sys_ratio: stats.sys_ratio,
+        apps,
+        steps: input
+            .steps
+            .iter()
+            .map(|s| StepSummary {
+                step: s.step.to_string(),
+                name: s.name.clone(),
+                state: s.state.clone(),
+                elapsed_secs: s.elapsed_secs,
+                total_cpu_ms: s.total_cpu_ms,
+                max_rss_bytes: s.max_rss_bytes,
+                max_rss_node: s.max_rss_node.clone(),
+            })
+            .collect(),
+        findings,
+        waste,
+        family: job.family_key(),
+    }
+}
+
+/// A job family's efficiency in one of the recent periods.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrendPoint {
+    /// 0 = this period, 1 = the one before, …
+    pub periods_ago: u64,
+    pub jobs: u32,
+    pub mean_cpu_frac: Option<f64>,
+    pub mean_mem_frac: Option<f64>,
+}
+
+/// A job family's trend across periods.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FamilyTrend {
+    pub name: String,
+    pub submit_line: String,
+    pub points: Vec<TrendPoint>,
+}
+
+/// Counts of one finding kind in a user's period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KindCount {
+    pub kind: FindingKind,
+    pub title: &'static str,
+    pub severity: Severity,
+    pub jobs: usize,
+    pub cause: &'static str,
+    pub impact: &'static str,
+    pub solution: &'static str,
+}
+
+/// One user's analysis of one period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserAnalysis {
+    pub user: String,
+    pub period: Period,
+    pub jobs: Vec<JobAnalysis>,
+    pub kinds: Vec<KindCount>,
+    /// Ids of the worst jobs (by waste, with a serious or medium finding), worst first.
+    pub worst: Vec<JobId>,
+    pub families: Vec<FamilyTrend>,
+    pub rightsize: Vec<RightSize>,
+    pub alloc_core_hours: f64,
+    pub used_core_hours: f64,
+}
+
+impl UserAnalysis {
+    /// Whether there is anything worth a mail: a finding above informational.
+    pub fn has_findings(&self) -> bool {
+        self.jobs.iter().any(|j| j.worst_severity().is_some_and(|s| s >= Severity::Medium))
+    }
+}
+
+/// Analyses one user's jobs in a period. `history` holds the user's jobs of all time (for trends
+/// and right-sizing); it may include the period's own jobs.
+pub fn analyze_user(
+    user: &str,
+    period: Period,
+    inputs: &[JobInput],
+    history: &[JobRecord],
+    params: &Params,
+) -> UserAnalysis {
+    let mut jobs: Vec<JobAnalysis> =
+        inputs.iter().filter_map(|i| i.job.as_ref().map(|j| analyze_job(j, i, params))).collect();
+    jobs.sort_by_key(|j| j.job);
+
+    let mut by_family: BTreeMap<String, Vec<&JobRecord>> = BTreeMap::new();
+    for j in history {
+        by_family.entry(j.family_key()).or_default().push(j);
+    }
+    let mut rightsizes = Vec::new();
+    let mut families = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for input in inputs {
+        let Some(job) = &input.job else { continue };
+        let family = job.family_key();
+        if !seen.insert(family.clone()) {
+            continue;
+        }
+        let mut members: Vec<&JobRecord> = by_family.get(&family).cloned().unwrap_or_default();
+        if !members.iter().any(|m| m.id == job.id) {
+            members.push(job);
+        }
+        let latest = inputs
+            .iter()
+            .filter_map(|i| i.job.as_ref())
+            .filter(|j| j.family_key() == family)
+            .max_by_key(|j| j.id)
+            .unwrap_or(job);
+        if let Some(r) = rightsize(&job.name, &members, latest, params.rightsize_min_jobs, params.rightsize_margin_frac)
+        {
+            if let Some(target) = jobs.iter_mut().find(|a| a.job == latest.id) {
+                target.findings.push(Finding {
+                    kind: FindingKind::RightSize,
+                    severity: FindingKind::RightSize.severity(),
+                    job: latest.id,
+                    evidence: format!(
+                        "p95 over {} jobs: peak {}, elapsed {}, {:.1} cores",
+                        r.jobs,
+                        super::findings::bytes_text(r.p95_peak_mem_bytes),
+                        super::findings::duration_text(r.p95_elapsed_secs),
+                        r.p95_cores
+                    ),
+                    fix: r.options(),
+                });
+            }
+            rightsizes.push(r);
+        }
+        families.push(trend(job, &members, period, params.period_secs));
+    }
+
+    let mut kinds = Vec::new();
+    for kind in FindingKind::ALL {
+        let n = jobs.iter().filter(|j| j.findings.iter().any(|f| f.kind == kind)).count();
+        if n > 0 {
+            kinds.push(KindCount {
+                kind,
+                title: kind.title(),
+                severity: kind.severity(),
+                jobs: n,
+                cause: kind.cause(),
+                impact: kind.impact(),
+                solution: kind.solution(),
+            });
+        }
+    }
+    kinds.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.jobs.cmp(&a.jobs)));
+    let mut ranked: Vec<&JobAnalysis> =
+        jobs.iter().filter(|j| j.worst_severity().is_some_and(|s| s >= Severity::Medium)).collect();
+    ranked.sort_by(|a, b| b.waste.total_cmp(&a.waste).then(a.job.cmp(&b.job)));
+    let worst = ranked.iter().take(WORST_JOBS).map(|j| j.job).collect();
+    let alloc_core_hours = jobs.iter().map(|j| j.efficiency.core_secs as f64).sum::<f64>() / 3_600.0;
+    let used_core_hours = jobs.iter().map(|j| j.total_cpu_ms as f64 / 1000.0).sum::<f64>() / 3_600.0;
+    UserAnalysis {
+        user: user.to_string(),
+        period,
+        jobs,
+        kinds,
+        worst,
+        families,
+        rightsize: rightsizes,
+        alloc_core_hours,
+        used_core_hours,
+    }
+}
+
+fn trend(job: &JobRecord, members: &[&JobRecord], period: Period, period_secs: u64) -> FamilyTrend {
+    let mut points: Vec<TrendPoint> = (0..TREND_PERIODS)
+        .map(|k| TrendPoint { periods_ago: k, jobs: 0, mean_cpu_frac: None, mean_mem_frac: None })
+        .collect();
+    let mut sums = vec![(0.0, 0u32, 0.0, 0u32); TREND_PERIODS as usize];
+    for m in members {
+        let Some(end) = m.end_at else { continue };
+        if end >= period.end {
+            continue;
+        }
+        let ago = (period.end - 1 - end) / period_secs;
+        let Some(slot) = sums.get_mut(ago as usize) else { continue };
+        let e = efficiency(m);
+        points[ago as usize].jobs += 1;
+        if let Some(c) = e.cpu_frac {
+            slot.0 += c;
+            slot.1 += 1;
+        }
+        if let Some(mm) = e.mem_frac {
+            slot.2 += mm;
+            slot.3 += 1;
+        }
+    }
+    for (p, s) in points.iter_mut().zip(sums) {
+        p.mean_cpu_frac = (s.1 > 0).then(|| s.0 / f64::from(s.1));
+        p.mean_mem_frac = (s.3 > 0).then(|| s.2 / f64::from(s.3));
+    }
+    FamilyTrend { name: job.name.clone(), submit_line: job.submit_line.clone(), points }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

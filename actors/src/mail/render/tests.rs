@@ -1,0 +1,61 @@
+use super::*;
+use crate::analysis::period::Period;
+use crate::analysis::summary::analyze_user;
+use crate::analysis::summary::tests::{alice_inputs, params};
+
+fn rendered(templates: &Templates, config: &Config) -> RenderedMail {
+    let a = analyze_user("alice", Period { start: 0, end: 10_000 }, &alice_inputs(), &[], &params());
+    let spec =
+        PeriodSpec::from_config(&turingwatch_config::AnalysisConfig { timezone: "UTC".into(), ..Default::default() })
+            .unwrap();
+    render_mail(&a, config, &spec, templates).unwrap()
+}
+
+#[test]
+fn html_is_self_contained_and_names_the_wasteful_jobs() {
+    let mut config = Config::default();
+    config.mail.domain = "example.org".into();
+    config.mail.web_base_url = "https://hpc.example.org/tw/".into();
+    config.mail.feedback_link = "https://forms.example.org/f?x=1".into();
+    config.mail.cc = vec!["boss@example.org".into()];
+    let m = rendered(&Templates::load("").unwrap(), &config);
+    assert_eq!(m.to, "alice@example.org");
+    for forbidden in ["<script", "<img", "<link", "class="] {
+        assert!(!m.html.contains(forbidden), "{forbidden} in the HTML");
+    }
+    assert!(m.html.contains("Job 1</a>") && m.html.contains("Job 2</a>"), "worst jobs missing");
+    assert!(m.html.contains("CPU Underusage") && m.html.contains("--mem=64M"));
+    // minijinja's HTML escaping writes `/` as `&#x2f;`, which every HTML parser decodes.
+    assert!(m.html.contains("https:&#x2f;&#x2f;hpc.example.org&#x2f;tw&#x2f;#&#x2f;job&#x2f;1"), "{}", m.html);
+    assert!(m.text.contains("https://hpc.example.org/tw/#/report?period=0&user=alice"), "{}", m.text);
+    assert!(m.html.contains("letter_ref=0:alice"), "feedback link");
+    assert!(m.text.contains("Job 1 sleeper") && m.text.contains("Fix: --mem=64M"), "{}", m.text);
+    assert!(m.header.starts_with("To: alice@example.org\nCc: boss@example.org\nSubject: "));
+    assert!(m.header.ends_with("\n\n"));
+}
+
+#[test]
+fn an_address_mapping_and_admin_templates_are_used() {
+    let dir = std::env::temp_dir().join(format!("tw-templates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report.txt"), "Hello {{ user }}: {{ job_count }} jobs").unwrap();
+    let mut config = Config::default();
+    config.mail.addresses.insert("alice".into(), "a.smith@example.org".into());
+    let m = rendered(&Templates::load(dir.to_str().unwrap()).unwrap(), &config);
+    assert_eq!(m.text, "Hello alice: 3 jobs");
+    assert_eq!(m.to, "a.smith@example.org");
+    assert!(m.html.contains("<html>"), "the built-in HTML stays when only report.txt is replaced");
+}
+
+#[test]
+fn user_text_is_escaped_in_html() {
+    let mut inputs = alice_inputs();
+    if let Some(j) = inputs[0].job.as_mut() {
+        j.name = "<b>x</b>".into();
+    }
+    let a = analyze_user("alice", Period { start: 0, end: 10_000 }, &inputs, &[], &params());
+    let spec = PeriodSpec::new(604_800, 0, 0, jiff::tz::TimeZone::UTC).unwrap();
+    let m = render_mail(&a, &Config::default(), &spec, &Templates::load("").unwrap()).unwrap();
+    assert!(m.html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;") || m.html.contains("&lt;b&gt;x&lt;/b&gt;"));
+    assert!(!m.html.contains("<b>x</b>"));
+}

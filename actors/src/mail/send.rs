@@ -1,0 +1,149 @@
+//! Building the MIME message and handing it to a transport: SMTP (STARTTLS / TLS / auth),
+//! the local sendmail program, or `.eml` files in a directory (a dry run).
+
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncFileTransport, AsyncSendmailTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::time::Duration;
+use turingwatch_config::{MailConfig, MailTransport, SmtpTls};
+
+/// Sending failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("bad address {address:?}: {source}")]
+    Address { address: String, source: lettre::address::AddressError },
+    #[error("cannot build the message: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("cannot read the SMTP password file {path}: {source}")]
+    Password { path: String, source: std::io::Error },
+    #[error("SMTP: {0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("sendmail: {0}")]
+    Sendmail(#[from] lettre::transport::sendmail::Error),
+    #[error("file transport: {0}")]
+    File(#[from] lettre::transport::file::Error),
+}
+
+fn mailbox(address: &str) -> Result<Mailbox, SendError> {
+    address.parse().map_err(|source| SendError::Address { address: address.to_string(), source })
+}
+
+/// What a report mail consists of.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub html: &'a str,
+    pub text: &'a str,
+    pub message_id: &'a str,
+}
+
+/// Builds the multipart/alternative message (plain text first, HTML preferred).
+pub fn build_message(config: &MailConfig, mail: &Outgoing<'_>) -> Result<Message, SendError> {
+    let mut builder = Message::builder()
+        .from(mailbox(&config.from)?)
+        .to(mailbox(mail.to)?)
+        .subject(mail.subject)
+        .message_id(Some(mail.message_id.to_string()));
+    if !config.reply_to.is_empty() {
+        builder = builder.reply_to(mailbox(&config.reply_to)?);
+    }
+    for cc in &config.cc {
+        builder = builder.cc(mailbox(cc)?);
+    }
+    let body = MultiPart::alternative()
+        .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(mail.text.to_string()))
+        .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(mail.html.to_string()));
+    Ok(builder.multipart(body)?)
+}
+
+/// A configured transport.
+pub enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Sendmail(AsyncSendmailTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    /// Builds the transport `[mail]` names.
+    pub fn from_config(config: &MailConfig) -> Result<Transport, SendError> {
+        Ok(match config.transport {
+            MailTransport::Smtp => {
+                let host = config.smtp_server.clone();
+                let tls_params = || TlsParameters::new(host.clone());
+                let tls = match config.smtp_tls {
+                    SmtpTls::None => Tls::None,
+                    SmtpTls::Opportunistic => Tls::Opportunistic(tls_params()?),
+                    SmtpTls::Required => Tls::Required(tls_params()?),
+                    SmtpTls::Wrapper => Tls::Wrapper(tls_params()?),
+                };
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.smtp_server)
+                    .port(config.smtp_port)
+                    .tls(tls)
+                    .timeout(Some(Duration::from_secs(60)));
+                if !config.smtp_username.is_empty() {
+                    let password = std::fs::read_to_string(&config.smtp_password_file)
+                        .map_err(|source| SendError::Password { path: config.smtp_password_file.clone(), source })?;
+                    builder = builder
+                        .credentials(Credentials::new(config.smtp_username.clone(), password.trim_end().to_string()));
+                }
+                Transport::Smtp(builder.build())
+            }
+            MailTransport::Sendmail => {
+                Transport::Sendmail(AsyncSendmailTransport::new_with_command(&config.sendmail_command))
+            }
+            MailTransport::File => {
+                let _ = std::fs::create_dir_all(&config.file_dir);
+                Transport::File(AsyncFileTransport::new(&config.file_dir))
+            }
+        })
+    }
+
+    /// Sends one message; returns when the transport accepted it.
+    pub async fn send(&self, message: Message) -> Result<(), SendError> {
+        match self {
+            Transport::Smtp(t) => {
+                t.send(message).await?;
+            }
+            Transport::Sendmail(t) => {
+                t.send(message).await?;
+            }
+            Transport::File(t) => {
+                t.send(message).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_has_both_parts_and_our_message_id() {
+        let config = MailConfig {
+            from: "HPC <hpc@example.org>".into(),
+            reply_to: "help@example.org".into(),
+            cc: vec!["boss@example.org".into()],
+            ..MailConfig::default()
+        };
+        let mail = Outgoing {
+            to: "alice@example.org",
+            subject: "Usage",
+            html: "<p>hi</p>",
+            text: "hi",
+            message_id: "<turingwatch.1.alice@example.org>",
+        };
+        let raw = String::from_utf8(build_message(&config, &mail).unwrap().formatted()).unwrap();
+        assert!(raw.contains("Message-ID: <turingwatch.1.alice@example.org>"), "{raw}");
+        assert!(raw.contains("multipart/alternative"));
+        assert!(raw.contains("text/plain") && raw.contains("text/html"));
+        assert!(raw.contains("Reply-To: help@example.org") && raw.contains("Cc: boss@example.org"));
+        assert!(matches!(
+            build_message(&config, &Outgoing { to: "not an address", ..mail }),
+            Err(SendError::Address { .. })
+        ));
+    }
+}

@@ -1,0 +1,140 @@
+//! The terminal report of one job (`turingwatch job`), laid out like `seff` so its users find
+//! the figures where they expect them, followed by what seff cannot say: per-node peaks from
+//! samples, GPU use, sample coverage and findings with their fix.
+
+use crate::analysis::findings::{bytes_text, duration_text};
+use crate::analysis::summary::JobAnalysis;
+use std::fmt::Write;
+
+/// Where the job's data came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The turingwatch store (accounting import, plus samples when scraped).
+    Store,
+    /// SLURM's accounting, asked directly (the job is not in the store, or the store is busy).
+    Slurm,
+}
+
+fn seconds_text(ms: u64) -> String {
+    format!("{}.{:03}", duration_text(ms / 1000), ms % 1000)
+}
+
+/// Renders the report.
+pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
+    let mut out = String::new();
+    let e = &j.efficiency;
+    let _ = writeln!(out, "Job ID: {}", j.display_id);
+    let _ = writeln!(out, "Job name: {}", j.name);
+    let _ = writeln!(out, "User/Account: {}/{}", j.user, j.account);
+    let _ = writeln!(out, "Partition: {}", j.partition);
+    let _ = writeln!(out, "State: {}", j.state);
+    let _ = writeln!(out, "Nodes: {} ({})", j.node_count, j.node_list);
+    let _ = writeln!(out, "Cores: {}", j.alloc_cpus);
+    if j.alloc_gpus > 0 {
+        let _ = writeln!(out, "GPUs: {}", j.alloc_gpus);
+    }
+    let limit = j.time_limit_secs.map_or_else(|| "UNLIMITED".to_string(), duration_text);
+    let _ = writeln!(
+        out,
+        "Elapsed: {} of {} time limit{}",
+        duration_text(j.elapsed_secs),
+        limit,
+        e.time_frac.map_or_else(String::new, |f| format!(" ({:.2}%)", f * 100.0))
+    );
+    let _ = writeln!(out, "CPU Utilized: {}", seconds_text(j.total_cpu_ms));
+    match e.cpu_frac {
+        Some(f) => {
+            let _ = writeln!(out, "CPU Efficiency: {:.2}% of {} core-walltime", f * 100.0, duration_text(e.core_secs));
+        }
+        None => {
+            let _ = writeln!(out, "CPU Efficiency: n/a (no elapsed time yet)");
+        }
+    }
+    let _ = writeln!(out, "Memory Utilized: {}", j.max_rss_bytes.map_or_else(|| "n/a".into(), bytes_text));
+    match (e.mem_frac, j.req_mem_bytes) {
+        (Some(f), Some(req)) => {
+            let _ = writeln!(out, "Memory Efficiency: {:.2}% of {}", f * 100.0, bytes_text(req));
+        }
+        _ => {
+            let _ = writeln!(out, "Memory Efficiency: n/a");
+        }
+    }
+    if j.samples > 0 {
+        let _ = writeln!(out, "Samples: {} (coverage {:.0}% of the run)", j.samples, j.sample_coverage_frac * 100.0);
+        for n in &j.nodes {
+            let _ = writeln!(
+                out,
+                "  {}: peak memory {}, cores busy mean {:.2} / max {:.2}{}",
+                n.node,
+                bytes_text(n.peak_mem_bytes),
+                n.mean_cores,
+                n.max_cores,
+                if n.cpus > 0 { format!(" of {}", n.cpus) } else { String::new() }
+            );
+        }
+        for g in &j.gpus {
+            let _ = writeln!(
+                out,
+                "  GPU {}/{}: mean {:.1}% utilisation, {} of {} readings at 0%",
+                g.node, g.index, g.mean_util_pct, g.zero_util, g.readings
+            );
+        }
+    } else {
+        let _ = writeln!(out, "Samples: none (coverage 0%; figures from SLURM accounting)");
+    }
+    if !j.steps.is_empty() {
+        let _ = writeln!(out, "Steps:");
+        for s in &j.steps {
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<16} {:<12} elapsed {} cpu {} maxrss {}",
+                s.step,
+                s.name,
+                s.state,
+                duration_text(s.elapsed_secs),
+                seconds_text(s.total_cpu_ms),
+                s.max_rss_bytes.map_or_else(|| "n/a".into(), bytes_text)
+            );
+        }
+    }
+    if j.findings.is_empty() {
+        let _ = writeln!(out, "Findings: none");
+    } else {
+        let _ = writeln!(out, "Findings:");
+        for f in &j.findings {
+            let _ = writeln!(out, "  [{:?}] {}: {}", f.severity, f.kind.title(), f.evidence);
+            let _ = writeln!(out, "      why: {}", f.kind.cause());
+            let _ = writeln!(out, "      fix: {}", f.fix);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Source: {}",
+        match source {
+            Source::Store => "turingwatch store",
+            Source::Slurm => "SLURM accounting (sacct)",
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::summary::analyze_job;
+    use crate::analysis::summary::tests::{alice_inputs, params};
+
+    #[test]
+    fn prints_seff_style_figures_and_findings() {
+        let inputs = alice_inputs();
+        let j = analyze_job(inputs[0].job.as_ref().unwrap(), &inputs[0], &params());
+        let text = render_job_text(&j, Source::Slurm);
+        // 0.1 s of CPU over 600 s × 2 cores.
+        assert!(text.contains("CPU Efficiency: 0.01% of 00:20:00 core-walltime"), "{text}");
+        assert!(text.contains("Memory Efficiency: 75.00% of 2.0 GiB"), "{text}");
+        assert!(text.contains("CPU Underusage") && text.contains("fix: --cpus-per-task=1"), "{text}");
+        assert!(text.contains("Samples: none (coverage 0%"));
+        assert!(text.ends_with("Source: SLURM accounting (sacct)\n"));
+    }
+}
