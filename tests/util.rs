@@ -33,6 +33,10 @@ pub fn artifact_dir(name: &str) -> PathBuf {
 pub fn turingwatch() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_turingwatch"));
     cmd.env_remove("TURINGWATCH_CONFIG");
+    // Relative defaults (results_dir, mail file_dir) must land in scratch space, not the repo.
+    let scratch = std::env::temp_dir().join("turingwatch-tests").join("cwd");
+    let _ = std::fs::create_dir_all(&scratch);
+    cmd.current_dir(scratch);
     cmd
 }
 
