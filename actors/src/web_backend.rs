@@ -2,10 +2,13 @@
 //!
 //! The web crate decides who may see what; this file only turns stored records into the web
 //! crate's response types: seff's efficiencies per job, per-node time series of cores in use
-//! (differences of the cumulative CPU counters) and memory, GPU readings, a few findings with
-//! the sbatch option that fixes them, and SLURM's coordinator list from sacctmgr, cached.
+//! (differences of the cumulative CPU counters) and memory, GPU readings, the analysis's own
+//! findings for the job (so the site and the mail never disagree), and SLURM's coordinator list
+//! from sacctmgr, cached.
 
 use crate::analysis::efficiency::{efficiency, Efficiency};
+use crate::analysis::load::load_job;
+use crate::analysis::summary::{analyze_job, JobInput, Params};
 use crate::job::{JobId, JobRecord, StepId};
 use crate::sample::{GpuReading, StepSample};
 use crate::slurm::SlurmRunner;
@@ -13,7 +16,7 @@ use crate::store::{SeriesKey, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use turingwatch_config::{Config, FindingsConfig};
+use turingwatch_config::Config;
 use turingwatch_web::api::{
     Finding, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, StepSummary, StoredReport,
 };
@@ -30,7 +33,7 @@ type CoordinationCache = Arc<Mutex<Option<(Instant, Arc<Coordination>)>>>;
 /// The store-backed implementation the server mounts.
 pub struct StoreBackend {
     store: Arc<Store>,
-    findings: FindingsConfig,
+    params: Params,
     slurm: SlurmRunner,
     coordinator_ttl: Duration,
     coordination: CoordinationCache,
@@ -41,7 +44,7 @@ impl StoreBackend {
     pub fn new(store: Arc<Store>, config: &Config) -> StoreBackend {
         StoreBackend {
             store,
-            findings: config.findings.clone(),
+            params: Params::from_config(config),
             slurm: SlurmRunner::new(&config.slurm),
             coordinator_ttl: config.web.coordinator_cache_ttl.get(),
             coordination: Arc::new(Mutex::new(None)),
@@ -110,14 +113,13 @@ impl Backend for StoreBackend {
         let Some(job) = self.store.job(JobId(id)).map_err(store_error)? else {
             return Ok(None);
         };
-        let steps = self.store.steps(job.id).map_err(store_error)?;
-        let samples = self.store.samples_of_job(job.id).map_err(store_error)?;
-        let gpu = self.store.gpu_readings_of_job(job.id).map_err(store_error)?;
+        let input = load_job(&self.store, job.clone()).map_err(store_error)?;
+        let (steps, samples, gpu) = (&input.steps, &input.samples, &input.gpu);
         let eff = efficiency(&job);
-        let summary = summarize(&job, &eff, mean_gpu_util(&gpu));
+        let summary = summarize(&job, &eff, mean_gpu_util(gpu));
         let nodes = f64::from(job.node_count.max(1));
         Ok(Some(JobDetail {
-            findings: job_findings(&job, &eff, summary.gpu_util_frac, &self.findings),
+            findings: web_findings(&job, &input, &self.params),
             cores_requested_per_node: f64::from(job.alloc_cpus) / nodes,
             mem_requested_per_node_bytes: job.req_mem_bytes.map(|b| b / u64::from(job.node_count.max(1))),
             steps: steps
@@ -133,8 +135,8 @@ impl Backend for StoreBackend {
                     node_list: s.node_list.clone(),
                 })
                 .collect(),
-            series: node_series(&samples),
-            gpu_series: gpu_series(&gpu),
+            series: node_series(samples),
+            gpu_series: gpu_series(gpu),
             summary,
         }))
     }
@@ -320,77 +322,18 @@ fn gpu_series(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Vec<GpuSeries>
         .collect()
 }
 
-/// Memory for `--mem`, rounded up to a whole GiB (or 256 MiB steps below 1 GiB).
-fn mem_option(bytes: f64) -> String {
-    const MIB: f64 = 1024.0 * 1024.0;
-    let mib = (bytes / MIB).max(1.0);
-    if mib < 1024.0 {
-        format!("--mem={}M", ((mib / 256.0).ceil() * 256.0) as u64)
-    } else {
-        format!("--mem={}G", (mib / 1024.0).ceil() as u64)
-    }
-}
-
-fn time_option(secs: u64) -> String {
-    let minutes = secs.div_ceil(60).max(1);
-    format!("--time={:02}:{:02}:00", minutes / 60, minutes % 60)
-}
-
-/// What is worth telling about one finished job, using seff's figures and `[findings]`.
-pub fn job_findings(job: &JobRecord, eff: &Efficiency, gpu_util: Option<f64>, cfg: &FindingsConfig) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let finding = |kind: &str, message: String, fix: Option<String>| Finding { kind: kind.into(), message, fix };
-    match job.state.as_str() {
-        "OUT_OF_MEMORY" => out.push(finding(
-            "out_of_memory",
-            "The job ran out of memory and was killed.".into(),
-            job.req_mem_bytes.map(|b| mem_option(b as f64 * 1.5 / f64::from(job.node_count.max(1)))),
-        )),
-        "TIMEOUT" => out.push(finding(
-            "timeout",
-            "The job reached its time limit and was stopped.".into(),
-            job.time_limit_secs.map(|t| time_option(t.saturating_mul(3) / 2)),
-        )),
-        _ => {}
-    }
-    if job.is_running() || job.elapsed_secs < cfg.min_runtime.as_secs() {
-        return out;
-    }
-    if let Some(cpu) = eff.cpu_frac.filter(|c| *c < cfg.cpu_underuse_frac && job.alloc_cpus > 1) {
-        let used = cpu * f64::from(job.alloc_cpus);
-        let suggest = ((used * 1.2).ceil() as u32).clamp(1, job.alloc_cpus);
-        out.push(finding(
-            "cpu_underuse",
-            format!(
-                "On average {used:.1} of {} allocated cores were busy (CPU efficiency {:.0} %).",
-                job.alloc_cpus,
-                cpu * 100.0
-            ),
-            Some(format!("--cpus-per-task={suggest} (or fewer tasks), or make the program use all cores")),
-        ));
-    }
-    if let (Some(mem), Some(peak)) = (eff.mem_frac.filter(|m| *m < cfg.mem_underuse_frac), job.max_rss_bytes) {
-        out.push(finding(
-            "mem_underuse",
-            format!("The memory peak was {:.0} % of the memory requested.", mem * 100.0),
-            Some(mem_option(peak as f64 * 1.2 / f64::from(job.node_count.max(1)))),
-        ));
-    }
-    if let Some(frac) = eff.time_frac.filter(|t| *t < cfg.time_limit_use_frac).filter(|_| job.state == "COMPLETED") {
-        out.push(finding(
-            "time_limit_overestimate",
-            format!("The job used {:.0} % of its time limit; shorter limits start sooner.", frac * 100.0),
-            Some(time_option(job.elapsed_secs.saturating_mul(3) / 2)),
-        ));
-    }
-    if let Some(util) = gpu_util.filter(|u| *u * 100.0 < cfg.gpu_low_util_pct) {
-        out.push(finding(
-            "gpu_underuse",
-            format!("The GPUs were busy {:.0} % of the time on average.", util * 100.0),
-            Some("move data preparation to a CPU job, or request fewer GPUs (--gpus=…)".into()),
-        ));
-    }
-    out
+/// The job page's findings: exactly the analysis's findings for the job (the same rules, with
+/// samples where the store has them), in the web API's shape.
+pub fn web_findings(job: &JobRecord, input: &JobInput, params: &Params) -> Vec<Finding> {
+    analyze_job(job, input, params)
+        .findings
+        .into_iter()
+        .map(|f| Finding {
+            kind: serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            message: format!("{}: {}", f.kind.title(), f.evidence),
+            fix: (!f.fix.is_empty()).then_some(f.fix),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ pub struct StepSummary {
 /// Something worth telling the user about a job, and what to change.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Finding {
-    /// Stable machine name (`cpu_underuse`, `mem_underuse`, …).
+    /// Stable machine name of the analysis finding (`cpu_underuse`, `memory_underused`, …).
     pub kind: String,
     pub message: String,
     /// A concrete change to the job script, when there is one.

@@ -50,33 +50,26 @@ fn long_series_are_bounded() {
 }
 
 #[test]
-fn findings_name_the_waste_and_the_option_that_fixes_it() {
-    let cfg = FindingsConfig::default();
+fn job_page_findings_are_the_analysis_findings() {
+    let params = Params::from_config(&turingwatch_config::Config::default());
     let mut j = job(1, "alice", 0, Some(3_600));
     j.alloc_cpus = 8;
     j.total_cpu_ms = 3_600 * 1_000; // one core busy out of 8
     j.req_mem_bytes = Some(16 << 30);
     j.max_rss_bytes = Some(2 << 30);
     j.time_limit_secs = Some(24 * 3_600);
-    let found = job_findings(&j, &efficiency(&j), None, &cfg);
+    let input = JobInput { job: Some(j.clone()), ..JobInput::default() };
+    let found = web_findings(&j, &input, &params);
+    let analysis = analyze_job(&j, &input, &params).findings;
+    assert_eq!(found.len(), analysis.len());
     let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
-    assert_eq!(kinds, ["cpu_underuse", "mem_underuse", "time_limit_overestimate"]);
-    assert_eq!(found[0].fix.as_deref().unwrap().split(' ').next(), Some("--cpus-per-task=2"));
-    assert_eq!(found[1].fix.as_deref(), Some("--mem=3G"));
-    assert_eq!(found[2].fix.as_deref(), Some("--time=01:30:00"));
-
-    let mut good = j.clone();
-    good.total_cpu_ms = 8 * 3_600 * 1_000;
-    good.max_rss_bytes = Some(15 << 30);
-    good.time_limit_secs = Some(4_000);
-    assert!(job_findings(&good, &efficiency(&good), None, &cfg).is_empty());
-
-    let mut short = j.clone();
-    short.elapsed_secs = 10;
-    short.state = "OUT_OF_MEMORY".into();
-    let found = job_findings(&short, &efficiency(&short), None, &cfg);
-    assert_eq!(found.len(), 1, "too short to judge efficiency, but the OOM is told");
-    assert_eq!(found[0].fix.as_deref(), Some("--mem=24G"));
+    assert!(kinds.contains(&"cpu_underuse") && kinds.contains(&"memory_underused"), "{kinds:?}");
+    for (web, ana) in found.iter().zip(&analysis) {
+        assert_eq!(web.fix.as_deref().unwrap_or(""), ana.fix);
+        assert!(web.message.contains(&ana.evidence));
+    }
+    let cpu = found.iter().find(|f| f.kind == "cpu_underuse").unwrap();
+    assert!(cpu.fix.as_deref().unwrap_or("").contains("--cpus-per-task="), "{cpu:?}");
 }
 
 #[test]
