@@ -363,7 +363,7 @@ fn sample_findings(
             FindingKind::SystemTimeRatio,
             format!(
                 "{} of {} intervals with system/user ≥ 1/3 (score {:.1})",
-                s.sys_ratio.r33_66 + s.sys_ratio.r66_100,
+                s.sys_ratio.high_intervals(),
                 s.sys_ratio.intervals,
                 s.sys_ratio.unified()
             ),

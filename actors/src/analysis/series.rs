@@ -34,6 +34,8 @@ pub struct SysRatio {
     pub r10_33: u32,
     pub r33_66: u32,
     pub r66_100: u32,
+    /// Intervals with system time above user time.
+    pub over_100: u32,
     /// Sum of the ratios above 1.
     pub over_100_sum: f64,
 }
@@ -47,6 +49,11 @@ impl SysRatio {
     /// The original's rule: the unified score reaches the number of qualifying intervals.
     pub fn is_high(&self) -> bool {
         self.intervals > 0 && self.unified() >= f64::from(self.intervals)
+    }
+
+    /// Intervals whose system time was at least a third of the user time.
+    pub fn high_intervals(&self) -> u32 {
+        self.r33_66 + self.r66_100 + self.over_100
     }
 }
 
@@ -209,6 +216,7 @@ fn node_points(series: &[&Vec<StepSample>]) -> Vec<(u64, Point)> {
 fn add_sys_ratio(acc: &mut SysRatio, ratio: f64) {
     acc.intervals += 1;
     if ratio > 1.0 {
+        acc.over_100 += 1;
         acc.over_100_sum += ratio;
     } else if ratio > 2.0 / 3.0 {
         acc.r66_100 += 1;
@@ -264,6 +272,16 @@ fn gpu_uses(key: &SeriesKey, readings: &[GpuReading], params: &SeriesParams) -> 
 pub(crate) mod tests {
     use super::*;
     use crate::job::{JobId, StepId};
+
+    #[test]
+    fn intervals_with_more_system_than_user_time_count_as_high() {
+        let mut acc = SysRatio::default();
+        for ratio in [2.0, 3.0, 0.5, 0.05] {
+            add_sys_ratio(&mut acc, ratio);
+        }
+        assert_eq!((acc.intervals, acc.over_100, acc.r33_66, acc.high_intervals()), (4, 2, 1, 3));
+        assert!(acc.is_high());
+    }
 
     pub(crate) fn params() -> SeriesParams {
         SeriesParams { max_gap_secs: 60, sys_ratio_min_sys_cs: 100, gpu_low_util_pct: 13.0 }
