@@ -267,6 +267,7 @@ fn closed_period_mails_each_user_once_with_both_parts_naming_the_wasteful_jobs()
     let bundle = dir.join("results").join(format!("{period}.tar.gz"));
     let bundle_ok = eventually(Duration::from_secs(10), || bundle.exists());
     std::thread::sleep(Duration::from_secs(3)); // a third mail, if any, would arrive now
+    let metrics = crate::server::http_get(18_311, "/metrics").map(|(_, body)| body).unwrap_or_default();
     let _ = server.kill();
     let _ = server.wait();
     let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
@@ -274,6 +275,8 @@ fn closed_period_mails_each_user_once_with_both_parts_naming_the_wasteful_jobs()
 
     let mails = received(&sink.maildir);
     assert_eq!(mails.len(), 2, "one mail per user with findings (twerin has none)");
+    assert!(metrics.contains("turingwatch_mails_sent_total 2\n"), "/metrics after two mails:\n{metrics}");
+    assert!(metrics.contains("turingwatch_mails_queued 0\n"), "{metrics}");
     for (user, job) in [("twcarol", "9100001"), ("twdave", "9100003")] {
         let m = mails
             .iter()

@@ -11,6 +11,7 @@ use crate::mail::deliver::{deliver, Delivery};
 use crate::mail::outbox::{self, OutboxState};
 use crate::mail::send::Transport;
 use crate::messages::PeriodClosed;
+use crate::metrics::Metrics;
 use crate::rollover::unix_now;
 use crate::store::Store;
 use actix::prelude::*;
@@ -29,6 +30,7 @@ pub struct Mailer {
     tz: jiff::tz::TimeZone,
     busy: bool,
     next_send_at: Instant,
+    metrics: Arc<Metrics>,
 }
 
 impl Mailer {
@@ -36,7 +38,21 @@ impl Mailer {
     pub fn new(store: Arc<Store>, config: Arc<Config>) -> anyhow::Result<Mailer> {
         let transport = Transport::from_config(&config.mail)?;
         let tz = time_zone(&config.analysis.timezone)?;
-        Ok(Mailer { store, config, transport: Arc::new(transport), tz, busy: false, next_send_at: Instant::now() })
+        Ok(Mailer {
+            store,
+            config,
+            transport: Arc::new(transport),
+            tz,
+            busy: false,
+            next_send_at: Instant::now(),
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    /// Reports queued, sent and failed mails to the server's metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Mailer {
+        self.metrics = metrics;
+        self
     }
 
     fn pause(&self) -> Duration {
@@ -55,9 +71,18 @@ impl Mailer {
         }
         self.busy = true;
         let (store, config, transport) = (self.store.clone(), self.config.clone(), self.transport.clone());
+        let metrics = self.metrics.clone();
         let work = async move {
             let s = store.clone();
-            let due = tokio::task::spawn_blocking(move || outbox::next_due(&s, now)).await;
+            let m = metrics.clone();
+            let due = tokio::task::spawn_blocking(move || {
+                let all = outbox::entries(&s, None)?;
+                m.mails_queued.set(all.iter().filter(|e| e.state == OutboxState::Queued).count() as u64);
+                Ok::<_, crate::store::StoreError>(
+                    all.into_iter().find(|e| e.state == OutboxState::Queued && e.next_attempt_at <= now),
+                )
+            })
+            .await;
             let entry = match due {
                 Ok(Ok(Some(entry))) => entry,
                 Ok(Ok(None)) => return None,
@@ -72,6 +97,11 @@ impl Mailer {
             };
             let result = deliver(store, &config, &transport, &entry, &[OutboxState::Queued], now).await;
             let (period, user) = (entry.period_start, entry.user.as_str());
+            match &result {
+                Ok(Delivery::Sent) => metrics.mails_sent_total.inc(),
+                Ok(Delivery::Retry { .. } | Delivery::Failed { .. }) | Err(_) => metrics.mails_failed_total.inc(),
+                _ => {}
+            }
             match &result {
                 Ok(Delivery::Sent) => tracing::info!(period, user, to = %entry.to, "mail sent"),
                 Ok(Delivery::Retry { error, next_attempt_at }) => {
@@ -117,6 +147,16 @@ impl Actor for Mailer {
             }
         }));
         ctx.run_interval(POLL, |act, ctx| act.poll(ctx));
+    }
+}
+
+impl Supervised for Mailer {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // The outbox in the store is the state; only the in-memory pacing is reset.
+        self.busy = false;
+        self.next_send_at = Instant::now() + self.pause();
+        self.metrics.actor_restarted("mailer");
+        tracing::warn!(actor = "mailer", "restarting");
     }
 }
 

@@ -66,6 +66,14 @@ impl Rollover {
     }
 }
 
+impl Supervised for Rollover {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Periods live in the store; a restart only forgets the run in progress.
+        self.running = false;
+        tracing::warn!(actor = "rollover", "restarting");
+    }
+}
+
 impl Actor for Rollover {
     type Context = Context<Self>;
 

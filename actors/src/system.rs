@@ -7,7 +7,6 @@
 
 use crate::metrics::Metrics;
 use crate::store::Store;
-use actix::Actor;
 use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,11 +36,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Periods and mail (issue #5): the accounting importer publishes `JobsImported` to `rollover`.
     let mailer = crate::mailer::Mailer::new(shared.store.clone(), shared.config.clone())
         .context("setting up the mailer ([mail])")?
-        .start();
+        .with_metrics(shared.metrics.clone());
+    let mailer = actix::Supervisor::start(move |_| mailer);
     let cycle = crate::analysis::run::Cycle::new(&shared.config, crate::rollover::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
-    let rollover =
-        Actor::start(crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]));
+    let rollover = crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]);
+    let rollover = actix::Supervisor::start(move |_| rollover);
     // Subscribers to JobsImported (allocator, rollover) are added here as they are wired.
     let _accounting = crate::accounting::start(&shared, vec![rollover.clone().recipient()]);
 
