@@ -424,3 +424,37 @@ fn a_mail_unacknowledged_at_a_crash_is_not_resent_but_can_be_by_hand() {
     assert_eq!(mails.len(), 2);
     assert_eq!(mails[0].headers["message-id"], mails[1].headers["message-id"], "a resend keeps the Message-ID");
 }
+
+/// The SMTP server is down when mails are due: every attempt fails and is retried with backoff;
+/// once the server is back, each user gets exactly one mail.
+#[test]
+fn mails_due_while_smtp_is_down_are_delivered_once_when_it_returns() {
+    let dir = test_dir("mail_smtp_down");
+    let config = server_config(&dir, 18_351, 18_350, "1s");
+    let period = seed_previous_period(&dir.join("store.redb"), |start| {
+        vec![wasteful_cpu(9_200_001, "twfrank", start), wasteful_mem(9_200_002, "twgrace", start)]
+    });
+    let mut server = start_server(&config, &dir.join("server.log"));
+    // Nothing listens on the SMTP port: the first attempts fail and are counted.
+    let failed = eventually(Duration::from_secs(20), || {
+        crate::server::http_get(18_351, "/metrics")
+            .is_some_and(|(_, body)| body.contains("turingwatch_mails_failed_total 2\n"))
+    });
+    assert!(failed, "first attempts should fail: {}", read(&dir.join("server.log")));
+    let sink = smtp_sink(&dir, 18_350);
+    // The first retry comes 30 s after a failure.
+    let delivered = eventually(Duration::from_secs(75), || received(&sink.maildir).len() >= 2);
+    std::thread::sleep(Duration::from_secs(2));
+    let metrics = crate::server::http_get(18_351, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(delivered, "mails not delivered after SMTP returned: {}", read(&dir.join("server.log")));
+    let mails = received(&sink.maildir);
+    assert_eq!(mails.len(), 2, "exactly one mail per user");
+    for user in ["twfrank", "twgrace"] {
+        let to_user = mails.iter().filter(|m| m.headers.get("message-id").is_some_and(|id| id.contains(user))).count();
+        assert_eq!(to_user, 1, "{user}");
+        assert!(mails.iter().any(|m| m.headers["message-id"] == format!("<turingwatch.{period}.{user}@example.org>")));
+    }
+    assert!(metrics.contains("turingwatch_mails_sent_total 2\n"), "{metrics}");
+}
