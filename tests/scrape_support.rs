@@ -73,6 +73,12 @@ impl Server {
     pub fn stop(mut self) {
         terminate(&mut self.child);
     }
+
+    /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Server {
