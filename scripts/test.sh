@@ -9,10 +9,12 @@ bash scripts/setup.sh
 bash scripts/dev-cluster.sh start
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# Tests that stop shared daemons (slurmdbd) run alone afterwards, so they cannot disturb others.
-serial=(a_slurmdbd_outage_is_backed_off_and_the_missed_window_imported)
+# Tests that stop shared daemons (slurmdbd, slurmctld) run alone afterwards, so they cannot
+# disturb the others.
+serial=(accounting::a_slurmdbd_outage_is_backed_off_and_the_missed_window_imported
+        outage::the_distributor_rides_out_a_slurmctld_outage)
 skips=(); for t in "${serial[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace -- --test-threads=2 "${skips[@]}"
-for t in "${serial[@]}"; do cargo test --test e2e -- --exact "accounting::$t"; done
+for t in "${serial[@]}"; do cargo test --test e2e -- --exact "$t"; done
 if [[ -f scripts/test-interceptor.sh ]]; then bash scripts/test-interceptor.sh; fi
 echo "all test suites passed"

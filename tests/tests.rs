@@ -16,6 +16,7 @@ mod deploy;
 mod disk_full;
 mod ingest;
 mod mail;
+mod outage;
 mod scrape;
 mod scrape_support;
 mod server;
