@@ -19,7 +19,13 @@ fn systemd_units_verify() {
     }
     let out = check(&repo_root().join("systemd"));
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    for unit in ["turingwatch.server.service", "turingwatch.distributor.service", "turingwatch-scrape.service"] {
+    for unit in [
+        "turingwatch.server.service",
+        "turingwatch.distributor.service",
+        "turingwatch-scrape.service",
+        "turingwatch.mail.service",
+        "turingwatch.mail.timer",
+    ] {
         assert!(repo_root().join("systemd").join(unit).exists(), "{unit} missing");
     }
 }

@@ -458,3 +458,38 @@ fn mails_due_while_smtp_is_down_are_delivered_once_when_it_returns() {
     }
     assert!(metrics.contains("turingwatch_mails_sent_total 2\n"), "{metrics}");
 }
+
+/// `[mail] schedule = "on_signal"` (the systemd mail timer's mode): nothing goes out until the
+/// server gets SIGUSR1; then every due mail is sent once, and the window closes again.
+#[test]
+fn on_signal_schedule_sends_only_after_sigusr1() {
+    let dir = test_dir("mail_on_signal");
+    let sink = smtp_sink(&dir, 18_352);
+    let config = server_config(&dir, 18_353, 18_352, "1s");
+    let text = read(&config).replacen("[mail]\n", "[mail]\nschedule = \"on_signal\"\n", 1);
+    std::fs::write(&config, text).unwrap();
+    let period = seed_previous_period(&dir.join("store.redb"), |start| {
+        vec![wasteful_cpu(9_300_001, "twheidi", start), wasteful_mem(9_300_002, "twivan", start)]
+    });
+    let mut server = start_server(&config, &dir.join("server.log"));
+    let queued = eventually(Duration::from_secs(20), || {
+        crate::server::http_get(18_353, "/metrics").is_some_and(|(_, b)| b.contains("turingwatch_mails_queued 2\n"))
+            || dir.join("results").join(format!("{period}.tar.gz")).exists()
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let before = received(&sink.maildir).len();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGUSR1);
+    }
+    let sent = eventually(Duration::from_secs(20), || received(&sink.maildir).len() >= 2);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = received(&sink.maildir).len();
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = read(&dir.join("server.log"));
+    assert!(queued, "the period did not close: {log}");
+    assert_eq!(before, 0, "mail went out before the signal");
+    assert!(sent && after == 2, "{after} mails after the signal: {log}");
+    assert!(log.contains("waiting for the next signal"), "{log}");
+}

@@ -17,7 +17,7 @@ use crate::store::Store;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use turingwatch_config::Config;
+use turingwatch_config::{Config, MailSchedule};
 
 /// How often the outbox is looked at.
 const POLL: Duration = Duration::from_secs(1);
@@ -31,6 +31,8 @@ pub struct Mailer {
     busy: bool,
     next_send_at: Instant,
     metrics: Arc<Metrics>,
+    /// With `schedule = "on_signal"`: a `SendDue` opened the window; it closes when nothing is due.
+    window_open: bool,
 }
 
 impl Mailer {
@@ -46,6 +48,7 @@ impl Mailer {
             busy: false,
             next_send_at: Instant::now(),
             metrics: Arc::new(Metrics::default()),
+            window_open: false,
         })
     }
 
@@ -62,6 +65,9 @@ impl Mailer {
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
         if self.busy || Instant::now() < self.next_send_at {
+            return;
+        }
+        if self.config.mail.schedule == MailSchedule::OnSignal && !self.window_open {
             return;
         }
         let now = unix_now();
@@ -118,6 +124,9 @@ impl Mailer {
             act.busy = false;
             if attempted.is_some() {
                 act.next_send_at = Instant::now() + act.pause();
+            } else if act.window_open {
+                tracing::info!(actor = "mailer", "nothing more is due; waiting for the next signal");
+                act.window_open = false;
             }
         }));
     }
@@ -147,6 +156,20 @@ impl Actor for Mailer {
             }
         }));
         ctx.run_interval(POLL, |act, ctx| act.poll(ctx));
+    }
+}
+
+/// Opens the sending window (`schedule = "on_signal"`); the server sends it on SIGUSR1.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SendDue;
+
+impl Handler<SendDue> for Mailer {
+    type Result = ();
+
+    fn handle(&mut self, _msg: SendDue, _ctx: &mut Self::Context) {
+        tracing::info!(actor = "mailer", "sending due mails (signal)");
+        self.window_open = true;
     }
 }
 

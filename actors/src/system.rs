@@ -38,6 +38,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("setting up the mailer ([mail])")?
         .with_metrics(shared.metrics.clone());
     let mailer = actix::Supervisor::start(move |_| mailer);
+    listen_for_mail_signal(mailer.clone().recipient());
     let cycle = crate::analysis::run::Cycle::new(&shared.config, crate::rollover::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
     let rollover = crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]);
@@ -98,6 +99,22 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
         .context("store open task")?
         .context("opening the store ([store] path)")?;
     Ok(Arc::new(store))
+}
+
+/// SIGUSR1 opens the mailer's sending window (`[mail] schedule = "on_signal"`, sent by
+/// `systemd/turingwatch.mail.timer`).
+fn listen_for_mail_signal(mailer: actix::Recipient<crate::mailer::SendDue>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::user_defined1()) {
+        Ok(mut usr1) => {
+            actix_web::rt::spawn(async move {
+                while usr1.recv().await.is_some() {
+                    mailer.do_send(crate::mailer::SendDue);
+                }
+            });
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot listen for SIGUSR1; on_signal mail will not be sent"),
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT. A second one exits at once: every write the store

@@ -309,6 +309,16 @@ pub enum SmtpTls {
     Wrapper,
 }
 
+/// When the server's mailer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailSchedule {
+    /// Whenever mails are due (at the rate limit).
+    Continuous,
+    /// Only after SIGUSR1, until the outbox has nothing due (a systemd timer sends the signal).
+    OnSignal,
+}
+
 /// `[mail]`: per-user report mails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -352,6 +362,9 @@ pub struct MailConfig {
     pub web_base_url: String,
     /// Retries of a failing mail before it is parked as failed.
     pub max_attempts: u32,
+    /// `continuous`: the server sends due mails as they come. `on_signal`: it sends only after a
+    /// SIGUSR1 (from `turingwatch.mail.timer`), until nothing is due.
+    pub schedule: MailSchedule,
 }
 
 impl Default for MailConfig {
@@ -379,6 +392,7 @@ impl Default for MailConfig {
             feedback_link: String::new(),
             web_base_url: String::new(),
             max_attempts: 8,
+            schedule: MailSchedule::Continuous,
         }
     }
 }
