@@ -40,3 +40,25 @@ fn a_broken_unit_fails_the_check() {
     std::fs::write(dir.join("turingwatch.server.service"), text).unwrap();
     assert!(!check(&dir).status.success());
 }
+
+#[test]
+fn scheduled_worker_exports_each_users_html_from_a_bundle() {
+    use turingwatch::report::bundle::{write_bundle, BundleUser};
+    let dir = test_dir("export_html");
+    let user = |name: &str, html: Option<&str>| BundleUser {
+        user: name.into(),
+        header: format!("To: {name}@example.org\nSubject: report\n\n"),
+        html: html.map(str::to_string),
+        raw: serde_json::json!({}),
+    };
+    write_bundle(&dir, 1_000, 1, 2, &[user("ann", Some("<p>ann's report</p>")), user("ben", None)]).unwrap();
+    let out = run(Command::new("bash")
+        .arg(repo_root().join("scripts/scheduled_worker/export-html.sh"))
+        .arg(&dir)
+        .arg(dir.join("out")));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html_dir = dir.join("out/1000_html");
+    assert_eq!(read(&html_dir.join("ann.html")), "<p>ann's report</p>");
+    assert!(!html_dir.join("ben.html").exists(), "a user with nothing to say gets no page");
+    assert!(read(&html_dir.join("index.html")).contains("href=\"ann.html\""));
+}
