@@ -70,6 +70,12 @@ fn the_distributor_rides_out_a_slurmctld_outage() {
         !String::from_utf8_lossy(&out.stdout).trim().is_empty()
     });
     assert!(placed, "no scraper placed after slurmctld returned: {}", read(&setup.dir.join("distributor.log")));
+    let counted = eventually(Duration::from_secs(30), || {
+        metric(18_070, "turingwatch_scraper_jobs{state=\"running\"} ")
+            + metric(18_070, "turingwatch_scraper_jobs{state=\"pending\"} ")
+            > 0
+    });
+    assert!(counted, "/metrics does not count the scraper job");
     let stored = eventually(Duration::from_secs(60), || metric(18_070, "turingwatch_samples_stored_total ") > 0);
     assert!(stored, "no samples from the placed scraper: {}", setup.server_log());
 

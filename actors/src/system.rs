@@ -39,6 +39,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_metrics(shared.metrics.clone());
     let mailer = actix::Supervisor::start(move |_| mailer);
     listen_for_mail_signal(mailer.clone().recipient());
+    watch_scraper_jobs(&shared);
     let cycle = crate::analysis::run::Cycle::new(&shared.config, crate::rollover::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
     let rollover = crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]);
@@ -99,6 +100,32 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
         .context("store open task")?
         .context("opening the store ([store] path)")?;
     Ok(Arc::new(store))
+}
+
+/// How often the server counts scraper jobs for `/metrics`.
+const SCRAPER_JOBS_POLL: Duration = Duration::from_secs(5);
+
+/// Keeps the `scraper_jobs{state}` gauges current from squeue (scraper jobs are named
+/// `[distributor] job_name`, whichever distributor placed them). A failing squeue keeps the old
+/// values and is logged at debug level: the importer already reports SLURM outages.
+fn watch_scraper_jobs(shared: &Shared) {
+    let slurm = crate::slurm::SlurmRunner::new(&shared.config.slurm);
+    let name = shared.config.distributor.job_name.clone();
+    let metrics = shared.metrics.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(SCRAPER_JOBS_POLL);
+        loop {
+            tick.tick().await;
+            match crate::slurm::queue::jobs_named(&slurm, &name).await {
+                Ok(jobs) => {
+                    let count = |state: &str| jobs.iter().filter(|j| j.state == state).count() as u64;
+                    metrics.scraper_jobs_pending.set(count("PENDING"));
+                    metrics.scraper_jobs_running.set(count("RUNNING"));
+                }
+                Err(err) => tracing::debug!(error = %err, "squeue for scraper jobs failed"),
+            }
+        }
+    });
 }
 
 /// SIGUSR1 opens the mailer's sending window (`[mail] schedule = "on_signal"`, sent by

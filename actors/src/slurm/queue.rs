@@ -185,6 +185,12 @@ pub async fn own_jobs(slurm: &SlurmRunner, user: &str, name: &str) -> Result<Vec
     Ok(parse_squeue(&out).0)
 }
 
+/// squeue of every user's jobs named `name`, any state.
+pub async fn jobs_named(slurm: &SlurmRunner, name: &str) -> Result<Vec<QueuedJob>, SlurmError> {
+    let out = slurm.run("squeue", &args(&["-h", "-n", name, "-o", SQUEUE_FORMAT])).await?;
+    Ok(parse_squeue(&out).0)
+}
+
 /// Partitions from scontrol.
 pub async fn partitions(slurm: &SlurmRunner) -> Result<Vec<Partition>, SlurmError> {
     Ok(parse_partitions(&slurm.run("scontrol", &args(&["show", "partition", "-o"])).await?))
