@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use turingwatch::job::{JobId, JobRecord, MemRequest, Tres};
+use turingwatch::job::{JobRecord, MemRequest, Tres};
 use turingwatch::store::{PeriodRecord, Store};
 
 /// An SMTP sink writing a maildir; killed on drop.
@@ -134,48 +134,24 @@ pub fn parse_mime(raw: &str) -> Received {
 /// A finished job as the accounting import stores it.
 pub fn seeded_job(id: u64, user: &str, start: u64, elapsed: u64) -> JobRecord {
     JobRecord {
-        id: JobId(id),
-        display_id: id.to_string(),
-        array_job_id: None,
-        array_task_id: None,
-        het_job_id: None,
-        het_offset: None,
         name: format!("job{id}"),
-        user: user.into(),
-        uid: None,
         account: "dev".into(),
         partition: "debug".into(),
         qos: "normal".into(),
-        state: "COMPLETED".into(),
-        state_detail: "COMPLETED".into(),
-        exit_code: 0,
-        exit_signal: 0,
-        submit_at: Some(start),
-        eligible_at: Some(start),
-        start_at: Some(start),
-        end_at: Some(start + elapsed),
         time_limit_secs: Some(elapsed + 60),
-        elapsed_secs: elapsed,
         node_list: "n1".into(),
-        node_count: 1,
-        alloc_cpus: 1,
         req_mem: Some(MemRequest::PerNode(100 << 20)),
         req_mem_bytes: Some(100 << 20),
         alloc_tres: Tres(vec![("cpu".into(), 1), ("mem".into(), 100 << 20), ("node".into(), 1)]),
-        req_tres: Tres::default(),
         total_cpu_ms: elapsed * 990,
         user_cpu_ms: elapsed * 980,
         system_cpu_ms: elapsed * 10,
         max_rss_bytes: Some(90 << 20),
         max_rss_node: "n1".into(),
         max_rss_task: Some(0),
-        ave_rss_bytes: None,
-        max_vmsize_bytes: None,
-        max_disk_read_bytes: None,
-        max_disk_write_bytes: None,
         submit_line: format!("sbatch job{id}.sh"),
         work_dir: "/tmp".into(),
-        imported_at: start + elapsed,
+        ..JobRecord::finished(id, user, start, elapsed)
     }
 }
 

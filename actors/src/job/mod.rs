@@ -139,6 +139,55 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// A finished one-CPU job of `user` without names, limits or memory figures: the base that
+    /// tests, benchmarks and seeding complete with struct-update syntax.
+    pub fn finished(id: u64, user: &str, start: u64, elapsed_secs: u64) -> JobRecord {
+        JobRecord {
+            id: JobId(id),
+            display_id: id.to_string(),
+            array_job_id: None,
+            array_task_id: None,
+            het_job_id: None,
+            het_offset: None,
+            name: String::new(),
+            user: user.to_string(),
+            uid: None,
+            account: String::new(),
+            partition: String::new(),
+            qos: String::new(),
+            state: "COMPLETED".into(),
+            state_detail: "COMPLETED".into(),
+            exit_code: 0,
+            exit_signal: 0,
+            submit_at: Some(start),
+            eligible_at: Some(start),
+            start_at: Some(start),
+            end_at: Some(start + elapsed_secs),
+            time_limit_secs: None,
+            elapsed_secs,
+            node_list: String::new(),
+            node_count: 1,
+            alloc_cpus: 1,
+            req_mem: None,
+            req_mem_bytes: None,
+            alloc_tres: Tres::default(),
+            req_tres: Tres::default(),
+            total_cpu_ms: 0,
+            user_cpu_ms: 0,
+            system_cpu_ms: 0,
+            max_rss_bytes: None,
+            max_rss_node: String::new(),
+            max_rss_task: None,
+            ave_rss_bytes: None,
+            max_vmsize_bytes: None,
+            max_disk_read_bytes: None,
+            max_disk_write_bytes: None,
+            submit_line: String::new(),
+            work_dir: String::new(),
+            imported_at: start + elapsed_secs,
+        }
+    }
+
     /// The analysis groups jobs into families by name and submit line, as the original did.
     pub fn family_key(&self) -> String {
         format!("{}\u{1f}{}", self.name, self.submit_line)

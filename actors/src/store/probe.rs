@@ -5,7 +5,7 @@
 //! writes were acknowledged and must be present when the file is reopened.
 
 use super::{Store, StoreError};
-use crate::job::{JobId, JobRecord, MemRequest, StepId, Tres};
+use crate::job::{JobId, JobRecord, MemRequest, StepId};
 use crate::sample::StepSample;
 use std::io::Write;
 use std::path::Path;
@@ -49,47 +49,14 @@ pub fn run(db: &Path, rounds: Option<u64>) -> Result<(), StoreError> {
 /// The job the probe writes as round `n` (tests rebuild it to compare).
 pub fn probe_job(n: u64) -> JobRecord {
     JobRecord {
-        id: JobId(n),
-        display_id: n.to_string(),
-        array_job_id: None,
-        array_task_id: None,
-        het_job_id: None,
-        het_offset: None,
         name: format!("probe-{n}"),
-        user: "probe".into(),
         uid: Some(0),
-        account: String::new(),
-        partition: String::new(),
-        qos: String::new(),
-        state: "COMPLETED".into(),
-        state_detail: "COMPLETED".into(),
-        exit_code: 0,
-        exit_signal: 0,
-        submit_at: Some(n),
-        eligible_at: Some(n),
-        start_at: Some(n),
-        end_at: Some(n + 1),
-        time_limit_secs: None,
-        elapsed_secs: 1,
         node_list: "probe".into(),
-        node_count: 1,
-        alloc_cpus: 1,
         req_mem: Some(MemRequest::PerNode(1 << 20)),
         req_mem_bytes: Some(1 << 20),
-        alloc_tres: Tres::default(),
-        req_tres: Tres::default(),
         total_cpu_ms: n,
         user_cpu_ms: n,
-        system_cpu_ms: 0,
-        max_rss_bytes: None,
-        max_rss_node: String::new(),
-        max_rss_task: None,
-        ave_rss_bytes: None,
-        max_vmsize_bytes: None,
-        max_disk_read_bytes: None,
-        max_disk_write_bytes: None,
-        submit_line: String::new(),
-        work_dir: String::new(),
         imported_at: n,
+        ..JobRecord::finished(n, "probe", n, 1)
     }
 }
