@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use turingwatch::analysis::period::Period;
 use turingwatch::analysis::summary::{analyze_user, JobInput, Params};
-use turingwatch::job::{JobId, JobRecord, MemRequest, StepId, Tres};
+use turingwatch::job::{JobRecord, MemRequest, StepId, Tres};
 use turingwatch::sample::StepSample;
 use turingwatch::store::{SeriesKey, Store};
 
@@ -28,48 +28,26 @@ fn job(id: u64, user: &str) -> JobRecord {
     let elapsed = SAMPLES_PER_JOB * 20;
     let cpus = [1u32, 2, 4, 8][(id % 4) as usize];
     JobRecord {
-        id: JobId(id),
-        display_id: id.to_string(),
-        array_job_id: None,
-        array_task_id: None,
-        het_job_id: None,
-        het_offset: None,
         name: format!("family{}", id % 7),
-        user: user.to_string(),
-        uid: None,
         account: "dev".into(),
         partition: "debug".into(),
         qos: "normal".into(),
-        state: "COMPLETED".into(),
-        state_detail: "COMPLETED".into(),
-        exit_code: 0,
-        exit_signal: 0,
-        submit_at: Some(start),
-        eligible_at: Some(start),
-        start_at: Some(start),
-        end_at: Some(start + elapsed),
         time_limit_secs: Some(elapsed * 3),
-        elapsed_secs: elapsed,
         node_list: "n1".into(),
-        node_count: 1,
         alloc_cpus: cpus,
         req_mem: Some(MemRequest::PerNode(4 << 30)),
         req_mem_bytes: Some(4 << 30),
         alloc_tres: Tres(vec![("cpu".into(), u64::from(cpus)), ("node".into(), 1)]),
-        req_tres: Tres::default(),
         total_cpu_ms: elapsed * 1_000 * (id % 3),
         user_cpu_ms: elapsed * 900 * (id % 3),
         system_cpu_ms: elapsed * 100 * (id % 3),
         max_rss_bytes: Some((id % 50 + 1) << 26),
         max_rss_node: "n1".into(),
         max_rss_task: Some(0),
-        ave_rss_bytes: None,
-        max_vmsize_bytes: None,
-        max_disk_read_bytes: None,
-        max_disk_write_bytes: None,
         submit_line: format!("sbatch family{}.sh", id % 7),
         work_dir: "/tmp".into(),
         imported_at: start,
+        ..JobRecord::finished(id, user, start, elapsed)
     }
 }
 

@@ -4,7 +4,7 @@
 //! samples, one open period and per-user reports of mail-like size, deterministically (a fixed
 //! pseudo-random sequence), so load-test figures are comparable between runs.
 
-use crate::job::{JobId, JobRecord, MemRequest, StepId, Tres};
+use crate::job::{JobRecord, MemRequest, StepId, Tres};
 use crate::sample::StepSample;
 use crate::store::{PeriodRecord, Store, StoreError, UserReport};
 use std::fmt::Write;
@@ -79,48 +79,27 @@ pub fn run(db: &Path, users: u32, jobs_per_user: u32, now: u64) -> Result<Seeded
 fn seed_job(id: u64, user: &str, start: u64, elapsed: u64, cpus: u32, busy: f64, mem_gib: u64) -> JobRecord {
     let req_mem = mem_gib << 30;
     JobRecord {
-        id: JobId(id),
-        display_id: id.to_string(),
-        array_job_id: None,
-        array_task_id: None,
-        het_job_id: None,
-        het_offset: None,
         name: format!("sim-{}", id % 7),
-        user: user.to_string(),
-        uid: None,
         account: format!("group{}", id % 5),
         partition: "debug".into(),
         qos: "normal".into(),
         state: if id.is_multiple_of(11) { "FAILED".into() } else { "COMPLETED".into() },
         state_detail: String::new(),
-        exit_code: 0,
-        exit_signal: 0,
         submit_at: Some(start.saturating_sub(60)),
         eligible_at: Some(start.saturating_sub(60)),
-        start_at: Some(start),
-        end_at: Some(start + elapsed),
         time_limit_secs: Some(elapsed * 3),
-        elapsed_secs: elapsed,
         node_list: "n1".into(),
-        node_count: 1,
         alloc_cpus: cpus,
         req_mem: Some(MemRequest::PerNode(req_mem)),
         req_mem_bytes: Some(req_mem),
         alloc_tres: Tres(vec![("cpu".into(), u64::from(cpus)), ("mem".into(), req_mem), ("node".into(), 1)]),
-        req_tres: Tres::default(),
         total_cpu_ms: (elapsed as f64 * f64::from(cpus) * busy * 1000.0) as u64,
-        user_cpu_ms: 0,
-        system_cpu_ms: 0,
         max_rss_bytes: Some(req_mem / 3),
         max_rss_node: "n1".into(),
         max_rss_task: Some(0),
-        ave_rss_bytes: None,
-        max_vmsize_bytes: None,
-        max_disk_read_bytes: None,
-        max_disk_write_bytes: None,
         submit_line: "sbatch sim.sh".into(),
         work_dir: format!("/home/{user}"),
-        imported_at: start + elapsed,
+        ..JobRecord::finished(id, user, start, elapsed)
     }
 }
 
