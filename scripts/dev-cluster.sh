@@ -279,6 +279,12 @@ cancel_phantom_jobs() { # jobs recovered as running whose processes died with th
     done
     if ((ok == 0)); then log "cancelling phantom job $job (no processes left on $nodes)"; scancel "$job" || true; fi
   done < <(squeue -h -t R -o '%A %N' 2>/dev/null)
+  # Jobs whose launch failed while the daemons died are requeued and held forever: drop them.
+  while read -r job reason; do
+    [[ -n $job ]] || continue
+    log "cancelling job $job ($reason)"
+    scancel "$job" || true
+  done < <(squeue -h -t PD -o '%A %r' 2>/dev/null | grep -i 'launch failed requeued held' || true)
 }
 
 wait_idle() {
