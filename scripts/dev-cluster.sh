@@ -20,6 +20,7 @@
 #   SLURM_DEV_CGROUP=auto    auto | 0 (force proctrack/linuxproc)
 #   SLURM_DEV_PROBE=1        end with one `srun -N<nodes> true` (warms the scheduler)
 set -euo pipefail
+trap 'echo "dev-cluster.sh: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 NODES=${SLURM_DEV_NODES:-3}
 USERS=${SLURM_DEV_USERS:-alice bob}
@@ -293,7 +294,8 @@ wait_idle() {
     states=$(sinfo -h -N -o '%N %t' 2>/dev/null | sort -u)
     if [[ $(grep -c . <<<"$states") -ge $NODES ]] && ! grep -vqE ' (idle|mix|alloc)$' <<<"$states"; then return 0; fi
     # A node left down by an unclean stop comes back when told to.
-    grep -E ' (down|drain|drng|fail)\*?$' <<<"$states" | awk '{print $1}' | while read -r n; do
+    # (grep finds nothing while nodes are only completing: that is not an error under pipefail.)
+    { grep -E ' (down|drain|drng|fail)\*?$' <<<"$states" || true; } | awk '{print $1}' | while read -r n; do
       scontrol update nodename="$n" state=resume 2>/dev/null || true
     done
     ((SECONDS < deadline)) || die "nodes not idle after 60s: $(tr '\n' ' ' <<<"$states")"
