@@ -19,7 +19,7 @@
 #   SLURM_DEV_USERS="alice bob"   Unix users created and given the `dev` account
 #   SLURM_DEV_CGROUP=auto    auto | 0 (force proctrack/linuxproc)
 #   SLURM_DEV_PROBE=1        end with one `srun -N<nodes> true` (warms the scheduler)
-set -euo pipefail
+set -Eeuo pipefail
 trap 'echo "dev-cluster.sh: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 NODES=${SLURM_DEV_NODES:-3}

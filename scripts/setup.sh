@@ -3,7 +3,7 @@
 # SLURM (slurmctld, slurmd, slurmdbd, client), munge, MariaDB, Chromium + chromedriver for the
 # web tests, wrk for load tests, and the aiosmtpd SMTP server (PyPI) for mail tests.
 # Idempotent: installs only what is missing.
-set -euo pipefail
+set -Eeuo pipefail
 trap 'echo "setup.sh: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 pkgs=(munge libmunge-dev mariadb-server slurmctld slurmd slurmdbd slurm-client chromium chromium-driver wrk
       pkg-config gcc python3 python3-pip curl ca-certificates procps iproute2)

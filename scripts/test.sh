@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it (the README's test command).
 # Formatting and lints in both workspaces, unit tests, end-to-end tests against the real dev
 # SLURM cluster (started here if needed), then the interceptor's own suite.
-set -euo pipefail
+set -Eeuo pipefail
 trap 'echo "test.sh: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 export TURINGWATCH_E2E=${TURINGWATCH_E2E:-1}
