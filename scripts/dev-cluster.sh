@@ -19,12 +19,16 @@
 #   SLURM_DEV_USERS="alice bob"   Unix users created and given the `dev` account
 #   SLURM_DEV_CGROUP=auto    auto | 0 (force proctrack/linuxproc)
 #   SLURM_DEV_PROBE=1        end with one `srun -N<nodes> true` (warms the scheduler)
+#   SLURM_DEV_JOBACCT=auto   auto | linux | cgroup: jobacct_gather plugin; auto = cgroup with
+#                            cgroups (steps get cpuacct cgroups, whose CPU counters the scraper
+#                            reads instead of every process's /proc files), else linux
 set -Eeuo pipefail
 trap 'echo "dev-cluster.sh: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 NODES=${SLURM_DEV_NODES:-3}
 USERS=${SLURM_DEV_USERS:-alice bob}
 CGROUP_MODE=${SLURM_DEV_CGROUP:-auto}
+JOBACCT_MODE=${SLURM_DEV_JOBACCT:-auto}
 PROBE=${SLURM_DEV_PROBE:-1}
 PORT_BASE=${SLURM_DEV_PORT_BASE:-17001}
 CLUSTER=dev
@@ -102,7 +106,9 @@ write_configs() { # prints "changed" when slurm.conf/cgroup.conf changed
   mem_total=$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)
   # 97 % of RAM split over the nodes, so drift never drains a node with "Low RealMemory".
   node_mem=${SLURM_DEV_NODE_MEM:-$((mem_total * 97 / 100 / NODES))}
+  local jobacct=jobacct_gather/linux
   if use_cgroups; then proctrack=proctrack/cgroup; task=task/cgroup,task/affinity
+    [[ $JOBACCT_MODE == linux ]] || jobacct=jobacct_gather/cgroup
   else proctrack=proctrack/linuxproc; task=task/affinity; fi
   local last_port=$((PORT_BASE + NODES - 1)) ports nodes
   if ((NODES == 1)); then nodes=n1; ports=$PORT_BASE; else nodes="n[1-$NODES]"; ports="$PORT_BASE-$last_port"; fi
@@ -133,7 +139,7 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
-JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherType=$jobacct
 JobAcctGatherFrequency=task=1
 SchedulerParameters=batch_sched_delay=0
 KillWait=5

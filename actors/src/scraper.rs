@@ -54,6 +54,8 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
     let mut sampler = make_sampler(config, &node, options.job);
     tracing::info!(node = %node, finder = sampler.finder().name(), "scraper started");
     if options.once {
+        // One-off: every process read for both samples, so the printed rates are exact.
+        sampler = sampler.with_process_budget(None);
         let interval = options.interval.unwrap_or(Duration::from_secs(1));
         let json = once_json(&mut sampler, &node, interval)?;
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -123,9 +125,13 @@ pub fn make_sampler(config: &Config, node: &str, only_job: Option<JobId>) -> Sam
     let own_job = std::env::var("SLURM_JOB_ID").ok().and_then(|j| j.parse::<u64>().ok());
     let scraper_job = std::env::var("SLURM_JOB_NAME").is_ok_and(|n| n == config.distributor.job_name);
     let skip_job = own_job.filter(|_| scraper_job).map(JobId);
-    Sampler::new(proc_root, finder, &config.scrape.ignored_apps, gpu).skipping(move |job, _, pids| {
-        Some(job) == skip_job || only_job.is_some_and(|only| only != job) || pids.binary_search(&me).is_ok()
-    })
+    let budget = usize::try_from(config.scrape.process_rereads_per_scan).unwrap_or(usize::MAX);
+    Sampler::new(proc_root, finder, &config.scrape.ignored_apps, gpu)
+        .with_process_budget(Some(budget))
+        .with_scan_every(config.scrape.process_scan_every)
+        .skipping(move |job, _, pids| {
+            Some(job) == skip_job || only_job.is_some_and(|only| only != job) || pids.binary_search(&me).is_ok()
+        })
 }
 
 /// Two samples `interval` apart, with rates, as JSON.

@@ -105,6 +105,11 @@ pub struct ScrapeConfig {
     pub report_every: Span,
     /// Program names never listed as applications of a step (original ignore list).
     pub ignored_apps: Vec<String>,
+    /// Where a step's cgroup counts its CPU time (and faults), its processes are listed and read
+    /// (RSS, I/O, threads, program names) every this many samples; counters every sample.
+    pub process_scan_every: u32,
+    /// Known processes re-read per scan, round-robin; new processes are always read at once.
+    pub process_rereads_per_scan: u32,
     /// Root of the cgroup file system.
     pub cgroup_root: String,
     /// Root of the proc file system.
@@ -122,6 +127,8 @@ impl Default for ScrapeConfig {
             spool_max_bytes: 256 * 1024 * 1024,
             report_every: Span::secs(60),
             ignored_apps: ["slurmstepd", "slurm_script", "srun", "turingwatch", "sleep"].map(String::from).to_vec(),
+            process_scan_every: 3,
+            process_rereads_per_scan: 48,
             cgroup_root: "/sys/fs/cgroup".into(),
             proc_root: "/proc".into(),
         }

@@ -87,6 +87,18 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         "a whole number from 1 to 1024",
     );
     check(
+        (1..=1000).contains(&scrape.process_scan_every),
+        "scrape.process_scan_every",
+        scrape.process_scan_every.to_string(),
+        "a whole number of samples from 1 to 1000",
+    );
+    check(
+        scrape.process_rereads_per_scan >= 1,
+        "scrape.process_rereads_per_scan",
+        scrape.process_rereads_per_scan.to_string(),
+        "at least 1",
+    );
+    check(
         scrape.spool_max_bytes >= 1024 * 1024,
         "scrape.spool_max_bytes",
         scrape.spool_max_bytes.to_string(),

@@ -6,9 +6,13 @@
 //! reports another node's steps even when several emulated nodes share one kernel (the
 //! original's user-mode scraper leaked other users' data that way). Processes are listed from
 //! the cpuset controller (every process of a step is in it), memory figures come from the memory
-//! controller, and the CPU count from `cpuset.effective_cpus`.
+//! controller, and the CPU count from `cpuset.effective_cpus`. CPU time comes from the cpuacct
+//! controller where SLURM made the step a cpuacct cgroup (`jobacct_gather/cgroup`), faults from
+//! the memory controller's `memory.stat` (see `cgroup_stat`).
 
-use super::{count_cpu_list, read_small, read_u64, step_dir_pids, CgroupStep, SampleError};
+use super::cgroup_stat::{parse_cpuacct_stat, parse_memory_stat_faults, CgroupCounters};
+use super::procfs::host_clk_tck;
+use super::{count_cpu_list, read_small, read_u64, CgroupStep, SampleError};
 use crate::job::{JobId, StepId};
 use std::path::{Path, PathBuf};
 
@@ -17,21 +21,34 @@ use std::path::{Path, PathBuf};
 pub struct CgroupV1 {
     root: PathBuf,
     slurm_dir: String,
+    /// USER_HZ, the unit of `cpuacct.stat`.
+    clk_tck: u64,
 }
 
 impl CgroupV1 {
     /// The node's hierarchy under `root` (e.g. `/sys/fs/cgroup`), if SLURM made one for it.
     pub fn detect(root: &Path, node: &str) -> Option<CgroupV1> {
         [format!("slurm_{node}"), "slurm".to_string()].into_iter().find_map(|dir| {
-            ["cpuset", "memory", "freezer"]
-                .iter()
-                .any(|c| root.join(c).join(&dir).is_dir())
-                .then(|| CgroupV1 { root: root.to_path_buf(), slurm_dir: dir })
+            ["cpuset", "memory", "freezer"].iter().any(|c| root.join(c).join(&dir).is_dir()).then(|| CgroupV1 {
+                root: root.to_path_buf(),
+                slurm_dir: dir,
+                clk_tck: host_clk_tck(),
+            })
         })
     }
 
     /// The step directories present now, with their processes, memory and CPU count.
     pub fn steps(&self) -> Result<Vec<CgroupStep>, SampleError> {
+        let mut steps = self.find_steps()?;
+        for step in &mut steps {
+            step.list_pids();
+        }
+        Ok(steps)
+    }
+
+    /// The step directories present now with their cgroup figures, processes not yet listed
+    /// (listing a large step costs more than all its counters: the sampler lists on a cadence).
+    pub fn find_steps(&self) -> Result<Vec<CgroupStep>, SampleError> {
         let controller = ["cpuset", "freezer", "memory"]
             .into_iter()
             .find(|c| self.root.join(c).join(&self.slurm_dir).is_dir())
@@ -58,21 +75,30 @@ impl CgroupV1 {
     }
 
     fn read_step(&self, job: JobId, step: StepId, uid: Option<u32>, controller: &str, rel: &Path) -> CgroupStep {
-        let pids = step_dir_pids(&self.root.join(controller).join(rel));
         let cpuset = self.root.join("cpuset").join(rel);
         let cpus = read_small(&cpuset.join("cpuset.effective_cpus"))
             .or_else(|| read_small(&cpuset.join("cpuset.cpus")))
             .map(|t| count_cpu_list(&t))
             .unwrap_or(0);
         let memory = self.root.join("memory").join(rel);
+        let cpu = read_small(&self.root.join("cpuacct").join(rel).join("cpuacct.stat"))
+            .and_then(|t| parse_cpuacct_stat(&t, self.clk_tck));
+        let faults = read_small(&memory.join("memory.stat")).and_then(|t| parse_memory_stat_faults(&t));
         CgroupStep {
             job,
             step,
             uid,
-            pids,
+            pids: Vec::new(),
+            pids_dir: Some(self.root.join(controller).join(rel)),
             cpus,
             mem_current_kib: read_u64(&memory.join("memory.usage_in_bytes")).map(|b| b / 1024),
             mem_peak_kib: read_u64(&memory.join("memory.max_usage_in_bytes")).map(|b| b / 1024),
+            counters: CgroupCounters {
+                cpu_user_us: cpu.map(|c| c.0),
+                cpu_sys_us: cpu.map(|c| c.1),
+                minor_faults: faults.map(|f| f.0),
+                major_faults: faults.map(|f| f.1),
+            },
         }
     }
 }
@@ -127,6 +153,13 @@ mod tests {
         // memory/.../step_batch/memory.usage_in_bytes 314572800, memory.max_usage_in_bytes 330301440
         assert_eq!(batch.mem_current_kib, Some(307_200));
         assert_eq!(batch.mem_peak_kib, Some(322_560));
+        // step_batch has no cpuacct cgroup and no memory.stat; step_0 has both:
+        // cpuacct.stat user 250, system 50 ticks; memory.stat total_pgfault 5000, total_pgmajfault 7.
+        assert_eq!(batch.counters, CgroupCounters::default());
+        let step0 = &steps[0];
+        let tck = host_clk_tck();
+        assert_eq!(step0.counters.cpu_us(), Some((250 * 1_000_000 / tck, 50 * 1_000_000 / tck)));
+        assert_eq!(step0.counters.faults(), Some((4_993, 7)));
     }
 
     #[test]

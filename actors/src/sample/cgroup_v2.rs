@@ -5,10 +5,12 @@
 //! (the `<node>_` prefix when several slurmds share a host). The job owner is not in the path;
 //! the server takes ownership from SLURM, not from the report, so `uid` is left unknown here.
 //! Most production clusters run this layout; the dev cluster runs v1, so this reader is proved
-//! on a tree laid out as SLURM makes it (`tests/fixtures/cgroup/v2/`).
+//! on a tree laid out as SLURM makes it (`tests/fixtures/cgroup/v2/`). CPU time and faults come
+//! from the step's own `cpu.stat` and `memory.stat` (see `cgroup_stat`).
 
+use super::cgroup_stat::{parse_cpu_stat_v2, parse_memory_stat_faults, CgroupCounters};
 use super::cgroup_v1::subdirs;
-use super::{count_cpu_list, read_small, read_u64, step_dir_pids, CgroupStep, SampleError};
+use super::{count_cpu_list, read_small, read_u64, CgroupStep, SampleError};
 use crate::job::{JobId, StepId};
 use std::path::{Path, PathBuf};
 
@@ -32,8 +34,17 @@ impl CgroupV2 {
             .map(|scope| CgroupV2 { scope })
     }
 
-    /// The step directories present now.
+    /// The step directories present now, processes listed.
     pub fn steps(&self) -> Result<Vec<CgroupStep>, SampleError> {
+        let mut steps = self.find_steps()?;
+        for step in &mut steps {
+            step.list_pids();
+        }
+        Ok(steps)
+    }
+
+    /// The step directories present now with their cgroup figures, processes not yet listed.
+    pub fn find_steps(&self) -> Result<Vec<CgroupStep>, SampleError> {
         let mut out = Vec::new();
         for job_dir in subdirs(&self.scope)? {
             let Some(job) = job_dir
@@ -57,14 +68,24 @@ impl CgroupV2 {
                     .or_else(|| read_small(&job_dir.join("cpuset.cpus.effective")))
                     .map(|t| count_cpu_list(&t))
                     .unwrap_or(0);
+                // cpu.stat is in every v2 cgroup; memory.stat where the memory controller is on.
+                let cpu = read_small(&step_dir.join("cpu.stat")).and_then(|t| parse_cpu_stat_v2(&t));
+                let faults = read_small(&step_dir.join("memory.stat")).and_then(|t| parse_memory_stat_faults(&t));
                 out.push(CgroupStep {
                     job: JobId(job),
                     step,
                     uid: None,
-                    pids: step_dir_pids(&step_dir),
+                    pids: Vec::new(),
+                    pids_dir: Some(step_dir.clone()),
                     cpus,
                     mem_current_kib: read_u64(&step_dir.join("memory.current")).map(|b| b / 1024),
                     mem_peak_kib: read_u64(&step_dir.join("memory.peak")).map(|b| b / 1024),
+                    counters: CgroupCounters {
+                        cpu_user_us: cpu.map(|c| c.0),
+                        cpu_sys_us: cpu.map(|c| c.1),
+                        minor_faults: faults.map(|f| f.0),
+                        major_faults: faults.map(|f| f.1),
+                    },
                 });
             }
         }
@@ -101,5 +122,10 @@ mod tests {
         assert_eq!(step0.mem_current_kib, Some(1_048_576));
         assert_eq!(step0.mem_peak_kib, Some(2_097_152));
         assert_eq!(step0.uid, None);
+        // step_0/cpu.stat user_usec 12000000, system_usec 500000; memory.stat pgfault 2048, pgmajfault 48
+        assert_eq!(step0.counters.cpu_us(), Some((12_000_000, 500_000)));
+        assert_eq!(step0.counters.faults(), Some((2_000, 48)));
+        // step_batch has neither file: nothing is made up.
+        assert_eq!(steps[1].counters, CgroupCounters::default());
     }
 }

@@ -1,15 +1,20 @@
 //! One sample of every job step of this node: the scraper's unit of work.
 //!
 //! Steps come from the node's cgroups (v1 or v2) where SLURM made them, else from slurmstepd
-//! process trees. For each step the processes' counters are summed (CPU including waited-for
-//! children, RSS, faults, I/O, threads), the cgroup's own memory figures and CPU count added,
-//! applications named, and GPU readings attributed. Buffers live in [`Sampler`] and are reused.
+//! process trees. CPU time and page faults come from the step's cgroup when it counts them
+//! (cheap, and it keeps what exited processes used); otherwise from the processes (CPU including
+//! waited-for children). RSS, I/O, threads and program names are summed over the step's live
+//! processes from readings kept between samples (`process_cache`): new processes are read at
+//! once, known ones round-robin within a per-sample budget, all of them every sample when the
+//! cgroup does not count CPU. The cgroup's memory figures and CPU count are added and GPU
+//! readings attributed. Buffers live in [`Sampler`] and are reused.
 
 use super::cgroup_v1::CgroupV1;
 use super::cgroup_v2::CgroupV2;
 use super::gpu::{allocated_from_environ, attribute, GpuSource};
+use super::process_cache::ProcessCache;
 use super::procfs::ProcRoot;
-use super::proctree::steps_from_tree;
+use super::proctree::steps_from_readings;
 use super::{CgroupStep, GpuReading, SampleError, StepSample};
 use crate::job::{JobId, StepId};
 use serde::Serialize;
@@ -74,7 +79,29 @@ pub struct Sampler {
     /// Steps never reported: the scraper's own step (and its own job when it is a scraper job).
     skip: SkipRule,
     gpu_failures: u64,
+    /// Last readings of the steps' processes.
+    cache: ProcessCache,
+    /// Known processes re-read per process scan beyond those that must be; `None`: every
+    /// process listed and read every sample.
+    process_budget: Option<usize>,
+    /// Steps whose cgroup counts CPU time are listed and their processes read every this many
+    /// samples (counters are read every sample).
+    scan_every: u64,
+    /// Samples taken so far.
+    samples_taken: u64,
+    /// Each step's processes as last listed.
+    last_pids: HashMap<(JobId, StepId), Vec<u32>>,
+    /// (pid, must read now) of this sample, reused.
+    live: Vec<(u32, bool)>,
+    /// slurmstepd titles by (pid, start time), process-tree mode: a title never changes.
+    stepd_titles: HashMap<(u32, u64), Option<(JobId, StepId)>>,
 }
+
+/// Known processes re-read per scan when the cgroup counts CPU time (`scrape.process_rereads_per_scan`).
+pub const DEFAULT_PROCESS_BUDGET: usize = 48;
+
+/// Samples per process scan when the cgroup counts CPU time (`scrape.process_scan_every`).
+pub const DEFAULT_SCAN_EVERY: u32 = 3;
 
 impl Sampler {
     /// A sampler over `proc_root` finding steps with `finder`.
@@ -92,7 +119,27 @@ impl Sampler {
             allocated_gpus: HashMap::new(),
             skip: Box::new(|_, _, _| false),
             gpu_failures: 0,
+            cache: ProcessCache::new(),
+            process_budget: Some(DEFAULT_PROCESS_BUDGET),
+            scan_every: u64::from(DEFAULT_SCAN_EVERY),
+            samples_taken: 0,
+            last_pids: HashMap::new(),
+            live: Vec::new(),
+            stepd_titles: HashMap::new(),
         }
+    }
+
+    /// Known processes re-read per scan where the cgroup counts CPU time; `None` lists and
+    /// reads every process every sample (exact, and what a one-off `--once` sample wants).
+    pub fn with_process_budget(mut self, budget: Option<usize>) -> Self {
+        self.process_budget = budget;
+        self
+    }
+
+    /// Where the cgroup counts CPU time, list and read processes every `every` samples (≥ 1).
+    pub fn with_scan_every(mut self, every: u32) -> Self {
+        self.scan_every = u64::from(every.max(1));
+        self
     }
 
     /// Steps for which `skip(job, step, pids)` holds are left out.
@@ -113,11 +160,48 @@ impl Sampler {
 
     /// One sample of every step now, stamped `at` (unix seconds).
     pub fn sample(&mut self, at: u64) -> Result<Vec<StepReading>, SampleError> {
-        let steps = match &self.finder {
-            StepFinder::CgroupV1(v1) => v1.steps()?,
-            StepFinder::CgroupV2(v2) => v2.steps()?,
-            StepFinder::ProcTree => steps_from_tree(&mut self.proc_root)?,
+        let tree_mode = matches!(self.finder, StepFinder::ProcTree);
+        let mut steps = match &self.finder {
+            StepFinder::CgroupV1(v1) => v1.find_steps()?,
+            StepFinder::CgroupV2(v2) => v2.find_steps()?,
+            StepFinder::ProcTree => self.steps_from_process_tree()?,
         };
+        let scan_due = self.process_budget.is_none() || self.samples_taken.is_multiple_of(self.scan_every);
+        self.samples_taken += 1;
+        let mut listed = Vec::with_capacity(steps.len());
+        for step in &mut steps {
+            let key = (step.job, step.step);
+            let list = tree_mode || scan_due || step.counters.cpu_us().is_none() || !self.last_pids.contains_key(&key);
+            if tree_mode {
+                // listed with the tree
+            } else if list {
+                step.list_pids();
+                self.last_pids.insert(key, step.pids.clone());
+            } else if let Some(pids) = self.last_pids.get(&key) {
+                step.pids.clone_from(pids);
+            }
+            listed.push(list);
+        }
+        let present: HashSet<(JobId, StepId)> = steps.iter().map(|s| (s.job, s.step)).collect();
+        self.last_pids.retain(|k, _| present.contains(k));
+        let mut kept = Vec::with_capacity(steps.len());
+        for (step, list) in steps.into_iter().zip(listed) {
+            if !(self.skip)(step.job, step.step, &step.pids) {
+                kept.push((step, list));
+            }
+        }
+        if !tree_mode {
+            self.live.clear();
+            for (step, list) in &kept {
+                let must = *list && (self.process_budget.is_none() || step.counters.cpu_us().is_none());
+                self.live.extend(step.pids.iter().map(|&pid| (pid, must)));
+            }
+            self.live.sort_unstable();
+            self.live.dedup_by_key(|entry| entry.0);
+            let budget = if scan_due { self.process_budget.unwrap_or(0) } else { 0 };
+            self.cache.refresh(&mut self.proc_root, &self.live, budget, true);
+        }
+        let steps: Vec<CgroupStep> = kept.into_iter().map(|(step, _)| step).collect();
         let devices = match self.gpu.as_mut().map(|g| g.read()) {
             Some(Ok(devices)) => devices,
             Some(Err(err)) => {
@@ -131,9 +215,6 @@ impl Sampler {
         };
         let mut out = Vec::with_capacity(steps.len());
         for step in steps {
-            if (self.skip)(step.job, step.step, &step.pids) {
-                continue;
-            }
             let mut reading = self.read_step(&step, at);
             if self.gpu.is_some() {
                 let allocated = self.allocated_gpus_of(&step);
@@ -146,7 +227,27 @@ impl Sampler {
         Ok(out)
     }
 
-    fn read_step(&mut self, step: &CgroupStep, at: u64) -> StepReading {
+    /// `proctrack/linuxproc`: every process is read (its CPU time has no other source), then
+    /// steps are the slurmstepd trees among them. Titles are read once per slurmstepd.
+    fn steps_from_process_tree(&mut self) -> Result<Vec<CgroupStep>, SampleError> {
+        let mut pids = self.proc_root.pids()?;
+        pids.sort_unstable();
+        self.live.clear();
+        self.live.extend(pids.iter().map(|&pid| (pid, true)));
+        self.cache.refresh(&mut self.proc_root, &self.live, 0, true);
+        let (proc_root, titles) = (&mut self.proc_root, &mut self.stepd_titles);
+        let steps = steps_from_readings(self.cache.readings(), |r| {
+            *titles
+                .entry((r.pid, r.start_ticks))
+                .or_insert_with(|| proc_root.cmdline(r.pid).as_deref().and_then(super::proctree::parse_stepd_title))
+        });
+        let stepds: HashSet<(u32, u64)> =
+            self.cache.readings().filter(|r| r.comm == "slurmstepd").map(|r| (r.pid, r.start_ticks)).collect();
+        self.stepd_titles.retain(|k, _| stepds.contains(k));
+        Ok(steps)
+    }
+
+    fn read_step(&self, step: &CgroupStep, at: u64) -> StepReading {
         let mut ticks_user = 0u64;
         let mut ticks_sys = 0u64;
         let mut rss_pages = 0u64;
@@ -155,7 +256,7 @@ impl Sampler {
         let mut write_bytes = 0u64;
         let mut apps = BTreeSet::new();
         for &pid in &step.pids {
-            let Some(p) = self.proc_root.read_process(pid, true) else {
+            let Some(p) = self.cache.get(pid) else {
                 continue; // ended between the listing and the read
             };
             ticks_user += p.utime_ticks + p.cutime_ticks;
@@ -168,12 +269,19 @@ impl Sampler {
             read_bytes += p.read_bytes;
             write_bytes += p.write_bytes;
             if !self.ignored_apps.contains(&p.comm) && !apps.contains(&p.comm) {
-                apps.insert(p.comm);
+                apps.insert(p.comm.clone());
             }
         }
-        let tck = self.proc_root.clk_tck();
-        sample.cpu_user_cs = ticks_user * 100 / tck;
-        sample.cpu_sys_cs = ticks_sys * 100 / tck;
+        match step.counters.cpu_us() {
+            Some((user_us, sys_us)) => (sample.cpu_user_cs, sample.cpu_sys_cs) = (user_us / 10_000, sys_us / 10_000),
+            None => {
+                let tck = self.proc_root.clk_tck();
+                (sample.cpu_user_cs, sample.cpu_sys_cs) = (ticks_user * 100 / tck, ticks_sys * 100 / tck);
+            }
+        }
+        if let Some((minor, major)) = step.counters.faults() {
+            (sample.minor_faults, sample.major_faults) = (minor, major);
+        }
         sample.rss_kib = rss_pages * self.proc_root.page_kib();
         sample.read_kib = read_bytes / 1024;
         sample.write_kib = write_bytes / 1024;
@@ -247,6 +355,60 @@ mod tests {
         // step_0's pids 40000, 40001 are not in proc/: vanished processes are skipped, not errors.
         let step0 = readings.iter().find(|r| r.step == StepId(0)).unwrap();
         assert_eq!(step0.sample.processes, 0);
+        // ...but its cgroup counted CPU time and faults, exited processes included:
+        // cpuacct/.../step_0/cpuacct.stat user 250, system 50 ticks (USER_HZ of this host);
+        // memory/.../step_0/memory.stat total_pgfault 5000, total_pgmajfault 7.
+        let tck = crate::sample::procfs::host_clk_tck();
+        assert_eq!((step0.sample.cpu_user_cs, step0.sample.cpu_sys_cs), (250 * 100 / tck, 50 * 100 / tck));
+        assert_eq!((step0.sample.minor_faults, step0.sample.major_faults), (4_993, 7));
+    }
+
+    #[test]
+    fn steps_whose_cgroup_counts_cpu_are_listed_on_the_scan_cadence_others_every_sample() {
+        let dir = std::env::temp_dir().join(format!("tw-scan-cadence-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let scope = dir.join("system.slice/slurmstepd.scope");
+        let counted = scope.join("job_1/step_0");
+        let uncounted = scope.join("job_2/step_0");
+        for d in [&counted, &uncounted] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("cgroup.procs"), "31516\n").unwrap();
+        }
+        std::fs::write(scope.join("cgroup.controllers"), "cpuset cpu memory\n").unwrap();
+        std::fs::write(counted.join("cpu.stat"), "usage_usec 3\nuser_usec 2\nsystem_usec 1\n").unwrap();
+        let proc_root = ProcRoot::with_units(fixtures().join("proc"), 100, 4);
+        let finder = StepFinder::detect(&dir, "n1");
+        assert_eq!(finder.name(), "cgroup_v2");
+        let mut sampler = Sampler::new(proc_root, finder, &[], None).with_scan_every(3);
+        let processes =
+            |readings: &[StepReading]| -> Vec<u32> { readings.iter().map(|r| r.sample.processes).collect() };
+        assert_eq!(processes(&sampler.sample(1).unwrap()), [1, 1]);
+        // A second process joins both steps (proc/ fixture pid 31517).
+        for d in [&counted, &uncounted] {
+            std::fs::write(d.join("cgroup.procs"), "31516\n31517\n").unwrap();
+        }
+        // Samples 2 and 3: job 1 (CPU counted by its cgroup) keeps its listing; job 2 is listed.
+        assert_eq!(processes(&sampler.sample(2).unwrap()), [1, 2]);
+        let third = sampler.sample(3).unwrap();
+        assert_eq!(processes(&third), [1, 2]);
+        assert_eq!(third[0].sample.cpu_user_cs, 0, "2 µs of user time is 0 cs, taken from cpu.stat");
+        // Sample 4: the scan is due, job 1 is listed again.
+        assert_eq!(processes(&sampler.sample(4).unwrap()), [2, 2]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_process_tree_finder_reads_each_process_once_and_names_steps() {
+        let proc_root = ProcRoot::with_units(fixtures().join("proc"), 100, 4);
+        let mut sampler = Sampler::new(proc_root, StepFinder::ProcTree, &[], None);
+        for at in [1, 2] {
+            let readings = sampler.sample(at).unwrap();
+            let ids: Vec<String> = readings.iter().map(|r| format!("{}.{}", r.job, r.step)).collect();
+            assert_eq!(ids, ["14.batch", "14.extern"]);
+            // 14.batch = 31511, 31515, 31516, 31517 (proc/ fixture): CPU from the processes.
+            assert_eq!(readings[0].sample.processes, 4);
+            assert!(readings[0].sample.cpu_user_cs >= 1506);
+        }
     }
 
     #[test]
@@ -262,6 +424,13 @@ mod tests {
         // proc/31516/environ: SLURM_JOB_ID=14, SLURM_STEP_GPUS=0,1; two_gpus.json: pid 31516 on GPU 0.
         assert_eq!(batch.gpus.len(), 2);
         assert!(batch.gpus[0].in_use_by_step && !batch.gpus[1].in_use_by_step);
+    }
+
+    #[test]
+    fn the_sampler_defaults_are_the_configuration_defaults() {
+        let scrape = turingwatch_config::Config::default().scrape;
+        assert_eq!(scrape.process_rereads_per_scan as usize, DEFAULT_PROCESS_BUDGET);
+        assert_eq!(scrape.process_scan_every, DEFAULT_SCAN_EVERY);
     }
 
     #[test]

@@ -5,19 +5,25 @@
 //! them) so a lost sample loses no CPU time: rates come from differences.
 //!
 //! Submodules: `procfs` (per-process counters), `cgroup_v1`/`cgroup_v2` (which processes form a
-//! step, its memory and cpuset), `proctree` (steps from `slurmstepd: [job.step]` process trees
-//! on `proctrack/linuxproc` clusters), `gpu` (NVML behind a trait, and a recorded source),
-//! `collect` (one sample of every step of the node).
+//! step, its memory and cpuset), `cgroup_stat` (CPU time and faults the step's cgroup counts),
+//! `process_cache` (per-process readings kept between samples, refreshed on a budget),
+//! `proctree` (steps from `slurmstepd: [job.step]` process trees on `proctrack/linuxproc`
+//! clusters), `gpu` (NVML behind a trait, and a recorded source), `collect` (one sample of every
+//! step of the node).
 
+pub mod cgroup_stat;
 pub mod cgroup_v1;
 pub mod cgroup_v2;
 pub mod collect;
 pub mod gpu;
+pub mod process_cache;
 pub mod procfs;
 pub mod proctree;
 mod record;
 
 pub use record::{GpuReading, StepSample};
+
+pub use cgroup_stat::CgroupCounters;
 
 use crate::job::{JobId, StepId};
 use std::path::{Path, PathBuf};
@@ -37,12 +43,26 @@ pub struct CgroupStep {
     pub step: StepId,
     /// Owner from the path (`uid_<u>`, v1 only).
     pub uid: Option<u32>,
-    /// Processes in the step's cgroup and its sub-cgroups, ascending.
+    /// Processes in the step's cgroup and its sub-cgroups, ascending (empty until listed).
     pub pids: Vec<u32>,
+    /// The cgroup directory whose `cgroup.procs` (and sub-cgroups') list the step's processes;
+    /// `None` in process-tree mode, where `pids` come with the step.
+    pub pids_dir: Option<PathBuf>,
     /// CPUs in the step's cpuset; 0 when unknown.
     pub cpus: u32,
     pub mem_current_kib: Option<u64>,
     pub mem_peak_kib: Option<u64>,
+    /// CPU time and faults as the cgroup counts them (absent in process-tree mode).
+    pub counters: CgroupCounters,
+}
+
+impl CgroupStep {
+    /// Lists the step's processes from its cgroup (a no-op in process-tree mode).
+    pub fn list_pids(&mut self) {
+        if let Some(dir) = &self.pids_dir {
+            self.pids = step_dir_pids(dir);
+        }
+    }
 }
 
 /// Counts the CPUs of a list such as `0-3,8,10-11` (7). Malformed parts count nothing.

@@ -1,12 +1,15 @@
 //! Per-process readings from the proc file system (`/proc/<pid>/stat` and `/proc/<pid>/io`).
 //!
-//! Sampling cost is a feature: a sample reads two small files per process of a step, into one
-//! reused buffer, and parses them without allocating (except the short `comm`). The root is a
-//! parameter so tests read recorded trees from `tests/fixtures/proc/`. A pid that vanishes
-//! between listing and reading is skipped (`Ok(None)`), never an error: processes end all the time.
+//! Sampling cost is a feature: reading a process costs three system calls per file (open, one
+//! read into a reused buffer, close; std's `read_to_end` adds a `statx` and an EOF probe), the
+//! path is built in a reused byte buffer, and parsing works on bytes without allocating. The
+//! root is a parameter so tests read recorded trees from `tests/fixtures/proc/`. A pid that
+//! vanishes between listing and reading is skipped (`None`), never an error: processes end all
+//! the time. Callers that keep readings between samples ([`ProcRoot::read_process_into`]) pay
+//! for the `comm` string only when it changes.
 
 use super::SampleError;
-use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// What one process contributes to its step's sample. Times are clock ticks.
@@ -16,6 +19,8 @@ pub struct ProcessReading {
     pub ppid: u32,
     /// Kernel command name (at most 15 bytes).
     pub comm: String,
+    /// Start time after boot, clock ticks: tells a reused pid from the process seen before.
+    pub start_ticks: u64,
     pub utime_ticks: u64,
     pub stime_ticks: u64,
     /// CPU time of children that exited and were waited for.
@@ -36,56 +41,99 @@ pub struct ProcessReading {
 /// Parses `/proc/<pid>/stat`. `comm` may hold spaces and parentheses, so it is taken between the
 /// first `(` and the last `)`; the numbered fields follow. Returns `None` for malformed text.
 pub fn parse_stat(text: &str) -> Option<ProcessReading> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
+    let mut reading = ProcessReading::default();
+    parse_stat_into(text.as_bytes(), &mut reading).then_some(reading)
+}
+
+/// [`parse_stat`] into an existing reading; `comm` is replaced only when it differs. On `false`
+/// (malformed) the reading is left in an unspecified but valid state.
+pub fn parse_stat_into(text: &[u8], out: &mut ProcessReading) -> bool {
+    let (Some(open), Some(close)) = (text.iter().position(|&b| b == b'('), text.iter().rposition(|&b| b == b')'))
+    else {
+        return false;
+    };
     if close < open {
-        return None;
+        return false;
     }
-    let pid: u32 = text[..open].trim().parse().ok()?;
-    let comm = text[open + 1..close].to_string();
-    // Fields after ") " start with field 3 (state); index i here is field i + 3.
-    let mut fields = text[close + 1..].split_ascii_whitespace();
-    let mut next = |skip: usize| -> Option<u64> { fields.nth(skip)?.parse().ok() };
-    let ppid = next(1)?; // field 4
-    let minflt = next(5)?; // field 10
-    let cminflt = next(0)?;
-    let majflt = next(0)?;
-    let cmajflt = next(0)?;
-    let utime = next(0)?; // field 14
-    let stime = next(0)?;
-    let cutime = next(0)?;
-    let cstime = next(0)?; // field 17
-    let threads = next(2)?; // field 20
-    let rss = next(3)?; // field 24
-    Some(ProcessReading {
-        pid,
-        ppid: u32::try_from(ppid).ok()?,
-        comm,
-        utime_ticks: utime,
-        stime_ticks: stime,
-        cutime_ticks: cutime,
-        cstime_ticks: cstime,
-        minor_faults: minflt + cminflt,
-        major_faults: majflt + cmajflt,
-        threads: u32::try_from(threads).unwrap_or(u32::MAX),
-        rss_pages: rss,
-        read_bytes: 0,
-        write_bytes: 0,
-    })
+    let Some(pid) = parse_u64(trim(&text[..open])).and_then(|p| u32::try_from(p).ok()) else {
+        return false;
+    };
+    // Fields after ") " start with field 3 (state); field k is at index k - 3.
+    let mut values = [0u64; 22];
+    let mut fields = text[close + 1..].split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
+    let Some(_state) = fields.next() else {
+        return false;
+    };
+    for value in &mut values[1..] {
+        match fields.next() {
+            // Negative fields (priority, nice) are never used; they parse as 0.
+            Some(f) if f.first() == Some(&b'-') => *value = 0,
+            Some(f) => match parse_u64(f) {
+                Some(v) => *value = v,
+                None => return false,
+            },
+            None => return false,
+        }
+    }
+    let field = |k: usize| values[k - 3];
+    let Ok(ppid) = u32::try_from(field(4)) else {
+        return false;
+    };
+    let comm = &text[open + 1..close];
+    if out.comm.as_bytes() != comm {
+        out.comm = String::from_utf8_lossy(comm).into_owned();
+    }
+    out.pid = pid;
+    out.ppid = ppid;
+    out.minor_faults = field(10) + field(11);
+    out.major_faults = field(12) + field(13);
+    out.utime_ticks = field(14);
+    out.stime_ticks = field(15);
+    out.cutime_ticks = field(16);
+    out.cstime_ticks = field(17);
+    out.threads = u32::try_from(field(20)).unwrap_or(u32::MAX);
+    out.start_ticks = field(22);
+    out.rss_pages = field(24);
+    true
 }
 
 /// Parses `/proc/<pid>/io` into (`rchar`, `wchar`).
 pub fn parse_io(text: &str) -> (u64, u64) {
+    parse_io_bytes(text.as_bytes())
+}
+
+fn parse_io_bytes(text: &[u8]) -> (u64, u64) {
     let mut rchar = 0;
     let mut wchar = 0;
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("rchar:") {
-            rchar = v.trim().parse().unwrap_or(0);
-        } else if let Some(v) = line.strip_prefix("wchar:") {
-            wchar = v.trim().parse().unwrap_or(0);
+    for line in text.split(|&b| b == b'\n') {
+        if let Some(v) = line.strip_prefix(b"rchar:") {
+            rchar = parse_u64(trim(v)).unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix(b"wchar:") {
+            wchar = parse_u64(trim(v)).unwrap_or(0);
+            break; // wchar follows rchar
         }
     }
     (rchar, wchar)
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &bytes[start..end.max(start)]
+}
+
+/// A decimal number of at most 20 digits; `None` for anything else (or overflow).
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// A proc file system at some root, with the host's clock tick rate and page size.
@@ -94,9 +142,10 @@ pub struct ProcRoot {
     root: PathBuf,
     clk_tck: u64,
     page_kib: u64,
-    buf: String,
+    /// Contents of the file read last.
     bytes: Vec<u8>,
-    path: PathBuf,
+    /// `<root>/<pid>/<name>\0`, rebuilt in place for every read.
+    path: Vec<u8>,
 }
 
 impl ProcRoot {
@@ -111,9 +160,8 @@ impl ProcRoot {
             root: root.into(),
             clk_tck: clk_tck.max(1),
             page_kib: page_kib.max(1),
-            buf: String::new(),
-            bytes: Vec::new(),
-            path: PathBuf::new(),
+            bytes: Vec::with_capacity(4096),
+            path: Vec::with_capacity(64),
         }
     }
 
@@ -139,75 +187,109 @@ impl ProcRoot {
         Ok(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
     }
 
-    /// Reads one process; `Ok(None)` when it has gone (or its stat is unreadable/malformed).
+    /// Reads one process; `None` when it has gone (or its stat is unreadable/malformed).
     pub fn read_process(&mut self, pid: u32, with_io: bool) -> Option<ProcessReading> {
-        if !self.read_file(pid, "stat") {
-            return None;
-        }
-        let mut reading = parse_stat(&self.buf)?;
-        if with_io && self.read_file(pid, "io") {
-            (reading.read_bytes, reading.write_bytes) = parse_io(&self.buf);
-        }
-        Some(reading)
+        let mut reading = ProcessReading::default();
+        self.read_process_into(pid, with_io, &mut reading).then_some(reading)
     }
 
-    /// The command line of a process with NULs turned into spaces, if readable.
-    pub fn cmdline(&mut self, pid: u32) -> Option<String> {
-        if !self.read_file(pid, "cmdline") {
-            return None;
+    /// Reads one process into `out` (reusing its `comm`); false when it has gone. Without
+    /// `with_io`, or when `io` is unreadable, the I/O counters are set to 0.
+    pub fn read_process_into(&mut self, pid: u32, with_io: bool, out: &mut ProcessReading) -> bool {
+        if !self.read_file(pid, b"stat") || !parse_stat_into(&self.bytes, out) {
+            return false;
         }
-        Some(self.buf.trim_end_matches('\0').replace('\0', " "))
+        (out.read_bytes, out.write_bytes) =
+            if with_io && self.read_file(pid, b"io") { parse_io_bytes(&self.bytes) } else { (0, 0) };
+        true
     }
 
-    /// The environment of a process as (name, value) pairs, if readable.
-    pub fn environ(&mut self, pid: u32) -> Option<Vec<(String, String)>> {
-        if !self.read_file(pid, "environ") {
-            return None;
-        }
+    /// The command line of a process, arguments joined by spaces, if readable. Read rarely (a
+    /// slurmstepd's title once), so through the `procfs` crate.
+    pub fn cmdline(&self, pid: u32) -> Option<String> {
+        let process = procfs::process::Process::new_with_root(self.root.join(pid.to_string())).ok()?;
+        Some(process.cmdline().ok()?.join(" "))
+    }
+
+    /// The environment of a process as (name, value) pairs, if readable (once per step, for its
+    /// GPU allocation; through the `procfs` crate).
+    pub fn environ(&self, pid: u32) -> Option<Vec<(String, String)>> {
+        let process = procfs::process::Process::new_with_root(self.root.join(pid.to_string())).ok()?;
+        let env = process.environ().ok()?;
         Some(
-            self.buf
-                .split('\0')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+            env.into_iter()
+                .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
                 .collect(),
         )
     }
 
     /// Reads `<root>/<pid>/<name>` into the reused buffer; false when absent or unreadable.
-    fn read_file(&mut self, pid: u32, name: &str) -> bool {
-        use std::fmt::Write as _;
+    fn read_file(&mut self, pid: u32, name: &[u8]) -> bool {
         self.path.clear();
-        self.path.push(&self.root);
-        let mut leaf = String::with_capacity(24);
-        let _ = write!(leaf, "{pid}/{name}");
-        self.path.push(leaf);
-        self.bytes.clear();
-        let read = std::fs::File::open(&self.path).and_then(|mut file| file.read_to_end(&mut self.bytes));
-        if read.is_err() {
+        self.path.extend_from_slice(self.root.as_os_str().as_bytes());
+        self.path.push(b'/');
+        push_decimal(&mut self.path, pid);
+        self.path.push(b'/');
+        self.path.extend_from_slice(name);
+        self.path.push(0);
+        if self.root.as_os_str().as_bytes().contains(&0) {
             return false;
         }
-        self.buf.clear();
-        match std::str::from_utf8(&self.bytes) {
-            Ok(text) => self.buf.push_str(text),
-            // comm, cmdline and environ may hold bytes that are not UTF-8: keep what decodes.
-            Err(_) => self.buf.push_str(&String::from_utf8_lossy(&self.bytes)),
+        // SAFETY: `path` is NUL-terminated (pushed above) and has no interior NUL (the root was
+        // checked, the digits and name have none); open only reads it.
+        let fd = unsafe { libc::open(self.path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return false;
         }
-        true
+        self.bytes.clear();
+        let ok = loop {
+            if self.bytes.capacity() - self.bytes.len() < 1024 {
+                self.bytes.reserve(self.bytes.capacity().max(4096));
+            }
+            let spare = self.bytes.capacity() - self.bytes.len();
+            // SAFETY: the pointer is the start of the vector's spare capacity, valid for `spare`
+            // bytes; read writes at most that many.
+            let n = unsafe { libc::read(fd, self.bytes.as_mut_ptr().add(self.bytes.len()).cast(), spare) };
+            if n < 0 {
+                break false;
+            }
+            let n = n as usize;
+            // SAFETY: read initialised the `n` bytes after the old length, within capacity.
+            unsafe { self.bytes.set_len(self.bytes.len() + n) };
+            // A proc file of one record (stat, io) arrives in one read when it fits: a short read
+            // is the end (seq_file fills the buffer while there is output).
+            if n == 0 || n < spare {
+                break true;
+            }
+        };
+        // SAFETY: fd is a descriptor we opened above and close exactly once.
+        unsafe { libc::close(fd) };
+        ok
     }
 }
 
-/// CLK_TCK of this host (from sysconf, not assumed).
+fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// CLK_TCK (USER_HZ) of this host, the unit of `stat` times and `cpuacct.stat`.
 pub fn host_clk_tck() -> u64 {
-    // SAFETY: sysconf has no preconditions; it only reads a system constant.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
+    procfs::ticks_per_second().max(1)
 }
 
 /// Page size of this host in bytes.
 pub fn host_page_bytes() -> u64 {
-    // SAFETY: sysconf has no preconditions; it only reads a system constant.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+    procfs::page_size().max(1)
 }
 
 #[cfg(test)]
@@ -245,6 +327,28 @@ mod tests {
         let io = "rchar: 6976\nwchar: 1048576\nsyscr: 12\nsyscw: 3\nread_bytes: 0\nwrite_bytes: 4096\n";
         assert_eq!(parse_io(io), (6976, 1_048_576));
         assert_eq!(parse_io("garbage"), (0, 0));
+    }
+
+    #[test]
+    fn reading_into_a_kept_reading_replaces_comm_only_when_it_changed() {
+        let mut r = parse_stat(STAT).unwrap();
+        let before = r.comm.as_ptr();
+        assert!(parse_stat_into(STAT.as_bytes(), &mut r));
+        assert_eq!(r.comm.as_ptr(), before, "same comm: no new string");
+        assert!(parse_stat_into(STAT.replace("(sleep)", "(python3)").as_bytes(), &mut r));
+        assert_eq!((r.comm.as_str(), r.start_ticks), ("python3", 1234));
+        assert!(!parse_stat_into(b"31516 (x) S 1 notanumber", &mut r));
+    }
+
+    #[test]
+    fn this_process_is_read_from_the_real_proc() {
+        let mut root = ProcRoot::new("/proc");
+        let me = std::process::id();
+        let r = root.read_process(me, true).unwrap();
+        assert_eq!(r.pid, me);
+        assert!(r.threads >= 1 && r.rss_pages > 0 && r.start_ticks > 0);
+        assert!(root.cmdline(me).is_some_and(|c| !c.is_empty()));
+        assert!(root.environ(me).is_some());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! descendants. This is the original scraper's way; it costs a read of every process's `stat`
 //! per sample, which is why cgroups are preferred where SLURM made them.
 
-use super::procfs::ProcRoot;
+use super::procfs::{ProcRoot, ProcessReading};
 use super::{CgroupStep, SampleError};
 use crate::job::{JobId, StepId};
 use std::collections::HashMap;
@@ -18,19 +18,31 @@ pub fn parse_stepd_title(cmdline: &str) -> Option<(JobId, StepId)> {
     Some((JobId(job.parse().ok()?), StepId::parse(step)?))
 }
 
-/// Steps found from the process tree: each slurmstepd with all its descendants.
+/// Steps found from the process tree: each slurmstepd with all its descendants, reading every
+/// process once (the sampler keeps readings between samples and uses [`steps_from_readings`]).
 pub fn steps_from_tree(proc_root: &mut ProcRoot) -> Result<Vec<CgroupStep>, SampleError> {
-    let pids = proc_root.pids()?;
+    let mut readings = Vec::new();
+    for pid in proc_root.pids()? {
+        if let Some(reading) = proc_root.read_process(pid, false) {
+            readings.push(reading);
+        }
+    }
+    Ok(steps_from_readings(readings.iter(), |r| proc_root.cmdline(r.pid).as_deref().and_then(parse_stepd_title)))
+}
+
+/// Steps from readings of every process: each process named `slurmstepd` whose title
+/// (`title(reading)`, the parsed command line) names a step, with all its descendants.
+pub fn steps_from_readings<'a>(
+    readings: impl Iterator<Item = &'a ProcessReading>,
+    mut title: impl FnMut(&ProcessReading) -> Option<(JobId, StepId)>,
+) -> Vec<CgroupStep> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut stepds = Vec::new();
-    for pid in pids {
-        let Some(reading) = proc_root.read_process(pid, false) else {
-            continue;
-        };
-        children.entry(reading.ppid).or_default().push(pid);
+    for reading in readings {
+        children.entry(reading.ppid).or_default().push(reading.pid);
         if reading.comm == "slurmstepd" {
-            if let Some((job, step)) = proc_root.cmdline(pid).as_deref().and_then(parse_stepd_title) {
-                stepds.push((pid, job, step));
+            if let Some((job, step)) = title(reading) {
+                stepds.push((reading.pid, job, step));
             }
         }
     }
@@ -45,10 +57,20 @@ pub fn steps_from_tree(proc_root: &mut ProcRoot) -> Result<Vec<CgroupStep>, Samp
             next += 1;
         }
         pids.sort_unstable();
-        out.push(CgroupStep { job, step, uid: None, pids, cpus: 0, mem_current_kib: None, mem_peak_kib: None });
+        out.push(CgroupStep {
+            job,
+            step,
+            uid: None,
+            pids,
+            pids_dir: None,
+            cpus: 0,
+            mem_current_kib: None,
+            mem_peak_kib: None,
+            counters: Default::default(),
+        });
     }
     out.sort_by_key(|s| (s.job, s.step));
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
