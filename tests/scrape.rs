@@ -183,3 +183,44 @@ fn the_user_mode_template_scrapes_the_users_own_job_into_a_private_server() {
     let apps = store.apps_of_job(turingwatch::job::JobId(job)).unwrap();
     assert!(apps.contains(&(workload.step, "python3".to_string())), "{apps:?}");
 }
+
+#[test]
+fn a_server_running_the_distributor_places_scrapers_and_cancels_them_on_sigterm() {
+    if !cluster() {
+        return;
+    }
+    let setup = Setup::new(
+        "a_server_running_the_distributor_places_scrapers_and_cancels_them_on_sigterm",
+        18214,
+        "in_server = true\n",
+    );
+    let burn_log = setup.dir.join("burn.log");
+    // Long enough to outlive a scraper job pending behind other tests' jobs (then cancelled).
+    let burner = python_job("alice", Some("n1"), "200M", &burner_program(110, &burn_log));
+    wait_running(burner, Duration::from_secs(90));
+    let server = setup.server();
+    let name = "tw-test-18214";
+    let squeue_ours = || {
+        let out = run(std::process::Command::new("squeue").args(["-h", "-n", name, "-o", "%i %N %T"]));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let placed = crate::util::eventually(Duration::from_secs(90), || squeue_ours().contains("n1 RUNNING"));
+    assert!(placed, "the server's allocation actor placed no scraper on n1: {}\n{}", squeue_ours(), setup.server_log());
+    let metrics_show_it = crate::util::eventually(Duration::from_secs(20), || {
+        let out = run(std::process::Command::new("curl").args(["-sf", &format!("{}/metrics", setup.url())]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("turingwatch_scraper_jobs{state=\"running\"}") && !l.ends_with(" 0"))
+    });
+    assert!(metrics_show_it, "/metrics does not count the running scraper job");
+    // Samples flow while the burner runs; then SIGTERM must cancel the scraper jobs.
+    std::thread::sleep(Duration::from_secs(6));
+    server.stop();
+    let left = crate::util::eventually(Duration::from_secs(30), || squeue_ours().is_empty());
+    assert!(left, "scraper jobs left after the server stopped: {}", squeue_ours());
+    let log = setup.server_log();
+    assert!(log.contains("cancelling our scraper jobs"), "{log}");
+    cancel(burner);
+    let samples = step_samples(&setup.store(), burner, StepId::BATCH, "n1");
+    assert!(samples.len() >= 3, "only {} burner samples reached the server; log:\n{log}", samples.len());
+}

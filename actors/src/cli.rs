@@ -251,14 +251,14 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             println!("users {} jobs {} period {}", seeded.users, seeded.jobs, seeded.period_start);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Server => crate::system::run_server(config.clone()),
+        Command::Server => crate::system::run_server(
+            config.clone(),
+            crate::allocator::DistributeOptions { config_path: config_path(&loaded.source), ..Default::default() },
+        ),
         Command::Distribute(args) => crate::allocator::run(
             config,
             &crate::allocator::DistributeOptions {
-                config_path: match &loaded.source {
-                    Source::File(path) => Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())),
-                    Source::Defaults => None,
-                },
+                config_path: config_path(&loaded.source),
                 only_nodes: args.only_nodes,
                 scraper_output: args.scraper_output,
             },
@@ -303,4 +303,12 @@ fn install_panic_exit() {
         default_hook(info);
         std::process::exit(1);
     }));
+}
+
+/// The configuration file as scraper jobs on other nodes should name it (absolute).
+fn config_path(source: &Source) -> Option<std::path::PathBuf> {
+    match source {
+        Source::File(path) => Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())),
+        Source::Defaults => None,
+    }
 }

@@ -150,7 +150,7 @@ impl Metrics {
         metric(
             "scraper_jobs_failed_total",
             "counter",
-            "Scraper allocations that failed or timed out.",
+            "Scraper allocations that failed or timed out (counted when the distributor runs in the server).",
             &one(self.scraper_jobs_failed_total.get()),
         );
         metric("mails_queued", "gauge", "Mails waiting in the outbox.", &one(self.mails_queued.get()));

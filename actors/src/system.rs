@@ -21,14 +21,15 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
-/// Runs `turingwatch server` until SIGTERM/SIGINT.
-pub fn run_server(config: Config) -> anyhow::Result<ExitCode> {
+/// Runs `turingwatch server` until SIGTERM/SIGINT. `distribute` is what the allocation actor
+/// hands scraper jobs when it runs inside the server (`[distributor] in_server`).
+pub fn run_server(config: Config, distribute: crate::allocator::DistributeOptions) -> anyhow::Result<ExitCode> {
     let system = actix::System::new();
-    system.block_on(serve(config))?;
+    system.block_on(serve(config, distribute))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, distribute: crate::allocator::DistributeOptions) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let shared = Shared { config: Arc::new(config), store, metrics: Arc::new(Metrics::default()) };
     tracing::info!(path = %shared.store.path().display(), "store open");
@@ -44,8 +45,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
     let rollover = crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]);
     let rollover = actix::Supervisor::start(move |_| rollover);
-    // Subscribers to JobsImported (allocator, rollover) are added here as they are wired.
-    let _accounting = crate::accounting::start(&shared, vec![rollover.clone().recipient()]);
+    // The accounting importer publishes `JobsImported` to the rollover and, when the
+    // distributor runs in the server, to the allocation actor (nodes with running jobs).
+    let allocator = shared
+        .config
+        .distributor
+        .in_server
+        .then(|| crate::allocator::start(shared.config.clone(), distribute, Some(shared.metrics.clone())));
+    let mut subscribers = vec![rollover.clone().recipient()];
+    subscribers.extend(allocator.iter().map(|a| a.clone().recipient()));
+    let _accounting = crate::accounting::start(&shared, subscribers);
 
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();
@@ -76,6 +85,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new reports, finishing what is in flight");
     handle.stop(true).await;
     let _ = server_task.await;
+    if let Some(allocator) = allocator {
+        let cancelled = tokio::time::timeout(Duration::from_secs(30), allocator.send(crate::allocator::CancelScrapers));
+        if cancelled.await.is_err() {
+            tracing::warn!("cancelling scraper jobs took over 30 s; `scancel -n <job_name>` cleans up");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -157,6 +157,9 @@ pub struct DistributorConfig {
     pub backoff_max: Span,
     /// Time between distribution rounds.
     pub round_interval: Span,
+    /// Run the distributor inside `turingwatch server` (rounds also start after each accounting
+    /// import) instead of as its own `turingwatch distribute` service.
+    pub in_server: bool,
 }
 
 impl Default for DistributorConfig {
@@ -171,6 +174,7 @@ impl Default for DistributorConfig {
             backoff_initial: Span::secs(60),
             backoff_max: Span::secs(3_600),
             round_interval: Span::secs(60),
+            in_server: false,
         }
     }
 }

@@ -1,26 +1,16 @@
-//! The distributor (`turingwatch distribute`): places short scraper jobs on busy nodes through
-//! SLURM, so every node with running jobs is sampled in turn.
+//! A distributor's round state, pure (times are passed in) so it is unit-tested without SLURM.
 //!
-//! Each round takes the nodes with running jobs from squeue, busiest first (they know about the
-//! most jobs), and gives every node two chances: a node whose submission fails or whose job is
-//! still pending after `allocation_timeout` (then cancelled) goes to the back of the round's
-//! queue once, and its failures back off exponentially across rounds. At most
-//! `scrape.concurrent_nodes` scraper jobs are pending or running at once. Scraper jobs are
-//! named `distributor.job_name`, pinned with `--nodelist`, one CPU, small memory, time limit
-//! `time_per_node + 1 min`, with an account/partition the service account may use. On restart
-//! the distributor adopts its own scraper jobs from squeue instead of duplicating them; on stop
-//! it cancels every scraper job it knows. The round logic ([`Rounds`]) is pure and unit-tested;
-//! [`run`] drives it with SLURM's commands.
+//! Each round takes the nodes with running jobs, busiest first (they know about the most jobs),
+//! and gives every node two chances: a node whose submission fails or whose job is still pending
+//! after the allocation timeout (then cancelled) goes to the back of the round's queue once, and
+//! its failures back off exponentially across rounds. At most `limit` scraper jobs are pending
+//! or running at once. Scraper jobs found in squeue but unknown here are adopted (a restart).
 
 use crate::job::JobId;
-use crate::slurm::queue::{self, QueuedJob, ScraperJob};
-use crate::slurm::SlurmRunner;
+use crate::slurm::queue::QueuedJob;
 use crate::system::Backoff;
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
-use turingwatch_config::Config;
 
 /// Chances a node gets per round.
 const CHANCES_PER_ROUND: u32 = 2;
@@ -153,183 +143,15 @@ impl Rounds {
         }
     }
 
+    /// Every scraper job was cancelled (shutdown): nothing is placed, no round goes on.
+    pub fn forget_all(&mut self) {
+        self.placements.clear();
+        self.queue.clear();
+    }
+
     /// A node's scraper job started: its failures are forgotten.
     pub fn succeeded(&mut self, node: &str) {
         self.failing.remove(node);
-    }
-}
-
-/// Options of `turingwatch distribute`.
-#[derive(Debug, Clone, Default)]
-pub struct DistributeOptions {
-    /// Configuration file handed to the scraper jobs (`--config`).
-    pub config_path: Option<PathBuf>,
-    /// Only place scrapers on these nodes (empty: every busy node).
-    pub only_nodes: Vec<String>,
-    /// Output file of scraper jobs (sbatch `--output`; `%j` = job id).
-    pub scraper_output: String,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// Runs the distributor until SIGTERM/SIGINT, then cancels its scraper jobs.
-pub fn run(config: &Config, options: &DistributeOptions) -> anyhow::Result<ExitCode> {
-    let system = actix::System::new();
-    system.block_on(drive(config.clone(), options.clone()))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn drive(config: Config, options: DistributeOptions) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let slurm = SlurmRunner::new(&config.slurm);
-    let me = current_user().await.context("finding the service account's name")?;
-    let binary = if config.distributor.binary.is_empty() {
-        std::env::current_exe().context("finding this binary's path ([distributor] binary)")?.display().to_string()
-    } else {
-        config.distributor.binary.clone()
-    };
-    let name = config.distributor.job_name.clone();
-    let mut rounds = Rounds::new(
-        config.scrape.concurrent_nodes as usize,
-        config.distributor.allocation_timeout.get().as_secs(),
-        config.distributor.backoff_initial.get(),
-        config.distributor.backoff_max.get(),
-    );
-    let round_every = config.distributor.round_interval.get().as_secs().max(1);
-    let mut next_round = 0u64;
-    let stop = stop_signal();
-    tokio::pin!(stop);
-    tracing::info!(user = %me, job_name = %name, limit = config.scrape.concurrent_nodes, "distributor started");
-    loop {
-        let now = unix_now();
-        match queue::own_jobs(&slurm, &me, &name).await {
-            Ok(own) => {
-                let was_pending: Vec<String> =
-                    rounds.placements().iter().filter(|p| !p.running).map(|p| p.node.clone()).collect();
-                for job in rounds.observe(&own, now) {
-                    if let Err(err) = queue::cancel(&slurm, job).await {
-                        tracing::warn!(job_id = job.0, error = %err, "cannot cancel a pending scraper job");
-                    }
-                }
-                for p in rounds
-                    .placements()
-                    .iter()
-                    .filter(|p| p.running && was_pending.contains(&p.node))
-                    .map(|p| p.node.clone())
-                    .collect::<Vec<_>>()
-                {
-                    rounds.succeeded(&p);
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "squeue of our scraper jobs failed"),
-        }
-        if !rounds.round_in_progress() && now >= next_round {
-            match queue::running_jobs(&slurm).await {
-                Ok(jobs) => {
-                    let mut busy = queue::busy_nodes(&jobs, &name);
-                    if !options.only_nodes.is_empty() {
-                        busy.retain(|(n, _)| options.only_nodes.contains(n));
-                    }
-                    tracing::debug!(nodes = busy.len(), "distribution round");
-                    rounds.start_round(&busy);
-                    next_round = now + round_every;
-                }
-                Err(err) => tracing::warn!(error = %err, "squeue of running jobs failed"),
-            }
-        }
-        let nodes = rounds.next_nodes(now);
-        if !nodes.is_empty() {
-            let accounts = queue::accounts(&slurm, &me).await.unwrap_or_default();
-            let partitions = queue::partitions(&slurm).await.unwrap_or_default();
-            for (node, _) in nodes {
-                let Some((account, partition)) = queue::choose_account_partition(
-                    &node,
-                    &accounts,
-                    &partitions,
-                    &config.distributor.account,
-                    &config.distributor.partition,
-                ) else {
-                    tracing::warn!(node = %node, "no account/partition may run a scraper on this node");
-                    rounds.failed(&node, now);
-                    continue;
-                };
-                let job = scraper_job(&config, &options, &binary, &node, account, partition);
-                match queue::submit(&slurm, &job).await {
-                    Ok(id) => {
-                        tracing::info!(job_id = id.0, node = %node, "scraper job submitted");
-                        rounds.submitted(&node, id, now);
-                    }
-                    Err(err) => {
-                        tracing::warn!(node = %node, error = %err, "scraper job submission failed");
-                        rounds.failed(&node, now);
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-    tracing::info!(jobs = rounds.placements().len(), "stopping: cancelling our scraper jobs");
-    for p in rounds.placements() {
-        if let Err(err) = queue::cancel(&slurm, p.job).await {
-            tracing::warn!(job_id = p.job.0, error = %err, "cannot cancel a scraper job");
-        }
-    }
-    Ok(())
-}
-
-fn scraper_job(
-    config: &Config,
-    options: &DistributeOptions,
-    binary: &str,
-    node: &str,
-    account: Option<String>,
-    partition: Option<String>,
-) -> ScraperJob {
-    let scrape_secs = config.scrape.time_per_node.get().as_secs();
-    let mut command = vec![binary.to_string()];
-    if let Some(path) = &options.config_path {
-        command.push("--config".into());
-        command.push(path.display().to_string());
-    }
-    command.extend([
-        "scrape".into(),
-        "--node".into(),
-        node.to_string(),
-        "--duration".into(),
-        format!("{scrape_secs}s"),
-    ]);
-    ScraperJob {
-        name: config.distributor.job_name.clone(),
-        node: node.to_string(),
-        account,
-        partition,
-        memory: config.distributor.memory.clone(),
-        time_limit_secs: scrape_secs + 60,
-        output: if options.scraper_output.is_empty() { "/dev/null".into() } else { options.scraper_output.clone() },
-        command,
-    }
-}
-
-async fn current_user() -> anyhow::Result<String> {
-    let out = tokio::process::Command::new("id").arg("-un").output().await?;
-    anyhow::ensure!(out.status.success(), "id -un failed");
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }
 
