@@ -151,6 +151,7 @@ pub fn once_json(sampler: &mut Sampler, node: &str, interval: Duration) -> anyho
                 "step": r.step.to_string(),
                 "uid": r.uid,
                 "cores_in_use": cores.map(|c| (c * 1000.0).round() / 1000.0),
+                "cpu_source": if r.cpu_from_cgroup { "cgroup" } else { "processes" },
                 "sample": r.sample,
                 "apps": r.apps,
                 "gpus": r.gpus,

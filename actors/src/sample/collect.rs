@@ -62,6 +62,8 @@ pub struct StepReading {
     pub sample: StepSample,
     /// Programs seen (kernel `comm`), minus the ignored ones.
     pub apps: BTreeSet<String>,
+    /// Whether CPU time came from the step's cgroup (else summed over its processes).
+    pub cpu_from_cgroup: bool,
     pub gpus: Vec<GpuReading>,
 }
 
@@ -287,7 +289,15 @@ impl Sampler {
         sample.write_kib = write_bytes / 1024;
         sample.mem_current_kib = step.mem_current_kib.unwrap_or(0);
         sample.mem_peak_kib = step.mem_peak_kib.unwrap_or(0);
-        StepReading { job: step.job, step: step.step, uid: step.uid, sample, apps, gpus: Vec::new() }
+        StepReading {
+            job: step.job,
+            step: step.step,
+            uid: step.uid,
+            sample,
+            apps,
+            cpu_from_cgroup: step.counters.cpu_us().is_some(),
+            gpus: Vec::new(),
+        }
     }
 
     fn allocated_gpus_of(&mut self, step: &CgroupStep) -> Vec<u32> {
