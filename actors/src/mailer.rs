@@ -82,11 +82,9 @@ impl Mailer {
             let s = store.clone();
             let m = metrics.clone();
             let due = tokio::task::spawn_blocking(move || {
-                let all = outbox::entries(&s, None)?;
-                m.mails_queued.set(all.iter().filter(|e| e.state == OutboxState::Queued).count() as u64);
-                Ok::<_, crate::store::StoreError>(
-                    all.into_iter().find(|e| e.state == OutboxState::Queued && e.next_attempt_at <= now),
-                )
+                let (due, queued) = outbox::next_due(&s, now)?;
+                m.mails_queued.set(queued);
+                Ok::<_, crate::store::StoreError>(due)
             })
             .await;
             let entry = match due {

@@ -13,10 +13,13 @@
 //! automatically (`turingwatch mail --period P --user U` resends it by hand, with the same
 //! Message-ID, so a receiving MTA that deduplicates drops the copy). The window is the length of
 //! one SMTP transaction; the mailer sleeps `rate_limit` between mails outside it.
+//!
+//! Queued entries are also listed in `outbox_queued` (written with the entry, rebuilt at mailer
+//! start), so finding the next mail due reads the queue, not years of sent mail.
 
-use crate::store::tables::OUTBOX;
+use crate::store::tables::{OUTBOX, OUTBOX_QUEUED};
 use crate::store::{decode_record, encode_record, Store, StoreError};
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
 /// Where an entry is in its life.
@@ -61,6 +64,22 @@ fn corrupt(key: String, source: crate::store::RecordError) -> StoreError {
     StoreError::Corrupt { table: "outbox", key, source }
 }
 
+/// Writes an entry and keeps the queued index in step with it.
+fn put(
+    table: &mut redb::Table<(u64, &'static str), &'static [u8]>,
+    queued: &mut redb::Table<(u64, &'static str), u64>,
+    entry: &OutboxEntry,
+) -> Result<(), StoreError> {
+    let key = (entry.period_start, entry.user.as_str());
+    table.insert(key, encode_record(entry).as_slice())?;
+    if entry.state == OutboxState::Queued {
+        queued.insert(key, entry.next_attempt_at)?;
+    } else {
+        queued.remove(key)?;
+    }
+    Ok(())
+}
+
 /// Queues mails of a period for users that have none yet; returns how many were added.
 pub fn queue(
     store: &Store,
@@ -74,6 +93,7 @@ pub fn queue(
     let mut added = 0;
     {
         let mut table = txn.open_table(OUTBOX)?;
+        let mut queued = txn.open_table(OUTBOX_QUEUED)?;
         for (user, to) in recipients {
             if table.get((period_start, user.as_str()))?.is_some() {
                 continue;
@@ -91,7 +111,7 @@ pub fn queue(
                 sent_at: None,
                 last_error: String::new(),
             };
-            table.insert((period_start, user.as_str()), encode_record(&entry).as_slice())?;
+            put(&mut table, &mut queued, &entry)?;
             added += 1;
         }
     }
@@ -116,9 +136,45 @@ pub fn entries(store: &Store, period_start: Option<u64>) -> Result<Vec<OutboxEnt
     Ok(out)
 }
 
-/// The next entry due for sending at `now`: queued, its time come, oldest period first.
-pub fn next_due(store: &Store, now: u64) -> Result<Option<OutboxEntry>, StoreError> {
-    Ok(entries(store, None)?.into_iter().find(|e| e.state == OutboxState::Queued && e.next_attempt_at <= now))
+/// The next entry due for sending at `now` (queued, its time come, oldest period first), and
+/// how many entries are queued.
+pub fn next_due(store: &Store, now: u64) -> Result<(Option<OutboxEntry>, u64), StoreError> {
+    let txn = store.db().begin_read()?;
+    let queued = txn.open_table(OUTBOX_QUEUED)?;
+    let table = txn.open_table(OUTBOX)?;
+    let count = queued.len()?;
+    for item in queued.iter()? {
+        let (key, at) = item?;
+        if at.value() > now {
+            continue;
+        }
+        let (p, u) = key.value();
+        let Some(value) = table.get((p, u))? else { continue };
+        let entry: OutboxEntry = decode_record(value.value()).map_err(|e| corrupt(format!("{p}/{u}"), e))?;
+        if entry.state == OutboxState::Queued && entry.next_attempt_at <= now {
+            return Ok((Some(entry), count));
+        }
+    }
+    Ok((None, count))
+}
+
+/// Rebuilds the queued index from the outbox (at mailer start; stores from before the index
+/// existed get it here). Returns how many entries are queued.
+pub fn rebuild_queued_index(store: &Store) -> Result<u64, StoreError> {
+    let all = entries(store, None)?;
+    let txn = store.db().begin_write()?;
+    let count = {
+        let mut queued = txn.open_table(OUTBOX_QUEUED)?;
+        queued.retain(|_, _| false)?;
+        let mut count = 0;
+        for e in all.iter().filter(|e| e.state == OutboxState::Queued) {
+            queued.insert((e.period_start, e.user.as_str()), e.next_attempt_at)?;
+            count += 1;
+        }
+        count
+    };
+    txn.commit()?;
+    Ok(count)
 }
 
 /// Changes an entry in one transaction, only if its state is one of `from`; returns the new entry.
@@ -132,6 +188,7 @@ pub fn transition(
     let txn = store.db().begin_write()?;
     let updated = {
         let mut table = txn.open_table(OUTBOX)?;
+        let mut queued = txn.open_table(OUTBOX_QUEUED)?;
         let current: Option<OutboxEntry> = match table.get((period_start, user))? {
             Some(v) => Some(decode_record(v.value()).map_err(|e| corrupt(format!("{period_start}/{user}"), e))?),
             None => None,
@@ -139,7 +196,7 @@ pub fn transition(
         match current {
             Some(mut entry) if from.contains(&entry.state) => {
                 change(&mut entry);
-                table.insert((period_start, user), encode_record(&entry).as_slice())?;
+                put(&mut table, &mut queued, &entry)?;
                 Some(entry)
             }
             _ => None,
@@ -149,8 +206,10 @@ pub fn transition(
     Ok(updated)
 }
 
-/// After a restart: entries left `sending` become `uncertain` (at most once); returns them.
+/// After a restart: the queued index is rebuilt, and entries left `sending` become `uncertain`
+/// (at most once); returns those.
 pub fn recover(store: &Store, now: u64) -> Result<Vec<OutboxEntry>, StoreError> {
+    rebuild_queued_index(store)?;
     let mut out = Vec::new();
     for e in entries(store, None)?.into_iter().filter(|e| e.state == OutboxState::Sending) {
         if let Some(e) = transition(store, e.period_start, &e.user, &[OutboxState::Sending], |e| {
@@ -189,7 +248,8 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(all[1].state, OutboxState::OptedOut);
         assert_eq!(all[0].message_id, "<turingwatch.100.alice@example.org>");
-        assert_eq!(next_due(&s, 5).unwrap().unwrap().user, "alice");
+        assert_eq!(next_due(&s, 5).unwrap().0.unwrap().user, "alice");
+        assert_eq!(next_due(&s, 5).unwrap().1, 2, "alice and carol are queued; bob opted out");
     }
 
     #[test]
@@ -205,6 +265,28 @@ mod tests {
         let recovered = recover(&s, 9).unwrap();
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].state, OutboxState::Uncertain);
-        assert_eq!(next_due(&s, 10).unwrap().unwrap().user, "bob");
+        assert_eq!(next_due(&s, 10).unwrap().0.unwrap().user, "bob");
+    }
+
+    #[test]
+    fn the_queued_index_follows_every_change_and_is_rebuilt_from_the_outbox() {
+        let s = store("index");
+        queue(&s, 100, &rcpt(&["alice", "bob"]), "a@b", &[], 0).unwrap();
+        queue(&s, 200, &rcpt(&["alice"]), "a@b", &[], 0).unwrap();
+        // A retry later: not due now, due then; the count still includes it.
+        transition(&s, 100, "alice", &[OutboxState::Queued], |e| e.next_attempt_at = 50).unwrap();
+        let (due, count) = next_due(&s, 10).unwrap();
+        assert_eq!((due.map(|e| (e.period_start, e.user)), count), (Some((100, "bob".into())), 3));
+        transition(&s, 100, "bob", &[OutboxState::Queued], |e| e.state = OutboxState::Sent).unwrap();
+        let (due, count) = next_due(&s, 10).unwrap();
+        assert_eq!((due.map(|e| (e.period_start, e.user)), count), (Some((200, "alice".into())), 2));
+        assert_eq!(next_due(&s, 60).unwrap().0.map(|e| e.period_start), Some(100), "oldest period first");
+        // An index lost (a store from before it existed) comes back from the outbox.
+        let txn = s.db().begin_write().unwrap();
+        txn.delete_table(OUTBOX_QUEUED).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(rebuild_queued_index(&s).unwrap(), 2);
+        assert_eq!(next_due(&s, 60).unwrap(), next_due(&s, 60).unwrap());
+        assert_eq!(next_due(&s, 60).unwrap().1, 2);
     }
 }

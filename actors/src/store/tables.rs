@@ -52,6 +52,11 @@ pub const FINDINGS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("
 /// (period start, user) → outbox entry (queued / sent / failed) of that user's report mail.
 pub const OUTBOX: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outbox");
 
+/// (period start, user) → next attempt time, for `queued` outbox entries only: the mailer's
+/// once-a-second look costs the queue's length, not the outbox's whole history. Derived from
+/// `outbox` (written in the same transactions) and rebuilt from it when the mailer starts.
+pub const OUTBOX_QUEUED: TableDefinition<(u64, &str), u64> = TableDefinition::new("outbox_queued");
+
 /// (sender, report id) → time received: reports already stored, so a resend is not stored twice.
 pub const REPORTS_SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new("reports_seen");
 
