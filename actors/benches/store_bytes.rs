@@ -83,15 +83,47 @@ fn scenario(noisy: bool) {
         }
     }
     let elapsed = t0.elapsed();
+    {
+        use redb::{ReadableTable, ReadableTableMetadata};
+        let txn = store.db().begin_read().expect("read");
+        let blocks = txn.open_table(turingwatch::store::tables::SAMPLE_BLOCKS).expect("blocks");
+        let mut values = 0u64;
+        for entry in blocks.iter().expect("iter") {
+            values += entry.expect("entry").1.value().len() as u64;
+        }
+        let stats = blocks.stats().expect("stats");
+        println!(
+            "sample blocks:       {} blocks, {:.2} bytes of encoded value per sample; leaf pages {}, stored {} B, metadata {} B, fragmented {} B",
+            blocks.len().expect("len"),
+            values as f64 / total as f64,
+            stats.leaf_pages(),
+            stats.stored_bytes(),
+            stats.metadata_bytes(),
+            stats.fragmented_bytes()
+        );
+    }
     drop(store);
-    let bytes = std::fs::metadata(&path).expect("size").len();
+    let meta = std::fs::metadata(&path).expect("size");
+    let bytes = meta.len();
+    // redb grows its file in steps (set_len); disk blocks are what the file really occupies.
+    let used = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
     println!("samples stored:      {total}");
-    println!("database file:       {bytes} bytes ({:.2} bytes per sample, as written)", bytes as f64 / total as f64);
+    println!(
+        "database file:       {bytes} bytes long ({:.2} bytes per sample, as written)",
+        bytes as f64 / total as f64
+    );
+    println!("disk blocks used:    {used} bytes ({:.2} bytes per sample)", used as f64 / total as f64);
     let mut store = Store::open(&path).expect("reopen");
-    store.compact().expect("compact");
+    let compacted_any = store.compact().expect("compact");
+    println!("compaction ran:      {compacted_any}");
     drop(store);
-    let compacted = std::fs::metadata(&path).expect("size").len();
-    println!("after compaction:    {compacted} bytes ({:.2} bytes per sample)", compacted as f64 / total as f64);
+    let meta = std::fs::metadata(&path).expect("size");
+    let (compacted, used) = (meta.len(), std::os::unix::fs::MetadataExt::blocks(&meta) * 512);
+    println!(
+        "after compaction:    {compacted} bytes long ({:.2} per sample), {used} bytes of disk blocks ({:.2} per sample)",
+        compacted as f64 / total as f64,
+        used as f64 / total as f64
+    );
     println!(
         "ingest:              {:.0} samples/s ({} reports)",
         total as f64 / elapsed.as_secs_f64(),

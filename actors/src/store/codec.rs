@@ -1,10 +1,11 @@
-//! Compact encodings of sample blocks: column-major zigzag-varint deltas, deflated when smaller.
+//! Compact encodings of sample blocks.
 //!
 //! Samples of one (job, step, node) within one hour are stored together as one value. Within a
 //! block each field is delta-coded against the previous sample (the first against zero, its time
-//! against the block start), written column by column (a column of equal deltas deflates to
-//! almost nothing), then deflated if that is smaller. This is what brings a stored step sample
-//! well under 16 bytes on disk (see `store::tests` and `scripts/bench/store-bytes.sh`).
+//! against the block start) and written column by column. Blocks are written in format 3
+//! (`bitpack`: each column bit-packed to the width its deltas need, or sparse); formats 1 and 2
+//! (zigzag varints, plain or deflated) of older stores are still read, and rewritten as format 3
+//! when a block is next merged. `cargo bench --bench store_bytes` measures bytes per sample.
 //!
 //! All decoding is checked: a corrupt value gives [`CodecError`], never a panic.
 
@@ -17,6 +18,7 @@ use std::io::{Read, Write};
 /// Block format tags (first byte of every value).
 const FORMAT_PLAIN: u8 = 1;
 const FORMAT_DEFLATE: u8 = 2;
+const FORMAT_PACKED: u8 = 3;
 
 /// Largest decoded block accepted (guards against corrupt length fields).
 const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
@@ -40,6 +42,8 @@ pub enum CodecError {
 pub trait Columns: Sized + Clone {
     /// Number of fields, excluding the time.
     const FIELDS: usize;
+    /// (field, earlier field predicting it): the difference is stored (format 3).
+    const PREDICTED_BY: &'static [(usize, usize)] = &[];
     fn at(&self) -> u64;
     fn field(&self, i: usize) -> u64;
     fn build(at: u64, fields: &[u64]) -> Self;
@@ -47,6 +51,8 @@ pub trait Columns: Sized + Clone {
 
 impl Columns for StepSample {
     const FIELDS: usize = 12;
+    // cgroup memory in use moves with RSS.
+    const PREDICTED_BY: &'static [(usize, usize)] = &[(3, 2)];
     fn at(&self) -> u64 {
         self.at
     }
@@ -120,7 +126,23 @@ impl Columns for GpuReading {
 }
 
 /// Encodes records (sorted by time, all at or after `base_at`) into one block value.
+/// Bit-packing (format 3) wins on real counters, whose low bits are noise; deflated varints
+/// (format 2) win on regular series (deflate finds their repeats): the shorter one is kept.
 pub fn encode_block<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
+    let body = super::bitpack::encode_packed(base_at, records);
+    let varint = encode_block_varint(base_at, records);
+    if varint.len() <= body.len() {
+        return varint;
+    }
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(FORMAT_PACKED);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Encodes in format 1 or 2 (varints, deflated when smaller), as stores before format 3 hold
+/// them; kept so tests and benches can make such blocks.
+pub fn encode_block_varint<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
     let mut body = Vec::with_capacity(records.len() * (T::FIELDS + 1) * 2 + 8);
     put_varint(&mut body, records.len() as u64);
     let mut prev = base_at;
@@ -153,6 +175,7 @@ pub fn decode_block<T: Columns>(base_at: u64, bytes: &[u8]) -> Result<Vec<T>, Co
     let (&format, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
     let inflated;
     let body: &[u8] = match format {
+        FORMAT_PACKED => return super::bitpack::decode_packed(base_at, rest),
         FORMAT_PLAIN => rest,
         FORMAT_DEFLATE => {
             let mut cursor = rest;
@@ -309,6 +332,82 @@ mod tests {
         flipped[last] ^= 0xff;
         let _ = decode_block::<StepSample>(0, &flipped);
         assert_eq!(decode_block::<StepSample>(0, &[1, 0xff, 0xff, 0xff]), Err(CodecError::Truncated));
+    }
+
+    #[test]
+    fn blocks_of_older_formats_still_decode() {
+        let samples = burner_samples(180, 1_000_000);
+        let old = encode_block_varint(999_960, &samples);
+        assert!(matches!(old[0], FORMAT_PLAIN | FORMAT_DEFLATE));
+        assert_eq!(decode_block::<StepSample>(999_960, &old).unwrap(), samples);
+        // This series repeats itself (deflate's case): the varint form is kept.
+        assert_eq!(encode_block(999_960, &samples), old);
+    }
+
+    #[test]
+    fn noisy_counters_are_bit_packed_in_fewer_bytes() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut s = StepSample { cpus: 4, threads: 4, processes: 1, ..Default::default() };
+        let samples: Vec<StepSample> = (0..180)
+            .map(|i| {
+                s.at = 7_200 + 20 * i;
+                s.cpu_user_cs += 7_600 + next() % 800;
+                s.cpu_sys_cs += next() % 40;
+                s.rss_kib = 2_000_000 + next() % 65_536;
+                s.minor_faults += next() % 2_000;
+                s.read_kib += next() % 4_096;
+                s.write_kib += next() % 1_024;
+                s.mem_current_kib = s.rss_kib + 10_000;
+                s.clone()
+            })
+            .collect();
+        let (new, old) = (encode_block(7_200, &samples), encode_block_varint(7_200, &samples));
+        assert_eq!(new[0], FORMAT_PACKED);
+        assert!(new.len() * 100 < old.len() * 95, "format 3 {} bytes vs {} in varints", new.len(), old.len());
+        assert_eq!(decode_block::<StepSample>(7_200, &new).unwrap(), samples);
+    }
+
+    #[test]
+    fn random_records_round_trip() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for n in [0usize, 1, 2, 7, 180, 1_000] {
+            let mut at = 3_600 * 5;
+            let samples: Vec<StepSample> = (0..n)
+                .map(|_| {
+                    at += next() % 40;
+                    let big = |r: u64| if r.is_multiple_of(7) { r } else { r % 100_000 };
+                    StepSample {
+                        at,
+                        cpu_user_cs: big(next()),
+                        cpu_sys_cs: next() % 50,
+                        rss_kib: big(next()),
+                        mem_current_kib: big(next()),
+                        mem_peak_kib: next(),
+                        minor_faults: next() % 3,
+                        major_faults: 0,
+                        read_kib: u64::MAX - next() % 5,
+                        write_kib: next() % 2,
+                        threads: (next() % 5) as u32,
+                        processes: u32::MAX,
+                        cpus: 1,
+                    }
+                })
+                .collect();
+            let block = encode_block(3_600 * 5, &samples);
+            assert_eq!(decode_block::<StepSample>(3_600 * 5, &block).unwrap(), samples, "{n} records");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! survives a `kill -9` (proved by `tests/crash.rs`). Blocking: call from a blocking context
 //! (the store writer thread or `spawn_blocking`), never from an async executor thread.
 
+mod bitpack;
 mod codec;
 mod ingest;
 mod migrate;
