@@ -14,8 +14,9 @@
 
 use super::codec::{get_varint, put_varint, CodecError, Columns};
 
-/// Most rows a block may claim (an hour of 1 Hz samples is 3 600).
-const MAX_ROWS: u64 = 1 << 20;
+/// Most rows a block may claim: an hour of 1 Hz samples is 3 600. Constant columns cost no bits,
+/// so the input's length cannot bound the row count; this does (≤ 6 MiB decoded).
+const MAX_ROWS: u64 = 1 << 16;
 
 const MODE_PACKED: u8 = 0;
 const MODE_SPARSE: u8 = 1;
