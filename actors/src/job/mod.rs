@@ -5,6 +5,7 @@
 //! `interactive` are SLURM's `0xffff_fffb…` values) so they round-trip with SLURM's tools.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 /// A job's unique numeric id (sacct `JobIDRaw`). Array tasks and het components have their own.
@@ -64,9 +65,10 @@ impl fmt::Display for StepId {
 }
 
 /// A TRES list such as `cpu=4,mem=8G,node=1,billing=4,gres/gpu=1`, normalised:
-/// counts as counts, memory in bytes, times in milliseconds, energy in joules.
+/// counts as counts, memory in bytes, times in milliseconds, energy in joules. Common names
+/// (`cpu`, `mem`…) are shared static strings: every step carries a dozen of them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Tres(pub Vec<(String, u64)>);
+pub struct Tres(pub Vec<(Cow<'static, str>, u64)>);
 
 impl Tres {
     /// The value of one TRES, e.g. `get("gres/gpu")`.

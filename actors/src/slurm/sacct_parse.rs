@@ -17,8 +17,10 @@
 
 use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres};
 use crate::slurm::units::{
-    parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_timestamp, parse_tres, MemScope,
+    parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_tres, LocalTimes, MemScope,
 };
+use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// The field separator we ask sacct for (`--delimiter`).
 pub const DELIMITER: char = '\u{1f}';
@@ -125,26 +127,70 @@ pub struct SacctBatch {
 
 /// Parses a whole sacct output. `imported_at` stamps the job records.
 pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> SacctBatch {
+    parse_sacct_part(text, tz, imported_at, 0)
+}
+
+/// A piece of sacct output cut by [`split_parts`]: its text and how many lines precede it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part<'a> {
+    pub text: &'a str,
+    pub lines_before: usize,
+}
+
+/// Cuts sacct output into parts of about `part_bytes`, each starting at a job line, so that the
+/// parts parsed one after the other ([`parse_sacct_part`]) give exactly what [`parse_sacct`]
+/// gives for the whole (the importer parses the next part while it stores the previous one).
+///
+/// A cut before a job line is safe: a line with every field cannot continue a multi-line record
+/// (see `records`), and a job line resets which job the following step lines belong to.
+pub fn split_parts(text: &str, part_bytes: usize) -> Vec<Part<'_>> {
+    let bytes = text.as_bytes();
+    let mut parts = Vec::new();
+    let (mut start, mut lines_before) = (0, 0);
+    while start < bytes.len() {
+        let mut cut = bytes.len();
+        let mut pos = match memchr::memchr(b'\n', bytes.get(start + part_bytes.max(1)..).unwrap_or_default()) {
+            Some(i) => start + part_bytes.max(1) + i + 1,
+            None => bytes.len(),
+        };
+        while pos < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+            let line = &bytes[pos..end];
+            let first = memchr::memchr(DELIMITER as u8, line).map_or(line, |i| &line[..i]);
+            if delimiters(line) >= FIELDS.len() - 1 && !first.contains(&b'.') {
+                cut = pos;
+                break;
+            }
+            pos = end + 1;
+        }
+        parts.push(Part { text: &text[start..cut], lines_before });
+        lines_before += memchr::memchr_iter(b'\n', &bytes[start..cut]).count();
+        start = cut;
+    }
+    parts
+}
+
+/// Parses a part of sacct output that follows `lines_before` lines (so errors name the line of
+/// the whole output). `parse_sacct` is the whole output as one part.
+pub fn parse_sacct_part(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64, lines_before: usize) -> SacctBatch {
     let mut batch = SacctBatch::default();
     // Raw id of the job the following step lines belong to; None after a skipped/pending job.
     let mut current: Option<u64> = None;
     let mut dropped: Option<u64> = None;
-    let times = TimeCache::default();
+    let times = RefCell::new(LocalTimes::new(tz));
     for record in records(text) {
         let (line_no, line) = match record {
-            Ok(record) => record,
-            Err(e) => {
+            Ok((line_no, line)) => (line_no + lines_before, line),
+            Err(mut e) => {
+                e.line += lines_before;
                 batch.skipped.push(e);
                 continue;
             }
         };
         // `records` guarantees at least FIELDS.len() − 1 delimiters, so every slot is filled.
-        let mut fields = [""; FIELDS.len()];
-        for (slot, value) in fields.iter_mut().zip(line.splitn(FIELDS.len(), DELIMITER)) {
-            *slot = value;
-        }
+        let fields = split_fields(&line);
         let raw = fields[RAW];
-        let ctx = Ctx { line: line_no, fields: &fields, tz, times: &times };
+        let ctx = Ctx { line: line_no, fields: &fields, times: &times };
         match raw.split_once('.') {
             None => {
                 let id = match raw.parse::<u64>() {
@@ -204,9 +250,47 @@ pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> Sac
     batch
 }
 
+/// The fields of a record: the first `FIELDS.len() − 1` pieces between separators, and the rest
+/// of the line as the last field (JobName, which may itself contain a separator).
+fn split_fields(line: &str) -> [&str; FIELDS.len()] {
+    let mut fields = [""; FIELDS.len()];
+    let mut rest = line;
+    for slot in fields.iter_mut().take(FIELDS.len() - 1) {
+        match memchr::memchr(DELIMITER as u8, rest.as_bytes()) {
+            Some(i) => {
+                *slot = &rest[..i];
+                rest = &rest[i + 1..];
+            }
+            None => {
+                *slot = rest;
+                rest = "";
+                break;
+            }
+        }
+    }
+    fields[FIELDS.len() - 1] = rest;
+    fields
+}
+
 /// Number of field separators in a line (a byte count: 0x1f is one byte in UTF-8).
-fn delimiters(line: &str) -> usize {
-    line.bytes().filter(|&b| b == DELIMITER as u8).count()
+fn delimiters(line: &[u8]) -> usize {
+    line.iter().map(|&b| usize::from(b == DELIMITER as u8)).sum()
+}
+
+/// The lines of `text` as `str::lines` gives them (`\n` or `\r\n` endings), found with memchr.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(i) => (rest[..i].strip_suffix('\r').unwrap_or(&rest[..i]), &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = next;
+        Some(line)
+    })
 }
 
 /// Splits sacct output into records: `(first line number, record text)`.
@@ -215,25 +299,25 @@ fn delimiters(line: &str) -> usize {
 /// line that stops one field short (inside SubmitLine) continues on the following lines until
 /// the last field (JobName) is reached. Any other line with the wrong number of fields is
 /// reported as malformed.
-fn records(text: &str) -> impl Iterator<Item = Result<(usize, std::borrow::Cow<'_, str>), LineError>> {
+fn records(text: &str) -> impl Iterator<Item = Result<(usize, Cow<'_, str>), LineError>> {
     let want = FIELDS.len() - 1;
-    let mut lines = text.lines().enumerate().peekable();
+    let mut lines = lines(text).enumerate().peekable();
     std::iter::from_fn(move || loop {
         let (index, line) = lines.next()?;
         if line.trim().is_empty() {
             continue;
         }
-        let count = delimiters(line);
+        let count = delimiters(line.as_bytes());
         if count >= want {
-            return Some(Ok((index + 1, std::borrow::Cow::Borrowed(line))));
+            return Some(Ok((index + 1, Cow::Borrowed(line))));
         }
         if count == want - 1 {
             let mut joined = line.to_string();
             let mut total = count;
             while total < want {
                 match lines.peek() {
-                    Some((_, next)) if delimiters(next) <= want - total => {
-                        total += delimiters(next);
+                    Some((_, next)) if delimiters(next.as_bytes()) <= want - total => {
+                        total += delimiters(next.as_bytes());
                         joined.push('\n');
                         joined.push_str(next);
                         lines.next();
@@ -242,7 +326,7 @@ fn records(text: &str) -> impl Iterator<Item = Result<(usize, std::borrow::Cow<'
                 }
             }
             if total == want {
-                return Some(Ok((index + 1, std::borrow::Cow::Owned(joined))));
+                return Some(Ok((index + 1, Cow::Owned(joined))));
             }
         }
         return Some(Err(LineError {
@@ -270,52 +354,14 @@ fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
 }
 
 /// The fields of one line, with what is needed to report an error in it.
-struct Ctx<'a> {
+struct Ctx<'a, 't> {
     line: usize,
     fields: &'a [&'a str],
-    tz: &'a jiff::tz::TimeZone,
-    times: &'a TimeCache,
+    /// Timestamps are converted through a per-day cache of the zone's offset.
+    times: &'a RefCell<LocalTimes<'t>>,
 }
 
-/// Recently converted timestamps. A job's steps repeat its start and end times, and time-zone
-/// conversion is the costliest part of a line, so a few remembered texts save most of it.
-#[derive(Default)]
-struct TimeCache {
-    slots: std::cell::RefCell<TimeSlots>,
-}
-
-/// (unix seconds, timestamp text) pairs, and the slot to overwrite next.
-#[derive(Default)]
-struct TimeSlots {
-    entries: [(u64, [u8; 19]); 8],
-    next: usize,
-}
-
-impl TimeCache {
-    /// The converted value of a 19-byte `YYYY-MM-DDTHH:MM:SS` text, or converts and remembers it.
-    fn get_or(
-        &self,
-        text: &str,
-        convert: impl FnOnce() -> Result<Option<u64>, crate::slurm::units::UnitError>,
-    ) -> Result<Option<u64>, crate::slurm::units::UnitError> {
-        let Ok(key) = <[u8; 19]>::try_from(text.as_bytes()) else {
-            return convert();
-        };
-        let mut slots = self.slots.borrow_mut();
-        if let Some((value, _)) = slots.entries.iter().find(|(_, k)| *k == key) {
-            return Ok(Some(*value));
-        }
-        let value = convert()?;
-        if let Some(v) = value {
-            let next = slots.next;
-            slots.entries[next] = (v, key);
-            slots.next = (next + 1) % slots.entries.len();
-        }
-        Ok(value)
-    }
-}
-
-impl Ctx<'_> {
+impl Ctx<'_, '_> {
     fn error(&self, field: usize, reason: String) -> LineError {
         LineError {
             line: self.line,
@@ -355,7 +401,7 @@ impl Ctx<'_> {
     }
 
     fn time(&self, field: usize) -> Result<Option<u64>, LineError> {
-        self.unit(field, |t| self.times.get_or(t, || parse_timestamp(t, self.tz)))
+        self.unit(field, |t| self.times.borrow_mut().parse(t))
     }
 
     fn ms(&self, field: usize) -> Result<u64, LineError> {
@@ -393,7 +439,7 @@ fn id_parts(display: &str) -> (Option<u64>, Option<u32>, Option<u64>, Option<u32
     (None, None, None, None)
 }
 
-fn parse_job(ctx: &Ctx<'_>, id: JobId, imported_at: u64) -> Result<JobRecord, LineError> {
+fn parse_job(ctx: &Ctx<'_, '_>, id: JobId, imported_at: u64) -> Result<JobRecord, LineError> {
     let f = ctx.fields;
     let (exit_code, exit_signal) = ctx.unit(EXIT, parse_exit_code)?;
     let (array_job_id, array_task_id, het_job_id, het_offset) = id_parts(f[JOBID]);
@@ -480,7 +526,7 @@ fn normalise_req_mem(
     (request, total)
 }
 
-fn parse_step(ctx: &Ctx<'_>, job: JobId, step: StepId) -> Result<StepRecord, LineError> {
+fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord, LineError> {
     let f = ctx.fields;
     let (exit_code, exit_signal) = ctx.unit(EXIT, parse_exit_code)?;
     let elapsed_secs = f[ELAPSED].trim().parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;

@@ -19,34 +19,42 @@ fn err(what: &'static str, text: &str) -> UnitError {
 }
 
 /// `[DD-][HH:]MM:SS[.fff]` → milliseconds. Empty, `INVALID` and `Unknown` are `None`.
+///
+/// Allocation-free: every step line has three of these, so they are on the import's hot path.
 pub fn parse_duration_ms(text: &str) -> Result<Option<u64>, UnitError> {
     let t = text.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("invalid") || t.eq_ignore_ascii_case("unknown") {
         return Ok(None);
     }
+    let bad = || err("a duration", text);
     let (days, rest) = match t.split_once('-') {
-        Some((d, r)) => (d.parse::<u64>().map_err(|_| err("a duration", text))?, r),
+        Some((d, r)) => (d.parse::<u64>().map_err(|_| bad())?, r),
         None => (0, t),
     };
     let (clock, frac_ms) = match rest.split_once('.') {
         Some((c, f)) => {
             if f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(err("a duration", text));
+                return Err(bad());
             }
-            let padded = format!("{f:0<3}");
-            (c, padded[..3].parse::<u64>().map_err(|_| err("a duration", text))?)
+            // The first three digits, padded with zeros on the right: `.5` is 500 ms.
+            let ms = f.bytes().chain(std::iter::repeat(b'0')).take(3).fold(0, |ms, b| ms * 10 + u64::from(b - b'0'));
+            (c, ms)
         }
         None => (rest, 0),
     };
-    let parts: Vec<&str> = clock.split(':').collect();
-    let nums: Vec<u64> =
-        parts.iter().map(|p| p.parse::<u64>()).collect::<Result<_, _>>().map_err(|_| err("a duration", text))?;
-    let secs = match nums.as_slice() {
+    let mut nums = [0u64; 3];
+    let mut count = 0;
+    for part in clock.split(':') {
+        let slot = nums.get_mut(count).ok_or_else(bad)?;
+        *slot = part.parse::<u64>().map_err(|_| bad())?;
+        count += 1;
+    }
+    let secs = match &nums[..count] {
         [s] if days > 0 => s * 3600,             // `D-HH` form
         [m, s] if days > 0 => m * 3600 + s * 60, // `D-HH:MM` form
         [m, s] => m * 60 + s,
         [h, m, s] => h * 3600 + m * 60 + s,
-        _ => return Err(err("a duration", text)),
+        _ => return Err(bad()),
     };
     Ok(Some((days * 86_400 + secs) * 1000 + frac_ms))
 }
@@ -100,6 +108,15 @@ pub fn parse_memory(text: &str) -> Result<Option<(u64, MemScope)>, UnitError> {
         }
         _ => (t, 1),
     };
+    // Whole numbers (what `--noconvert` prints) are multiplied exactly while the product stays
+    // within f64's exact range, which gives the same result as the float path below.
+    if !number.is_empty() && number.len() <= 19 && number.bytes().all(|b| b.is_ascii_digit()) {
+        if let Some(bytes) = number.parse::<u64>().ok().and_then(|n| n.checked_mul(factor)) {
+            if bytes <= 1 << 53 {
+                return Ok(Some((bytes, scope)));
+            }
+        }
+    }
     let value: f64 = number.parse().map_err(|_| err("a memory size", text))?;
     if !value.is_finite() || value < 0.0 {
         return Err(err("a memory size", text));
@@ -127,9 +144,35 @@ pub fn parse_tres(text: &str) -> Result<Tres, UnitError> {
         } else {
             return Err(err("a TRES list", text));
         };
-        out.push((name.to_string(), number));
+        out.push((tres_name(name), number));
     }
     Ok(Tres(out))
+}
+
+/// TRES names SLURM prints on every line, shared instead of allocated once per value.
+const KNOWN_TRES: [&str; 14] = [
+    "billing",
+    "cpu",
+    "energy",
+    "fs/disk",
+    "fs/lustre",
+    "gres/gpu",
+    "gres/gpumem",
+    "gres/gpuutil",
+    "ic/ofed",
+    "mem",
+    "node",
+    "pages",
+    "vmem",
+    "license",
+];
+
+/// The name as a shared string when it is a common one, else an owned copy.
+pub fn tres_name(name: &str) -> std::borrow::Cow<'static, str> {
+    match KNOWN_TRES.iter().find(|known| **known == name) {
+        Some(known) => std::borrow::Cow::Borrowed(known),
+        None => std::borrow::Cow::Owned(name.to_string()),
+    }
 }
 
 /// A sacct timestamp (`2026-11-25T20:53:46`, local time of `tz`) → unix seconds;
@@ -142,6 +185,89 @@ pub fn parse_timestamp(text: &str, tz: &jiff::tz::TimeZone) -> Result<Option<u64
     let civil: jiff::civil::DateTime = t.parse().map_err(|_| err("a timestamp", text))?;
     let zoned = civil.to_zoned(tz.clone()).map_err(|_| err("a timestamp", text))?;
     Ok(u64::try_from(zoned.timestamp().as_second()).ok())
+}
+
+/// Converts sacct timestamps of one time zone, fast: the fixed `YYYY-MM-DDTHH:MM:SS` form is
+/// read by hand and shifted by its day's UTC offset, which is looked up once per day (a day is
+/// only cached when no offset change falls inside it, so DST days take the exact path). Every
+/// other text takes [`parse_timestamp`]'s path, so results are identical to it.
+pub struct LocalTimes<'a> {
+    tz: &'a jiff::tz::TimeZone,
+    /// (civil day number, offset in seconds or `None` for a day with a transition), by day % 16.
+    days: [(i64, Option<i64>); 16],
+}
+
+impl<'a> LocalTimes<'a> {
+    pub fn new(tz: &'a jiff::tz::TimeZone) -> Self {
+        LocalTimes { tz, days: [(i64::MIN, None); 16] }
+    }
+
+    /// Same result as `parse_timestamp(text, tz)`.
+    pub fn parse(&mut self, text: &str) -> Result<Option<u64>, UnitError> {
+        if let Some((day, secs)) = civil_fields(text.trim().as_bytes()) {
+            let slot = day.rem_euclid(16) as usize;
+            if self.days[slot].0 != day {
+                self.days[slot] = (day, day_offset(self.tz, day));
+            }
+            if let (_, Some(offset)) = self.days[slot] {
+                return Ok(u64::try_from(day * 86_400 + secs - offset).ok());
+            }
+        }
+        parse_timestamp(text, self.tz)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` with every field in range → (days since 1970-01-01, seconds into the day).
+fn civil_fields(t: &[u8]) -> Option<(i64, i64)> {
+    let t: &[u8; 19] = t.try_into().ok()?;
+    if t[4] != b'-' || t[7] != b'-' || t[10] != b'T' || t[13] != b':' || t[16] != b':' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        t[range].iter().try_fold(0i64, |n, &b| b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0')))
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some((days_from_civil(year, month, day), hour * 3600 + minute * 60 + second))
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The UTC offset (seconds) that holds for the whole civil day, or `None` when the day starts or
+/// ends ambiguously or an offset change falls inside it.
+fn day_offset(tz: &jiff::tz::TimeZone, day: i64) -> Option<i64> {
+    let date = jiff::civil::date(1970, 1, 1).checked_add(jiff::Span::new().try_days(day).ok()?).ok()?;
+    let first = tz.to_ambiguous_timestamp(date.at(0, 0, 0, 0)).unambiguous().ok()?;
+    let last = tz.to_ambiguous_timestamp(date.at(23, 59, 59, 0)).unambiguous().ok()?;
+    if tz.following(first).next().is_some_and(|change| change.timestamp() <= last) {
+        return None;
+    }
+    let offset = i64::from(tz.to_offset(first).seconds());
+    (last.as_second() - first.as_second() == 86_399).then_some(offset)
 }
 
 /// `0:15` → (exit code 0, signal 15).
@@ -214,5 +340,60 @@ mod tests {
         assert!(parse_timestamp("yesterday", &utc).is_err());
         assert_eq!(parse_exit_code("0:125").unwrap(), (0, 125));
         assert_eq!(parse_exit_code("3:0").unwrap(), (3, 0));
+    }
+
+    #[test]
+    fn fast_timestamps_match_the_exact_path_in_every_zone_and_around_dst() {
+        let zones = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"];
+        let texts = [
+            "2026-03-29T01:59:59",
+            "2026-03-29T02:30:00", // a gap in Berlin
+            "2026-10-25T02:30:00", // a fold in Berlin
+            "2026-11-01T01:30:00", // a fold in New York
+            "2026-04-05T01:45:00", // Lord Howe's half-hour fold
+            "2024-02-29T12:00:00",
+            "2023-02-29T12:00:00", // no such day
+            "2026-11-25T20:53:46",
+            "1969-12-31T23:59:59",
+            "2026-13-01T00:00:00",
+            "2026-01-01T24:00:00",
+            "2026-01-01T23:59:60",
+            " 2026-01-01T10:00:00 ",
+            "2026-01-01T10:00",
+            "Unknown",
+            "",
+        ];
+        for zone in zones {
+            let Ok(tz) = jiff::tz::TimeZone::get(zone) else { continue };
+            let mut fast = LocalTimes::new(&tz);
+            for text in texts {
+                assert_eq!(fast.parse(text), parse_timestamp(text, &tz), "{zone} {text:?}");
+            }
+            // Every hour of a year, twice (the second round comes from the cache).
+            for _ in 0..2 {
+                for hour in 0..(366 * 24) {
+                    let at = 1_767_225_600 + hour * 3_600 + 1_234;
+                    let text = crate::slurm::sacct::sacct_time(at, &tz).unwrap();
+                    assert_eq!(fast.parse(&text), parse_timestamp(&text, &tz), "{zone} {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn whole_and_fractional_memory_agree_with_the_float_path() {
+        for (text, bytes) in [("1", 1u64), ("1024M", 1 << 30), ("9007199254740992", 1 << 53), ("8P", 8 << 50)] {
+            assert_eq!(parse_memory(text).unwrap(), Some((bytes, MemScope::Plain)), "{text}");
+        }
+        // Past f64's exact range the float result is kept, as before.
+        let huge = parse_memory("18446744073709551615").unwrap().unwrap().0;
+        assert_eq!(huge, (18_446_744_073_709_551_615u64 as f64).round() as u64);
+        assert_eq!(parse_memory("18446744073709551616.00M").unwrap().unwrap().0, u64::MAX);
+        assert_eq!(parse_duration_ms("00:00.5").unwrap(), Some(500));
+        assert_eq!(parse_duration_ms("1-00:00:00.123456").unwrap(), Some(86_400_123));
+        assert!(parse_duration_ms("00:00.").is_err());
+        assert!(parse_duration_ms("1:2:3.1234567").is_err());
+        assert_eq!(tres_name("cpu"), std::borrow::Cow::Borrowed("cpu"));
+        assert!(matches!(tres_name("gres/fpga"), std::borrow::Cow::Owned(_)));
     }
 }
