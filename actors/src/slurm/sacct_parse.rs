@@ -173,7 +173,10 @@ pub fn split_parts(text: &str, part_bytes: usize) -> Vec<Part<'_>> {
 /// Parses a part of sacct output that follows `lines_before` lines (so errors name the line of
 /// the whole output). `parse_sacct` is the whole output as one part.
 pub fn parse_sacct_part(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64, lines_before: usize) -> SacctBatch {
-    let mut batch = SacctBatch::default();
+    // Room for every job without growing (a job has a line and usually some step lines);
+    // growing a vector of large records copies them all.
+    let lines = memchr::memchr_iter(b'\n', text.as_bytes()).count();
+    let mut batch = SacctBatch { jobs: Vec::with_capacity(lines / 2 + 1), skipped: Vec::new() };
     // Raw id of the job the following step lines belong to; None after a skipped/pending job.
     let mut current: Option<u64> = None;
     let mut dropped: Option<u64> = None;
@@ -191,7 +194,7 @@ pub fn parse_sacct_part(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64, l
         let fields = split_fields(&line);
         let raw = fields[RAW];
         let ctx = Ctx { line: line_no, fields: &fields, times: &times };
-        match raw.split_once('.') {
+        match crate::slurm::units::split_at_byte(raw, b'.') {
             None => {
                 let id = match raw.parse::<u64>() {
                     Ok(id) => id,

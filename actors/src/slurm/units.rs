@@ -18,6 +18,31 @@ fn err(what: &'static str, text: &str) -> UnitError {
     UnitError { what, text: text.to_string() }
 }
 
+/// `s` split at the first ASCII byte `sep` (a plain loop: these texts are a few bytes long, where
+/// `str::split_once` costs more to set up than to run).
+pub(crate) fn split_at_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// The pieces of `s` between ASCII bytes `sep`, like `str::split`.
+fn pieces(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match split_at_byte(current, sep) {
+            Some((piece, after)) => {
+                rest = Some(after);
+                Some(piece)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 /// `[DD-][HH:]MM:SS[.fff]` → milliseconds. Empty, `INVALID` and `Unknown` are `None`.
 ///
 /// Allocation-free: every step line has three of these, so they are on the import's hot path.
@@ -27,11 +52,11 @@ pub fn parse_duration_ms(text: &str) -> Result<Option<u64>, UnitError> {
         return Ok(None);
     }
     let bad = || err("a duration", text);
-    let (days, rest) = match t.split_once('-') {
+    let (days, rest) = match split_at_byte(t, b'-') {
         Some((d, r)) => (d.parse::<u64>().map_err(|_| bad())?, r),
         None => (0, t),
     };
-    let (clock, frac_ms) = match rest.split_once('.') {
+    let (clock, frac_ms) = match split_at_byte(rest, b'.') {
         Some((c, f)) => {
             if f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad());
@@ -44,7 +69,7 @@ pub fn parse_duration_ms(text: &str) -> Result<Option<u64>, UnitError> {
     };
     let mut nums = [0u64; 3];
     let mut count = 0;
-    for part in clock.split(':') {
+    for part in pieces(clock, b':') {
         let slot = nums.get_mut(count).ok_or_else(bad)?;
         *slot = part.parse::<u64>().map_err(|_| bad())?;
         count += 1;
@@ -117,24 +142,47 @@ pub fn parse_memory(text: &str) -> Result<Option<(u64, MemScope)>, UnitError> {
             }
         }
     }
-    let value: f64 = number.parse().map_err(|_| err("a memory size", text))?;
+    let value: f64 = match exact_decimal(number) {
+        Some(value) => value,
+        None => number.parse().map_err(|_| err("a memory size", text))?,
+    };
     if !value.is_finite() || value < 0.0 {
         return Err(err("a memory size", text));
     }
     Ok(Some(((value * factor as f64).round() as u64, scope)))
 }
 
+/// `123.45` as f64 when it has at most 15 digits: the integer mantissa and the power of ten are
+/// both exact, so one division is correctly rounded and equals what `str::parse` returns (this is
+/// the fast path of every correct float parser). Anything else is `None`.
+fn exact_decimal(number: &str) -> Option<f64> {
+    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let (whole, frac) = split_at_byte(number, b'.')?;
+    if whole.is_empty() || frac.is_empty() || whole.len() + frac.len() > 15 {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    for b in whole.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        mantissa = mantissa * 10 + u64::from(b - b'0');
+    }
+    Some(mantissa as f64 / POW10[frac.len()])
+}
+
 /// A TRES list `cpu=4,mem=8G,node=1,billing=4,gres/gpu=1` (or a usage list such as
 /// `cpu=00:00:18,mem=315260K,fs/disk=37953`), normalised: memory-like TRES (`mem`, `vmem`) in
 /// bytes, `cpu` given as a clock time in milliseconds, everything else as the plain number.
 pub fn parse_tres(text: &str) -> Result<Tres, UnitError> {
-    let mut out = Vec::new();
-    for item in text.trim().split(',').filter(|s| !s.is_empty()) {
-        let (name, value) = item.split_once('=').ok_or_else(|| err("a TRES list", text))?;
+    let t = text.trim();
+    let mut out = Vec::with_capacity(if t.is_empty() { 0 } else { 1 + t.bytes().filter(|&b| b == b',').count() });
+    for item in pieces(t, b',').filter(|s| !s.is_empty()) {
+        let (name, value) = split_at_byte(item, b'=').ok_or_else(|| err("a TRES list", text))?;
         let value = value.trim();
         let number = if name == "mem" || name == "vmem" {
             parse_memory(value)?.map(|(b, _)| b).unwrap_or(0)
-        } else if value.contains(':') {
+        } else if value.bytes().any(|b| b == b':') {
             parse_duration_ms(value)?.unwrap_or(0)
         } else if let Ok(n) = value.parse::<u64>() {
             n
@@ -389,6 +437,18 @@ mod tests {
         let huge = parse_memory("18446744073709551615").unwrap().unwrap().0;
         assert_eq!(huge, (18_446_744_073_709_551_615u64 as f64).round() as u64);
         assert_eq!(parse_memory("18446744073709551616.00M").unwrap().unwrap().0, u64::MAX);
+        for text in ["1.25M", "0.02M", "307.84M", "0.1", "123456789012.345", "1.0000000000001G", "9.99999999999999T"] {
+            let (number, factor) = match text.strip_suffix(|c: char| c.is_ascii_alphabetic()) {
+                Some(n) => (n, [1u64 << 20, 1 << 30, 1 << 40][usize::from(text.ends_with('G')) + 2 * usize::from(text.ends_with('T'))]),
+                None => (text, 1),
+            };
+            let float: f64 = number.parse().unwrap();
+            assert_eq!(exact_decimal(number), Some(float), "{text}");
+            assert_eq!(parse_memory(text).unwrap().unwrap().0, (float * factor as f64).round() as u64, "{text}");
+        }
+        assert_eq!(exact_decimal("1234567890123456.5"), None);
+        assert_eq!(exact_decimal("1e5"), None);
+        assert_eq!(exact_decimal(".5"), None);
         assert_eq!(parse_duration_ms("00:00.5").unwrap(), Some(500));
         assert_eq!(parse_duration_ms("1-00:00:00.123456").unwrap(), Some(86_400_123));
         assert!(parse_duration_ms("00:00.").is_err());
