@@ -70,6 +70,25 @@ impl fmt::Display for StepId {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Tres(pub Vec<(Cow<'static, str>, u64)>);
 
+/// TRES names SLURM prints on nearly every line. The parser shares these instead of allocating
+/// a copy per value, and the store writes a name's position here instead of the name, so this
+/// list is append-only: positions are stored on disk.
+pub const COMMON_TRES: [&str; 13] = [
+    "billing",
+    "cpu",
+    "energy",
+    "fs/disk",
+    "fs/lustre",
+    "gres/gpu",
+    "gres/gpumem",
+    "gres/gpuutil",
+    "ic/ofed",
+    "mem",
+    "node",
+    "pages",
+    "vmem",
+];
+
 impl Tres {
     /// The value of one TRES, e.g. `get("gres/gpu")`.
     pub fn get(&self, name: &str) -> Option<u64> {

@@ -90,6 +90,17 @@ pub async fn fetch_window(
     fetch_with_args(runner, &args, tz, imported_at).await
 }
 
+/// The raw output of sacct for jobs active in `window` (the importer parses it part by part
+/// while it stores, see `accounting::import_text`).
+pub async fn fetch_window_text(
+    runner: &SlurmRunner,
+    window: &Window,
+    tz: &jiff::tz::TimeZone,
+) -> Result<String, SacctError> {
+    let args = window_args(runner, &sacct_time(window.from, tz)?, &sacct_time(window.to, tz)?, window.user.as_deref());
+    Ok(runner.run("sacct", &args).await?)
+}
+
 /// Runs sacct with prepared arguments and parses its output.
 pub async fn fetch_with_args(
     runner: &SlurmRunner,

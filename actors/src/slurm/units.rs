@@ -197,27 +197,9 @@ pub fn parse_tres(text: &str) -> Result<Tres, UnitError> {
     Ok(Tres(out))
 }
 
-/// TRES names SLURM prints on every line, shared instead of allocated once per value.
-const KNOWN_TRES: [&str; 14] = [
-    "billing",
-    "cpu",
-    "energy",
-    "fs/disk",
-    "fs/lustre",
-    "gres/gpu",
-    "gres/gpumem",
-    "gres/gpuutil",
-    "ic/ofed",
-    "mem",
-    "node",
-    "pages",
-    "vmem",
-    "license",
-];
-
 /// The name as a shared string when it is a common one, else an owned copy.
 pub fn tres_name(name: &str) -> std::borrow::Cow<'static, str> {
-    match KNOWN_TRES.iter().find(|known| **known == name) {
+    match crate::job::COMMON_TRES.iter().find(|known| **known == name) {
         Some(known) => std::borrow::Cow::Borrowed(known),
         None => std::borrow::Cow::Owned(name.to_string()),
     }

@@ -8,15 +8,19 @@
 //! History:
 //! - 1: jobs, steps, end-time index, nodes, samples, GPU samples, apps, periods, findings, outbox.
 //! - 2: `jobs_by_user` index, backfilled from the jobs table.
+//! - 3: `job_steps` (one value per job, compact) replaces `steps` (one postcard value per step):
+//!   the import writes a job's steps with one insert instead of one per step, in a third of the
+//!   bytes. Job values may be format 1 or 2 (`job_codec` reads both), so they are not rewritten.
 
+use super::job_codec::{decode_job, encode_steps};
 use super::records::decode_record;
 use super::tables::*;
 use super::StoreError;
-use crate::job::JobRecord;
-use redb::{ReadableTable, WriteTransaction};
+use crate::job::StepRecord;
+use redb::{ReadableTable, TableHandle, WriteTransaction};
 
 /// The schema this build writes.
-pub const CURRENT_SCHEMA: u64 = 2;
+pub const CURRENT_SCHEMA: u64 = 3;
 
 /// Brings the database to [`CURRENT_SCHEMA`]; returns the version it found (0 for a new file).
 pub fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
@@ -39,6 +43,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
     while version < CURRENT_SCHEMA {
         match version {
             1 => v1_to_v2(txn)?,
+            2 => v2_to_v3(txn)?,
             other => return Err(StoreError::NoMigration { from: other }),
         }
         version += 1;
@@ -74,12 +79,48 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut by_user = txn.open_table(JOBS_BY_USER)?;
     for entry in jobs.iter()? {
         let (id, value) = entry?;
-        let job: JobRecord = decode_record(value.value()).map_err(|source| StoreError::Corrupt {
+        let job = decode_job(value.value()).map_err(|source| StoreError::Corrupt {
             table: "jobs",
             key: id.value().to_string(),
             source,
         })?;
         by_user.insert((job.user.as_str(), job.id.0), ())?;
     }
+    Ok(())
+}
+
+/// Schema 3 moves every job's steps from `steps` into one `job_steps` value and drops `steps`.
+fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let exists = txn.list_tables()?.any(|t| t.name() == STEPS.name());
+    if exists {
+        let steps = txn.open_table(STEPS)?;
+        let mut job_steps = txn.open_table(JOB_STEPS)?;
+        let mut group: Vec<StepRecord> = Vec::new();
+        let mut buf = Vec::new();
+        let mut flush = |group: &mut Vec<StepRecord>, job_steps: &mut redb::Table<u64, &[u8]>| {
+            let Some(first) = group.first() else { return Ok::<(), StoreError>(()) };
+            let job = first.job.0;
+            buf.clear();
+            encode_steps(&group.iter().collect::<Vec<_>>(), &mut buf);
+            job_steps.insert(job, buf.as_slice())?;
+            group.clear();
+            Ok(())
+        };
+        for entry in steps.iter()? {
+            let (key, value) = entry?;
+            let step: StepRecord = decode_record(value.value()).map_err(|source| StoreError::Corrupt {
+                table: "steps",
+                key: format!("{:?}", key.value()),
+                source,
+            })?;
+            if group.first().is_some_and(|first| first.job != step.job) {
+                flush(&mut group, &mut job_steps)?;
+            }
+            group.push(step);
+        }
+        flush(&mut group, &mut job_steps)?;
+    }
+    txn.delete_table(STEPS)?;
+    txn.open_table(JOB_STEPS)?;
     Ok(())
 }

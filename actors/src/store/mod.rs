@@ -8,6 +8,8 @@
 
 mod codec;
 mod ingest;
+pub mod job_codec;
+mod job_writer;
 mod migrate;
 pub mod probe;
 mod records;
@@ -16,6 +18,7 @@ pub mod tables;
 
 pub use codec::{decode_block, encode_block, CodecError, Columns};
 pub use ingest::{ReportContent, Stored};
+pub use job_writer::{Before, JobWriter};
 pub use migrate::{create_v1, CURRENT_SCHEMA};
 pub use records::{decode_record, encode_record, RecordError};
 pub use reports::{PeriodRecord, UserReport};
@@ -43,6 +46,8 @@ pub enum StoreError {
     Corrupt { table: &'static str, key: String, source: RecordError },
     #[error("corrupt sample block in table {table} at key {key}: {source}")]
     CorruptBlock { table: &'static str, key: String, source: CodecError },
+    #[error("{0}")]
+    Worker(&'static str),
 }
 
 macro_rules! from_redb {
@@ -130,32 +135,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
-            let mut job_table = txn.open_table(JOBS)?;
-            let mut by_end = txn.open_table(JOBS_BY_END)?;
-            let mut by_user = txn.open_table(JOBS_BY_USER)?;
-            let mut step_table = txn.open_table(STEPS)?;
-            for job in jobs {
-                let old_end = match job_table.get(job.id.0)? {
-                    Some(old) => {
-                        let old: JobRecord = decode_record(old.value()).map_err(|source| StoreError::Corrupt {
-                            table: "jobs",
-                            key: job.id.to_string(),
-                            source,
-                        })?;
-                        Some(old.end_at.unwrap_or(u64::MAX))
-                    }
-                    None => None,
-                };
-                if let Some(old_end) = old_end {
-                    by_end.remove((old_end, job.id.0))?;
-                }
-                job_table.insert(job.id.0, encode_record(job).as_slice())?;
-                by_end.insert((job.end_at.unwrap_or(u64::MAX), job.id.0), ())?;
-                by_user.insert((job.user.as_str(), job.id.0), ())?;
-            }
-            for step in steps {
-                step_table.insert((step.job.0, step.step.0), encode_record(step).as_slice())?;
-            }
+            let mut writer = JobWriter::open(&txn)?;
+            writer.write(&jobs.iter().collect::<Vec<_>>(), &steps.iter().collect::<Vec<_>>())?;
             if let Some(mark) = watermark {
                 txn.open_table(META)?.insert(IMPORT_WATERMARK_KEY, mark)?;
             }
@@ -169,31 +150,15 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(JOBS)?;
         let value = table.get(id.0)?;
-        value
-            .map(|v| {
-                decode_record(v.value()).map_err(|source| StoreError::Corrupt {
-                    table: "jobs",
-                    key: id.to_string(),
-                    source,
-                })
-            })
-            .transpose()
+        value.map(|v| decode_job_value(id.0, v.value())).transpose()
     }
 
     /// The steps of a job, in step-id order.
     pub fn steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(STEPS)?;
-        let mut out = Vec::new();
-        for entry in table.range((id.0, 0)..=(id.0, u32::MAX))? {
-            let (key, value) = entry?;
-            out.push(decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                table: "steps",
-                key: format!("{:?}", key.value()),
-                source,
-            })?);
-        }
-        Ok(out)
+        let table = txn.open_table(JOB_STEPS)?;
+        let value = table.get(id.0)?;
+        Ok(value.map(|v| job_writer::steps_of(id, v.value())).transpose()?.unwrap_or_default())
     }
 
     /// Number of jobs stored.
@@ -213,11 +178,7 @@ impl Store {
             let (key, _) = entry?;
             let (_, id) = key.value();
             if let Some(value) = jobs.get(id)? {
-                let job: JobRecord = decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                    table: "jobs",
-                    key: id.to_string(),
-                    source,
-                })?;
+                let job = decode_job_value(id, value.value())?;
                 if job.start_at.is_some_and(|s| s < to) {
                     out.push(job);
                 }
@@ -344,6 +305,11 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// A `jobs` value of any format, or the error naming its key.
+fn decode_job_value(id: u64, value: &[u8]) -> Result<JobRecord, StoreError> {
+    job_codec::decode_job(value).map_err(|source| StoreError::Corrupt { table: "jobs", key: id.to_string(), source })
 }
 
 /// Merges `new` into `merged` (both time-ordered by `at`); new entries replace equal times.

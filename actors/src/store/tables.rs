@@ -10,11 +10,14 @@ use redb::TableDefinition;
 /// Small named numbers: `schema_version`, `import_watermark`, counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Job id → job record.
+/// Job id → job record (format 2, see `job_codec`; format 1 values are still read).
 pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 
-/// (job id, step id) → step record.
+/// (job id, step id) → step record. Schema 1–2 only: schema 3 moved its rows to `JOB_STEPS`.
 pub const STEPS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("steps");
+
+/// Job id → all steps of the job, in step-id order (see `job_codec`). Added in schema 3.
+pub const JOB_STEPS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_steps");
 
 /// (end time or `u64::MAX` while running, job id) → (): jobs that ran in a window.
 pub const JOBS_BY_END: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_end");
