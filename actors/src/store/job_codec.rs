@@ -1,5 +1,5 @@
-//! Compact, hand-written encodings of job records (`jobs` values) and of a job's steps (one
-//! `job_steps` value per job), for the accounting import's write path.
+//! The compact, hand-written encoding of a job with its steps (one `jobs` value per job), for the
+//! accounting import's write path.
 //!
 //! Why not postcard (format 1, still read): a million jobs are imported in one go, and postcard
 //! through serde spent more time allocating and copying than the B-tree inserts, and wrote every
@@ -10,9 +10,12 @@
 //!   repeat the state, the allocation and the usage totals (as they usually do);
 //! - strings within one steps value are written once and then referred to by number.
 //!
-//! Job values (format 2) start with the presence bitmap and the end time, so [`job_end`] reads
-//! an old record's end (needed to move its index entry) without decoding the rest. Every decode
-//! is checked: a corrupt value is a [`RecordError`], never a panic.
+//! A format-2 value is the format byte, the length of the job part, the job part and the steps
+//! part, so reading a job skips its steps. The job part starts with the presence bitmap and the
+//! end time, so [`job_end`] reads an old record's end (needed to move its index entry) without
+//! decoding the rest. Format-1 values (postcard, no steps: those were in the `steps` table
+//! before schema 3) are still read. Every decode is checked: a corrupt value is a
+//! [`RecordError`], never a panic.
 
 use super::records::{decode_record, RecordError};
 use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres, COMMON_TRES};
@@ -21,12 +24,25 @@ use std::borrow::Cow;
 /// Format byte of job values written by this build (1 was postcard, see `records.rs`).
 pub const JOB_FORMAT: u8 = 2;
 
-/// Format byte of `job_steps` values.
-pub const STEPS_FORMAT: u8 = 1;
-
-/// Appends a job value (format 2) to `out`.
-pub fn encode_job(job: &JobRecord, out: &mut Vec<u8>) {
+/// Appends the value of a job with its steps (in step-id order) to `out`.
+pub fn encode_job(job: &JobRecord, steps: &[&StepRecord], out: &mut Vec<u8>) {
     out.push(JOB_FORMAT);
+    // The job part's length, as a 3-byte varint patched in once the part is written.
+    let at = out.len();
+    out.extend_from_slice(&[0x80, 0x80, 0]);
+    encode_job_part(job, out);
+    let len = out.len() - at - 3;
+    if len < 1 << 21 {
+        out[at..at + 3].copy_from_slice(&[(len as u8) | 0x80, ((len >> 7) as u8) | 0x80, (len >> 14) as u8]);
+    } else {
+        let mut prefix = Vec::new();
+        put(&mut prefix, len as u64);
+        out.splice(at..at + 3, prefix);
+    }
+    encode_steps(steps, out);
+}
+
+fn encode_job_part(job: &JobRecord, out: &mut Vec<u8>) {
     let submit = job.submit_at.unwrap_or(0);
     let opts = job_options(job);
     let present = opts.iter().enumerate().fold(0u64, |bits, (i, v)| bits | (u64::from(v.is_some()) << i));
@@ -96,11 +112,22 @@ fn job_options(job: &JobRecord) -> [Option<u64>; 17] {
     ]
 }
 
-/// A stored job value of any known format.
+/// A stored job value of any known format, without its steps.
 pub fn decode_job(bytes: &[u8]) -> Result<JobRecord, RecordError> {
     match bytes.first() {
-        Some(&JOB_FORMAT) => decode_job_v2(&bytes[1..]),
+        Some(&JOB_FORMAT) => decode_job_v2(split_v2(bytes)?.0),
         _ => decode_record(bytes),
+    }
+}
+
+/// The steps stored with a job (none in a format-1 value), in step-id order.
+pub fn decode_job_steps(job: JobId, bytes: &[u8]) -> Result<Vec<StepRecord>, RecordError> {
+    match bytes.first() {
+        Some(&JOB_FORMAT) => decode_steps(job, split_v2(bytes)?.1),
+        _ => {
+            decode_record::<JobRecord>(bytes)?;
+            Ok(Vec::new())
+        }
     }
 }
 
@@ -108,12 +135,20 @@ pub fn decode_job(bytes: &[u8]) -> Result<JobRecord, RecordError> {
 pub fn job_end(bytes: &[u8]) -> Result<Option<u64>, RecordError> {
     match bytes.first() {
         Some(&JOB_FORMAT) => {
-            let mut r = Reader(&bytes[1..]);
+            let mut r = Reader(split_v2(bytes)?.0);
             let present = r.u64()?;
             Ok(if present & 1 == 1 { Some(r.u64()?) } else { None })
         }
         _ => Ok(decode_record::<JobRecord>(bytes)?.end_at),
     }
+}
+
+/// A format-2 value's job part and steps part.
+fn split_v2(bytes: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {
+    let mut r = Reader(bytes.get(1..).unwrap_or_default());
+    let len = r.u64()?;
+    let job = r.bytes(len)?;
+    Ok((job, r.0))
 }
 
 fn decode_job_v2(bytes: &[u8]) -> Result<JobRecord, RecordError> {
@@ -194,9 +229,8 @@ fn decode_job_v2(bytes: &[u8]) -> Result<JobRecord, RecordError> {
     })
 }
 
-/// Appends the `job_steps` value of one job's steps (given in step-id order) to `out`.
-pub fn encode_steps(steps: &[&StepRecord], out: &mut Vec<u8>) {
-    out.push(STEPS_FORMAT);
+/// Appends the steps part of a job value (steps in step-id order).
+fn encode_steps(steps: &[&StepRecord], out: &mut Vec<u8>) {
     put(out, steps.len() as u64);
     let mut strings: Vec<&str> = Vec::new();
     let mut prev_start = 0;
@@ -238,16 +272,12 @@ fn step_options(s: &StepRecord) -> [Option<u64>; 8] {
     ]
 }
 
-/// The steps of job `job` from its `job_steps` value.
-pub fn decode_steps(job: JobId, bytes: &[u8]) -> Result<Vec<StepRecord>, RecordError> {
-    let (&format, rest) = bytes.split_first().ok_or(RecordError::Empty)?;
-    if format != STEPS_FORMAT {
-        return Err(RecordError::UnknownFormat(format));
-    }
-    let mut r = Reader(rest);
+/// The steps of job `job` from the steps part of its value.
+fn decode_steps(job: JobId, bytes: &[u8]) -> Result<Vec<StepRecord>, RecordError> {
+    let mut r = Reader(bytes);
     let count = r.u64()?;
     // Every step takes more than one byte, which bounds a sane count.
-    if count > rest.len() as u64 {
+    if count > bytes.len() as u64 {
         return Err(RecordError::Malformed("step count"));
     }
     let mut strings: Vec<&str> = Vec::new();

@@ -32,17 +32,22 @@ fn fixture_jobs() -> Vec<(JobRecord, Vec<StepRecord>)> {
 #[test]
 fn jobs_and_steps_round_trip_exactly() {
     for (job, steps) in fixture_jobs() {
-        let mut buf = Vec::new();
-        encode_job(&job, &mut buf);
-        assert_eq!(decode_job(&buf).unwrap(), job);
-        assert_eq!(job_end(&buf).unwrap(), job.end_at);
         let mut sorted: Vec<&StepRecord> = steps.iter().collect();
         sorted.sort_by_key(|s| s.step);
         let mut buf = Vec::new();
-        encode_steps(&sorted, &mut buf);
-        let decoded = decode_steps(job.id, &buf).unwrap();
+        encode_job(&job, &sorted, &mut buf);
+        assert_eq!(decode_job(&buf).unwrap(), job);
+        assert_eq!(job_end(&buf).unwrap(), job.end_at);
+        let decoded = decode_job_steps(job.id, &buf).unwrap();
         assert_eq!(decoded.iter().collect::<Vec<_>>(), sorted);
     }
+    // A job part too long for the 3-byte length prefix.
+    let (mut long, _) = fixture_jobs().swap_remove(0);
+    long.submit_line = "x".repeat(3 << 20);
+    let mut buf = Vec::new();
+    encode_job(&long, &[], &mut buf);
+    assert_eq!(decode_job(&buf).unwrap(), long);
+    assert!(decode_job_steps(long.id, &buf).unwrap().is_empty());
 }
 
 #[test]
@@ -52,6 +57,7 @@ fn format_1_job_values_still_decode() {
         assert_eq!(old[0], 1);
         assert_eq!(decode_job(&old).unwrap(), job);
         assert_eq!(job_end(&old).unwrap(), job.end_at);
+        assert!(decode_job_steps(job.id, &old).unwrap().is_empty());
     }
 }
 
@@ -60,8 +66,7 @@ fn the_compact_forms_are_much_smaller() {
     let (mut new, mut old) = (0, 0);
     for (job, steps) in fixture_jobs() {
         let mut buf = Vec::new();
-        encode_job(&job, &mut buf);
-        encode_steps(&steps.iter().collect::<Vec<_>>(), &mut buf);
+        encode_job(&job, &steps.iter().collect::<Vec<_>>(), &mut buf);
         new += buf.len();
         old += encode_record(&job).len() + steps.iter().map(|s| encode_record(s).len()).sum::<usize>();
     }
@@ -72,23 +77,21 @@ fn the_compact_forms_are_much_smaller() {
 fn corrupt_values_are_errors_not_panics() {
     let (job, steps) = fixture_jobs().swap_remove(0);
     let mut value = Vec::new();
-    encode_job(&job, &mut value);
+    encode_job(&job, &steps.iter().collect::<Vec<_>>(), &mut value);
     for cut in 0..value.len() {
-        assert!(decode_job(&value[..cut]).is_err(), "job cut at {cut}");
+        assert!(decode_job_steps(job.id, &value[..cut]).is_err(), "cut at {cut}");
     }
     let mut trailing = value.clone();
     trailing.push(0);
-    assert!(decode_job(&trailing).is_err());
-    let mut value = Vec::new();
-    encode_steps(&steps.iter().collect::<Vec<_>>(), &mut value);
-    for cut in 0..value.len() {
-        assert!(decode_steps(job.id, &value[..cut]).is_err(), "steps cut at {cut}");
-    }
+    assert!(decode_job_steps(job.id, &trailing).is_err());
     for i in 0..value.len() {
         let mut flipped = value.clone();
         flipped[i] ^= 0xff;
-        let _ = decode_steps(job.id, &flipped);
+        let _ = decode_job(&flipped);
+        let _ = decode_job_steps(job.id, &flipped);
+        let _ = job_end(&flipped);
     }
-    assert!(matches!(decode_steps(job.id, &[9]), Err(RecordError::UnknownFormat(9))));
+    assert!(matches!(decode_job(&[9]), Err(RecordError::UnknownFormat(9))));
     assert!(decode_job(&[JOB_FORMAT, 0xff]).is_err());
+    assert!(decode_job(&[JOB_FORMAT, 0x80, 0x80, 0]).is_err());
 }

@@ -8,16 +8,18 @@
 //! History:
 //! - 1: jobs, steps, end-time index, nodes, samples, GPU samples, apps, periods, findings, outbox.
 //! - 2: `jobs_by_user` index, backfilled from the jobs table.
-//! - 3: `job_steps` (one value per job, compact) replaces `steps` (one postcard value per step):
-//!   the import writes a job's steps with one insert instead of one per step, in a third of the
-//!   bytes. Job values may be format 1 or 2 (`job_codec` reads both), so they are not rewritten.
+//! - 3: a job's steps are part of its value (format 2, `job_codec`) instead of one `steps` value
+//!   per step, and the end-time and user indexes hold buckets of jobs (`postings`) instead of an
+//!   entry per job: the import does one B-tree insert per job instead of five. Job values
+//!   without steps may stay format 1 (`job_codec` reads both).
 
-use super::job_codec::{decode_job, encode_steps};
-use super::records::decode_record;
+use super::job_codec::{decode_job, encode_job};
+use super::postings::{apply, end_bucket, ID_BUCKET};
+use super::records::{decode_record, RecordError};
 use super::tables::*;
 use super::StoreError;
 use crate::job::StepRecord;
-use redb::{ReadableTable, TableHandle, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
 /// The schema this build writes.
 pub const CURRENT_SCHEMA: u64 = 3;
@@ -89,38 +91,78 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Schema 3 moves every job's steps from `steps` into one `job_steps` value and drops `steps`.
+/// Schema 3 keeps each job's steps in its value (format 2) and replaces the per-job index
+/// entries by buckets; the tables `steps`, `jobs_by_end` and `jobs_by_user` are dropped.
 fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let exists = txn.list_tables()?.any(|t| t.name() == STEPS.name());
-    if exists {
+    {
+        let mut jobs = txn.open_table(JOBS)?;
         let steps = txn.open_table(STEPS)?;
-        let mut job_steps = txn.open_table(JOB_STEPS)?;
         let mut group: Vec<StepRecord> = Vec::new();
-        let mut buf = Vec::new();
-        let mut flush = |group: &mut Vec<StepRecord>, job_steps: &mut redb::Table<u64, &[u8]>| {
-            let Some(first) = group.first() else { return Ok::<(), StoreError>(()) };
-            let job = first.job.0;
-            buf.clear();
-            encode_steps(&group.iter().collect::<Vec<_>>(), &mut buf);
-            job_steps.insert(job, buf.as_slice())?;
-            group.clear();
-            Ok(())
-        };
-        for entry in steps.iter()? {
-            let (key, value) = entry?;
-            let step: StepRecord = decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                table: "steps",
-                key: format!("{:?}", key.value()),
-                source,
-            })?;
-            if group.first().is_some_and(|first| first.job != step.job) {
-                flush(&mut group, &mut job_steps)?;
+        let mut entries = steps.iter()?;
+        loop {
+            let next = entries.next().transpose()?;
+            let step = match &next {
+                Some((key, value)) => Some(decode_record::<StepRecord>(value.value()).map_err(|source| {
+                    StoreError::Corrupt { table: "steps", key: format!("{:?}", key.value()), source }
+                })?),
+                None => None,
+            };
+            let same_job = matches!((&step, group.first()), (Some(s), Some(first)) if s.job == first.job);
+            if !same_job && !group.is_empty() {
+                embed_steps(&mut jobs, &group)?;
+                group.clear();
             }
-            group.push(step);
+            match step {
+                Some(step) => group.push(step),
+                None => break,
+            }
         }
-        flush(&mut group, &mut job_steps)?;
+    }
+    let mut ends: Vec<((u64, u64), [u64; 2])> = Vec::new();
+    let mut users: Vec<((String, u64), [u64; 1])> = Vec::new();
+    for entry in txn.open_table(JOBS)?.iter()? {
+        let (id, value) = entry?;
+        let id = id.value();
+        let job = decode_job(value.value()).map_err(|source| corrupt(id, source))?;
+        let end = job.end_at.unwrap_or(u64::MAX);
+        ends.push((end_bucket(end, id), [end, id]));
+        users.push(((job.user, id / ID_BUCKET), [id]));
+    }
+    let mut by_end = txn.open_table(JOBS_BY_END_BUCKETS)?;
+    ends.sort_unstable();
+    for bucket in ends.chunk_by(|a, b| a.0 == b.0) {
+        let add: Vec<[u64; 2]> = bucket.iter().map(|e| e.1).collect();
+        if let Some(value) = apply(None, &[], &add).map_err(|source| corrupt(bucket[0].1[1], source))? {
+            by_end.insert(bucket[0].0, value.as_slice())?;
+        }
+    }
+    let mut by_user = txn.open_table(JOBS_BY_USER_BUCKETS)?;
+    users.sort_unstable();
+    for bucket in users.chunk_by(|a, b| a.0 == b.0) {
+        let add: Vec<[u64; 1]> = bucket.iter().map(|e| e.1).collect();
+        if let Some(value) = apply(None, &[], &add).map_err(|source| corrupt(bucket[0].1[0], source))? {
+            by_user.insert((bucket[0].0 .0.as_str(), bucket[0].0 .1), value.as_slice())?;
+        }
     }
     txn.delete_table(STEPS)?;
-    txn.open_table(JOB_STEPS)?;
+    txn.delete_table(JOBS_BY_END)?;
+    txn.delete_table(JOBS_BY_USER)?;
     Ok(())
+}
+
+/// Rewrites a job's value with its steps from the `steps` table (dropped if the job is gone).
+fn embed_steps(jobs: &mut redb::Table<u64, &[u8]>, steps: &[StepRecord]) -> Result<(), StoreError> {
+    let id = steps[0].job.0;
+    let Some(value) = jobs.get(id)?.map(|v| v.value().to_vec()) else {
+        return Ok(());
+    };
+    let job = decode_job(&value).map_err(|source| corrupt(id, source))?;
+    let mut buf = Vec::new();
+    encode_job(&job, &steps.iter().collect::<Vec<_>>(), &mut buf);
+    jobs.insert(id, buf.as_slice())?;
+    Ok(())
+}
+
+fn corrupt(id: u64, source: RecordError) -> StoreError {
+    StoreError::Corrupt { table: "jobs", key: id.to_string(), source }
 }

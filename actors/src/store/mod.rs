@@ -11,6 +11,7 @@ mod ingest;
 pub mod job_codec;
 mod job_writer;
 mod migrate;
+mod postings;
 pub mod probe;
 mod records;
 mod reports;
@@ -156,7 +157,7 @@ impl Store {
     /// The steps of a job, in step-id order.
     pub fn steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(JOB_STEPS)?;
+        let table = txn.open_table(JOBS)?;
         let value = table.get(id.0)?;
         Ok(value.map(|v| job_writer::steps_of(id, v.value())).transpose()?.unwrap_or_default())
     }
@@ -167,16 +168,25 @@ impl Store {
         Ok(txn.open_table(JOBS)?.len()?)
     }
 
-    /// Ids of jobs that were running at some time in `[from, to)`: ended at or after `from`
-    /// (or still running) and started before `to`.
+    /// Jobs that were running at some time in `[from, to)`: ended at or after `from` (or still
+    /// running) and started before `to`; by end time (running last), then id.
     pub fn jobs_in_window(&self, from: u64, to: u64) -> Result<Vec<JobRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let by_end = txn.open_table(JOBS_BY_END)?;
+        let by_end = txn.open_table(JOBS_BY_END_BUCKETS)?;
         let jobs = txn.open_table(JOBS)?;
+        let mut ended: Vec<[u64; 2]> = Vec::new();
+        for entry in by_end.range(postings::end_bucket(from, 0)..)? {
+            let (key, value) = entry?;
+            let bucket = postings::decode::<2>(value.value()).map_err(|source| StoreError::Corrupt {
+                table: "jobs_by_end_buckets",
+                key: format!("{:?}", key.value()),
+                source,
+            })?;
+            ended.extend(bucket.into_iter().filter(|[end, _]| *end >= from));
+        }
+        ended.sort_unstable();
         let mut out = Vec::new();
-        for entry in by_end.range((from, 0)..)? {
-            let (key, _) = entry?;
-            let (_, id) = key.value();
+        for [_, id] in ended {
             if let Some(value) = jobs.get(id)? {
                 let job = decode_job_value(id, value.value())?;
                 if job.start_at.is_some_and(|s| s < to) {
@@ -190,10 +200,16 @@ impl Store {
     /// Ids of a user's jobs, ascending.
     pub fn job_ids_of_user(&self, user: &str) -> Result<Vec<JobId>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(JOBS_BY_USER)?;
+        let table = txn.open_table(JOBS_BY_USER_BUCKETS)?;
         let mut out = Vec::new();
         for entry in table.range((user, 0)..=(user, u64::MAX))? {
-            out.push(JobId(entry?.0.value().1));
+            let (key, value) = entry?;
+            let ids = postings::decode::<1>(value.value()).map_err(|source| StoreError::Corrupt {
+                table: "jobs_by_user_buckets",
+                key: format!("{:?}", key.value()),
+                source,
+            })?;
+            out.extend(ids.into_iter().map(|[id]| JobId(id)));
         }
         Ok(out)
     }

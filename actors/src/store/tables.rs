@@ -10,20 +10,25 @@ use redb::TableDefinition;
 /// Small named numbers: `schema_version`, `import_watermark`, counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Job id → job record (format 2, see `job_codec`; format 1 values are still read).
+/// Job id → job record with its steps (format 2, see `job_codec`; format 1 values, without
+/// steps, are still read).
 pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 
-/// (job id, step id) → step record. Schema 1–2 only: schema 3 moved its rows to `JOB_STEPS`.
+/// (job id, step id) → step record. Schema 1–2 only: schema 3 keeps a job's steps in its value.
 pub const STEPS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("steps");
 
-/// Job id → all steps of the job, in step-id order (see `job_codec`). Added in schema 3.
-pub const JOB_STEPS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_steps");
-
-/// (end time or `u64::MAX` while running, job id) → (): jobs that ran in a window.
+/// (end time or `u64::MAX` while running, job id) → (). Schema 1–2 only.
 pub const JOBS_BY_END: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_end");
 
-/// (user, job id) → (): a user's jobs. Added in schema 2.
+/// (user, job id) → (). Schema 2 only.
 pub const JOBS_BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("jobs_by_user");
+
+/// (end time / `END_BUCKET_SECS`, job id / `ID_BUCKET`) → sorted (end time or `u64::MAX` while
+/// running, job id) pairs: jobs that ran in a window (see `postings`). Added in schema 3.
+pub const JOBS_BY_END_BUCKETS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("jobs_by_end_buckets");
+
+/// (user, job id / `ID_BUCKET`) → sorted job ids: a user's jobs. Added in schema 3.
+pub const JOBS_BY_USER_BUCKETS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("jobs_by_user_buckets");
 
 /// Node name → node number (interned, so sample keys stay small).
 pub const NODES: TableDefinition<&str, u32> = TableDefinition::new("nodes");
