@@ -87,8 +87,8 @@ pub fn commit_batch(store: &Store, batch: SacctBatch, watermark: u64) -> Result<
     Ok(changes.finish(Duration::ZERO, thread_cpu().saturating_sub(started)))
 }
 
-/// Bytes of sacct output parsed at a time by [`import_text`] (about 3 000 jobs with steps).
-const PART_BYTES: usize = 4 << 20;
+/// Bytes of sacct output parsed at a time by [`import_text`] (about 1 500 jobs with steps).
+const PART_BYTES: usize = 2 << 20;
 
 /// Parses sacct output and stores it with the watermark in one transaction, like
 /// [`commit_batch`] of `parse_sacct(text)`, but parsing the next part of the text on a second
@@ -120,10 +120,14 @@ pub fn import_text(
             }
         } else {
             parse_cpu = std::thread::scope(|scope| {
-                // The parser stays at most two parts ahead of the writer.
+                // The parser stays at most two parts ahead of the writer. Written parts go back
+                // to the parser thread to be freed there: its allocator frees them cheaply and
+                // reuses the memory for the next part, and the writer is the busier thread.
                 let (sender, receiver) = crossbeam::channel::bounded(1);
+                let (done_sender, done_receiver) = crossbeam::channel::unbounded::<SacctBatch>();
                 let parser = scope.spawn(move || {
                     for part in parts {
+                        done_receiver.try_iter().for_each(drop);
                         let batch = parse_sacct_part(part.text, tz, imported_at, part.lines_before);
                         if sender.send(batch).is_err() {
                             break; // the writer failed and stopped listening
@@ -132,7 +136,9 @@ pub fn import_text(
                     thread_cpu()
                 });
                 for batch in receiver {
-                    changes.write(&mut writer, batch)?;
+                    let batch = changes.write(&mut writer, batch)?;
+                    // Once the parser is done, the writer frees what is left itself.
+                    let _ = done_sender.send(batch);
                 }
                 parser.join().map_err(|_| StoreError::Worker("the sacct parser thread panicked"))
             })?;
@@ -167,8 +173,9 @@ impl Changes {
         }
     }
 
-    /// Writes a parsed part and notes which jobs are new, which ended and which nodes are busy.
-    fn write(&mut self, writer: &mut JobWriter<'_>, batch: SacctBatch) -> Result<(), StoreError> {
+    /// Writes a parsed part and notes which jobs are new, which ended and which nodes are busy;
+    /// hands the part back (for the caller to free where it is cheapest).
+    fn write(&mut self, writer: &mut JobWriter<'_>, batch: SacctBatch) -> Result<SacctBatch, StoreError> {
         for skipped in &batch.skipped {
             tracing::warn!(line = skipped.line, field = skipped.field, reason = %skipped.reason, text = %skipped.text, "sacct line skipped");
         }
@@ -191,7 +198,8 @@ impl Changes {
         }
         self.jobs += jobs.len();
         self.steps += steps.len();
-        Ok(())
+        drop((jobs, steps));
+        Ok(batch)
     }
 
     fn finish(mut self, parse_cpu: Duration, store_cpu: Duration) -> ImportSummary {

@@ -89,6 +89,26 @@ pub const COMMON_TRES: [&str; 13] = [
     "vmem",
 ];
 
+/// The position of `name` in [`COMMON_TRES`].
+pub fn common_tres_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "billing" => 0,
+        "cpu" => 1,
+        "energy" => 2,
+        "fs/disk" => 3,
+        "fs/lustre" => 4,
+        "gres/gpu" => 5,
+        "gres/gpumem" => 6,
+        "gres/gpuutil" => 7,
+        "ic/ofed" => 8,
+        "mem" => 9,
+        "node" => 10,
+        "pages" => 11,
+        "vmem" => 12,
+        _ => return None,
+    })
+}
+
 impl Tres {
     /// The value of one TRES, e.g. `get("gres/gpu")`.
     pub fn get(&self, name: &str) -> Option<u64> {
@@ -259,6 +279,14 @@ pub struct StepRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_tres_positions_match_the_list() {
+        for (i, name) in COMMON_TRES.iter().enumerate() {
+            assert_eq!(common_tres_index(name), Some(i));
+        }
+        assert_eq!(common_tres_index("gres/fpga"), None);
+    }
 
     #[test]
     fn special_step_ids_round_trip_through_text() {

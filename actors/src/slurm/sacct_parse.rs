@@ -419,6 +419,16 @@ impl Ctx<'_, '_> {
         self.unit(field, parse_tres)
     }
 
+    /// A TRES list, copied from `parsed` (field `same`) when its text is the same (the request
+    /// usually repeats the allocation, a single task's maxima its totals).
+    fn tres_or_same(&self, field: usize, same: usize, parsed: &Tres) -> Result<Tres, LineError> {
+        if self.fields[field] == self.fields[same] {
+            Ok(parsed.clone())
+        } else {
+            self.tres(field)
+        }
+    }
+
     fn node_list(&self) -> String {
         match self.fields[NODELIST] {
             "None assigned" => String::new(),
@@ -449,7 +459,7 @@ fn parse_job(ctx: &Ctx<'_, '_>, id: JobId, imported_at: u64) -> Result<JobRecord
     let node_count = ctx.count(NNODES)?;
     let alloc_cpus = ctx.count(ALLOC_CPUS)?;
     let alloc_tres = ctx.tres(ALLOC_TRES)?;
-    let req_tres = ctx.tres(REQ_TRES)?;
+    let req_tres = ctx.tres_or_same(REQ_TRES, ALLOC_TRES, &alloc_tres)?;
     let req_mem_raw = ctx.unit(REQ_MEM, parse_memory)?;
     let (req_mem, req_mem_bytes) = normalise_req_mem(req_mem_raw, &alloc_tres, &req_tres, node_count, alloc_cpus);
     let uid = ctx.optional_u32(UID)?;
@@ -533,7 +543,7 @@ fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord,
     let f = ctx.fields;
     let (exit_code, exit_signal) = ctx.unit(EXIT, parse_exit_code)?;
     let elapsed_secs = f[ELAPSED].trim().parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
-    Ok(StepRecord {
+    let mut record = StepRecord {
         job,
         step,
         name: ctx.text(NAME),
@@ -558,9 +568,11 @@ fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord,
         max_disk_read_bytes: ctx.bytes(MAX_DISK_READ)?,
         max_disk_write_bytes: ctx.bytes(MAX_DISK_WRITE)?,
         tres_usage_in_tot: ctx.tres(TRES_IN_TOT)?,
-        tres_usage_in_max: ctx.tres(TRES_IN_MAX)?,
+        tres_usage_in_max: Tres::default(),
         submit_line: ctx.text(SUBMIT_LINE),
-    })
+    };
+    record.tres_usage_in_max = ctx.tres_or_same(TRES_IN_MAX, TRES_IN_TOT, &record.tres_usage_in_tot)?;
+    Ok(record)
 }
 
 #[cfg(test)]

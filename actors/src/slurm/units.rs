@@ -199,8 +199,8 @@ pub fn parse_tres(text: &str) -> Result<Tres, UnitError> {
 
 /// The name as a shared string when it is a common one, else an owned copy.
 pub fn tres_name(name: &str) -> std::borrow::Cow<'static, str> {
-    match crate::job::COMMON_TRES.iter().find(|known| **known == name) {
-        Some(known) => std::borrow::Cow::Borrowed(known),
+    match crate::job::common_tres_index(name) {
+        Some(i) => std::borrow::Cow::Borrowed(crate::job::COMMON_TRES[i]),
         None => std::borrow::Cow::Owned(name.to_string()),
     }
 }

@@ -18,7 +18,7 @@
 //! [`RecordError`], never a panic.
 
 use super::records::{decode_record, RecordError};
-use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres, COMMON_TRES};
+use crate::job::{common_tres_index, JobId, JobRecord, MemRequest, StepId, StepRecord, Tres, COMMON_TRES};
 use std::borrow::Cow;
 
 /// Format byte of job values written by this build (1 was postcard, see `records.rs`).
@@ -381,7 +381,7 @@ fn put_tres<'s>(out: &mut Vec<u8>, tres: &'s Tres, same_as: Option<&Tres>, strin
     }
     put(out, tres.0.len() as u64 + 1);
     for (name, value) in &tres.0 {
-        match COMMON_TRES.iter().position(|known| *known == name) {
+        match common_tres_index(name) {
             Some(i) => put(out, i as u64 + 1),
             None => {
                 put(out, 0);
