@@ -17,7 +17,7 @@
 
 use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres};
 use crate::slurm::units::{
-    parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_tres, LocalTimes, MemScope,
+    parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_tres, trim, LocalTimes, MemScope,
 };
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -256,28 +256,50 @@ pub fn parse_sacct_part(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64, l
 /// The fields of a record: the first `FIELDS.len() − 1` pieces between separators, and the rest
 /// of the line as the last field (JobName, which may itself contain a separator).
 fn split_fields(line: &str) -> [&str; FIELDS.len()] {
+    const LAST: usize = FIELDS.len() - 1;
+    let bytes = line.as_bytes();
     let mut fields = [""; FIELDS.len()];
-    let mut rest = line;
-    for slot in fields.iter_mut().take(FIELDS.len() - 1) {
-        match memchr::memchr(DELIMITER as u8, rest.as_bytes()) {
-            Some(i) => {
-                *slot = &rest[..i];
-                rest = &rest[i + 1..];
+    let (mut found, mut start) = (0, 0);
+    // Separators are dense (every ~10 bytes), so they are found 8 bytes at a time: a byte of
+    // `x` is zero exactly where the line has a separator, and `zeros` has the top bit of each
+    // such byte set (no carries cross bytes), which the loop walks with trailing_zeros.
+    let mut at = 0;
+    while found < LAST {
+        let zeros = match bytes.get(at..at + 8) {
+            Some(chunk) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let x = u64::from_le_bytes(word) ^ 0x1f1f_1f1f_1f1f_1f1f;
+                const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+                !(((x & LOW) + LOW) | x | LOW)
             }
-            None => {
-                *slot = rest;
-                rest = "";
-                break;
-            }
+            None => bytes[at..].iter().enumerate().fold(0u64, |z, (i, &b)| z | (u64::from(b == DELIMITER as u8) << (8 * i + 7))),
+        };
+        let mut zeros = zeros;
+        while zeros != 0 && found < LAST {
+            let i = at + (zeros.trailing_zeros() / 8) as usize;
+            fields[found] = &line[start..i];
+            found += 1;
+            start = i + 1;
+            zeros &= zeros - 1;
+        }
+        at += 8;
+        if at >= bytes.len() {
+            break;
         }
     }
-    fields[FIELDS.len() - 1] = rest;
+    if found < LAST {
+        // Fewer separators than fields (`records` rules this out): the rest fills the next slot.
+        fields[found] = &line[start..];
+    } else {
+        fields[LAST] = &line[start..];
+    }
     fields
 }
 
 /// Number of field separators in a line (a byte count: 0x1f is one byte in UTF-8).
 fn delimiters(line: &[u8]) -> usize {
-    line.iter().map(|&b| usize::from(b == DELIMITER as u8)).sum()
+    memchr::memchr_iter(DELIMITER as u8, line).count()
 }
 
 /// The lines of `text` as `str::lines` gives them (`\n` or `\r\n` endings), found with memchr.
@@ -307,7 +329,7 @@ fn records(text: &str) -> impl Iterator<Item = Result<(usize, Cow<'_, str>), Lin
     let mut lines = lines(text).enumerate().peekable();
     std::iter::from_fn(move || loop {
         let (index, line) = lines.next()?;
-        if line.trim().is_empty() {
+        if trim(line).is_empty() {
             continue;
         }
         let count = delimiters(line.as_bytes());
@@ -388,7 +410,7 @@ impl Ctx<'_, '_> {
 
     /// A count; empty is 0.
     fn count(&self, field: usize) -> Result<u32, LineError> {
-        let t = self.fields[field].trim();
+        let t = trim(self.fields[field]);
         if t.is_empty() {
             return Ok(0);
         }
@@ -396,7 +418,7 @@ impl Ctx<'_, '_> {
     }
 
     fn optional_u32(&self, field: usize) -> Result<Option<u32>, LineError> {
-        let t = self.fields[field].trim();
+        let t = trim(self.fields[field]);
         if t.is_empty() {
             return Ok(None);
         }
@@ -463,7 +485,7 @@ fn parse_job(ctx: &Ctx<'_, '_>, id: JobId, imported_at: u64) -> Result<JobRecord
     let req_mem_raw = ctx.unit(REQ_MEM, parse_memory)?;
     let (req_mem, req_mem_bytes) = normalise_req_mem(req_mem_raw, &alloc_tres, &req_tres, node_count, alloc_cpus);
     let uid = ctx.optional_u32(UID)?;
-    let elapsed_secs = f[ELAPSED].trim().parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
+    let elapsed_secs = trim(f[ELAPSED]).parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
     let name = if f[NAME].contains(DELIMITER) { f[NAME].replace(DELIMITER, "\u{fffd}") } else { f[NAME].to_string() };
     Ok(JobRecord {
         id,
@@ -542,7 +564,7 @@ fn normalise_req_mem(
 fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord, LineError> {
     let f = ctx.fields;
     let (exit_code, exit_signal) = ctx.unit(EXIT, parse_exit_code)?;
-    let elapsed_secs = f[ELAPSED].trim().parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
+    let elapsed_secs = trim(f[ELAPSED]).parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
     let mut record = StepRecord {
         job,
         step,

@@ -204,3 +204,19 @@ fn parts_parsed_one_by_one_give_what_the_whole_gives() {
     assert!(parts.iter().all(|p| p.text.split('\u{1f}').next().is_some_and(|id| !id.contains('.'))));
     assert!(split_parts(WINDOW, 1).len() > 5);
 }
+
+#[test]
+fn fields_are_split_like_splitn() {
+    let pieces = ["", "a", "ünï", "12345678", "x\u{1f}y", "1234567"];
+    for count in [0usize, 1, 7, 8, 9, 35, 36, 37, 40] {
+        for (n, piece) in pieces.iter().enumerate() {
+            let line: String = (0..=count).map(|i| pieces[(n + i) % pieces.len()].replace('\u{1f}', "")).collect::<Vec<_>>().join("\u{1f}");
+            let line = format!("{piece}{line}");
+            let mut expected = [""; FIELDS.len()];
+            for (slot, value) in expected.iter_mut().zip(line.splitn(FIELDS.len(), DELIMITER)) {
+                *slot = value;
+            }
+            assert_eq!(split_fields(&line), expected, "{line:?}");
+        }
+    }
+}
