@@ -21,7 +21,7 @@ use crate::job::{JobRecord, StepRecord};
 use crate::slurm::sacct::{fetch_window_text, SacctError, Window};
 use crate::slurm::sacct_parse::{parse_sacct_part, split_parts, SacctBatch};
 use crate::slurm::{hostlist, SlurmRunner};
-use crate::store::tables::{IMPORT_WATERMARK_KEY, META};
+use crate::store::tables::IMPORT_WATERMARK_KEY;
 use crate::store::{JobWriter, Store, StoreError};
 use crate::system::{Backoff, Shared};
 use actix::prelude::*;
@@ -78,11 +78,9 @@ pub fn commit_batch(store: &Store, batch: SacctBatch, watermark: u64) -> Result<
     let started = thread_cpu();
     let txn = store.db().begin_write()?;
     let mut changes = Changes::new(watermark);
-    {
-        let mut writer = JobWriter::open(&txn)?;
-        changes.write(&mut writer, batch)?;
-        txn.open_table(META)?.insert(IMPORT_WATERMARK_KEY, watermark)?;
-    }
+    let mut writer = JobWriter::open(&txn)?;
+    changes.write(&mut writer, batch)?;
+    writer.finish(&txn, Some(watermark))?;
     txn.commit()?;
     Ok(changes.finish(Duration::ZERO, thread_cpu().saturating_sub(started)))
 }
@@ -108,8 +106,8 @@ pub fn import_text(
     let mut changes = Changes::new(watermark);
     // Parse CPU time, and whether it was spent on this thread (a window of one part).
     let (mut parse_cpu, mut inline) = (Duration::ZERO, false);
+    let mut writer = JobWriter::open(&txn)?;
     {
-        let mut writer = JobWriter::open(&txn)?;
         if parts.len() <= 1 {
             inline = true;
             for part in parts {
@@ -143,8 +141,8 @@ pub fn import_text(
                 parser.join().map_err(|_| StoreError::Worker("the sacct parser thread panicked"))
             })?;
         }
-        txn.open_table(META)?.insert(IMPORT_WATERMARK_KEY, watermark)?;
     }
+    writer.finish(&txn, Some(watermark))?;
     txn.commit()?;
     let mut store_cpu = thread_cpu().saturating_sub(started);
     if inline {

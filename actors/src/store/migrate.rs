@@ -8,11 +8,13 @@
 //! History:
 //! - 1: jobs, steps, end-time index, nodes, samples, GPU samples, apps, periods, findings, outbox.
 //! - 2: `jobs_by_user` index, backfilled from the jobs table.
-//! - 3: a job's steps are part of its value (format 2, `job_codec`) instead of one `steps` value
-//!   per step, and the end-time and user indexes hold buckets of jobs (`postings`) instead of an
-//!   entry per job: the import does one B-tree insert per job instead of five. Job values
-//!   without steps may stay format 1 (`job_codec` reads both).
+//! - 3: jobs are kept sixteen to a value (`job_blocks`) with their steps (format 2, `job_codec`)
+//!   instead of a `jobs` value per job and a `steps` value per step, and the end-time and user
+//!   indexes hold buckets of jobs (`postings`) instead of an entry per job: the import does one
+//!   B-tree insert per sixteen jobs instead of five per job. The job count moves to `meta`. Job
+//!   values without steps may stay format 1 (`job_codec` reads both).
 
+use super::job_blocks::{block_of, BlockBuilder};
 use super::job_codec::{decode_job, encode_job};
 use super::postings::{apply, end_bucket, ID_BUCKET};
 use super::records::{decode_record, RecordError};
@@ -91,42 +93,50 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Schema 3 keeps each job's steps in its value (format 2) and replaces the per-job index
-/// entries by buckets; the tables `steps`, `jobs_by_end` and `jobs_by_user` are dropped.
+/// Schema 3 keeps jobs sixteen to a value with their steps (`job_blocks`, format 2 where a job
+/// has steps) and replaces the per-job index entries by buckets; the tables `jobs`, `steps`,
+/// `jobs_by_end` and `jobs_by_user` are dropped.
 fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
-    {
-        let mut jobs = txn.open_table(JOBS)?;
-        let steps = txn.open_table(STEPS)?;
-        let mut group: Vec<StepRecord> = Vec::new();
-        let mut entries = steps.iter()?;
-        loop {
-            let next = entries.next().transpose()?;
-            let step = match &next {
-                Some((key, value)) => Some(decode_record::<StepRecord>(value.value()).map_err(|source| {
-                    StoreError::Corrupt { table: "steps", key: format!("{:?}", key.value()), source }
-                })?),
-                None => None,
-            };
-            let same_job = matches!((&step, group.first()), (Some(s), Some(first)) if s.job == first.job);
-            if !same_job && !group.is_empty() {
-                embed_steps(&mut jobs, &group)?;
-                group.clear();
-            }
-            match step {
-                Some(step) => group.push(step),
-                None => break,
-            }
-        }
-    }
     let mut ends: Vec<((u64, u64), [u64; 2])> = Vec::new();
     let mut users: Vec<((String, u64), [u64; 1])> = Vec::new();
-    for entry in txn.open_table(JOBS)?.iter()? {
-        let (id, value) = entry?;
-        let id = id.value();
-        let job = decode_job(value.value()).map_err(|source| corrupt(id, source))?;
-        let end = job.end_at.unwrap_or(u64::MAX);
-        ends.push((end_bucket(end, id), [end, id]));
-        users.push(((job.user, id / ID_BUCKET), [id]));
+    let mut count = 0;
+    {
+        let jobs = txn.open_table(JOBS)?;
+        let steps = txn.open_table(STEPS)?;
+        let mut blocks = txn.open_table(JOB_BLOCKS)?;
+        let mut block: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut buf = Vec::new();
+        for entry in jobs.iter()? {
+            let (id, value) = entry?;
+            let (id, value) = (id.value(), value.value());
+            let job = decode_job(value).map_err(|source| corrupt(id, source))?;
+            let mut job_steps = Vec::new();
+            for step in steps.range((id, 0)..=(id, u32::MAX))? {
+                let (key, step) = step?;
+                job_steps.push(decode_record::<StepRecord>(step.value()).map_err(|source| StoreError::Corrupt {
+                    table: "steps",
+                    key: format!("{:?}", key.value()),
+                    source,
+                })?);
+            }
+            let stored = if job_steps.is_empty() {
+                value.to_vec()
+            } else {
+                let mut out = Vec::new();
+                encode_job(&job, &job_steps.iter().collect::<Vec<_>>(), &mut out);
+                out
+            };
+            if block.first().is_some_and(|(first, _)| block_of(*first) != block_of(id)) {
+                write_block(&mut blocks, &block, &mut buf)?;
+                block.clear();
+            }
+            block.push((id, stored));
+            count += 1;
+            let end = job.end_at.unwrap_or(u64::MAX);
+            ends.push((end_bucket(end, id), [end, id]));
+            users.push(((job.user, id / ID_BUCKET), [id]));
+        }
+        write_block(&mut blocks, &block, &mut buf)?;
     }
     let mut by_end = txn.open_table(JOBS_BY_END_BUCKETS)?;
     ends.sort_unstable();
@@ -144,22 +154,22 @@ fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
             by_user.insert((bucket[0].0 .0.as_str(), bucket[0].0 .1), value.as_slice())?;
         }
     }
+    txn.open_table(META)?.insert(JOB_COUNT_KEY, count)?;
+    txn.delete_table(JOBS)?;
     txn.delete_table(STEPS)?;
     txn.delete_table(JOBS_BY_END)?;
     txn.delete_table(JOBS_BY_USER)?;
     Ok(())
 }
 
-/// Rewrites a job's value with its steps from the `steps` table (dropped if the job is gone).
-fn embed_steps(jobs: &mut redb::Table<u64, &[u8]>, steps: &[StepRecord]) -> Result<(), StoreError> {
-    let id = steps[0].job.0;
-    let Some(value) = jobs.get(id)?.map(|v| v.value().to_vec()) else {
-        return Ok(());
-    };
-    let job = decode_job(&value).map_err(|source| corrupt(id, source))?;
-    let mut buf = Vec::new();
-    encode_job(&job, &steps.iter().collect::<Vec<_>>(), &mut buf);
-    jobs.insert(id, buf.as_slice())?;
+/// Writes one block of migrated jobs (nothing for an empty block).
+fn write_block(blocks: &mut redb::Table<u64, &[u8]>, jobs: &[(u64, Vec<u8>)], buf: &mut Vec<u8>) -> Result<(), StoreError> {
+    let Some((first, _)) = jobs.first() else { return Ok(()) };
+    let mut builder = BlockBuilder::new(buf);
+    for (id, value) in jobs {
+        builder.push(*id, |out| out.extend_from_slice(value));
+    }
+    blocks.insert(block_of(*first), buf.as_slice())?;
     Ok(())
 }
 

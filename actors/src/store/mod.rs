@@ -9,6 +9,7 @@
 mod codec;
 mod ingest;
 pub mod job_codec;
+mod job_blocks;
 mod job_writer;
 mod migrate;
 mod postings;
@@ -135,13 +136,9 @@ impl Store {
         watermark: Option<u64>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        {
-            let mut writer = JobWriter::open(&txn)?;
-            writer.write(&jobs.iter().collect::<Vec<_>>(), &steps.iter().collect::<Vec<_>>())?;
-            if let Some(mark) = watermark {
-                txn.open_table(META)?.insert(IMPORT_WATERMARK_KEY, mark)?;
-            }
-        }
+        let mut writer = JobWriter::open(&txn)?;
+        writer.write(&jobs.iter().collect::<Vec<_>>(), &steps.iter().collect::<Vec<_>>())?;
+        writer.finish(&txn, watermark)?;
         txn.commit()?;
         Ok(())
     }
@@ -149,23 +146,22 @@ impl Store {
     /// One job, if stored.
     pub fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(JOBS)?;
-        let value = table.get(id.0)?;
-        value.map(|v| decode_job_value(id.0, v.value())).transpose()
+        let table = txn.open_table(JOB_BLOCKS)?;
+        let Some(block) = table.get(job_blocks::block_of(id.0))? else { return Ok(None) };
+        job_writer::job_value(id, block.value())?.map(|v| decode_job_value(id.0, v)).transpose()
     }
 
     /// The steps of a job, in step-id order.
     pub fn steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(JOBS)?;
-        let value = table.get(id.0)?;
-        Ok(value.map(|v| job_writer::steps_of(id, v.value())).transpose()?.unwrap_or_default())
+        let table = txn.open_table(JOB_BLOCKS)?;
+        let Some(block) = table.get(job_blocks::block_of(id.0))? else { return Ok(Vec::new()) };
+        Ok(job_writer::job_value(id, block.value())?.map(|v| job_writer::steps_of(id, v)).transpose()?.unwrap_or_default())
     }
 
     /// Number of jobs stored.
     pub fn job_count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(JOBS)?.len()?)
+        Ok(self.meta(JOB_COUNT_KEY)?.unwrap_or(0))
     }
 
     /// Jobs that were running at some time in `[from, to)`: ended at or after `from` (or still
@@ -173,7 +169,7 @@ impl Store {
     pub fn jobs_in_window(&self, from: u64, to: u64) -> Result<Vec<JobRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let by_end = txn.open_table(JOBS_BY_END_BUCKETS)?;
-        let jobs = txn.open_table(JOBS)?;
+        let blocks = txn.open_table(JOB_BLOCKS)?;
         let mut ended: Vec<[u64; 2]> = Vec::new();
         for entry in by_end.range(postings::end_bucket(from, 0)..)? {
             let (key, value) = entry?;
@@ -187,8 +183,9 @@ impl Store {
         ended.sort_unstable();
         let mut out = Vec::new();
         for [_, id] in ended {
-            if let Some(value) = jobs.get(id)? {
-                let job = decode_job_value(id, value.value())?;
+            let Some(block) = blocks.get(job_blocks::block_of(id))? else { continue };
+            if let Some(value) = job_writer::job_value(JobId(id), block.value())? {
+                let job = decode_job_value(id, value)?;
                 if job.start_at.is_some_and(|s| s < to) {
                     out.push(job);
                 }

@@ -10,9 +10,12 @@ use redb::TableDefinition;
 /// Small named numbers: `schema_version`, `import_watermark`, counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Job id → job record with its steps (format 2, see `job_codec`; format 1 values, without
-/// steps, are still read).
+/// Job id → job record. Schema 1–2 only: schema 3 keeps jobs in `JOB_BLOCKS`.
 pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+
+/// Job id / 16 → the jobs of those ids with their steps (see `job_blocks`; each job a
+/// `job_codec` value). Added in schema 3.
+pub const JOB_BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_blocks");
 
 /// (job id, step id) → step record. Schema 1–2 only: schema 3 keeps a job's steps in its value.
 pub const STEPS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("steps");
@@ -65,6 +68,9 @@ pub const REPORTS_SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new
 
 /// `meta` key of the schema version.
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// `meta` key of the number of jobs stored (schema 3 on: `JOB_BLOCKS` has one entry per block).
+pub const JOB_COUNT_KEY: &str = "job_count";
 
 /// `meta` key of the accounting import watermark (end of the last committed window).
 pub const IMPORT_WATERMARK_KEY: &str = "import_watermark";

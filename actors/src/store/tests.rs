@@ -217,12 +217,15 @@ fn schema_2_file_is_migrated_with_its_steps_and_indexes() {
     assert_eq!(window, [21, 23, 22]);
     // Jobs with steps were rewritten in format 2, one without kept its format-1 value.
     let txn = store.db().begin_read().unwrap();
-    let table = txn.open_table(JOBS).unwrap();
-    assert_eq!(table.get(21).unwrap().unwrap().value()[0], JOB_FORMAT);
-    assert_eq!(table.get(23).unwrap().unwrap().value()[0], 1);
+    let blocks = txn.open_table(JOB_BLOCKS).unwrap();
+    let block = blocks.get(1).unwrap().unwrap();
+    let formats: Vec<(u64, u8)> =
+        job_blocks::entries(1, block.value()).unwrap().iter().map(|(id, value)| (*id, value[0])).collect();
+    assert_eq!(formats, [(21, JOB_FORMAT), (22, JOB_FORMAT), (23, 1)]);
     let names: Vec<String> = txn.list_tables().unwrap().map(|t| redb::TableHandle::name(&t).to_string()).collect();
-    assert!(!names.iter().any(|n| ["steps", "jobs_by_end", "jobs_by_user"].contains(&n.as_str())), "{names:?}");
-    drop((table, txn));
+    assert!(!names.iter().any(|n| ["jobs", "steps", "jobs_by_end", "jobs_by_user"].contains(&n.as_str())), "{names:?}");
+    assert_eq!(store.job_count().unwrap(), 3);
+    drop((block, blocks, txn));
     // A format-1 job seen again (now finished, with a step) moves in the end-time index.
     let done = Some(60);
     store.upsert_jobs(&[JobRecord { end_at: done, ..running }], &[step(22, StepId(0))], None).unwrap();
@@ -280,7 +283,9 @@ fn corrupt_job_value_is_an_error_naming_the_key() {
     let path = temp_db("corrupt");
     let store = Store::open(&path).unwrap();
     let txn = store.db().begin_write().unwrap();
-    txn.open_table(JOBS).unwrap().insert(99, [1u8, 0xff, 0xff].as_slice()).unwrap();
+    let mut block = Vec::new();
+    job_blocks::BlockBuilder::new(&mut block).push(99, |out| out.extend_from_slice(&[1u8, 0xff, 0xff]));
+    txn.open_table(JOB_BLOCKS).unwrap().insert(99 / 16, block.as_slice()).unwrap();
     txn.commit().unwrap();
     let err = store.job(JobId(99)).unwrap_err().to_string();
     assert!(err.contains("jobs") && err.contains("99"), "{err}");
