@@ -15,9 +15,9 @@
 //! restarts it, which waits `reconnect_wait` before trying again. The watermark stays where it
 //! was, so the missed window is imported once slurmdbd is back.
 
+use crate::job::{JobRecord, StepRecord};
 use crate::messages::JobsImported;
 use crate::metrics::Metrics;
-use crate::job::{JobRecord, StepRecord};
 use crate::slurm::sacct::{fetch_window_text, SacctError, Window};
 use crate::slurm::sacct_parse::{parse_sacct_part, split_parts, SacctBatch};
 use crate::slurm::{hostlist, SlurmRunner};

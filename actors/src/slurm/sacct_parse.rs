@@ -273,7 +273,10 @@ fn split_fields(line: &str) -> [&str; FIELDS.len()] {
                 const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
                 !(((x & LOW) + LOW) | x | LOW)
             }
-            None => bytes[at..].iter().enumerate().fold(0u64, |z, (i, &b)| z | (u64::from(b == DELIMITER as u8) << (8 * i + 7))),
+            None => bytes[at..]
+                .iter()
+                .enumerate()
+                .fold(0u64, |z, (i, &b)| z | (u64::from(b == DELIMITER as u8) << (8 * i + 7))),
         };
         let mut zeros = zeros;
         while zeros != 0 && found < LAST {

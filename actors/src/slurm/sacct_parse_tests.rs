@@ -190,7 +190,7 @@ fn parts_parsed_one_by_one_give_what_the_whole_gives() {
             assert_eq!(parts.iter().map(|p| p.text).collect::<String>(), text);
             let (mut jobs, mut skipped) = (Vec::new(), Vec::new());
             for part in &parts {
-                assert!(part.text.is_empty() || !part.text.starts_with(|c: char| c == '\n'));
+                assert!(part.text.is_empty() || !part.text.starts_with('\n'));
                 let batch = parse_sacct_part(part.text, &tz, 7, part.lines_before);
                 jobs.extend(batch.jobs);
                 skipped.extend(batch.skipped);
@@ -210,7 +210,10 @@ fn fields_are_split_like_splitn() {
     let pieces = ["", "a", "ünï", "12345678", "x\u{1f}y", "1234567"];
     for count in [0usize, 1, 7, 8, 9, 35, 36, 37, 40] {
         for (n, piece) in pieces.iter().enumerate() {
-            let line: String = (0..=count).map(|i| pieces[(n + i) % pieces.len()].replace('\u{1f}', "")).collect::<Vec<_>>().join("\u{1f}");
+            let line: String = (0..=count)
+                .map(|i| pieces[(n + i) % pieces.len()].replace('\u{1f}', ""))
+                .collect::<Vec<_>>()
+                .join("\u{1f}");
             let line = format!("{piece}{line}");
             let mut expected = [""; FIELDS.len()];
             for (slot, value) in expected.iter_mut().zip(line.splitn(FIELDS.len(), DELIMITER)) {

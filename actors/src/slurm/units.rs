@@ -501,9 +501,31 @@ mod tests {
     #[test]
     fn the_one_pass_forms_agree_with_the_general_paths() {
         let durations = [
-            "00:19.211", "00:00:20", "1-02:03:04", "2-03", "2-03:04", "0-05", "0-05:06", "01:13", "5", "1:2:3:4",
-            "00:00.5", "00:00.1234567", "00:00.", ":", "1::2", "+1:02", "1-", "-1", "1234567890:00", "99:99:99.999999",
-            "1-2-3", "00:00:00.000", "ab:cd", "1.2.3", "12:34.5x",
+            "00:19.211",
+            "00:00:20",
+            "1-02:03:04",
+            "2-03",
+            "2-03:04",
+            "0-05",
+            "0-05:06",
+            "01:13",
+            "5",
+            "1:2:3:4",
+            "00:00.5",
+            "00:00.1234567",
+            "00:00.",
+            ":",
+            "1::2",
+            "+1:02",
+            "1-",
+            "-1",
+            "1234567890:00",
+            "99:99:99.999999",
+            "1-2-3",
+            "00:00:00.000",
+            "ab:cd",
+            "1.2.3",
+            "12:34.5x",
         ];
         for text in durations {
             let slow = || -> Result<Option<u64>, UnitError> {
@@ -523,7 +545,8 @@ mod tests {
                     }
                     None => (rest, 0),
                 };
-                let nums: Vec<u64> = clock.split(':').map(|p| p.parse::<u64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+                let nums: Vec<u64> =
+                    clock.split(':').map(|p| p.parse::<u64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
                 let secs = match nums.as_slice() {
                     [s] if days > 0 => s * 3600,
                     [m, s] if days > 0 => m * 3600 + s * 60,
@@ -538,13 +561,40 @@ mod tests {
                 assert_eq!(Ok(Some(fast)), slow(), "{text:?}");
             }
         }
-        let memories = ["4000M", "4g", "4Gc", "4Gn", "4c", "4n", "c", "n", "4nc", "4X", "M", "1.5M", "999999999999999", "9999999999999999", "8P", "9P", "0", "4kn"];
+        let memories = [
+            "4000M",
+            "4g",
+            "4Gc",
+            "4Gn",
+            "4c",
+            "4n",
+            "c",
+            "n",
+            "4nc",
+            "4X",
+            "M",
+            "1.5M",
+            "999999999999999",
+            "9999999999999999",
+            "8P",
+            "9P",
+            "0",
+            "4kn",
+        ];
         for text in memories {
             if let Some(fast) = plain_memory(text.as_bytes()) {
                 let t = text.trim_end_matches(['c', 'n']);
-                let scope = if text.ends_with('c') { MemScope::PerCpu } else if text.ends_with('n') { MemScope::PerNode } else { MemScope::Plain };
+                let scope = if text.ends_with('c') {
+                    MemScope::PerCpu
+                } else if text.ends_with('n') {
+                    MemScope::PerNode
+                } else {
+                    MemScope::Plain
+                };
                 let (num, factor) = match t.chars().last() {
-                    Some(c) if c.is_ascii_alphabetic() => (&t[..t.len() - 1], [10, 20, 30, 40, 50]["KMGTP".find(c.to_ascii_uppercase()).unwrap()]),
+                    Some(c) if c.is_ascii_alphabetic() => {
+                        (&t[..t.len() - 1], [10, 20, 30, 40, 50]["KMGTP".find(c.to_ascii_uppercase()).unwrap()])
+                    }
                     _ => (t, 0),
                 };
                 let value: f64 = num.parse().unwrap();
@@ -567,7 +617,11 @@ mod tests {
         assert_eq!(parse_memory("18446744073709551616.00M").unwrap().unwrap().0, u64::MAX);
         for text in ["1.25M", "0.02M", "307.84M", "0.1", "123456789012.345", "1.0000000000001G", "9.99999999999999T"] {
             let (number, factor) = match text.strip_suffix(|c: char| c.is_ascii_alphabetic()) {
-                Some(n) => (n, [1u64 << 20, 1 << 30, 1 << 40][usize::from(text.ends_with('G')) + 2 * usize::from(text.ends_with('T'))]),
+                Some(n) => (
+                    n,
+                    [1u64 << 20, 1 << 30, 1 << 40]
+                        [usize::from(text.ends_with('G')) + 2 * usize::from(text.ends_with('T'))],
+                ),
                 None => (text, 1),
             };
             let float: f64 = number.parse().unwrap();

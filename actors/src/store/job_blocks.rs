@@ -62,7 +62,10 @@ pub fn entries(block: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, RecordErro
     while !rest.is_empty() {
         let offset = get_varint(&mut rest).map_err(bad)?;
         let len = usize::try_from(get_varint(&mut rest).map_err(bad)?).unwrap_or(usize::MAX);
-        if offset >= BLOCK_JOBS || len > rest.len() || out.last().is_some_and(|(id, _)| *id >= block * BLOCK_JOBS + offset) {
+        if offset >= BLOCK_JOBS
+            || len > rest.len()
+            || out.last().is_some_and(|(id, _)| *id >= block * BLOCK_JOBS + offset)
+        {
             return Err(RecordError::Malformed("job block entry"));
         }
         let (job, after) = rest.split_at(len);

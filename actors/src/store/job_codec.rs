@@ -50,8 +50,8 @@ fn encode_job_part(job: &JobRecord, out: &mut Vec<u8>) {
     for (i, v) in opts.iter().enumerate() {
         if let Some(v) = *v {
             match i {
-                0 | 1 => put(out, v),                  // end, submit
-                2 | 3 => put(out, delta(v, submit)),   // eligible, start
+                0 | 1 => put(out, v),                // end, submit
+                2 | 3 => put(out, delta(v, submit)), // eligible, start
                 _ => put(out, v),
             }
         }
@@ -244,7 +244,16 @@ fn encode_steps(steps: &[&StepRecord], out: &mut Vec<u8>) {
         let start = s.start_at.unwrap_or(prev_start);
         for (i, v) in opts.iter().enumerate() {
             if let Some(v) = *v {
-                put(out, if i == 0 { delta(v, prev_start) } else if i == 1 { delta(v, start) } else { v });
+                put(
+                    out,
+                    if i == 0 {
+                        delta(v, prev_start)
+                    } else if i == 1 {
+                        delta(v, start)
+                    } else {
+                        v
+                    },
+                );
             }
         }
         prev_start = start;
@@ -426,9 +435,10 @@ impl<'a> Reader<'a> {
     fn shared_str(&mut self, strings: &mut Vec<&'a str>) -> Result<&'a str, RecordError> {
         match self.u64()? {
             0 => Ok(""),
-            n if n % 2 == 1 => {
-                strings.get(usize::try_from(n / 2).unwrap_or(usize::MAX)).copied().ok_or(RecordError::Malformed("string"))
-            }
+            n if n % 2 == 1 => strings
+                .get(usize::try_from(n / 2).unwrap_or(usize::MAX))
+                .copied()
+                .ok_or(RecordError::Malformed("string")),
             n => {
                 let s = self.str_of(n / 2)?;
                 strings.push(s);
@@ -454,7 +464,9 @@ impl<'a> Reader<'a> {
             let name = match self.u64()? {
                 0 => Cow::Owned(self.shared_str(strings)?.to_string()),
                 n => Cow::Borrowed(
-                    *COMMON_TRES.get(usize::try_from(n - 1).unwrap_or(usize::MAX)).ok_or(RecordError::Malformed("TRES"))?,
+                    *COMMON_TRES
+                        .get(usize::try_from(n - 1).unwrap_or(usize::MAX))
+                        .ok_or(RecordError::Malformed("TRES"))?,
                 ),
             };
             out.push((name, self.u64()?));

@@ -113,7 +113,9 @@ impl<'txn> JobWriter<'txn> {
         }
         for (key, (remove, add)) in ends {
             let old = self.by_end.get(key)?.map(|v| v.value().to_vec());
-            match postings::apply(old.as_deref(), &remove, &add).map_err(|e| corrupt("jobs_by_end_buckets", key.0, e))? {
+            match postings::apply(old.as_deref(), &remove, &add)
+                .map_err(|e| corrupt("jobs_by_end_buckets", key.0, e))?
+            {
                 Some(value) => self.by_end.insert(key, value.as_slice())?,
                 None => self.by_end.remove(key)?,
             };

@@ -163,7 +163,11 @@ fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Writes one block of migrated jobs (nothing for an empty block).
-fn write_block(blocks: &mut redb::Table<u64, &[u8]>, jobs: &[(u64, Vec<u8>)], buf: &mut Vec<u8>) -> Result<(), StoreError> {
+fn write_block(
+    blocks: &mut redb::Table<u64, &[u8]>,
+    jobs: &[(u64, Vec<u8>)],
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let Some((first, _)) = jobs.first() else { return Ok(()) };
     let mut builder = BlockBuilder::new(buf);
     for (id, value) in jobs {

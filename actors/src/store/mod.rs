@@ -8,8 +8,8 @@
 
 mod codec;
 mod ingest;
-pub mod job_codec;
 mod job_blocks;
+pub mod job_codec;
 mod job_writer;
 mod migrate;
 mod postings;
@@ -156,7 +156,10 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(JOB_BLOCKS)?;
         let Some(block) = table.get(job_blocks::block_of(id.0))? else { return Ok(Vec::new()) };
-        Ok(job_writer::job_value(id, block.value())?.map(|v| job_writer::steps_of(id, v)).transpose()?.unwrap_or_default())
+        Ok(job_writer::job_value(id, block.value())?
+            .map(|v| job_writer::steps_of(id, v))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// Number of jobs stored.

@@ -250,7 +250,7 @@ fn upserts_keep_steps_and_index_entries_exact() {
         s.job = JobId(5);
     }
     let first = job(5, "alice", 100, None);
-    store.upsert_jobs(&[first.clone()], &steps[..2], None).unwrap();
+    store.upsert_jobs(std::slice::from_ref(&first), &steps[..2], None).unwrap();
     // The same job twice in one write (running, then ended): the later wins, indexed once.
     let ended = JobRecord { end_at: Some(300), ..first.clone() };
     store.upsert_jobs(&[first.clone(), ended.clone()], &steps[2..], None).unwrap();
@@ -259,7 +259,7 @@ fn upserts_keep_steps_and_index_entries_exact() {
     assert_eq!(store.jobs_in_window(0, 1_000).unwrap().len(), 1);
     assert_eq!(store.jobs_in_window(301, 1_000).unwrap().len(), 0);
     // Without steps the job keeps its steps; steps of an unknown job are dropped.
-    store.upsert_jobs(&[ended.clone()], &[], None).unwrap();
+    store.upsert_jobs(std::slice::from_ref(&ended), &[], None).unwrap();
     assert_eq!(store.steps(JobId(5)).unwrap().len(), steps.len());
     let mut stray = steps[0].clone();
     stray.job = JobId(77);
