@@ -128,7 +128,7 @@ fn main() {
     let cpu = |what: &str, cpu: Duration| {
         println!("{what}: CPU {:.2} s = {:.0} jobs/s", cpu.as_secs_f64(), rate(cpu));
     };
-    cpu("parse (parser thread)", parse_cpu);
+    cpu("parse (parser threads)", parse_cpu);
     cpu("store (writer thread, incl. commit)", store_cpu);
     println!(
         "parse + store (goal >= 100000 jobs/s): wall {:.2} s = {:.0} jobs/s; CPU {:.2} s = {:.0} jobs/s",

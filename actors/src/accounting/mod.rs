@@ -15,17 +15,18 @@
 //! restarts it, which waits `reconnect_wait` before trying again. The watermark stays where it
 //! was, so the missed window is imported once slurmdbd is back.
 
-use crate::job::{JobRecord, StepRecord};
+mod commit;
+
+pub use commit::{commit_batch, import_text};
+
 use crate::messages::JobsImported;
 use crate::metrics::Metrics;
 use crate::slurm::sacct::{fetch_window_text, SacctError, Window};
-use crate::slurm::sacct_parse::{parse_sacct_part, split_parts, SacctBatch};
-use crate::slurm::{hostlist, SlurmRunner};
+use crate::slurm::SlurmRunner;
 use crate::store::tables::IMPORT_WATERMARK_KEY;
-use crate::store::{JobWriter, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::system::{Backoff, Shared};
 use actix::prelude::*;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,159 +71,6 @@ pub fn next_window(watermark: Option<u64>, now: u64, first_window_secs: u64) -> 
         None => now.saturating_sub(first_window_secs),
     };
     Window { from, to: now.min(from.saturating_add(MAX_WINDOW_SECS)).max(from), user: None }
-}
-
-/// Stores a parsed batch and sets the watermark in one transaction; returns what changed
-/// compared with what was stored before (new jobs, jobs that ended, busy nodes).
-pub fn commit_batch(store: &Store, batch: SacctBatch, watermark: u64) -> Result<ImportSummary, StoreError> {
-    let started = thread_cpu();
-    let txn = store.db().begin_write()?;
-    let mut changes = Changes::new(watermark);
-    let mut writer = JobWriter::open(&txn)?;
-    changes.write(&mut writer, batch)?;
-    writer.finish(&txn, Some(watermark))?;
-    txn.commit()?;
-    Ok(changes.finish(Duration::ZERO, thread_cpu().saturating_sub(started)))
-}
-
-/// Bytes of sacct output parsed at a time by [`import_text`] (about 1 500 jobs with steps).
-const PART_BYTES: usize = 2 << 20;
-
-/// Parses sacct output and stores it with the watermark in one transaction, like
-/// [`commit_batch`] of `parse_sacct(text)`, but parsing the next part of the text on a second
-/// thread while the current part is written (`sacct_parse::split_parts` cuts it so the parts
-/// parse exactly as the whole): parsing and B-tree inserts take about as long as each other, so
-/// a large window is stored in about half the time. Skipped lines are logged and counted.
-pub fn import_text(
-    store: &Store,
-    text: &str,
-    tz: &jiff::tz::TimeZone,
-    imported_at: u64,
-    watermark: u64,
-) -> Result<ImportSummary, StoreError> {
-    let parts = split_parts(text, PART_BYTES);
-    let started = thread_cpu();
-    let txn = store.db().begin_write()?;
-    let mut changes = Changes::new(watermark);
-    // Parse CPU time, and whether it was spent on this thread (a window of one part).
-    let (mut parse_cpu, mut inline) = (Duration::ZERO, false);
-    let mut writer = JobWriter::open(&txn)?;
-    {
-        if parts.len() <= 1 {
-            inline = true;
-            for part in parts {
-                let before = thread_cpu();
-                let batch = parse_sacct_part(part.text, tz, imported_at, part.lines_before);
-                parse_cpu += thread_cpu().saturating_sub(before);
-                changes.write(&mut writer, batch)?;
-            }
-        } else {
-            parse_cpu = std::thread::scope(|scope| {
-                // The parser stays at most two parts ahead of the writer. Written parts go back
-                // to the parser thread to be freed there: its allocator frees them cheaply and
-                // reuses the memory for the next part, and the writer is the busier thread.
-                let (sender, receiver) = crossbeam::channel::bounded(1);
-                let (done_sender, done_receiver) = crossbeam::channel::unbounded::<SacctBatch>();
-                let parser = scope.spawn(move || {
-                    for part in parts {
-                        done_receiver.try_iter().for_each(drop);
-                        let batch = parse_sacct_part(part.text, tz, imported_at, part.lines_before);
-                        if sender.send(batch).is_err() {
-                            break; // the writer failed and stopped listening
-                        }
-                    }
-                    thread_cpu()
-                });
-                for batch in receiver {
-                    let batch = changes.write(&mut writer, batch)?;
-                    // Once the parser is done, the writer frees what is left itself.
-                    let _ = done_sender.send(batch);
-                }
-                parser.join().map_err(|_| StoreError::Worker("the sacct parser thread panicked"))
-            })?;
-        }
-    }
-    writer.finish(&txn, Some(watermark))?;
-    txn.commit()?;
-    let mut store_cpu = thread_cpu().saturating_sub(started);
-    if inline {
-        store_cpu = store_cpu.saturating_sub(parse_cpu);
-    }
-    Ok(changes.finish(parse_cpu, store_cpu))
-}
-
-/// What an import changed, gathered part by part as the parts are written.
-struct Changes {
-    event: JobsImported,
-    busy: BTreeMap<String, u32>,
-    jobs: usize,
-    steps: usize,
-    skipped_lines: usize,
-}
-
-impl Changes {
-    fn new(watermark: u64) -> Self {
-        Changes {
-            event: JobsImported { until: watermark, ..JobsImported::default() },
-            busy: BTreeMap::new(),
-            jobs: 0,
-            steps: 0,
-            skipped_lines: 0,
-        }
-    }
-
-    /// Writes a parsed part and notes which jobs are new, which ended and which nodes are busy;
-    /// hands the part back (for the caller to free where it is cheapest).
-    fn write(&mut self, writer: &mut JobWriter<'_>, batch: SacctBatch) -> Result<SacctBatch, StoreError> {
-        for skipped in &batch.skipped {
-            tracing::warn!(line = skipped.line, field = skipped.field, reason = %skipped.reason, text = %skipped.text, "sacct line skipped");
-        }
-        self.skipped_lines += batch.skipped.len();
-        let jobs: Vec<&JobRecord> = batch.jobs.iter().map(|(job, _)| job).collect();
-        let steps: Vec<&StepRecord> = batch.jobs.iter().flat_map(|(_, steps)| steps).collect();
-        let before = writer.write(&jobs, &steps)?;
-        for (job, was) in jobs.iter().zip(before) {
-            if was.is_none() {
-                self.event.new.push(job.id);
-            }
-            if job.end_at.is_some() && was != Some(true) {
-                self.event.finished.push(job.id);
-            }
-            if job.end_at.is_none() && job.state == "RUNNING" {
-                for node in hostlist::expand(&job.node_list).unwrap_or_default() {
-                    *self.busy.entry(node).or_default() += 1;
-                }
-            }
-        }
-        self.jobs += jobs.len();
-        self.steps += steps.len();
-        drop((jobs, steps));
-        Ok(batch)
-    }
-
-    fn finish(mut self, parse_cpu: Duration, store_cpu: Duration) -> ImportSummary {
-        self.event.busy_nodes = self.busy.into_iter().collect();
-        self.event.busy_nodes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        ImportSummary {
-            caught_up: true,
-            jobs: self.jobs,
-            steps: self.steps,
-            skipped_lines: self.skipped_lines,
-            event: self.event,
-            parse_cpu,
-            store_cpu,
-        }
-    }
-}
-
-/// CPU time of the calling thread (imports report parse and store time apart).
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime only writes into the timespec we own.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 fn unix_now() -> u64 {
@@ -451,7 +299,7 @@ mod tests {
     use crate::job::JobId;
     use crate::slurm::sacct_parse::parse_sacct;
 
-    const WINDOW: &str = include_str!("../../tests/fixtures/sacct/window.txt");
+    const WINDOW: &str = include_str!("../../../tests/fixtures/sacct/window.txt");
 
     #[test]
     fn durations_ago_become_times_and_absolute_times_pass_through() {
