@@ -13,22 +13,34 @@ pub struct LocalTimes<'a> {
     tz: &'a jiff::tz::TimeZone,
     /// (civil day number, offset in seconds or `None` for a day with a transition), by day % 16.
     days: [(i64, Option<i64>); 16],
+    /// The last two texts converted and their values: a step repeats its job's times.
+    recent: [([u8; 19], u64); 2],
 }
 
 impl<'a> LocalTimes<'a> {
     pub fn new(tz: &'a jiff::tz::TimeZone) -> Self {
-        LocalTimes { tz, days: [(i64::MIN, None); 16] }
+        LocalTimes { tz, days: [(i64::MIN, None); 16], recent: [([0; 19], 0); 2] }
     }
 
     /// Same result as `parse_timestamp(text, tz)`.
     pub fn parse(&mut self, text: &str) -> Result<Option<u64>, UnitError> {
+        let key = <&[u8; 19]>::try_from(text.as_bytes()).ok();
+        if let Some(key) = key {
+            if let Some((_, value)) = self.recent.iter().find(|(k, _)| k == key) {
+                return Ok(Some(*value));
+            }
+        }
         if let Some((day, secs)) = civil_fields(trim(text).as_bytes()) {
             let slot = day.rem_euclid(16) as usize;
             if self.days[slot].0 != day {
                 self.days[slot] = (day, day_offset(self.tz, day));
             }
             if let (_, Some(offset)) = self.days[slot] {
-                return Ok(u64::try_from(day * 86_400 + secs - offset).ok());
+                let value = u64::try_from(day * 86_400 + secs - offset).ok();
+                if let (Some(key), Some(value)) = (key, value) {
+                    self.recent = [(*key, value), self.recent[0]];
+                }
+                return Ok(value);
             }
         }
         parse_timestamp(text, self.tz)

@@ -270,6 +270,8 @@ pub fn parse_tres(text: &str) -> Result<Tres, UnitError> {
         let value = trim(value);
         let number = if name == "mem" || name == "vmem" {
             parse_memory(value)?.map(|(b, _)| b).unwrap_or(0)
+        } else if let Some(n) = plain_u64(value.as_bytes()) {
+            n // the usual case, before the costlier tests below
         } else if value.bytes().any(|b| b == b':') {
             parse_duration_ms(value)?.unwrap_or(0)
         } else if let Ok(n) = value.parse::<u64>() {
@@ -283,6 +285,14 @@ pub fn parse_tres(text: &str) -> Result<Tres, UnitError> {
         out.push((tres_name(name), number));
     }
     Ok(Tres(out))
+}
+
+/// 1 to 19 ASCII digits as a number (what `str::parse::<u64>` gives for them).
+fn plain_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &c| c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0')))
 }
 
 /// The name as a shared string when it is a common one, else an owned copy.
