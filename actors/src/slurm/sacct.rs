@@ -79,19 +79,9 @@ pub fn window_args(runner: &SlurmRunner, start: &str, end: &str, user: Option<&s
     args
 }
 
-/// Jobs active in `window` (all states but PENDING), with their steps, parsed.
-pub async fn fetch_window(
-    runner: &SlurmRunner,
-    window: &Window,
-    tz: &jiff::tz::TimeZone,
-    imported_at: u64,
-) -> Result<SacctBatch, SacctError> {
-    let args = window_args(runner, &sacct_time(window.from, tz)?, &sacct_time(window.to, tz)?, window.user.as_deref());
-    fetch_with_args(runner, &args, tz, imported_at).await
-}
-
-/// The raw output of sacct for jobs active in `window` (the importer parses it part by part
-/// while it stores, see `accounting::import_text`).
+/// The raw output of sacct for jobs active in `window` (all states; PENDING lines are dropped by
+/// the parser). The importer parses it part by part while it stores, see
+/// `accounting::import_text`.
 pub async fn fetch_window_text(
     runner: &SlurmRunner,
     window: &Window,

@@ -1,14 +1,14 @@
-//! The compact, hand-written encoding of a job with its steps (one `jobs` value per job), for the
-//! accounting import's write path.
+//! The compact, hand-written encoding of a job with its steps (one entry of a `job_blocks` value,
+//! see `job_blocks`), for the accounting import's write path.
 //!
 //! Why not postcard (format 1, still read): a million jobs are imported in one go, and postcard
 //! through serde spent more time allocating and copying than the B-tree inserts, and wrote every
-//! TRES name and repeated string in full (~710 bytes a job with its steps). Here:
+//! TRES name and repeated string in full (~710 bytes a job with its steps; ~420 here). Here:
 //! - optional fields are one presence bitmap, times are deltas against the submit/start time;
 //! - TRES names are their position in [`COMMON_TRES`] (any other name is written out);
 //! - a job's state detail, a request TRES list and a step's usage maxima are one byte when they
 //!   repeat the state, the allocation and the usage totals (as they usually do);
-//! - strings within one steps value are written once and then referred to by number.
+//! - strings within one job's steps are written once and then referred to by number.
 //!
 //! A format-2 value is the format byte, the length of the job part, the job part and the steps
 //! part, so reading a job skips its steps. The job part starts with the presence bitmap and the
