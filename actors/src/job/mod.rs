@@ -5,6 +5,7 @@
 //! `interactive` are SLURM's `0xffff_fffb…` values) so they round-trip with SLURM's tools.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 /// A job's unique numeric id (sacct `JobIDRaw`). Array tasks and het components have their own.
@@ -64,9 +65,49 @@ impl fmt::Display for StepId {
 }
 
 /// A TRES list such as `cpu=4,mem=8G,node=1,billing=4,gres/gpu=1`, normalised:
-/// counts as counts, memory in bytes, times in milliseconds, energy in joules.
+/// counts as counts, memory in bytes, times in milliseconds, energy in joules. Common names
+/// (`cpu`, `mem`…) are shared static strings: every step carries a dozen of them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Tres(pub Vec<(String, u64)>);
+pub struct Tres(pub Vec<(Cow<'static, str>, u64)>);
+
+/// TRES names SLURM prints on nearly every line. The parser shares these instead of allocating
+/// a copy per value, and the store writes a name's position here instead of the name, so this
+/// list is append-only: positions are stored on disk.
+pub const COMMON_TRES: [&str; 13] = [
+    "billing",
+    "cpu",
+    "energy",
+    "fs/disk",
+    "fs/lustre",
+    "gres/gpu",
+    "gres/gpumem",
+    "gres/gpuutil",
+    "ic/ofed",
+    "mem",
+    "node",
+    "pages",
+    "vmem",
+];
+
+/// The position of `name` in [`COMMON_TRES`].
+pub fn common_tres_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "billing" => 0,
+        "cpu" => 1,
+        "energy" => 2,
+        "fs/disk" => 3,
+        "fs/lustre" => 4,
+        "gres/gpu" => 5,
+        "gres/gpumem" => 6,
+        "gres/gpuutil" => 7,
+        "ic/ofed" => 8,
+        "mem" => 9,
+        "node" => 10,
+        "pages" => 11,
+        "vmem" => 12,
+        _ => return None,
+    })
+}
 
 impl Tres {
     /// The value of one TRES, e.g. `get("gres/gpu")`.
@@ -238,6 +279,14 @@ pub struct StepRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_tres_positions_match_the_list() {
+        for (i, name) in COMMON_TRES.iter().enumerate() {
+            assert_eq!(common_tres_index(name), Some(i));
+        }
+        assert_eq!(common_tres_index("gres/fpga"), None);
+    }
 
     #[test]
     fn special_step_ids_round_trip_through_text() {

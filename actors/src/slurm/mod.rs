@@ -6,10 +6,12 @@
 //! Submodules: `units` (SLURM's time, memory and TRES notations), `hostlist` (`n[1-3,05]`).
 
 pub mod hostlist;
+pub mod local_time;
 pub mod queue;
 pub mod sacct;
 pub mod sacct_parse;
 pub mod sacct_print;
+mod sacct_records;
 pub mod units;
 
 use std::path::PathBuf;

@@ -79,15 +79,16 @@ pub fn window_args(runner: &SlurmRunner, start: &str, end: &str, user: Option<&s
     args
 }
 
-/// Jobs active in `window` (all states but PENDING), with their steps, parsed.
-pub async fn fetch_window(
+/// The raw output of sacct for jobs active in `window` (all states; PENDING lines are dropped by
+/// the parser). The importer parses it part by part while it stores, see
+/// `accounting::import_text`.
+pub async fn fetch_window_text(
     runner: &SlurmRunner,
     window: &Window,
     tz: &jiff::tz::TimeZone,
-    imported_at: u64,
-) -> Result<SacctBatch, SacctError> {
+) -> Result<String, SacctError> {
     let args = window_args(runner, &sacct_time(window.from, tz)?, &sacct_time(window.to, tz)?, window.user.as_deref());
-    fetch_with_args(runner, &args, tz, imported_at).await
+    Ok(runner.run("sacct", &args).await?)
 }
 
 /// Runs sacct with prepared arguments and parses its output.

@@ -16,9 +16,13 @@
 //! just-started job as PENDING while its steps already run — the next window sees it settled.
 
 use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres};
+use crate::slurm::local_time::LocalTimes;
+use crate::slurm::sacct_records::{records, split_fields};
+pub use crate::slurm::sacct_records::{split_parts, Part};
 use crate::slurm::units::{
-    parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_timestamp, parse_tres, MemScope,
+    parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_tres, trim, MemScope,
 };
+use std::cell::RefCell;
 
 /// The field separator we ask sacct for (`--delimiter`).
 pub const DELIMITER: char = '\u{1f}';
@@ -125,27 +129,34 @@ pub struct SacctBatch {
 
 /// Parses a whole sacct output. `imported_at` stamps the job records.
 pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> SacctBatch {
-    let mut batch = SacctBatch::default();
+    parse_sacct_part(text, tz, imported_at, 0)
+}
+
+/// Parses a part of sacct output that follows `lines_before` lines (so errors name the line of
+/// the whole output). `parse_sacct` is the whole output as one part.
+pub fn parse_sacct_part(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64, lines_before: usize) -> SacctBatch {
+    // Room for every job without growing (a job has a line and usually some step lines);
+    // growing a vector of large records copies them all.
+    let lines = memchr::memchr_iter(b'\n', text.as_bytes()).count();
+    let mut batch = SacctBatch { jobs: Vec::with_capacity(lines / 2 + 1), skipped: Vec::new() };
     // Raw id of the job the following step lines belong to; None after a skipped/pending job.
     let mut current: Option<u64> = None;
     let mut dropped: Option<u64> = None;
-    let times = TimeCache::default();
+    let times = RefCell::new(LocalTimes::new(tz));
     for record in records(text) {
         let (line_no, line) = match record {
-            Ok(record) => record,
-            Err(e) => {
+            Ok((line_no, line)) => (line_no + lines_before, line),
+            Err(mut e) => {
+                e.line += lines_before;
                 batch.skipped.push(e);
                 continue;
             }
         };
         // `records` guarantees at least FIELDS.len() − 1 delimiters, so every slot is filled.
-        let mut fields = [""; FIELDS.len()];
-        for (slot, value) in fields.iter_mut().zip(line.splitn(FIELDS.len(), DELIMITER)) {
-            *slot = value;
-        }
+        let fields = split_fields(&line);
         let raw = fields[RAW];
-        let ctx = Ctx { line: line_no, fields: &fields, tz, times: &times };
-        match raw.split_once('.') {
+        let ctx = Ctx { line: line_no, fields: &fields, times: &times };
+        match crate::slurm::units::split_at_byte(raw, b'.') {
             None => {
                 let id = match raw.parse::<u64>() {
                     Ok(id) => id,
@@ -204,56 +215,6 @@ pub fn parse_sacct(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64) -> Sac
     batch
 }
 
-/// Number of field separators in a line (a byte count: 0x1f is one byte in UTF-8).
-fn delimiters(line: &str) -> usize {
-    line.bytes().filter(|&b| b == DELIMITER as u8).count()
-}
-
-/// Splits sacct output into records: `(first line number, record text)`.
-///
-/// A record is normally one line, but SubmitLine keeps the newlines of a `--wrap` script, so a
-/// line that stops one field short (inside SubmitLine) continues on the following lines until
-/// the last field (JobName) is reached. Any other line with the wrong number of fields is
-/// reported as malformed.
-fn records(text: &str) -> impl Iterator<Item = Result<(usize, std::borrow::Cow<'_, str>), LineError>> {
-    let want = FIELDS.len() - 1;
-    let mut lines = text.lines().enumerate().peekable();
-    std::iter::from_fn(move || loop {
-        let (index, line) = lines.next()?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let count = delimiters(line);
-        if count >= want {
-            return Some(Ok((index + 1, std::borrow::Cow::Borrowed(line))));
-        }
-        if count == want - 1 {
-            let mut joined = line.to_string();
-            let mut total = count;
-            while total < want {
-                match lines.peek() {
-                    Some((_, next)) if delimiters(next) <= want - total => {
-                        total += delimiters(next);
-                        joined.push('\n');
-                        joined.push_str(next);
-                        lines.next();
-                    }
-                    _ => break,
-                }
-            }
-            if total == want {
-                return Some(Ok((index + 1, std::borrow::Cow::Owned(joined))));
-            }
-        }
-        return Some(Err(LineError {
-            line: index + 1,
-            field: "line",
-            reason: format!("{} fields, expected {}", count + 1, FIELDS.len()),
-            text: line.chars().take(200).collect(),
-        }));
-    })
-}
-
 /// Memory figures exist per step only (22.05 leaves them empty on the job line): the job gets
 /// the largest MaxRSS of its steps with where it peaked, and the largest of the other maxima.
 fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
@@ -270,52 +231,14 @@ fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
 }
 
 /// The fields of one line, with what is needed to report an error in it.
-struct Ctx<'a> {
+struct Ctx<'a, 't> {
     line: usize,
     fields: &'a [&'a str],
-    tz: &'a jiff::tz::TimeZone,
-    times: &'a TimeCache,
+    /// Timestamps are converted through a per-day cache of the zone's offset.
+    times: &'a RefCell<LocalTimes<'t>>,
 }
 
-/// Recently converted timestamps. A job's steps repeat its start and end times, and time-zone
-/// conversion is the costliest part of a line, so a few remembered texts save most of it.
-#[derive(Default)]
-struct TimeCache {
-    slots: std::cell::RefCell<TimeSlots>,
-}
-
-/// (unix seconds, timestamp text) pairs, and the slot to overwrite next.
-#[derive(Default)]
-struct TimeSlots {
-    entries: [(u64, [u8; 19]); 8],
-    next: usize,
-}
-
-impl TimeCache {
-    /// The converted value of a 19-byte `YYYY-MM-DDTHH:MM:SS` text, or converts and remembers it.
-    fn get_or(
-        &self,
-        text: &str,
-        convert: impl FnOnce() -> Result<Option<u64>, crate::slurm::units::UnitError>,
-    ) -> Result<Option<u64>, crate::slurm::units::UnitError> {
-        let Ok(key) = <[u8; 19]>::try_from(text.as_bytes()) else {
-            return convert();
-        };
-        let mut slots = self.slots.borrow_mut();
-        if let Some((value, _)) = slots.entries.iter().find(|(_, k)| *k == key) {
-            return Ok(Some(*value));
-        }
-        let value = convert()?;
-        if let Some(v) = value {
-            let next = slots.next;
-            slots.entries[next] = (v, key);
-            slots.next = (next + 1) % slots.entries.len();
-        }
-        Ok(value)
-    }
-}
-
-impl Ctx<'_> {
+impl Ctx<'_, '_> {
     fn error(&self, field: usize, reason: String) -> LineError {
         LineError {
             line: self.line,
@@ -339,7 +262,7 @@ impl Ctx<'_> {
 
     /// A count; empty is 0.
     fn count(&self, field: usize) -> Result<u32, LineError> {
-        let t = self.fields[field].trim();
+        let t = trim(self.fields[field]);
         if t.is_empty() {
             return Ok(0);
         }
@@ -347,7 +270,7 @@ impl Ctx<'_> {
     }
 
     fn optional_u32(&self, field: usize) -> Result<Option<u32>, LineError> {
-        let t = self.fields[field].trim();
+        let t = trim(self.fields[field]);
         if t.is_empty() {
             return Ok(None);
         }
@@ -355,7 +278,7 @@ impl Ctx<'_> {
     }
 
     fn time(&self, field: usize) -> Result<Option<u64>, LineError> {
-        self.unit(field, |t| self.times.get_or(t, || parse_timestamp(t, self.tz)))
+        self.unit(field, |t| self.times.borrow_mut().parse(t))
     }
 
     fn ms(&self, field: usize) -> Result<u64, LineError> {
@@ -368,6 +291,16 @@ impl Ctx<'_> {
 
     fn tres(&self, field: usize) -> Result<Tres, LineError> {
         self.unit(field, parse_tres)
+    }
+
+    /// A TRES list, copied from `parsed` (field `same`) when its text is the same (the request
+    /// usually repeats the allocation, a single task's maxima its totals).
+    fn tres_or_same(&self, field: usize, same: usize, parsed: &Tres) -> Result<Tres, LineError> {
+        if self.fields[field] == self.fields[same] {
+            Ok(parsed.clone())
+        } else {
+            self.tres(field)
+        }
     }
 
     fn node_list(&self) -> String {
@@ -393,18 +326,18 @@ fn id_parts(display: &str) -> (Option<u64>, Option<u32>, Option<u64>, Option<u32
     (None, None, None, None)
 }
 
-fn parse_job(ctx: &Ctx<'_>, id: JobId, imported_at: u64) -> Result<JobRecord, LineError> {
+fn parse_job(ctx: &Ctx<'_, '_>, id: JobId, imported_at: u64) -> Result<JobRecord, LineError> {
     let f = ctx.fields;
     let (exit_code, exit_signal) = ctx.unit(EXIT, parse_exit_code)?;
     let (array_job_id, array_task_id, het_job_id, het_offset) = id_parts(f[JOBID]);
     let node_count = ctx.count(NNODES)?;
     let alloc_cpus = ctx.count(ALLOC_CPUS)?;
     let alloc_tres = ctx.tres(ALLOC_TRES)?;
-    let req_tres = ctx.tres(REQ_TRES)?;
+    let req_tres = ctx.tres_or_same(REQ_TRES, ALLOC_TRES, &alloc_tres)?;
     let req_mem_raw = ctx.unit(REQ_MEM, parse_memory)?;
     let (req_mem, req_mem_bytes) = normalise_req_mem(req_mem_raw, &alloc_tres, &req_tres, node_count, alloc_cpus);
     let uid = ctx.optional_u32(UID)?;
-    let elapsed_secs = f[ELAPSED].trim().parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
+    let elapsed_secs = trim(f[ELAPSED]).parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
     let name = if f[NAME].contains(DELIMITER) { f[NAME].replace(DELIMITER, "\u{fffd}") } else { f[NAME].to_string() };
     Ok(JobRecord {
         id,
@@ -480,11 +413,11 @@ fn normalise_req_mem(
     (request, total)
 }
 
-fn parse_step(ctx: &Ctx<'_>, job: JobId, step: StepId) -> Result<StepRecord, LineError> {
+fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord, LineError> {
     let f = ctx.fields;
     let (exit_code, exit_signal) = ctx.unit(EXIT, parse_exit_code)?;
-    let elapsed_secs = f[ELAPSED].trim().parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
-    Ok(StepRecord {
+    let elapsed_secs = trim(f[ELAPSED]).parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
+    let mut record = StepRecord {
         job,
         step,
         name: ctx.text(NAME),
@@ -509,9 +442,11 @@ fn parse_step(ctx: &Ctx<'_>, job: JobId, step: StepId) -> Result<StepRecord, Lin
         max_disk_read_bytes: ctx.bytes(MAX_DISK_READ)?,
         max_disk_write_bytes: ctx.bytes(MAX_DISK_WRITE)?,
         tres_usage_in_tot: ctx.tres(TRES_IN_TOT)?,
-        tres_usage_in_max: ctx.tres(TRES_IN_MAX)?,
+        tres_usage_in_max: Tres::default(),
         submit_line: ctx.text(SUBMIT_LINE),
-    })
+    };
+    record.tres_usage_in_max = ctx.tres_or_same(TRES_IN_MAX, TRES_IN_TOT, &record.tres_usage_in_tot)?;
+    Ok(record)
 }
 
 #[cfg(test)]

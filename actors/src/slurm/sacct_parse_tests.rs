@@ -177,3 +177,49 @@ fn a_submit_line_with_newlines_stays_one_record() {
         [(1, "line"), (2, "JobIDRaw"), (3, "JobIDRaw"), (4, "JobIDRaw")]
     );
 }
+
+#[test]
+fn parts_parsed_one_by_one_give_what_the_whole_gives() {
+    let tz = jiff::tz::TimeZone::UTC;
+    let cut = MULTILINE.lines().take(1).chain(MULTILINE.lines().skip(3)).collect::<Vec<_>>().join("\n");
+    let crlf = WINDOW.replace('\n', "\r\n");
+    for text in [WINDOW, RUNNING, MULTILINE, MALFORMED, cut.as_str(), crlf.as_str(), ""] {
+        let whole = parse(text);
+        for part_bytes in [1, 100, 700, 3_000, 1 << 20] {
+            let parts = split_parts(text, part_bytes);
+            assert_eq!(parts.iter().map(|p| p.text).collect::<String>(), text);
+            let (mut jobs, mut skipped) = (Vec::new(), Vec::new());
+            for part in &parts {
+                assert!(part.text.is_empty() || !part.text.starts_with('\n'));
+                let batch = parse_sacct_part(part.text, &tz, 7, part.lines_before);
+                jobs.extend(batch.jobs);
+                skipped.extend(batch.skipped);
+            }
+            assert_eq!(jobs, whole.jobs, "{part_bytes}");
+            assert_eq!(skipped, whole.skipped, "{part_bytes}");
+        }
+    }
+    // Small parts cut before every job line, never before a step or a continuation line.
+    let parts = split_parts(MULTILINE, 1);
+    assert!(parts.iter().all(|p| p.text.split('\u{1f}').next().is_some_and(|id| !id.contains('.'))));
+    assert!(split_parts(WINDOW, 1).len() > 5);
+}
+
+#[test]
+fn fields_are_split_like_splitn() {
+    let pieces = ["", "a", "ünï", "12345678", "x\u{1f}y", "1234567"];
+    for count in [0usize, 1, 7, 8, 9, 35, 36, 37, 40] {
+        for (n, piece) in pieces.iter().enumerate() {
+            let line: String = (0..=count)
+                .map(|i| pieces[(n + i) % pieces.len()].replace('\u{1f}', ""))
+                .collect::<Vec<_>>()
+                .join("\u{1f}");
+            let line = format!("{piece}{line}");
+            let mut expected = [""; FIELDS.len()];
+            for (slot, value) in expected.iter_mut().zip(line.splitn(FIELDS.len(), DELIMITER)) {
+                *slot = value;
+            }
+            assert_eq!(split_fields(&line), expected, "{line:?}");
+        }
+    }
+}

@@ -9,7 +9,11 @@
 mod bitpack;
 mod codec;
 mod ingest;
+mod job_blocks;
+pub mod job_codec;
+mod job_writer;
 mod migrate;
+mod postings;
 pub mod probe;
 mod records;
 mod reports;
@@ -17,6 +21,7 @@ pub mod tables;
 
 pub use codec::{decode_block, encode_block, CodecError, Columns};
 pub use ingest::{ReportContent, Stored};
+pub use job_writer::{Before, JobWriter};
 pub use migrate::{create_v1, CURRENT_SCHEMA};
 pub use records::{decode_record, encode_record, RecordError};
 pub use reports::{PeriodRecord, UserReport};
@@ -44,6 +49,8 @@ pub enum StoreError {
     Corrupt { table: &'static str, key: String, source: RecordError },
     #[error("corrupt sample block in table {table} at key {key}: {source}")]
     CorruptBlock { table: &'static str, key: String, source: CodecError },
+    #[error("{0}")]
+    Worker(&'static str),
 }
 
 macro_rules! from_redb {
@@ -130,37 +137,9 @@ impl Store {
         watermark: Option<u64>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        {
-            let mut job_table = txn.open_table(JOBS)?;
-            let mut by_end = txn.open_table(JOBS_BY_END)?;
-            let mut by_user = txn.open_table(JOBS_BY_USER)?;
-            let mut step_table = txn.open_table(STEPS)?;
-            for job in jobs {
-                let old_end = match job_table.get(job.id.0)? {
-                    Some(old) => {
-                        let old: JobRecord = decode_record(old.value()).map_err(|source| StoreError::Corrupt {
-                            table: "jobs",
-                            key: job.id.to_string(),
-                            source,
-                        })?;
-                        Some(old.end_at.unwrap_or(u64::MAX))
-                    }
-                    None => None,
-                };
-                if let Some(old_end) = old_end {
-                    by_end.remove((old_end, job.id.0))?;
-                }
-                job_table.insert(job.id.0, encode_record(job).as_slice())?;
-                by_end.insert((job.end_at.unwrap_or(u64::MAX), job.id.0), ())?;
-                by_user.insert((job.user.as_str(), job.id.0), ())?;
-            }
-            for step in steps {
-                step_table.insert((step.job.0, step.step.0), encode_record(step).as_slice())?;
-            }
-            if let Some(mark) = watermark {
-                txn.open_table(META)?.insert(IMPORT_WATERMARK_KEY, mark)?;
-            }
-        }
+        let mut writer = JobWriter::open(&txn)?;
+        writer.write(&jobs.iter().collect::<Vec<_>>(), &steps.iter().collect::<Vec<_>>())?;
+        writer.finish(&txn, watermark)?;
         txn.commit()?;
         Ok(())
     }
@@ -168,57 +147,49 @@ impl Store {
     /// One job, if stored.
     pub fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(JOBS)?;
-        let value = table.get(id.0)?;
-        value
-            .map(|v| {
-                decode_record(v.value()).map_err(|source| StoreError::Corrupt {
-                    table: "jobs",
-                    key: id.to_string(),
-                    source,
-                })
-            })
-            .transpose()
+        let table = txn.open_table(JOB_BLOCKS)?;
+        let Some(block) = table.get(job_blocks::block_of(id.0))? else { return Ok(None) };
+        job_writer::job_value(id, block.value())?.map(|v| decode_job_value(id.0, v)).transpose()
     }
 
     /// The steps of a job, in step-id order.
     pub fn steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(STEPS)?;
-        let mut out = Vec::new();
-        for entry in table.range((id.0, 0)..=(id.0, u32::MAX))? {
-            let (key, value) = entry?;
-            out.push(decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                table: "steps",
-                key: format!("{:?}", key.value()),
-                source,
-            })?);
-        }
-        Ok(out)
+        let table = txn.open_table(JOB_BLOCKS)?;
+        let Some(block) = table.get(job_blocks::block_of(id.0))? else { return Ok(Vec::new()) };
+        Ok(job_writer::job_value(id, block.value())?
+            .map(|v| job_writer::steps_of(id, v))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// Number of jobs stored.
     pub fn job_count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(JOBS)?.len()?)
+        Ok(self.meta(JOB_COUNT_KEY)?.unwrap_or(0))
     }
 
-    /// Ids of jobs that were running at some time in `[from, to)`: ended at or after `from`
-    /// (or still running) and started before `to`.
+    /// Jobs that were running at some time in `[from, to)`: ended at or after `from` (or still
+    /// running) and started before `to`; by end time (running last), then id.
     pub fn jobs_in_window(&self, from: u64, to: u64) -> Result<Vec<JobRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let by_end = txn.open_table(JOBS_BY_END)?;
-        let jobs = txn.open_table(JOBS)?;
+        let by_end = txn.open_table(JOBS_BY_END_BUCKETS)?;
+        let blocks = txn.open_table(JOB_BLOCKS)?;
+        let mut ended: Vec<[u64; 2]> = Vec::new();
+        for entry in by_end.range(postings::end_bucket(from, 0)..)? {
+            let (key, value) = entry?;
+            let bucket = postings::decode::<2>(value.value()).map_err(|source| StoreError::Corrupt {
+                table: "jobs_by_end_buckets",
+                key: format!("{:?}", key.value()),
+                source,
+            })?;
+            ended.extend(bucket.into_iter().filter(|[end, _]| *end >= from));
+        }
+        ended.sort_unstable();
         let mut out = Vec::new();
-        for entry in by_end.range((from, 0)..)? {
-            let (key, _) = entry?;
-            let (_, id) = key.value();
-            if let Some(value) = jobs.get(id)? {
-                let job: JobRecord = decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                    table: "jobs",
-                    key: id.to_string(),
-                    source,
-                })?;
+        for [_, id] in ended {
+            let Some(block) = blocks.get(job_blocks::block_of(id))? else { continue };
+            if let Some(value) = job_writer::job_value(JobId(id), block.value())? {
+                let job = decode_job_value(id, value)?;
                 if job.start_at.is_some_and(|s| s < to) {
                     out.push(job);
                 }
@@ -230,10 +201,16 @@ impl Store {
     /// Ids of a user's jobs, ascending.
     pub fn job_ids_of_user(&self, user: &str) -> Result<Vec<JobId>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(JOBS_BY_USER)?;
+        let table = txn.open_table(JOBS_BY_USER_BUCKETS)?;
         let mut out = Vec::new();
         for entry in table.range((user, 0)..=(user, u64::MAX))? {
-            out.push(JobId(entry?.0.value().1));
+            let (key, value) = entry?;
+            let ids = postings::decode::<1>(value.value()).map_err(|source| StoreError::Corrupt {
+                table: "jobs_by_user_buckets",
+                key: format!("{:?}", key.value()),
+                source,
+            })?;
+            out.extend(ids.into_iter().map(|[id]| JobId(id)));
         }
         Ok(out)
     }
@@ -345,6 +322,11 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// A `jobs` value of any format, or the error naming its key.
+fn decode_job_value(id: u64, value: &[u8]) -> Result<JobRecord, StoreError> {
+    job_codec::decode_job(value).map_err(|source| StoreError::Corrupt { table: "jobs", key: id.to_string(), source })
 }
 
 /// Merges `new` into `merged` (both time-ordered by `at`); new entries replace equal times.

@@ -17,6 +17,8 @@ pub enum RecordError {
     UnknownFormat(u8),
     #[error("record does not decode: {0}")]
     Decode(#[from] postcard::Error),
+    #[error("record does not decode: bad {0}")]
+    Malformed(&'static str),
 }
 
 /// Encodes a record for storage.

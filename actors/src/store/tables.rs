@@ -10,17 +10,28 @@ use redb::TableDefinition;
 /// Small named numbers: `schema_version`, `import_watermark`, counters.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Job id → job record.
+/// Job id → job record. Schema 1–2 only: schema 3 keeps jobs in `JOB_BLOCKS`.
 pub const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 
-/// (job id, step id) → step record.
+/// Job id / 16 → the jobs of those ids with their steps (see `job_blocks`; each job a
+/// `job_codec` value). Added in schema 3.
+pub const JOB_BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_blocks");
+
+/// (job id, step id) → step record. Schema 1–2 only: schema 3 keeps a job's steps in its value.
 pub const STEPS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("steps");
 
-/// (end time or `u64::MAX` while running, job id) → (): jobs that ran in a window.
+/// (end time or `u64::MAX` while running, job id) → (). Schema 1–2 only.
 pub const JOBS_BY_END: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_end");
 
-/// (user, job id) → (): a user's jobs. Added in schema 2.
+/// (user, job id) → (). Schema 2 only.
 pub const JOBS_BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("jobs_by_user");
+
+/// (end time / `END_BUCKET_SECS`, job id / `ID_BUCKET`) → sorted (end time or `u64::MAX` while
+/// running, job id) pairs: jobs that ran in a window (see `postings`). Added in schema 3.
+pub const JOBS_BY_END_BUCKETS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("jobs_by_end_buckets");
+
+/// (user, job id / `ID_BUCKET`) → sorted job ids: a user's jobs. Added in schema 3.
+pub const JOBS_BY_USER_BUCKETS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("jobs_by_user_buckets");
 
 /// Node name → node number (interned, so sample keys stay small).
 pub const NODES: TableDefinition<&str, u32> = TableDefinition::new("nodes");
@@ -62,6 +73,9 @@ pub const REPORTS_SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new
 
 /// `meta` key of the schema version.
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// `meta` key of the number of jobs stored (schema 3 on: `JOB_BLOCKS` has one entry per block).
+pub const JOB_COUNT_KEY: &str = "job_count";
 
 /// `meta` key of the accounting import watermark (end of the last committed window).
 pub const IMPORT_WATERMARK_KEY: &str = "import_watermark";

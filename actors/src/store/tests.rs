@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::job::{MemRequest, Tres};
+use crate::store::records::encode_record;
 
 pub(crate) fn job(id: u64, user: &str, start: u64, end: Option<u64>) -> JobRecord {
     JobRecord {
@@ -144,6 +145,129 @@ fn schema_1_file_is_migrated_forward_with_its_data() {
     assert_eq!(store.job(JobId(12)).unwrap().unwrap().user, "carol");
 }
 
+/// A schema-2 file as the previous build wrote it: postcard (format 1) job and step values, an
+/// index entry per job; schema 3 moves the steps into the job values and the index into buckets.
+#[test]
+fn schema_2_file_is_migrated_with_its_steps_and_indexes() {
+    use crate::store::job_codec::JOB_FORMAT;
+    let path = temp_db("migrate-v2");
+    let running = job(22, "dave", 30, None);
+    let jobs = [job(21, "dave", 10, Some(20)), running.clone(), job(23, "erin", 40, Some(50))];
+    let step = |job: u64, step: StepId| StepRecord {
+        job: JobId(job),
+        step,
+        name: format!("s{}", step.0),
+        state: "COMPLETED".into(),
+        exit_code: 0,
+        exit_signal: 0,
+        start_at: Some(10),
+        end_at: Some(20),
+        elapsed_secs: 10,
+        node_list: "n1".into(),
+        node_count: 1,
+        task_count: 1,
+        alloc_cpus: 1,
+        total_cpu_ms: 5,
+        user_cpu_ms: 4,
+        system_cpu_ms: 1,
+        max_rss_bytes: Some(1 << 20),
+        max_rss_node: "n1".into(),
+        max_rss_task: Some(0),
+        ave_rss_bytes: None,
+        max_vmsize_bytes: None,
+        max_disk_read_bytes: None,
+        max_disk_write_bytes: None,
+        tres_usage_in_tot: Tres(vec![("cpu".into(), 5), ("gres/fpga".into(), 1)]),
+        tres_usage_in_max: Tres::default(),
+        submit_line: String::new(),
+    };
+    let steps = [step(21, StepId::BATCH), step(21, StepId(0)), step(22, StepId::EXTERN), step(99, StepId(0))];
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        create_v1(&txn).unwrap();
+        {
+            let mut table = txn.open_table(JOBS).unwrap();
+            let mut by_end = txn.open_table(JOBS_BY_END).unwrap();
+            let mut by_user = txn.open_table(JOBS_BY_USER).unwrap();
+            for j in &jobs {
+                table.insert(j.id.0, encode_record(j).as_slice()).unwrap();
+                by_end.insert((j.end_at.unwrap_or(u64::MAX), j.id.0), ()).unwrap();
+                by_user.insert((j.user.as_str(), j.id.0), ()).unwrap();
+            }
+            let mut table = txn.open_table(STEPS).unwrap();
+            for s in &steps {
+                table.insert((s.job.0, s.step.0), encode_record(s).as_slice()).unwrap();
+            }
+            txn.open_table(META).unwrap().insert(SCHEMA_VERSION_KEY, 2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), CURRENT_SCHEMA);
+    for j in &jobs {
+        assert_eq!(&store.job(j.id).unwrap().unwrap(), j);
+    }
+    let ids = |steps: Vec<StepRecord>| steps.iter().map(|s| s.step).collect::<Vec<_>>();
+    assert_eq!(store.steps(JobId(21)).unwrap(), [steps[1].clone(), steps[0].clone()]);
+    assert_eq!(ids(store.steps(JobId(22)).unwrap()), [StepId::EXTERN]);
+    assert!(store.steps(JobId(23)).unwrap().is_empty());
+    assert_eq!(store.job_ids_of_user("dave").unwrap(), [JobId(21), JobId(22)]);
+    let window: Vec<u64> = store.jobs_in_window(15, 45).unwrap().iter().map(|j| j.id.0).collect();
+    assert_eq!(window, [21, 23, 22]);
+    // Jobs with steps were rewritten in format 2, one without kept its format-1 value.
+    let txn = store.db().begin_read().unwrap();
+    let blocks = txn.open_table(JOB_BLOCKS).unwrap();
+    let block = blocks.get(1).unwrap().unwrap();
+    let formats: Vec<(u64, u8)> =
+        job_blocks::entries(1, block.value()).unwrap().iter().map(|(id, value)| (*id, value[0])).collect();
+    assert_eq!(formats, [(21, JOB_FORMAT), (22, JOB_FORMAT), (23, 1)]);
+    let names: Vec<String> = txn.list_tables().unwrap().map(|t| redb::TableHandle::name(&t).to_string()).collect();
+    assert!(!names.iter().any(|n| ["jobs", "steps", "jobs_by_end", "jobs_by_user"].contains(&n.as_str())), "{names:?}");
+    assert_eq!(store.job_count().unwrap(), 3);
+    drop((block, blocks, txn));
+    // A format-1 job seen again (now finished, with a step) moves in the end-time index.
+    let done = Some(60);
+    store.upsert_jobs(&[JobRecord { end_at: done, ..running }], &[step(22, StepId(0))], None).unwrap();
+    assert_eq!(ids(store.steps(JobId(22)).unwrap()), [StepId(0), StepId::EXTERN]);
+    let window: Vec<u64> = store.jobs_in_window(55, 100).unwrap().iter().map(|j| j.id.0).collect();
+    assert_eq!(window, [22]);
+    assert_eq!(store.jobs_in_window(61, 100).unwrap().len(), 0);
+}
+
+#[test]
+fn upserts_keep_steps_and_index_entries_exact() {
+    let store = Store::open(&temp_db("upsert-steps")).unwrap();
+    let mut steps = crate::slurm::sacct_parse::parse_sacct(
+        include_str!("../../../tests/fixtures/sacct/window.txt"),
+        &jiff::tz::TimeZone::UTC,
+        1,
+    )
+    .jobs
+    .swap_remove(0)
+    .1;
+    for s in &mut steps {
+        s.job = JobId(5);
+    }
+    let first = job(5, "alice", 100, None);
+    store.upsert_jobs(std::slice::from_ref(&first), &steps[..2], None).unwrap();
+    // The same job twice in one write (running, then ended): the later wins, indexed once.
+    let ended = JobRecord { end_at: Some(300), ..first.clone() };
+    store.upsert_jobs(&[first.clone(), ended.clone()], &steps[2..], None).unwrap();
+    assert_eq!(store.job(JobId(5)).unwrap().unwrap(), ended);
+    assert_eq!(store.steps(JobId(5)).unwrap().len(), steps.len());
+    assert_eq!(store.jobs_in_window(0, 1_000).unwrap().len(), 1);
+    assert_eq!(store.jobs_in_window(301, 1_000).unwrap().len(), 0);
+    // Without steps the job keeps its steps; steps of an unknown job are dropped.
+    store.upsert_jobs(std::slice::from_ref(&ended), &[], None).unwrap();
+    assert_eq!(store.steps(JobId(5)).unwrap().len(), steps.len());
+    let mut stray = steps[0].clone();
+    stray.job = JobId(77);
+    store.upsert_jobs(&[], &[stray], None).unwrap();
+    assert!(store.job(JobId(77)).unwrap().is_none() && store.steps(JobId(77)).unwrap().is_empty());
+    assert_eq!(store.job_ids_of_user("alice").unwrap(), [JobId(5)]);
+}
+
 #[test]
 fn newer_schema_is_refused() {
     let path = temp_db("newer");
@@ -159,7 +283,9 @@ fn corrupt_job_value_is_an_error_naming_the_key() {
     let path = temp_db("corrupt");
     let store = Store::open(&path).unwrap();
     let txn = store.db().begin_write().unwrap();
-    txn.open_table(JOBS).unwrap().insert(99, [1u8, 0xff, 0xff].as_slice()).unwrap();
+    let mut block = Vec::new();
+    job_blocks::BlockBuilder::new(&mut block).push(99, |out| out.extend_from_slice(&[1u8, 0xff, 0xff]));
+    txn.open_table(JOB_BLOCKS).unwrap().insert(99 / 16, block.as_slice()).unwrap();
     txn.commit().unwrap();
     let err = store.job(JobId(99)).unwrap_err().to_string();
     assert!(err.contains("jobs") && err.contains("99"), "{err}");

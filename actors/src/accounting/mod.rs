@@ -15,16 +15,18 @@
 //! restarts it, which waits `reconnect_wait` before trying again. The watermark stays where it
 //! was, so the missed window is imported once slurmdbd is back.
 
+mod commit;
+
+pub use commit::{commit_batch, import_text};
+
 use crate::messages::JobsImported;
 use crate::metrics::Metrics;
-use crate::slurm::sacct::{fetch_window, SacctError, Window};
-use crate::slurm::sacct_parse::SacctBatch;
-use crate::slurm::{hostlist, SlurmRunner};
-use crate::store::tables::{IMPORT_WATERMARK_KEY, JOBS};
-use crate::store::{decode_record, Store, StoreError};
+use crate::slurm::sacct::{fetch_window_text, SacctError, Window};
+use crate::slurm::SlurmRunner;
+use crate::store::tables::IMPORT_WATERMARK_KEY;
+use crate::store::{Store, StoreError};
 use crate::system::{Backoff, Shared};
 use actix::prelude::*;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +48,9 @@ pub struct ImportSummary {
     pub steps: usize,
     pub skipped_lines: usize,
     pub event: JobsImported,
+    /// CPU time spent parsing and storing (they overlap in wall time: see [`import_text`]).
+    pub parse_cpu: Duration,
+    pub store_cpu: Duration,
 }
 
 /// Why an import failed.
@@ -66,51 +71,6 @@ pub fn next_window(watermark: Option<u64>, now: u64, first_window_secs: u64) -> 
         None => now.saturating_sub(first_window_secs),
     };
     Window { from, to: now.min(from.saturating_add(MAX_WINDOW_SECS)).max(from), user: None }
-}
-
-/// Stores a parsed batch and sets the watermark in one transaction; returns what changed
-/// compared with what was stored before (new jobs, jobs that ended, busy nodes).
-pub fn commit_batch(store: &Store, batch: SacctBatch, watermark: u64) -> Result<ImportSummary, StoreError> {
-    // Whether each job was known and whether it had ended, read in one transaction.
-    let mut before: HashMap<u64, bool> = HashMap::new();
-    {
-        let txn = store.db().begin_read()?;
-        let table = txn.open_table(JOBS)?;
-        for (job, _) in &batch.jobs {
-            if let Some(value) = table.get(job.id.0)? {
-                let old: crate::job::JobRecord = decode_record(value.value())
-                    .map_err(|source| StoreError::Corrupt { table: "jobs", key: job.id.to_string(), source })?;
-                before.insert(job.id.0, old.end_at.is_some());
-            }
-        }
-    }
-    let skipped_lines = batch.skipped.len();
-    let mut jobs = Vec::with_capacity(batch.jobs.len());
-    let mut steps = Vec::with_capacity(batch.jobs.len() * 3);
-    for (job, job_steps) in batch.jobs {
-        jobs.push(job);
-        steps.extend(job_steps);
-    }
-    store.upsert_jobs(&jobs, &steps, Some(watermark))?;
-    let mut event = JobsImported { until: watermark, ..JobsImported::default() };
-    let mut busy: BTreeMap<String, u32> = BTreeMap::new();
-    for job in &jobs {
-        let was = before.get(&job.id.0).copied();
-        if was.is_none() {
-            event.new.push(job.id);
-        }
-        if job.end_at.is_some() && was != Some(true) {
-            event.finished.push(job.id);
-        }
-        if job.end_at.is_none() && job.state == "RUNNING" {
-            for node in hostlist::expand(&job.node_list).unwrap_or_default() {
-                *busy.entry(node).or_default() += 1;
-            }
-        }
-    }
-    event.busy_nodes = busy.into_iter().collect();
-    event.busy_nodes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(ImportSummary { caught_up: true, jobs: jobs.len(), steps: steps.len(), skipped_lines, event })
 }
 
 fn unix_now() -> u64 {
@@ -137,10 +97,10 @@ impl ImportJob {
         loop {
             let now = unix_now();
             let window = next_window(watermark, now, self.first_window_secs);
-            match fetch_window(&self.runner, &window, &self.tz, now).await {
-                Ok(batch) => {
-                    let store = self.store.clone();
-                    let mut summary = blocking(move || commit_batch(&store, batch, window.to)).await?;
+            match fetch_window_text(&self.runner, &window, &self.tz).await {
+                Ok(text) => {
+                    let (store, tz) = (self.store.clone(), self.tz.clone());
+                    let mut summary = blocking(move || import_text(&store, &text, &tz, now, window.to)).await?;
                     summary.caught_up = window.to >= now;
                     tracing::info!(
                         from = window.from,
@@ -150,6 +110,8 @@ impl ImportJob {
                         new = summary.event.new.len(),
                         finished = summary.event.finished.len(),
                         skipped_lines = summary.skipped_lines,
+                        parse_cpu_secs = summary.parse_cpu.as_secs_f64(),
+                        store_cpu_secs = summary.store_cpu.as_secs_f64(),
                         "accounting import committed"
                     );
                     return Ok(summary);
@@ -337,7 +299,7 @@ mod tests {
     use crate::job::JobId;
     use crate::slurm::sacct_parse::parse_sacct;
 
-    const WINDOW: &str = include_str!("../../tests/fixtures/sacct/window.txt");
+    const WINDOW: &str = include_str!("../../../tests/fixtures/sacct/window.txt");
 
     #[test]
     fn durations_ago_become_times_and_absolute_times_pass_through() {

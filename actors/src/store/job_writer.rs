@@ -1,0 +1,248 @@
+//! Writing jobs and steps inside an open write transaction: the accounting import's hot path.
+//!
+//! A [`JobWriter`] holds the job tables (`job_blocks`, see `job_blocks`, and the bucketed
+//! indexes `jobs_by_end_buckets` and `jobs_by_user_buckets`, see `postings`) open for the whole
+//! transaction, so the importer can write a window part by part (parsing the next part
+//! meanwhile) and commit it once with its watermark. A job's steps are part of its value, so a
+//! block of sixteen new jobs is one read (finding nothing) and one insert; each index bucket a
+//! part touches is rewritten once. Jobs are written in id order, which keeps each B-tree insert
+//! on the pages the previous one touched.
+//!
+//! Upserts keep what the tables of schema 2 did: a job's record is replaced; its steps are
+//! replaced step by step (a step stored before and missing from a later import is kept), and a
+//! job imported without steps keeps the steps it had. Steps given without their job are added to
+//! the stored job, or dropped if there is none. The number of jobs is kept in `meta`.
+
+use super::job_blocks::{block_of, entries, BlockBuilder};
+use super::job_codec::{decode_job, decode_job_steps, encode_job, job_end};
+use super::postings::{self, end_bucket, ID_BUCKET};
+use super::tables::{IMPORT_WATERMARK_KEY, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, JOB_COUNT_KEY, META};
+use super::StoreError;
+use crate::job::{JobId, JobRecord, StepRecord};
+use redb::{ReadableTable, Table, WriteTransaction};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// What a written job was before the write: `None` if new, else whether it had ended.
+pub type Before = Option<bool>;
+
+/// The job tables of one write transaction, open for writing.
+pub struct JobWriter<'txn> {
+    blocks: Table<'txn, u64, &'static [u8]>,
+    by_end: Table<'txn, (u64, u64), &'static [u8]>,
+    by_user: Table<'txn, (&'static str, u64), &'static [u8]>,
+    buf: Vec<u8>,
+    /// Jobs that were not stored before, for the count in `meta`.
+    added: u64,
+}
+
+/// One job (by its index in the write) or steps alone, to be written into a block.
+struct Op<'a> {
+    id: u64,
+    job: Option<usize>,
+    steps: &'a [&'a StepRecord],
+}
+
+/// Index entries to remove and add, by bucket.
+type Changes<K, const N: usize> = BTreeMap<K, (Vec<[u64; N]>, Vec<[u64; N]>)>;
+
+impl<'txn> JobWriter<'txn> {
+    pub fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(JobWriter {
+            blocks: txn.open_table(JOB_BLOCKS)?,
+            by_end: txn.open_table(JOBS_BY_END_BUCKETS)?,
+            by_user: txn.open_table(JOBS_BY_USER_BUCKETS)?,
+            buf: Vec::with_capacity(16 << 10),
+            added: 0,
+        })
+    }
+
+    /// Closes the tables, adds the new jobs to the job count and, if given, moves the watermark.
+    pub fn finish(self, txn: &WriteTransaction, watermark: Option<u64>) -> Result<(), StoreError> {
+        let added = self.added;
+        drop(self);
+        let mut meta = txn.open_table(META)?;
+        let count = meta.get(JOB_COUNT_KEY)?.map(|v| v.value()).unwrap_or(0);
+        meta.insert(JOB_COUNT_KEY, count + added)?;
+        if let Some(mark) = watermark {
+            meta.insert(IMPORT_WATERMARK_KEY, mark)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces `jobs` and `steps` (the steps of any jobs, in any order); returns
+    /// for each job, in the order given, what it was before. A job given twice ends as the later.
+    pub fn write(&mut self, jobs: &[&JobRecord], steps: &[&StepRecord]) -> Result<Vec<Before>, StoreError> {
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by_key(|&i| jobs[i].id);
+        let mut steps = steps.to_vec();
+        steps.sort_by_key(|s| (s.job, s.step));
+        // A step given twice: the later one (a stable sort keeps it last) wins.
+        let steps: Vec<&StepRecord> = steps
+            .iter()
+            .enumerate()
+            .filter(|(n, s)| steps.get(n + 1).is_none_or(|next| (next.job, next.step) != (s.job, s.step)))
+            .map(|(_, s)| *s)
+            .collect();
+        let ops = merge_ops(jobs, &order, &steps);
+        let mut before = vec![None; jobs.len()];
+        let mut ends: Changes<(u64, u64), 2> = BTreeMap::new();
+        let mut users: Changes<(&str, u64), 1> = BTreeMap::new();
+        let mut carried: Option<Option<u64>> = None;
+        for block_ops in ops.chunk_by(|a, b| block_of(a.id) == block_of(b.id)) {
+            let olds = self.write_block(jobs, block_ops)?;
+            for (n, (op, old_end)) in block_ops.iter().zip(olds).enumerate() {
+                let Some(i) = op.job else { continue };
+                let job = jobs[i];
+                let id = op.id;
+                before[i] = old_end.map(|end| end.is_some());
+                let end = job.end_at.unwrap_or(u64::MAX);
+                // The index entry stored now: the old value's, or for a job given twice (adjacent
+                // after the sort) the one carried from its first copy, whose own is never written.
+                let indexed = carried.take().unwrap_or(old_end.map(|e| e.unwrap_or(u64::MAX)));
+                if block_ops.get(n + 1).is_some_and(|next| next.id == id) {
+                    carried = Some(indexed);
+                } else if indexed != Some(end) {
+                    if let Some(old) = indexed {
+                        ends.entry(end_bucket(old, id)).or_default().0.push([old, id]);
+                    }
+                    ends.entry(end_bucket(end, id)).or_default().1.push([end, id]);
+                }
+                users.entry((job.user.as_str(), id / ID_BUCKET)).or_default().1.push([id]);
+            }
+        }
+        for (key, (remove, add)) in ends {
+            let old = self.by_end.get(key)?.map(|v| v.value().to_vec());
+            match postings::apply(old.as_deref(), &remove, &add)
+                .map_err(|e| corrupt("jobs_by_end_buckets", key.0, e))?
+            {
+                Some(value) => self.by_end.insert(key, value.as_slice())?,
+                None => self.by_end.remove(key)?,
+            };
+        }
+        for (key, (_, add)) in users {
+            let old = self.by_user.get(key)?.map(|v| v.value().to_vec());
+            if let Some(value) =
+                postings::apply(old.as_deref(), &[], &add).map_err(|e| corrupt("jobs_by_user_buckets", key.1, e))?
+            {
+                self.by_user.insert(key, value.as_slice())?;
+            }
+        }
+        Ok(before)
+    }
+
+    /// Writes the ops of one block; returns for each op its job's old end time if it was stored.
+    fn write_block(&mut self, jobs: &[&JobRecord], ops: &[Op<'_>]) -> Result<Vec<Option<Option<u64>>>, StoreError> {
+        let block = block_of(ops[0].id);
+        let stored = self.blocks.get(block)?.map(|v| v.value().to_vec());
+        let fresh = ops.windows(2).all(|w| w[0].id < w[1].id) && ops.iter().all(|op| op.job.is_some());
+        let mut olds = Vec::with_capacity(ops.len());
+        match stored {
+            // The import's usual case: new jobs only, encoded straight into the block.
+            None if fresh => {
+                let mut builder = BlockBuilder::new(&mut self.buf);
+                for op in ops {
+                    if let Some(i) = op.job {
+                        builder.push(op.id, |out| encode_job(jobs[i], op.steps, out));
+                    }
+                    olds.push(None);
+                }
+                self.added += ops.len() as u64;
+            }
+            stored => {
+                let mut state: Vec<(u64, Vec<u8>)> = match &stored {
+                    Some(value) => entries(block, value)
+                        .map_err(|e| corrupt("job_blocks", block, e))?
+                        .into_iter()
+                        .map(|(id, job)| (id, job.to_vec()))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                for op in ops {
+                    let at = state.binary_search_by_key(&op.id, |(id, _)| *id);
+                    let old = at.ok().map(|at| state[at].1.as_slice());
+                    let record = match (op.job, old) {
+                        (Some(i), _) => Some(Cow::Borrowed(jobs[i])),
+                        (None, Some(old)) => Some(Cow::Owned(decode_job(old).map_err(|e| corrupt("jobs", op.id, e))?)),
+                        (None, None) => None,
+                    };
+                    let Some(record) = record else {
+                        tracing::debug!(job = op.id, steps = op.steps.len(), "steps without a stored job dropped");
+                        olds.push(None);
+                        continue;
+                    };
+                    let mut value = Vec::new();
+                    let old_end = merged_value(&record, op.steps, old, &mut value)?;
+                    olds.push(old_end);
+                    match at {
+                        Ok(at) => state[at].1 = value,
+                        Err(at) => {
+                            state.insert(at, (op.id, value));
+                            self.added += 1;
+                        }
+                    }
+                }
+                let mut builder = BlockBuilder::new(&mut self.buf);
+                for (id, value) in &state {
+                    builder.push(*id, |out| out.extend_from_slice(value));
+                }
+            }
+        }
+        self.blocks.insert(block, self.buf.as_slice())?;
+        Ok(olds)
+    }
+}
+
+/// The jobs (in id order) and the step groups, as one list of ops by id: a job's steps go with
+/// its last copy; steps of jobs not given become ops of their own.
+fn merge_ops<'a>(jobs: &[&JobRecord], order: &[usize], steps: &'a [&'a StepRecord]) -> Vec<Op<'a>> {
+    let mut groups = steps.chunk_by(|a, b| a.job == b.job).peekable();
+    let mut ops = Vec::with_capacity(order.len());
+    for (n, &i) in order.iter().enumerate() {
+        let id = jobs[i].id;
+        while let Some(group) = groups.next_if(|g| g[0].job < id) {
+            ops.push(Op { id: group[0].job.0, job: None, steps: group });
+        }
+        let last_copy = order.get(n + 1).is_none_or(|&next| jobs[next].id != id);
+        let steps = if last_copy { groups.next_if(|g| g[0].job == id).unwrap_or_default() } else { &[] };
+        ops.push(Op { id: id.0, job: Some(i), steps });
+    }
+    ops.extend(groups.map(|group| Op { id: group[0].job.0, job: None, steps: group }));
+    ops
+}
+
+/// Encodes `job` with `steps` and the steps of its old value that `steps` lacks; returns the old
+/// value's end time if there was one.
+fn merged_value(
+    job: &JobRecord,
+    steps: &[&StepRecord],
+    old: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Result<Option<Option<u64>>, StoreError> {
+    let Some(old) = old else {
+        encode_job(job, steps, out);
+        return Ok(None);
+    };
+    let id = job.id.0;
+    let old_end = job_end(old).map_err(|e| corrupt("jobs", id, e))?;
+    let old_steps = decode_job_steps(job.id, old).map_err(|e| corrupt("jobs", id, e))?;
+    let mut merged: Vec<&StepRecord> = steps.to_vec();
+    merged.extend(old_steps.iter().filter(|o| steps.binary_search_by_key(&o.step, |s| s.step).is_err()));
+    merged.sort_by_key(|s| s.step);
+    encode_job(job, &merged, out);
+    Ok(Some(old_end))
+}
+
+fn corrupt(table: &'static str, key: u64, source: super::RecordError) -> StoreError {
+    StoreError::Corrupt { table, key: key.to_string(), source }
+}
+
+/// Job `id`'s value from its block's value, if stored.
+pub fn job_value(id: JobId, block: &[u8]) -> Result<Option<&[u8]>, StoreError> {
+    super::job_blocks::find(id.0, block).map_err(|source| corrupt("job_blocks", block_of(id.0), source))
+}
+
+/// The steps stored with one job.
+pub fn steps_of(job: JobId, value: &[u8]) -> Result<Vec<StepRecord>, StoreError> {
+    decode_job_steps(job, value).map_err(|source| corrupt("jobs", job.0, source))
+}
