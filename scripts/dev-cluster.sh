@@ -108,7 +108,7 @@ write_configs() { # prints "changed" when slurm.conf/cgroup.conf changed
   node_mem=${SLURM_DEV_NODE_MEM:-$((mem_total * 97 / 100 / NODES))}
   local jobacct=jobacct_gather/linux
   if use_cgroups; then proctrack=proctrack/cgroup; task=task/cgroup,task/affinity
-    [[ $JOBACCT_MODE == linux ]] || jobacct=jobacct_gather/cgroup
+    [[ $JOBACCT_MODE == linux || ! -w /sys/fs/cgroup/cpuacct ]] || jobacct=jobacct_gather/cgroup
   else proctrack=proctrack/linuxproc; task=task/affinity; fi
   local last_port=$((PORT_BASE + NODES - 1)) ports nodes
   if ((NODES == 1)); then nodes=n1; ports=$PORT_BASE; else nodes="n[1-$NODES]"; ports="$PORT_BASE-$last_port"; fi
