@@ -8,8 +8,8 @@
 //! read every sample). Samples that step from the real /proc many times and measures this
 //! process's CPU time (getrusage) per sample:
 //! - the product's default: CPU time, faults and memory from the cgroup every sample; the step's
-//!   processes listed and read every 3rd sample (`scrape.process_scan_every`), new ones at once,
-//!   known ones 48 per scan round-robin (`scrape.process_rereads_per_scan`);
+//!   processes listed and read every 4th sample (`scrape.process_scan_every`), new ones at once,
+//!   known ones 32 per scan round-robin (`scrape.process_rereads_per_scan`);
 //! - every process read every sample (what a step whose cgroup does not count CPU costs);
 //! - one process's `stat` and `io` with this crate's reader and with the `procfs` crate;
 //! - the process-tree finder (`proctrack/linuxproc`), which must read every process.

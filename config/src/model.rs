@@ -127,8 +127,8 @@ impl Default for ScrapeConfig {
             spool_max_bytes: 256 * 1024 * 1024,
             report_every: Span::secs(60),
             ignored_apps: ["slurmstepd", "slurm_script", "srun", "turingwatch", "sleep"].map(String::from).to_vec(),
-            process_scan_every: 3,
-            process_rereads_per_scan: 48,
+            process_scan_every: 4,
+            process_rereads_per_scan: 32,
             cgroup_root: "/sys/fs/cgroup".into(),
             proc_root: "/proc".into(),
         }

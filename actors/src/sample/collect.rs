@@ -100,10 +100,10 @@ pub struct Sampler {
 }
 
 /// Known processes re-read per scan when the cgroup counts CPU time (`scrape.process_rereads_per_scan`).
-pub const DEFAULT_PROCESS_BUDGET: usize = 48;
+pub const DEFAULT_PROCESS_BUDGET: usize = 32;
 
 /// Samples per process scan when the cgroup counts CPU time (`scrape.process_scan_every`).
-pub const DEFAULT_SCAN_EVERY: u32 = 3;
+pub const DEFAULT_SCAN_EVERY: u32 = 4;
 
 impl Sampler {
     /// A sampler over `proc_root` finding steps with `finder`.
