@@ -15,6 +15,7 @@ pub mod web_backend;
 
 // Actors and roles.
 pub mod allocator;
+pub mod clock;
 pub mod ingest;
 pub mod munge;
 pub mod scraper;

@@ -7,12 +7,12 @@
 //! in the store is the source of truth, so nothing is lost if a message is.
 
 use crate::analysis::period::{time_zone, weekday_name};
+use crate::clock::unix_now;
 use crate::mail::deliver::{deliver, Delivery};
 use crate::mail::outbox::{self, OutboxState};
 use crate::mail::send::Transport;
 use crate::messages::PeriodClosed;
 use crate::metrics::Metrics;
-use crate::rollover::unix_now;
 use crate::store::Store;
 use actix::prelude::*;
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 //! run after it. Everything it decides is in the store, so a restart simply carries on.
 
 use crate::analysis::run::{tick, Cycle};
+use crate::clock::unix_now;
 use crate::messages::{JobsImported, PeriodClosed};
 use crate::store::Store;
 use actix::prelude::*;
@@ -96,9 +97,4 @@ impl Handler<JobsImported> for Rollover {
         );
         self.run(true, ctx);
     }
-}
-
-/// Now, unix seconds.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

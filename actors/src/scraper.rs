@@ -12,6 +12,7 @@
 //! Modes: bounded (`--duration`, default `[scrape] time_per_node`), `--forever` (node agent),
 //! and `--once --json` (two samples `--interval` apart, rates printed, nothing reported).
 
+use crate::clock::unix_now;
 use crate::ingest::REPORT_PATH;
 use crate::job::{JobId, StepId};
 use crate::munge::{encode_credential, CREDENTIAL_HEADER};
@@ -313,8 +314,4 @@ fn sleep_until(when: SystemTime, stop: &AtomicBool) {
             _ => return,
         }
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -19,6 +19,7 @@ mod commit;
 
 pub use commit::{commit_batch, import_text};
 
+use crate::clock::unix_now;
 use crate::messages::JobsImported;
 use crate::metrics::Metrics;
 use crate::slurm::sacct::{fetch_window_text, SacctError, Window};
@@ -71,10 +72,6 @@ pub fn next_window(watermark: Option<u64>, now: u64, first_window_secs: u64) -> 
         None => now.saturating_sub(first_window_secs),
     };
     Window { from, to: now.min(from.saturating_add(MAX_WINDOW_SECS)).max(from), user: None }
-}
-
-fn unix_now() -> u64 {
-    u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0)
 }
 
 /// Everything one import needs; cheap to clone into the import future.

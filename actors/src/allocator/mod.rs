@@ -17,6 +17,7 @@ mod rounds;
 
 pub use rounds::{Placement, Rounds};
 
+use crate::clock::unix_now;
 use crate::messages::JobsImported;
 use crate::metrics::Metrics;
 use crate::slurm::queue::{self, ScraperJob};
@@ -42,10 +43,6 @@ pub struct DistributeOptions {
     pub scraper_output: String,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// Runs `turingwatch distribute` until SIGTERM/SIGINT, then cancels its scraper jobs.
 pub fn run(config: &Config, options: &DistributeOptions) -> anyhow::Result<ExitCode> {
     let system = actix::System::new();
@@ -62,6 +59,16 @@ pub fn run(config: &Config, options: &DistributeOptions) -> anyhow::Result<ExitC
 pub fn start(config: Arc<Config>, options: DistributeOptions, metrics: Option<Arc<Metrics>>) -> Addr<Allocator> {
     let allocator = Allocator::new(config, options, metrics);
     actix::Supervisor::start(move |_| allocator)
+}
+
+/// Round state with `config`'s limits, timeout and backoff.
+fn new_rounds(config: &Config) -> Rounds {
+    Rounds::new(
+        config.scrape.concurrent_nodes as usize,
+        config.distributor.allocation_timeout.get().as_secs(),
+        config.distributor.backoff_initial.get(),
+        config.distributor.backoff_max.get(),
+    )
 }
 
 /// Reconcile with squeue, start a round when due, submit.
@@ -98,12 +105,7 @@ pub struct Allocator {
 impl Allocator {
     /// An allocator with `config`'s limits; `metrics` counts failed allocations (server mode).
     pub fn new(config: Arc<Config>, options: DistributeOptions, metrics: Option<Arc<Metrics>>) -> Self {
-        let rounds = Rounds::new(
-            config.scrape.concurrent_nodes as usize,
-            config.distributor.allocation_timeout.get().as_secs(),
-            config.distributor.backoff_initial.get(),
-            config.distributor.backoff_max.get(),
-        );
+        let rounds = new_rounds(&config);
         let slurm = SlurmRunner::new(&config.slurm);
         Allocator {
             ctx: Arc::new(Context { config, options, slurm, metrics }),
@@ -145,12 +147,7 @@ impl Supervised for Allocator {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         // Round state lives on (squeue is the truth and is re-read on the next tick).
         if self.rounds.is_none() {
-            self.rounds = Some(Rounds::new(
-                self.ctx.config.scrape.concurrent_nodes as usize,
-                self.ctx.config.distributor.allocation_timeout.get().as_secs(),
-                self.ctx.config.distributor.backoff_initial.get(),
-                self.ctx.config.distributor.backoff_max.get(),
-            ));
+            self.rounds = Some(new_rounds(&self.ctx.config));
         }
         if let Some(metrics) = &self.ctx.metrics {
             metrics.actor_restarted("allocator");

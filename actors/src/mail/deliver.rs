@@ -11,6 +11,7 @@
 
 use super::outbox::{self, OutboxEntry, OutboxState};
 use super::send::{build_message, Outgoing, SendError, Transport};
+use crate::clock::unix_now;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,10 +147,6 @@ pub async fn deliver(
             Ok(if give_up { Delivery::Failed { error } } else { Delivery::Retry { error, next_attempt_at } })
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -22,6 +22,16 @@ pub struct CgroupCounters {
 }
 
 impl CgroupCounters {
+    /// From (user, system) CPU microseconds and (minor, major) faults, each where the cgroup has them.
+    pub fn from_parts(cpu_us: Option<(u64, u64)>, faults: Option<(u64, u64)>) -> Self {
+        CgroupCounters {
+            cpu_user_us: cpu_us.map(|c| c.0),
+            cpu_sys_us: cpu_us.map(|c| c.1),
+            minor_faults: faults.map(|f| f.0),
+            major_faults: faults.map(|f| f.1),
+        }
+    }
+
     /// Both CPU counters, when the cgroup has them.
     pub fn cpu_us(&self) -> Option<(u64, u64)> {
         Some((self.cpu_user_us?, self.cpu_sys_us?))

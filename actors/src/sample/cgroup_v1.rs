@@ -93,12 +93,7 @@ impl CgroupV1 {
             cpus,
             mem_current_kib: read_u64(&memory.join("memory.usage_in_bytes")).map(|b| b / 1024),
             mem_peak_kib: read_u64(&memory.join("memory.max_usage_in_bytes")).map(|b| b / 1024),
-            counters: CgroupCounters {
-                cpu_user_us: cpu.map(|c| c.0),
-                cpu_sys_us: cpu.map(|c| c.1),
-                minor_faults: faults.map(|f| f.0),
-                major_faults: faults.map(|f| f.1),
-            },
+            counters: CgroupCounters::from_parts(cpu, faults),
         }
     }
 }

@@ -173,10 +173,9 @@ impl Sampler {
         let mut listed = Vec::with_capacity(steps.len());
         for step in &mut steps {
             let key = (step.job, step.step);
-            let list = tree_mode || scan_due || step.counters.cpu_us().is_none() || !self.last_pids.contains_key(&key);
-            if tree_mode {
-                // listed with the tree
-            } else if list {
+            // Process-tree steps have no counters, so they are always "listed" (they come listed).
+            let list = scan_due || step.counters.cpu_us().is_none() || !self.last_pids.contains_key(&key);
+            if list {
                 step.list_pids();
                 self.last_pids.insert(key, step.pids.clone());
             } else if let Some(pids) = self.last_pids.get(&key) {

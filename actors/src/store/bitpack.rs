@@ -12,7 +12,7 @@
 //! [`Columns::PREDICTED_BY`]); its residual is what gets delta-coded. Each column ends on a byte
 //! boundary. Decoding checks every length and width, so corrupt input is an error, not a panic.
 
-use super::codec::{get_varint, put_varint, CodecError, Columns};
+use super::codec::{get_varint, put_varint, unzigzag, zigzag, CodecError, Columns};
 
 /// Most rows a block may claim: an hour of 1 Hz samples is 3 600. Constant columns cost no bits,
 /// so the input's length cannot bound the row count; this does (≤ 6 MiB decoded).
@@ -20,14 +20,6 @@ const MAX_ROWS: u64 = 1 << 16;
 
 const MODE_PACKED: u8 = 0;
 const MODE_SPARSE: u8 = 1;
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
 
 fn width_of(v: u64) -> u32 {
     64 - v.leading_zeros()

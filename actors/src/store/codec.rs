@@ -230,11 +230,13 @@ fn deflate(body: &[u8]) -> Option<Vec<u8>> {
     encoder.finish().ok()
 }
 
-fn zigzag(v: i64) -> u64 {
+/// Signed to unsigned, small magnitudes small (shared with `bitpack`).
+pub(super) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+/// Inverse of [`zigzag`].
+pub(super) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
