@@ -43,7 +43,7 @@ fn a_broken_unit_fails_the_check() {
 
 #[test]
 fn scheduled_worker_exports_each_users_html_from_a_bundle() {
-    use turingwatch::report::bundle::{write_bundle, BundleUser};
+    use turingwatch::period::bundle::{write_bundle, BundleUser};
     let dir = test_dir("export_html");
     let user = |name: &str, html: Option<&str>| BundleUser {
         user: name.into(),

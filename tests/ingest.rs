@@ -7,9 +7,9 @@ use crate::util::{cluster, run};
 use std::time::Duration;
 use turingwatch::job::{JobId, StepId};
 use turingwatch::munge::{encode_credential, CREDENTIAL_HEADER};
-use turingwatch::report::send::post;
-use turingwatch::report::wire::{encode_report, Report, StepReport, VERSION};
 use turingwatch::sample::StepSample;
+use turingwatch::wire::format::{encode_report, Report, StepReport, VERSION};
+use turingwatch::wire::send::post;
 
 fn report_of(job: u64, node: &str) -> Vec<u8> {
     encode_report(&Report {

@@ -7,7 +7,7 @@ use crate::util::{cluster, run, wait_job_done};
 use std::process::Stdio;
 use std::time::Duration;
 use turingwatch::job::StepId;
-use turingwatch::report::wire::decode_report;
+use turingwatch::wire::format::decode_report;
 
 const HOG_MIB: u64 = 400;
 

@@ -5,11 +5,9 @@
 
 // Wiring.
 pub mod accounting;
-pub mod cli;
 pub mod logging;
 pub mod messages;
 pub mod metrics;
-pub mod report_tools;
 pub mod system;
 pub mod web_backend;
 
@@ -24,11 +22,15 @@ pub mod scraper;
 pub mod mailer;
 pub mod rollover;
 
+// Roles: one module per subcommand.
+pub mod roles;
+
 // Domain modules: pure logic and I/O adapters.
 pub mod analysis;
 pub mod job;
 pub mod mail;
-pub mod report;
+pub mod period;
 pub mod sample;
 pub mod slurm;
 pub mod store;
+pub mod wire;

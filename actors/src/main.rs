@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    turingwatch::cli::main()
+    turingwatch::roles::cli::main()
 }

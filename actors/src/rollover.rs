@@ -6,9 +6,9 @@
 //! on the blocking pool; one run at a time, and an import arriving during a run triggers one more
 //! run after it. Everything it decides is in the store, so a restart simply carries on.
 
-use crate::analysis::run::{tick, Cycle};
 use crate::clock::unix_now;
 use crate::messages::{JobsImported, PeriodClosed};
+use crate::period::cycle::{tick, Cycle};
 use crate::store::Store;
 use actix::prelude::*;
 use std::sync::Arc;

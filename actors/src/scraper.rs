@@ -13,15 +13,15 @@
 //! and `--once --json` (two samples `--interval` apart, rates printed, nothing reported).
 
 use crate::clock::unix_now;
-use crate::ingest::REPORT_PATH;
 use crate::job::{JobId, StepId};
 use crate::munge::{encode_credential, CREDENTIAL_HEADER};
-use crate::report::send::post;
-use crate::report::spool::Spool;
-use crate::report::wire::{encode_report, Report, StepReport, VERSION};
 use crate::sample::collect::{cores_in_use, Sampler, StepFinder, StepReading};
 use crate::sample::gpu::{GpuSource, NvmlSource};
 use crate::sample::procfs::ProcRoot;
+use crate::wire::format::{encode_report, Report, StepReport, VERSION};
+use crate::wire::send::post;
+use crate::wire::spool::Spool;
+use crate::wire::REPORT_PATH;
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

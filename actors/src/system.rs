@@ -41,7 +41,7 @@ async fn serve(config: Config, distribute: crate::allocator::DistributeOptions) 
     let mailer = actix::Supervisor::start(move |_| mailer);
     listen_for_mail_signal(mailer.clone().recipient());
     watch_scraper_jobs(&shared);
-    let cycle = crate::analysis::run::Cycle::new(&shared.config, crate::clock::unix_now())
+    let cycle = crate::period::cycle::Cycle::new(&shared.config, crate::clock::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
     let rollover = crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]);
     let rollover = actix::Supervisor::start(move |_| rollover);

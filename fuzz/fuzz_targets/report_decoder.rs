@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use turingwatch::report::wire::{decode_report, encode_report};
+use turingwatch::wire::format::{decode_report, encode_report};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(report) = decode_report(data) {

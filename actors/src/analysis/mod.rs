@@ -1,12 +1,11 @@
 //! Analysis: calendar periods, seff-style efficiencies, sample statistics, findings and
 //! right-sizing, as pure functions over store data (`load.rs` is the only part that reads the
-//! store), and the refresh/close cycle of a period (`run.rs`).
+//! store). The refresh/close cycle of a period that uses them is `crate::period`.
 
 pub mod efficiency;
 pub mod findings;
 pub mod load;
 pub mod period;
 pub mod rightsize;
-pub mod run;
 pub mod series;
 pub mod summary;

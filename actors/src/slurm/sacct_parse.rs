@@ -18,55 +18,11 @@
 use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres};
 use crate::slurm::local_time::LocalTimes;
 use crate::slurm::sacct_records::{records, split_fields};
-pub use crate::slurm::sacct_records::{split_parts, Part};
+pub use crate::slurm::sacct_records::{split_parts, LineError, Part, DELIMITER, FIELDS};
 use crate::slurm::units::{
     parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_tres, trim, MemScope,
 };
 use std::cell::RefCell;
-
-/// The field separator we ask sacct for (`--delimiter`).
-pub const DELIMITER: char = '\u{1f}';
-
-/// The `--format` fields, in order. JobName must stay last (see the module doc).
-pub const FIELDS: [&str; 37] = [
-    "JobIDRaw",
-    "JobID",
-    "State",
-    "ExitCode",
-    "User",
-    "UID",
-    "Account",
-    "Partition",
-    "QOS",
-    "Submit",
-    "Eligible",
-    "Start",
-    "End",
-    "Timelimit",
-    "ElapsedRaw",
-    "NNodes",
-    "NodeList",
-    "AllocCPUS",
-    "NTasks",
-    "ReqMem",
-    "AllocTRES",
-    "ReqTRES",
-    "TotalCPU",
-    "UserCPU",
-    "SystemCPU",
-    "MaxRSS",
-    "MaxRSSNode",
-    "MaxRSSTask",
-    "AveRSS",
-    "MaxVMSize",
-    "MaxDiskRead",
-    "MaxDiskWrite",
-    "TRESUsageInTot",
-    "TRESUsageInMax",
-    "WorkDir",
-    "SubmitLine",
-    "JobName",
-];
 
 // Field positions (must follow FIELDS).
 const RAW: usize = 0;
@@ -106,19 +62,6 @@ const TRES_IN_MAX: usize = 33;
 const WORK_DIR: usize = 34;
 const SUBMIT_LINE: usize = 35;
 const NAME: usize = 36;
-
-/// One line that could not be read, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("sacct line {line}: field {field}: {reason} (text {text:?})")]
-pub struct LineError {
-    /// 1-based line number in the sacct output.
-    pub line: usize,
-    /// The sacct field name (or `line` for the shape of the line itself).
-    pub field: &'static str,
-    pub reason: String,
-    /// The offending value (or the start of the line), at most 200 characters.
-    pub text: String,
-}
 
 /// A parsed batch: the jobs with their steps, and the lines that were skipped.
 #[derive(Debug, Clone, Default)]

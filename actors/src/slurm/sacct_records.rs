@@ -1,12 +1,69 @@
-//! Cutting sacct output into records and fields, and into parts that parse independently.
+//! The sacct text format we ask for (its fields and delimiter) and the cutting of sacct output
+//! into records and fields, and into parts that parse independently.
 //!
 //! Kept apart from the parser proper (`sacct_parse`) because it is byte-level work tuned for
 //! speed: lines are found with memchr and a line's 36 separators eight bytes at a time, and a
 //! window's output is cut into parts so the importer parses one part while it stores another.
 
-use crate::slurm::sacct_parse::{LineError, DELIMITER, FIELDS};
 use crate::slurm::units::trim;
 use std::borrow::Cow;
+
+/// The field separator we ask sacct for (`--delimiter`).
+pub const DELIMITER: char = '\u{1f}';
+
+/// The `--format` fields, in order. JobName must stay last (see the module doc).
+pub const FIELDS: [&str; 37] = [
+    "JobIDRaw",
+    "JobID",
+    "State",
+    "ExitCode",
+    "User",
+    "UID",
+    "Account",
+    "Partition",
+    "QOS",
+    "Submit",
+    "Eligible",
+    "Start",
+    "End",
+    "Timelimit",
+    "ElapsedRaw",
+    "NNodes",
+    "NodeList",
+    "AllocCPUS",
+    "NTasks",
+    "ReqMem",
+    "AllocTRES",
+    "ReqTRES",
+    "TotalCPU",
+    "UserCPU",
+    "SystemCPU",
+    "MaxRSS",
+    "MaxRSSNode",
+    "MaxRSSTask",
+    "AveRSS",
+    "MaxVMSize",
+    "MaxDiskRead",
+    "MaxDiskWrite",
+    "TRESUsageInTot",
+    "TRESUsageInMax",
+    "WorkDir",
+    "SubmitLine",
+    "JobName",
+];
+
+/// One line that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sacct line {line}: field {field}: {reason} (text {text:?})")]
+pub struct LineError {
+    /// 1-based line number in the sacct output.
+    pub line: usize,
+    /// The sacct field name (or `line` for the shape of the line itself).
+    pub field: &'static str,
+    pub reason: String,
+    /// The offending value (or the start of the line), at most 200 characters.
+    pub text: String,
+}
 
 /// A piece of sacct output cut by [`split_parts`]: its text and how many lines precede it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

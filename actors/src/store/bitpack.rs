@@ -12,7 +12,7 @@
 //! [`Columns::PREDICTED_BY`]); its residual is what gets delta-coded. Each column ends on a byte
 //! boundary. Decoding checks every length and width, so corrupt input is an error, not a panic.
 
-use super::codec::{get_varint, put_varint, unzigzag, zigzag, CodecError, Columns};
+use super::columns::{get_varint, put_varint, unzigzag, zigzag, CodecError, Columns};
 
 /// Most rows a block may claim: an hour of 1 Hz samples is 3 600. Constant columns cost no bits,
 /// so the input's length cannot bound the row count; this does (≤ 6 MiB decoded).

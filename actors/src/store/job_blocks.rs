@@ -8,7 +8,7 @@
 //! A block value is a format byte, then per job (by id): the id's offset in the block, the length
 //! of its value, and its value (a `job_codec` job value, format 1 or 2).
 
-use super::codec::{get_varint, put_varint};
+use super::columns::{get_varint, put_varint};
 use super::records::RecordError;
 
 /// Job ids per block.

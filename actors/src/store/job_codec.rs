@@ -359,7 +359,7 @@ fn undelta(z: u64, base: u64) -> u64 {
 }
 
 fn put(out: &mut Vec<u8>, v: u64) {
-    super::codec::put_varint(out, v);
+    super::columns::put_varint(out, v);
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -406,7 +406,7 @@ struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, RecordError> {
-        super::codec::get_varint(&mut self.0).map_err(|_| RecordError::Malformed("truncated number"))
+        super::columns::get_varint(&mut self.0).map_err(|_| RecordError::Malformed("truncated number"))
     }
 
     fn bytes(&mut self, len: u64) -> Result<&'a [u8], RecordError> {

@@ -8,6 +8,7 @@
 
 mod bitpack;
 mod codec;
+mod columns;
 mod ingest;
 mod job_blocks;
 pub mod job_codec;
@@ -19,7 +20,8 @@ mod records;
 mod reports;
 pub mod tables;
 
-pub use codec::{decode_block, encode_block, CodecError, Columns};
+pub use codec::{decode_block, encode_block};
+pub use columns::{CodecError, Columns};
 pub use ingest::{ReportContent, Stored};
 pub use job_writer::{Before, JobWriter};
 pub use migrate::{create_v1, CURRENT_SCHEMA};

@@ -4,7 +4,6 @@
 //! one line (`{:#}` of the anyhow chain). Exit codes: 0 ok, 1 failure, 2 usage (clap), 78 bad
 //! configuration (systemd units set `RestartPreventExitStatus=78`).
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,20 +43,20 @@ pub enum Command {
     /// Sample the job steps on this node and report them to the server.
     Scrape(ScrapeArgs),
     /// Analyse one period now and write its result bundle.
-    Analyze(crate::report_tools::AnalyzeArgs),
+    Analyze(super::analyze::AnalyzeArgs),
     /// Report on one job, like seff/jobstats.
     Job(JobArgs),
     /// Print what the accounting import would import (touches nothing).
-    Accounting(AccountingArgs),
+    Accounting(super::accounting::AccountingArgs),
     /// Send or preview report mails by hand.
-    Mail(crate::report_tools::MailArgs),
+    Mail(super::mail::MailArgs),
     /// Print the effective configuration.
     Config,
     /// Print version and store schema version.
     Version,
     /// Tools for tests and debugging.
     #[command(hide = true, subcommand)]
-    Debug(DebugCommand),
+    Debug(super::debug::DebugCommand),
 }
 
 /// `turingwatch scrape` options.
@@ -113,59 +112,6 @@ pub struct JobArgs {
     pub json: bool,
 }
 
-/// `turingwatch accounting` options.
-#[derive(Debug, Args)]
-pub struct AccountingArgs {
-    /// Start of the window: a time sacct accepts, or a duration ago such as `2h`.
-    #[arg(long)]
-    pub since: Option<String>,
-    /// End of the window.
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Only this user's jobs.
-    #[arg(long)]
-    pub user: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Hidden test helpers.
-#[derive(Debug, Subcommand)]
-pub enum DebugCommand {
-    /// Commit to a store in a loop, printing `committed N` after each commit (crash tests).
-    StoreWriter {
-        #[arg(long)]
-        db: PathBuf,
-        #[arg(long)]
-        rounds: Option<u64>,
-    },
-    /// Check a store: open it, count jobs, decode every sample block; with `--acknowledged N`,
-    /// fail unless probe rounds 1..=N are all present with their samples.
-    StoreCheck {
-        #[arg(long)]
-        db: PathBuf,
-        #[arg(long, default_value_t = 0)]
-        acknowledged: u64,
-    },
-    /// Print stored jobs (with steps), the job count and the import watermark as JSON.
-    StoreJobs {
-        #[arg(long)]
-        db: PathBuf,
-        /// JobIDRaw values.
-        ids: Vec<u64>,
-    },
-    /// Fill a store with synthetic users, jobs, samples and reports (web load tests, demos).
-    SeedWeb {
-        #[arg(long)]
-        db: PathBuf,
-        #[arg(long, default_value_t = 100)]
-        users: u32,
-        #[arg(long, default_value_t = 40)]
-        jobs_per_user: u32,
-    },
-}
-
 /// Runs the binary; returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -197,60 +143,9 @@ pub fn main() -> ExitCode {
 fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<ExitCode> {
     let config = &loaded.config;
     match command {
-        Command::Config => {
-            match &loaded.source {
-                Source::File(path) => println!("# effective configuration from {}", path.display()),
-                Source::Defaults => {
-                    println!("# effective configuration: built-in defaults (no file)")
-                }
-            }
-            for var in &loaded.overrides {
-                println!("# overridden by environment: {var}");
-            }
-            print!("{}", config.to_toml());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Version => {
-            println!("turingwatch {}", env!("CARGO_PKG_VERSION"));
-            println!("store schema {}", crate::store::CURRENT_SCHEMA);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Debug(DebugCommand::StoreWriter { db, rounds }) => {
-            crate::store::probe::run(&db, rounds).with_context(|| format!("store writer on {}", db.display()))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Debug(DebugCommand::StoreCheck { db, acknowledged }) => {
-            let store = crate::store::Store::open(&db).with_context(|| format!("opening {}", db.display()))?;
-            let jobs = store.job_count()?;
-            let mut samples = 0usize;
-            for id in 1..=jobs.max(acknowledged) {
-                let n = store.samples_of_job(crate::job::JobId(id))?.values().map(Vec::len).sum::<usize>();
-                samples += n;
-                if id <= acknowledged {
-                    let job = store.job(crate::job::JobId(id))?;
-                    anyhow::ensure!(
-                        job.as_ref() == Some(&crate::store::probe::probe_job(id))
-                            && n == crate::store::probe::SAMPLES_PER_ROUND,
-                        "acknowledged round {id} is incomplete: job {}, {n} samples",
-                        if job.is_some() { "present" } else { "missing" }
-                    );
-                }
-            }
-            let watermark = store.meta(crate::store::tables::IMPORT_WATERMARK_KEY)?;
-            println!("jobs {jobs} samples {samples} watermark {watermark:?}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Debug(DebugCommand::StoreJobs { db, ids }) => {
-            println!("{}", crate::accounting::debug_store_jobs(&db, &ids)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Debug(DebugCommand::SeedWeb { db, users, jobs_per_user }) => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let seeded = crate::web_backend::seed::run(&db, users, jobs_per_user, now)
-                .with_context(|| format!("seeding {}", db.display()))?;
-            println!("users {} jobs {} period {}", seeded.users, seeded.jobs, seeded.period_start);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Config => Ok(super::config::run(loaded)),
+        Command::Version => Ok(super::version::run()),
+        Command::Debug(command) => super::debug::run(command),
         Command::Server => crate::system::run_server(
             config.clone(),
             crate::allocator::DistributeOptions { config_path: config_path(&loaded.source), ..Default::default() },
@@ -277,20 +172,10 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
                 job: args.job.map(crate::job::JobId),
             },
         ),
-        Command::Analyze(args) => crate::report_tools::run_analyze(config, &args),
-        Command::Job(args) => crate::report_tools::run_job(config, &args.job_id, args.json),
-        Command::Accounting(args) => {
-            let out = crate::accounting::print_only(
-                config,
-                args.since.as_deref(),
-                args.until.as_deref(),
-                args.user.as_deref(),
-                args.json,
-            )?;
-            print!("{out}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Mail(args) => crate::report_tools::run_mail(config, &args),
+        Command::Analyze(args) => super::analyze::run(config, &args),
+        Command::Job(args) => super::job::run(config, &args.job_id, args.json),
+        Command::Accounting(args) => super::accounting::run(config, &args),
+        Command::Mail(args) => super::mail::run(config, &args),
     }
 }
 

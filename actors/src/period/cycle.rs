@@ -4,12 +4,12 @@
 //! time and its mails are queued. Everything is persisted, so a restart carries on where the
 //! last run stopped. Blocking (store and files): the rollover actor runs it off the executor.
 
-use super::load::analyze_period;
-use super::period::{Period, PeriodError, PeriodSpec};
-use super::summary::{Params, UserAnalysis};
+use crate::analysis::load::analyze_period;
+use crate::analysis::period::{Period, PeriodError, PeriodSpec};
+use crate::analysis::summary::{Params, UserAnalysis};
 use crate::mail::outbox;
 use crate::mail::render::{render_mail, RenderError, Templates};
-use crate::report::bundle::{user_raw_json, write_bundle, BundleError, BundleUser};
+use crate::period::bundle::{user_raw_json, write_bundle, BundleError, BundleUser};
 use crate::store::tables::IMPORT_WATERMARK_KEY;
 use crate::store::{PeriodRecord, Store, StoreError, UserReport};
 use std::collections::BTreeMap;
