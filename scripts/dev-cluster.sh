@@ -12,7 +12,8 @@
 # cgroup v1 when the host has writable v1 controllers (else proctrack/linuxproc). Several
 # emulated nodes (n1..nN) run as separate `slurmd -N nX` on distinct ports, so jobs can be
 # placed on "different nodes" with --nodelist. No systemd is needed; works as root.
-# Facts and pitfalls behind each step: ../shared/reference/slurm-on-debian.md.
+# Facts and pitfalls behind each step: the developers' SLURM-on-Debian notes (outside the repository,
+# ../shared/reference/slurm-on-debian.md); the comments below give the ones each step depends on.
 #
 # Knobs (environment):
 #   SLURM_DEV_NODES=3        number of emulated nodes

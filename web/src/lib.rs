@@ -1,4 +1,5 @@
-//! turingwatch-web: the HTTP side of the server (report site, JSON API, report ingest route).
+//! turingwatch-web: the report site and its JSON API (the scrapers' ingest route is the daemon's,
+//! `turingwatch::actors::ingest`).
 //!
 //! This crate owns the HTTP contract ([`api`]) and the identity rules ([`identity`]); it knows
 //! nothing of the store or actors. The daemon implements [`backend::Backend`] over its store,

@@ -7,8 +7,10 @@
 //! means the extra pieces are rejoined into the name. Verified on 22.05 with a job named
 //! `we|ird name ünï` (fixture `window.txt`).
 //!
-//! We read `-P` text rather than `--json` because 22.05's JSON reports wrong exit codes for
-//! non-zero exits and zero job-level CPU times (see `slurm-on-debian.md`, quirks 1–2).
+//! We read `-P` text rather than `--json` because 22.05's JSON is wrong where we need it: every
+//! normal exit shows as status SUCCESS, return code 0 (its dumper never reads the exit status;
+//! `exit 3` is `3:0` in `-P` text), and job-level CPU times are always 0 (`-P`'s job line sums
+//! the steps).
 //!
 //! A malformed line is reported (line number, field, text) and skipped with the steps that
 //! belong to it; the rest of the batch is kept. Job lines whose state is PENDING are dropped
