@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 export TURINGWATCH_E2E=${TURINGWATCH_E2E:-1}
 bash scripts/setup.sh
 bash scripts/dev-cluster.sh start
+bash scripts/check-layers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Tests that stop shared daemons (slurmdbd, slurmctld) run alone afterwards, so they cannot

@@ -103,6 +103,10 @@ pub struct SeriesParams {
     pub gpu_low_util_pct: f64,
 }
 
+/// Last bucket of a node's cores-in-use histogram: rates above it count there. Far above any
+/// node's core count, small enough that a forged counter cannot make the histogram huge.
+pub const MAX_HISTOGRAM_CORES: usize = 4096;
+
 #[derive(Default, Clone, Copy)]
 struct Point {
     cpu_cs: u64,
@@ -151,11 +155,12 @@ pub fn series_stats(
             }
             node_covered += dt;
             let d_cpu = p1.cpu_cs.saturating_sub(p0.cpu_cs);
-            busy_cs += d_cpu;
+            busy_cs = busy_cs.saturating_add(d_cpu);
             span_secs += dt;
             let cores = d_cpu as f64 / 100.0 / dt as f64;
             node_use.max_cores = node_use.max_cores.max(cores);
-            let bucket = cores.ceil() as usize;
+            // Bounded whatever the counters say: a corrupt or forged sample may claim any rate.
+            let bucket = (cores.ceil() as usize).min(MAX_HISTOGRAM_CORES);
             if node_use.cores_histogram.len() <= bucket {
                 node_use.cores_histogram.resize(bucket + 1, 0);
             }
@@ -191,11 +196,11 @@ pub fn series_stats(
 /// Sums the steps of one node at each sampling instant.
 fn node_points(series: &[&Vec<StepSample>]) -> Vec<(u64, Point)> {
     let point = |s: &StepSample| Point {
-        cpu_cs: s.cpu_user_cs + s.cpu_sys_cs,
+        cpu_cs: s.cpu_user_cs.saturating_add(s.cpu_sys_cs),
         user_cs: s.cpu_user_cs,
         sys_cs: s.cpu_sys_cs,
-        mem_bytes: s.mem_peak_kib.max(s.mem_current_kib).max(s.rss_kib) * 1024,
-        faults: s.minor_faults + s.major_faults,
+        mem_bytes: s.mem_peak_kib.max(s.mem_current_kib).max(s.rss_kib).saturating_mul(1024),
+        faults: s.minor_faults.saturating_add(s.major_faults),
     };
     if let [only] = series {
         return only.iter().map(|s| (s.at, point(s))).collect();
@@ -204,11 +209,11 @@ fn node_points(series: &[&Vec<StepSample>]) -> Vec<(u64, Point)> {
     for s in series.iter().flat_map(|v| v.iter()) {
         let p = point(s);
         let m = merged.entry(s.at).or_default();
-        m.cpu_cs += p.cpu_cs;
-        m.user_cs += p.user_cs;
-        m.sys_cs += p.sys_cs;
-        m.mem_bytes += p.mem_bytes;
-        m.faults += p.faults;
+        m.cpu_cs = m.cpu_cs.saturating_add(p.cpu_cs);
+        m.user_cs = m.user_cs.saturating_add(p.user_cs);
+        m.sys_cs = m.sys_cs.saturating_add(p.sys_cs);
+        m.mem_bytes = m.mem_bytes.saturating_add(p.mem_bytes);
+        m.faults = m.faults.saturating_add(p.faults);
     }
     merged.into_iter().collect()
 }
@@ -317,6 +322,31 @@ pub(crate) mod tests {
         assert_eq!(node.cores_histogram[3], 9);
         assert!((s.coverage_frac - 1.0).abs() < 1e-9);
         assert_eq!(s.longest_idle_secs, 0);
+    }
+
+    #[test]
+    fn a_leaping_or_saturated_counter_cannot_blow_up_the_analysis() {
+        // A forged cgroup whose CPU counter leaps by 4e11 centiseconds in 20 s (the report that
+        // once made the server ask for 400 GB), then every counter at u64::MAX.
+        let mut series = burn(3, 1.0, 10);
+        series.push(StepSample { at: 1_060, cpu_user_cs: 400_000_000_000_000, ..series[2] });
+        series.push(StepSample {
+            at: 1_080,
+            cpu_user_cs: u64::MAX,
+            cpu_sys_cs: u64::MAX,
+            rss_kib: u64::MAX,
+            minor_faults: u64::MAX,
+            major_faults: u64::MAX,
+            ..series[2]
+        });
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId::BATCH, "n1"), series.clone());
+        samples.insert(key(StepId(0), "n1"), series);
+        let s = series_stats(&samples, &BTreeMap::new(), 100, &params());
+        let node = &s.nodes[0];
+        assert_eq!(node.cores_histogram.len(), MAX_HISTOGRAM_CORES + 1);
+        assert!(node.cores_histogram[MAX_HISTOGRAM_CORES] >= 1);
+        assert_eq!(node.peak_mem_bytes, u64::MAX);
     }
 
     #[test]
