@@ -249,12 +249,13 @@ pub fn print_only(
         None => crate::slurm::sacct::sacct_time(now, &tz)?,
     };
     let runner = SlurmRunner::new(&config.slurm);
-    let args = crate::slurm::sacct::window_args(&runner, &start, &end, user);
+    let delimiter = crate::slurm::delimited::Delimiter::random();
+    let args = crate::slurm::sacct::window_args(&runner, &delimiter, &start, &end, user);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ImportError::Task(e.to_string()))?;
-    let batch = runtime.block_on(crate::slurm::sacct::fetch_with_args(&runner, &args, &tz, now))?;
+    let batch = runtime.block_on(crate::slurm::sacct::fetch_with_args(&runner, &args, &delimiter, &tz, now))?;
     if json {
         crate::slurm::sacct_print::render_json(&batch).map_err(|e| ImportError::Task(e.to_string()))
     } else {
@@ -377,8 +378,9 @@ mod tests {
         std::fs::write(dir.join("window.txt"), WINDOW).unwrap();
         std::fs::write(dir.join("down"), "").unwrap();
         let d = dir.display();
+        let print = crate::slurm::delimited::shell_print_with_given_delimiter(&format!("{d}/window.txt"));
         let script = format!(
-            "#!/bin/sh\necho \"$@\" >> {d}/calls\nif [ -e {d}/down ]; then echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1; fi\ncat {d}/window.txt\n"
+            "#!/bin/sh\necho \"$@\" >> {d}/calls\nif [ -e {d}/down ]; then echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1; fi\n{print}"
         );
         std::fs::write(dir.join("bin/sacct"), script).unwrap();
         std::fs::set_permissions(dir.join("bin/sacct"), std::fs::Permissions::from_mode(0o755)).unwrap();

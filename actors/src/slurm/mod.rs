@@ -5,6 +5,7 @@
 //! async (`SlurmRunner::run`, tokio::process with a timeout, the child killed when it expires).
 //! Submodules: `units` (SLURM's time, memory and TRES notations), `hostlist` (`n[1-3,05]`).
 
+pub mod delimited;
 pub mod hostlist;
 pub mod local_time;
 pub mod queue;
@@ -29,8 +30,6 @@ pub enum SlurmError {
     Timeout { program: String, timeout: Duration },
     #[error("{program} failed ({status}): {stderr}")]
     Failed { program: String, status: String, stderr: String },
-    #[error("{program} printed output that is not UTF-8")]
-    NotUtf8 { program: String },
 }
 
 impl SlurmError {
@@ -88,8 +87,23 @@ impl SlurmRunner {
         }
     }
 
-    /// Runs `program args…`, returning stdout; non-zero exit, timeout or non-UTF-8 are errors.
+    /// Runs `program args…`, returning stdout as text: non-zero exit and timeout are errors;
+    /// bytes that are not UTF-8 (a Latin-1 job name, say) are replaced by U+FFFD and logged, not
+    /// fatal. Output with user text in fields goes through [`SlurmRunner::run_bytes`] and
+    /// `delimited` instead.
     pub async fn run(&self, program: &str, args: &[String]) -> Result<String, SlurmError> {
+        let bytes = self.run_bytes(program, args).await?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::warn!(program, "output is not UTF-8; invalid bytes replaced");
+                String::from_utf8_lossy(err.as_bytes()).into_owned()
+            }
+        })
+    }
+
+    /// Runs `program args…`, returning stdout as bytes; non-zero exit and timeout are errors.
+    pub async fn run_bytes(&self, program: &str, args: &[String]) -> Result<Vec<u8>, SlurmError> {
         let mut cmd = Command::new(self.program(program));
         cmd.args(args).kill_on_drop(true).stdin(std::process::Stdio::null());
         let output = match tokio::time::timeout(self.timeout, cmd.output()).await {
@@ -104,7 +118,7 @@ impl SlurmRunner {
                 stderr: String::from_utf8_lossy(&output.stderr).trim().chars().take(2_000).collect(),
             });
         }
-        String::from_utf8(output.stdout).map_err(|_| SlurmError::NotUtf8 { program: program.to_string() })
+        Ok(output.stdout)
     }
 }
 

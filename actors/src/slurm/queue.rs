@@ -1,8 +1,11 @@
 //! The live queue: squeue, scontrol, sacctmgr, sbatch and scancel, as the distributor needs them.
 //!
-//! Each query has a pure `parse_*` for its output (explicit `-o` formats, `|`-separated, so a
-//! job name with spaces cannot shift columns) and an async call through [`SlurmRunner`].
+//! Each query has a pure `parse_*` for its output and an async call through [`SlurmRunner`].
+//! squeue prints job names as users typed them, so its columns are separated by a per-call
+//! random delimiter with the name last and cut by `delimited`: no name (with `|`, newlines or
+//! anything else) can shift a column or add a job.
 
+use super::delimited::{canonicalize, Delimiter, CANONICAL};
 use super::hostlist::expand;
 use super::{SlurmError, SlurmRunner};
 use crate::job::JobId;
@@ -21,10 +24,31 @@ pub struct QueuedJob {
     pub requested_nodes: Vec<String>,
 }
 
-/// The squeue format [`parse_squeue`] reads.
-pub const SQUEUE_FORMAT: &str = "%i|%j|%u|%T|%N|%n";
+/// squeue's fields, in order: id, user, state, nodes, requested nodes, name (last: it is free text).
+const SQUEUE_FIELDS: [&str; 6] = ["%i", "%u", "%T", "%N", "%n", "%j"];
 
-/// Parses `squeue -h -o SQUEUE_FORMAT`. Lines that do not parse are skipped (and counted).
+/// The `squeue -o` format with `delimiter` between the fields.
+fn squeue_format(delimiter: &Delimiter) -> String {
+    SQUEUE_FIELDS.join(delimiter.as_str())
+}
+
+/// Runs squeue with `selection` and parses its jobs.
+async fn squeue(slurm: &SlurmRunner, selection: &[&str]) -> Result<Vec<QueuedJob>, SlurmError> {
+    let delimiter = Delimiter::random();
+    let mut words = vec!["-h".to_string()];
+    words.extend(selection.iter().map(|w| w.to_string()));
+    words.extend(["-o".to_string(), squeue_format(&delimiter)]);
+    let raw = slurm.run_bytes("squeue", &words).await?;
+    let canonical = canonicalize(&raw, &delimiter, SQUEUE_FIELDS.len());
+    let (jobs, bad) = parse_squeue(&canonical.text);
+    if bad > 0 || canonical.leftover.is_some() {
+        tracing::warn!(bad, leftover = ?canonical.leftover, "squeue lines skipped");
+    }
+    Ok(jobs)
+}
+
+/// Parses canonical squeue text (see `delimited`; fields as [`SQUEUE_FIELDS`]). Lines that do
+/// not parse are skipped (and counted).
 pub fn parse_squeue(text: &str) -> (Vec<QueuedJob>, usize) {
     let mut bad = 0;
     let jobs = text
@@ -32,15 +56,18 @@ pub fn parse_squeue(text: &str) -> (Vec<QueuedJob>, usize) {
         .filter(|l| !l.trim().is_empty())
         .filter_map(|line| {
             let parsed = (|| {
-                let mut f = line.split('|');
+                let mut f = line.split(CANONICAL);
                 let id = f.next()?.trim();
                 // Array tasks show as `123_4`; only plain numeric ids are placed or cancelled here.
                 let id = JobId(id.parse().ok()?);
-                let name = f.next()?.to_string();
                 let user = f.next()?.to_string();
                 let state = f.next()?.to_string();
                 let nodes = f.next()?.trim();
                 let requested = f.next()?.trim();
+                let name = f.next()?.to_string();
+                if f.next().is_some() {
+                    return None;
+                }
                 Some(QueuedJob {
                     id,
                     name,
@@ -175,20 +202,17 @@ pub fn choose_account_partition(
 
 /// squeue of the running jobs of the cluster.
 pub async fn running_jobs(slurm: &SlurmRunner) -> Result<Vec<QueuedJob>, SlurmError> {
-    let out = slurm.run("squeue", &args(&["-h", "-t", "RUNNING", "-o", SQUEUE_FORMAT])).await?;
-    Ok(parse_squeue(&out).0)
+    squeue(slurm, &["-t", "RUNNING"]).await
 }
 
 /// squeue of `user`'s jobs named `name` (our scraper jobs), any state.
 pub async fn own_jobs(slurm: &SlurmRunner, user: &str, name: &str) -> Result<Vec<QueuedJob>, SlurmError> {
-    let out = slurm.run("squeue", &args(&["-h", "-u", user, "-n", name, "-o", SQUEUE_FORMAT])).await?;
-    Ok(parse_squeue(&out).0)
+    squeue(slurm, &["-u", user, "-n", name]).await
 }
 
 /// squeue of every user's jobs named `name`, any state.
 pub async fn jobs_named(slurm: &SlurmRunner, name: &str) -> Result<Vec<QueuedJob>, SlurmError> {
-    let out = slurm.run("squeue", &args(&["-h", "-n", name, "-o", SQUEUE_FORMAT])).await?;
-    Ok(parse_squeue(&out).0)
+    squeue(slurm, &["-n", name]).await
 }
 
 /// Partitions from scontrol.
@@ -278,12 +302,34 @@ mod tests {
 
     #[test]
     fn squeue_lines_give_jobs_and_busy_nodes_busiest_first() {
-        let text = "31|burn|alice|RUNNING|n2|\n32|hog|bob|RUNNING|n[2-3]|\n33|turingwatch|root|RUNNING|n3|n3\n34|x|bob|PENDING||n1\n35_2|arr|bob|RUNNING|n1|\ngarbage\n";
-        let (jobs, bad) = parse_squeue(text);
-        assert_eq!((jobs.len(), bad), (4, 2));
+        // Fields as squeue prints them: id, user, state, nodes, requested nodes, name.
+        let rows: [[&str; 6]; 6] = [
+            ["31", "alice", "RUNNING", "n2", "", "burn"],
+            ["32", "bob", "RUNNING", "n[2-3]", "", "hog"],
+            ["33", "root", "RUNNING", "n3", "n3", "turingwatch"],
+            ["34", "bob", "PENDING", "", "n1", "x"],
+            ["35_2", "bob", "RUNNING", "n1", "", "arr"],
+            // A hostile name: the old `|` columns, a newline and a whole forged line.
+            ["36", "eve", "RUNNING", "n1", "", "a|b|root|RUNNING|n2|\n37|root|RUNNING|n3||forged"],
+        ];
+        let d = Delimiter::random();
+        let mut raw = String::new();
+        for row in rows {
+            raw.push_str(&row.join(d.as_str()));
+            raw.push('\n');
+        }
+        raw.insert_str(0, "garbage\n");
+        let canonical = canonicalize(raw.as_bytes(), &d, SQUEUE_FIELDS.len());
+        let (jobs, bad) = parse_squeue(&canonical.text);
+        assert_eq!((jobs.len(), bad), (5, 1));
         assert_eq!(jobs[1].nodes, ["n2", "n3"]);
         assert_eq!(jobs[3].requested_nodes, ["n1"]);
-        assert_eq!(busy_nodes(&jobs, "turingwatch"), [("n2".to_string(), 2), ("n3".to_string(), 1)]);
+        assert_eq!((jobs[4].id, jobs[4].user.as_str()), (JobId(36), "eve"));
+        assert!(jobs[4].name.starts_with("a|b|root"), "{}", jobs[4].name);
+        assert!(!jobs.iter().any(|j| j.id == JobId(37)));
+        assert_eq!((canonical.junk_lines, canonical.leftover), (1, None));
+        let busy = busy_nodes(&jobs, "turingwatch");
+        assert_eq!(busy, [("n2".to_string(), 2), ("n1".to_string(), 1), ("n3".to_string(), 1)]);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   child inherits, so both directions agree.
 
 use crate::job::{JobRecord, StepRecord};
-use crate::slurm::sacct_parse::{parse_sacct, SacctBatch, DELIMITER, FIELDS};
+use crate::slurm::delimited::{canonicalize, Delimiter};
+use crate::slurm::sacct_parse::{parse_sacct, SacctBatch, FIELDS};
 use crate::slurm::{SlurmError, SlurmRunner};
 
 /// Why sacct gave no usable answer.
@@ -53,11 +54,11 @@ pub fn sacct_time(unix: u64, tz: &jiff::tz::TimeZone) -> Result<String, SacctErr
     Ok(ts.to_zoned(tz.clone()).datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string())
 }
 
-fn common_args(runner: &SlurmRunner) -> Vec<String> {
+fn common_args(runner: &SlurmRunner, delimiter: &Delimiter) -> Vec<String> {
     let mut args = vec![
         "--noheader".to_string(),
         "--parsable2".to_string(),
-        format!("--delimiter={DELIMITER}"),
+        format!("--delimiter={}", delimiter.as_str()),
         "--noconvert".to_string(),
         format!("--format={}", FIELDS.join(",")),
     ];
@@ -68,8 +69,14 @@ fn common_args(runner: &SlurmRunner) -> Vec<String> {
 }
 
 /// The arguments for a window query with absolute start/end given as sacct time strings.
-pub fn window_args(runner: &SlurmRunner, start: &str, end: &str, user: Option<&str>) -> Vec<String> {
-    let mut args = common_args(runner);
+pub fn window_args(
+    runner: &SlurmRunner,
+    delimiter: &Delimiter,
+    start: &str,
+    end: &str,
+    user: Option<&str>,
+) -> Vec<String> {
+    let mut args = common_args(runner, delimiter);
     args.push(format!("--starttime={start}"));
     args.push(format!("--endtime={end}"));
     match user {
@@ -87,18 +94,40 @@ pub async fn fetch_window_text(
     window: &Window,
     tz: &jiff::tz::TimeZone,
 ) -> Result<String, SacctError> {
-    let args = window_args(runner, &sacct_time(window.from, tz)?, &sacct_time(window.to, tz)?, window.user.as_deref());
-    Ok(runner.run("sacct", &args).await?)
+    let delimiter = Delimiter::random();
+    let (from, to) = (sacct_time(window.from, tz)?, sacct_time(window.to, tz)?);
+    let args = window_args(runner, &delimiter, &from, &to, window.user.as_deref());
+    run_sacct(runner, &args, &delimiter).await
+}
+
+/// Runs sacct with a per-call random delimiter and returns its records as canonical text (one
+/// record per line, 0x1f between fields, no control characters in any field: see `delimited`),
+/// so nothing a user typed into a job can shift a field or forge a record.
+async fn run_sacct(runner: &SlurmRunner, args: &[String], delimiter: &Delimiter) -> Result<String, SacctError> {
+    let raw = runner.run_bytes("sacct", args).await?;
+    let canonical = canonicalize(&raw, delimiter, FIELDS.len());
+    if canonical.fields_replaced > 0 {
+        tracing::warn!(
+            fields = canonical.fields_replaced,
+            not_utf8 = canonical.fields_not_utf8,
+            "sacct fields held control characters or invalid UTF-8; replaced by U+FFFD"
+        );
+    }
+    if let Some(leftover) = &canonical.leftover {
+        tracing::warn!(text = %leftover, "sacct output ended in a partial record; ignored");
+    }
+    Ok(canonical.text)
 }
 
 /// Runs sacct with prepared arguments and parses its output.
 pub async fn fetch_with_args(
     runner: &SlurmRunner,
     args: &[String],
+    delimiter: &Delimiter,
     tz: &jiff::tz::TimeZone,
     imported_at: u64,
 ) -> Result<SacctBatch, SacctError> {
-    let text = runner.run("sacct", args).await?;
+    let text = run_sacct(runner, args, delimiter).await?;
     let batch = parse_sacct(&text, tz, imported_at);
     for skipped in &batch.skipped {
         tracing::warn!(line = skipped.line, field = skipped.field, reason = %skipped.reason, text = %skipped.text, "sacct line skipped");
@@ -126,10 +155,11 @@ pub async fn fetch_job(
     if !is_job_id(job) {
         return Err(SacctError::BadJobId(job.to_string()));
     }
-    let mut args = common_args(runner);
+    let delimiter = Delimiter::random();
+    let mut args = common_args(runner, &delimiter);
     args.push(format!("--jobs={job}"));
     let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
-    let batch = fetch_with_args(runner, &args, tz, now).await?;
+    let batch = fetch_with_args(runner, &args, &delimiter, tz, now).await?;
     Ok(pick_job(batch, job))
 }
 
@@ -180,11 +210,13 @@ mod tests {
         });
         let tz = jiff::tz::TimeZone::UTC;
         assert_eq!(sacct_time(1_795_644_165, &tz).unwrap(), "2026-11-25T22:02:45");
-        let args = window_args(&runner, "a", "b", None);
+        let d = Delimiter::random();
+        let args = window_args(&runner, &d, "a", "b", None);
         assert!(args.contains(&"--allusers".to_string()) && args.contains(&"--clusters=dev".to_string()));
         assert!(args.contains(&"--starttime=a".to_string()) && args.contains(&"--endtime=b".to_string()));
         assert!(args.iter().any(|a| a.ends_with(",JobName")));
-        assert!(window_args(&runner, "a", "b", Some("bob")).contains(&"--user=bob".to_string()));
+        assert!(window_args(&runner, &d, "a", "b", Some("bob")).contains(&"--user=bob".to_string()));
+        assert!(args.contains(&format!("--delimiter={}", d.as_str())));
     }
 
     /// Through a stand-in `sacct` that records its arguments and prints the window fixture.
@@ -195,7 +227,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("window.txt"), WINDOW_FIXTURE).unwrap();
         let d = dir.display();
-        std::fs::write(dir.join("sacct"), format!("#!/bin/sh\necho \"$@\" > {d}/args\ncat {d}/window.txt\n")).unwrap();
+        let print = crate::slurm::delimited::shell_print_with_given_delimiter(&format!("{d}/window.txt"));
+        let script = format!("#!/bin/sh\necho \"$@\" > {d}/args\n{print}");
+        std::fs::write(dir.join("sacct"), script).unwrap();
         std::fs::set_permissions(dir.join("sacct"), std::fs::Permissions::from_mode(0o755)).unwrap();
         let runner = SlurmRunner::new(&SlurmConfig {
             bin_dir: d.to_string(),
