@@ -194,7 +194,8 @@ mod tests {
         // What a user types into a submit line: a newline, then a line shaped like a record of
         // another user's job (with the old fixed delimiter), then more text.
         let forged = "true\n99\u{1f}alice\u{1f}stolen\nx";
-        let c = canonicalize(&raw(&[&["5", forged, "name|with\u{1f}odd\rbytes\nand lines"], &["6", "bob", "b"]]), &d(), 3);
+        let c =
+            canonicalize(&raw(&[&["5", forged, "name|with\u{1f}odd\rbytes\nand lines"], &["6", "bob", "b"]]), &d(), 3);
         assert_eq!(c.records, 2);
         let lines: Vec<&str> = c.text.lines().collect();
         assert_eq!(lines.len(), 2);
