@@ -418,6 +418,9 @@ pub struct WebConfig {
     pub identity_header: String,
     /// Peers whose identity header is trusted (addresses or CIDR ranges).
     pub trusted_proxies: Vec<String>,
+    /// Domains accepted in an identity such as `alice@example.org` (which then names `alice`);
+    /// others are refused. Empty: only plain user names.
+    pub identity_domains: Vec<String>,
     /// Users who see everything.
     pub admins: Vec<String>,
     /// Let SLURM account coordinators see the users of their accounts.
@@ -434,6 +437,7 @@ impl Default for WebConfig {
             bind: "127.0.0.1:8080".into(),
             identity_header: "X-AuthUser".into(),
             trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
+            identity_domains: Vec::new(),
             admins: Vec::new(),
             coordinators_see_accounts: true,
             coordinator_cache_ttl: Span::secs(300),

@@ -274,6 +274,17 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             "IP addresses or CIDR ranges such as \"10.0.0.0/8\"",
         );
     }
+    for domain in &web.identity_domains {
+        check(
+            !domain.is_empty()
+                && domain.len() <= 253
+                && domain.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+                && !domain.starts_with(['.', '-']),
+            "web.identity_domains",
+            domain.clone(),
+            "DNS domain names such as \"example.org\"",
+        );
+    }
     check(
         web.coordinator_cache_ttl.as_secs() >= 1,
         "web.coordinator_cache_ttl",

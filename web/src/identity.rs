@@ -21,16 +21,21 @@ pub enum IdentityError {
     Missing { header: String },
     #[error("the {header} header does not hold a valid user name")]
     Invalid { header: String },
+    #[error("the {header} header names a user of domain {domain:?}, which is not in [web] identity_domains")]
+    ForeignDomain { header: String, domain: String },
 }
 
 /// Resolves the caller from the peer address and the identity header.
 ///
 /// A header from an untrusted (or unknown) peer is an error even when it is empty; without a
-/// header, untrusted peers and trusted ones alike are "not logged in". The domain part of an
-/// OIDC principal (`alice@example.org`) is dropped, as the original did.
+/// header, untrusted peers and trusted ones alike are "not logged in". An OIDC principal
+/// (`alice@example.org`) is accepted only when its domain is one of `domains` (`[web]
+/// identity_domains`, compared without case), and then names the local user `alice`; `root`
+/// with any domain is never accepted (an identity provider's "root" is not this cluster's).
 pub fn resolve_caller(
     proxies: &TrustedProxies,
     header_name: &str,
+    domains: &[String],
     peer: Option<IpAddr>,
     header: Option<&[u8]>,
 ) -> Result<String, IdentityError> {
@@ -48,7 +53,21 @@ pub fn resolve_caller(
     }
     let invalid = || IdentityError::Invalid { header: header_name.to_string() };
     let text = std::str::from_utf8(raw).map_err(|_| invalid())?.trim();
-    let name = text.split('@').next().unwrap_or("");
+    let name = match text.split_once('@') {
+        None => text,
+        Some((name, domain)) => {
+            if !domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+                return Err(IdentityError::ForeignDomain {
+                    header: header_name.to_string(),
+                    domain: domain.to_string(),
+                });
+            }
+            if name == "root" {
+                return Err(invalid());
+            }
+            name
+        }
+    };
     if is_user_name(name) {
         Ok(name.to_string())
     } else if text.is_empty() {
@@ -98,9 +117,10 @@ impl Access {
         self.admin || self.user == user || self.coordinated_users.contains(user)
     }
 
-    /// Whether the caller may see a job of `user` charged to `account`.
+    /// Whether the caller may see a job of `user` charged to `account`: their own, or one of an
+    /// account they coordinate (not a coordinated user's job in another account).
     pub fn may_see_job(&self, user: &str, account: &str) -> bool {
-        self.may_see_user(user) || self.coordinator_of.contains(account)
+        self.admin || self.user == user || self.coordinator_of.contains(account)
     }
 
     /// The owners whose jobs an unfiltered listing shows: `None` = everyone (admins).
@@ -175,24 +195,31 @@ mod tests {
     #[test]
     fn header_from_a_trusted_proxy_names_the_caller() {
         let peer = Some("127.0.0.1".parse().unwrap());
-        assert_eq!(resolve_caller(&proxies(), "X-AuthUser", peer, Some(b"alice")), Ok("alice".into()));
-        assert_eq!(resolve_caller(&proxies(), "X-AuthUser", peer, Some(b" bob@uni.example ")), Ok("bob".into()));
+        assert_eq!(resolve_caller(&proxies(), "X-AuthUser", &[], peer, Some(b"alice")), Ok("alice".into()));
+        let domains = ["Uni.Example".to_string()];
+        let r = |h: &[u8]| resolve_caller(&proxies(), "X-AuthUser", &domains, peer, Some(h));
+        assert_eq!(r(b" bob@uni.example "), Ok("bob".into()));
+        assert!(matches!(r(b"bob@evil.example"), Err(IdentityError::ForeignDomain { .. })));
+        assert!(matches!(r(b"bob@uni.example@evil"), Err(IdentityError::ForeignDomain { .. })));
+        assert!(r(b"root@uni.example").is_err() && r(b"root@evil.example").is_err());
+        let none = resolve_caller(&proxies(), "X-AuthUser", &[], peer, Some(b"bob@uni.example"));
+        assert!(matches!(none, Err(IdentityError::ForeignDomain { .. })), "{none:?}");
     }
 
     #[test]
     fn header_from_an_untrusted_peer_is_refused_even_for_admins() {
         let peer = Some("10.9.9.9".parse().unwrap());
-        let err = resolve_caller(&proxies(), "X-AuthUser", peer, Some(b"root")).unwrap_err();
+        let err = resolve_caller(&proxies(), "X-AuthUser", &[], peer, Some(b"root")).unwrap_err();
         assert!(matches!(err, IdentityError::UntrustedPeer { .. }), "{err}");
         assert!(err.to_string().contains("10.9.9.9"));
-        let err = resolve_caller(&proxies(), "X-AuthUser", None, Some(b"root")).unwrap_err();
+        let err = resolve_caller(&proxies(), "X-AuthUser", &[], None, Some(b"root")).unwrap_err();
         assert!(matches!(err, IdentityError::UntrustedPeer { .. }));
     }
 
     #[test]
     fn missing_empty_or_odd_names_are_not_logged_in() {
         let peer = Some("127.0.0.1".parse().unwrap());
-        let r = |h: Option<&[u8]>| resolve_caller(&proxies(), "X-AuthUser", peer, h);
+        let r = |h: Option<&[u8]>| resolve_caller(&proxies(), "X-AuthUser", &[], peer, h);
         assert!(matches!(r(None), Err(IdentityError::Missing { .. })));
         assert!(matches!(r(Some(b"")), Err(IdentityError::Missing { .. })));
         for bad in [&b"../etc"[..], b"a b", b"-rf", b"\xff", b"@x", b"al/ice"] {
@@ -210,6 +237,8 @@ mod tests {
         assert!(carol.may_see_user("alice") && carol.may_see_user("carol"));
         assert!(!carol.may_see_user("bob"));
         assert!(carol.may_see_job("bob", "physics") && !carol.may_see_job("bob", "chem"));
+        // A coordinated user's job in an account carol does not coordinate stays hidden.
+        assert!(!carol.may_see_job("alice", "chem") && carol.may_see_job("carol", "chem"));
         assert_eq!(carol.visible_users(), Some(vec!["alice".to_string(), "carol".to_string()]));
         let alice = Access::with_coordination("alice", false, &c);
         assert!(!alice.may_see_user("carol"));

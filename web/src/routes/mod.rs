@@ -38,6 +38,7 @@ const MAX_BODY_BYTES: usize = 1024;
 pub struct WebState {
     backend: Arc<dyn Backend>,
     proxies: TrustedProxies,
+    identity_domains: Vec<String>,
     identity_header: HeaderName,
     /// The header's name as configured, for messages.
     identity_header_text: String,
@@ -55,6 +56,7 @@ impl WebState {
         WebState {
             backend,
             proxies: TrustedProxies::new(&config.trusted_proxies),
+            identity_domains: config.identity_domains.clone(),
             identity_header,
             identity_header_text: config.identity_header.clone(),
             admins: config.admins.iter().cloned().collect(),
@@ -128,6 +130,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::UntrustedPeer { .. } => ApiError::forbidden(err.to_string()),
             IdentityError::Missing { .. } => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string()),
             IdentityError::Invalid { .. } => ApiError::bad_request(err.to_string()),
+            IdentityError::ForeignDomain { .. } => ApiError::forbidden(err.to_string()),
         }
     }
 }
@@ -187,7 +190,13 @@ fn caller(req: &HttpRequest, state: &WebState) -> Result<String, ApiError> {
         return Err(ApiError::bad_request(format!("more than one {} header", state.identity_header_text)));
     }
     let peer = req.peer_addr().map(|a| a.ip());
-    Ok(resolve_caller(&state.proxies, &state.identity_header_text, peer, first.map(HeaderValue::as_bytes))?)
+    Ok(resolve_caller(
+        &state.proxies,
+        &state.identity_header_text,
+        &state.identity_domains,
+        peer,
+        first.map(HeaderValue::as_bytes),
+    )?)
 }
 
 /// What the caller may see. Coordinator rights need sacctmgr's list, so they are looked up only
