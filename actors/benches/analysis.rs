@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use turingwatch::analysis::period::Period;
 use turingwatch::analysis::summary::{analyze_user, JobInput, Params};
-use turingwatch::job::{JobRecord, MemRequest, StepId, Tres};
+use turingwatch::job::{JobRecord, MemRequest, StepId, Tres, Usage};
 use turingwatch::sample::StepSample;
 use turingwatch::store::{SeriesKey, Store};
 
@@ -38,12 +38,15 @@ fn job(id: u64, user: &str) -> JobRecord {
         req_mem: Some(MemRequest::PerNode(4 << 30)),
         req_mem_bytes: Some(4 << 30),
         alloc_tres: Tres(vec![("cpu".into(), u64::from(cpus)), ("node".into(), 1)]),
-        total_cpu_ms: elapsed * 1_000 * (id % 3),
-        user_cpu_ms: elapsed * 900 * (id % 3),
-        system_cpu_ms: elapsed * 100 * (id % 3),
-        max_rss_bytes: Some((id % 50 + 1) << 26),
-        max_rss_node: "n1".into(),
-        max_rss_task: Some(0),
+        usage: Usage {
+            total_cpu_ms: elapsed * 1_000 * (id % 3),
+            user_cpu_ms: elapsed * 900 * (id % 3),
+            system_cpu_ms: elapsed * 100 * (id % 3),
+            max_rss_bytes: Some((id % 50 + 1) << 26),
+            max_rss_node: "n1".into(),
+            max_rss_task: Some(0),
+            ..Usage::default()
+        },
         submit_line: format!("sbatch family{}.sh", id % 7),
         work_dir: "/tmp".into(),
         imported_at: start,
