@@ -8,7 +8,7 @@ use crate::analysis::run::{refresh, Cycle};
 use crate::analysis::summary::{analyze_job, JobInput, Params};
 use crate::clock::unix_now;
 use crate::job::JobId;
-use crate::mail::deliver::{deliver, Delivery};
+use crate::mail::deliver::{deliver, DeliveryOutcome};
 use crate::mail::outbox::{self, OutboxState};
 use crate::mail::send::{build_message, Outgoing, Transport};
 use crate::report::job_text::{render_job_text, Source};
@@ -197,10 +197,10 @@ pub fn run_mail(config: &Config, args: &MailArgs) -> anyhow::Result<ExitCode> {
         let Some(entry) = entry else { continue };
         let outcome = rt.block_on(deliver(store.clone(), config, &transport, &entry, from, unix_now()))?;
         match outcome {
-            Delivery::Sent => println!("{user}: sent to {to}"),
-            Delivery::Skipped => println!("{user}: not sent ({:?}; --resend sends it again)", entry.state),
-            Delivery::OptedOut => println!("{user}: opted out"),
-            Delivery::Retry { error, .. } | Delivery::Failed { error } => {
+            DeliveryOutcome::Sent => println!("{user}: sent to {to}"),
+            DeliveryOutcome::Skipped => println!("{user}: not sent ({:?}; --resend sends it again)", entry.state),
+            DeliveryOutcome::OptedOut => println!("{user}: opted out"),
+            DeliveryOutcome::Retry { error, .. } | DeliveryOutcome::Failed { error } => {
                 failed = true;
                 println!("{user}: FAILED: {error}");
             }
