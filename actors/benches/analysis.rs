@@ -80,7 +80,7 @@ fn user_inputs(u: u64) -> (String, Vec<JobInput>, Vec<JobRecord>) {
         let mut series = BTreeMap::new();
         series.insert(SeriesKey { job: j.id, step: StepId::BATCH, node: "n1".into() }, samples(&j));
         history.push(j.clone());
-        inputs.push(JobInput { job: Some(j), samples: series, ..JobInput::default() });
+        inputs.push(JobInput { samples: series, ..JobInput::new(j) });
     }
     (user, inputs, history)
 }
@@ -118,7 +118,7 @@ fn store_path(params: &Params) {
     let store = Store::open(&dir.join("bench.redb")).unwrap();
     for u in 0..USERS / 10 {
         let (_, inputs, _) = user_inputs(u);
-        let jobs: Vec<JobRecord> = inputs.iter().filter_map(|i| i.job.clone()).collect();
+        let jobs: Vec<JobRecord> = inputs.iter().map(|i| i.job.clone()).collect();
         store.upsert_jobs(&jobs, &[], None).unwrap();
         let rows: Vec<_> = inputs
             .iter()

@@ -113,13 +113,13 @@ impl Backend for StoreBackend {
         let Some(job) = self.store.job(JobId(id)).map_err(store_error)? else {
             return Ok(None);
         };
-        let input = load_job(&self.store, job.clone()).map_err(store_error)?;
-        let (steps, samples, gpu) = (&input.steps, &input.samples, &input.gpu);
-        let eff = efficiency(&job);
-        let summary = summarize(&job, &eff, mean_gpu_util(gpu));
+        let input = load_job(&self.store, job).map_err(store_error)?;
+        let (job, steps, samples, gpu) = (&input.job, &input.steps, &input.samples, &input.gpu);
+        let eff = efficiency(job);
+        let summary = summarize(job, &eff, mean_gpu_util(gpu));
         let nodes = f64::from(job.node_count.max(1));
         Ok(Some(JobDetail {
-            findings: web_findings(&job, &input, &self.params),
+            findings: web_findings(&input, &self.params),
             cores_requested_per_node: f64::from(job.alloc_cpus) / nodes,
             mem_requested_per_node_bytes: job.req_mem_bytes.map(|b| b / u64::from(job.node_count.max(1))),
             steps: steps
@@ -324,8 +324,8 @@ fn gpu_series(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Vec<GpuSeries>
 
 /// The job page's findings: exactly the analysis's findings for the job (the same rules, with
 /// samples where the store has them), in the web API's shape.
-pub fn web_findings(job: &JobRecord, input: &JobInput, params: &Params) -> Vec<FindingText> {
-    analyze_job(job, input, params)
+pub fn web_findings(input: &JobInput, params: &Params) -> Vec<FindingText> {
+    analyze_job(input, params)
         .findings
         .into_iter()
         .map(|f| FindingText {

@@ -19,13 +19,20 @@ pub const TREND_PERIODS: u64 = 4;
 pub const WORST_JOBS: usize = 5;
 
 /// Everything stored about one job.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct JobInput {
-    pub job: Option<JobRecord>,
+    pub job: JobRecord,
     pub steps: Vec<StepRecord>,
     pub samples: BTreeMap<SeriesKey, Vec<StepSample>>,
     pub gpu: BTreeMap<SeriesKey, Vec<GpuReading>>,
     pub apps: Vec<(StepId, String)>,
+}
+
+impl JobInput {
+    /// A job without steps, samples or applications (struct-update syntax adds what there is).
+    pub fn new(job: JobRecord) -> JobInput {
+        JobInput { job, steps: Vec::new(), samples: BTreeMap::new(), gpu: BTreeMap::new(), apps: Vec::new() }
+    }
 }
 
 /// Parameters of the analysis, taken from the configuration once.
@@ -172,7 +179,8 @@ impl StepFigures<'_> {
 }
 
 /// Analyses one job from its record and (when present) its samples.
-pub fn analyze_job(job: &JobRecord, input: &JobInput, params: &Params) -> JobAnalysis {
+pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
+    let job = &input.job;
     let eff = efficiency(job);
     let stats: Option<SeriesStats> = (!input.samples.is_empty() || !input.gpu.is_empty())
         .then(|| series_stats(&input.samples, &input.gpu, job.elapsed_secs, &params.series));
@@ -263,8 +271,7 @@ pub fn analyze_user(
     history: &[JobRecord],
     params: &Params,
 ) -> UserAnalysis {
-    let mut jobs: Vec<JobAnalysis> =
-        inputs.iter().filter_map(|i| i.job.as_ref().map(|j| analyze_job(j, i, params))).collect();
+    let mut jobs: Vec<JobAnalysis> = inputs.iter().map(|i| analyze_job(i, params)).collect();
     jobs.sort_by_key(JobAnalysis::id);
 
     let mut by_family: BTreeMap<String, Vec<&JobRecord>> = BTreeMap::new();
@@ -275,7 +282,7 @@ pub fn analyze_user(
     let mut families = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for input in inputs {
-        let Some(job) = &input.job else { continue };
+        let job = &input.job;
         let family = job.family_key();
         if !seen.insert(family.clone()) {
             continue;
@@ -284,12 +291,8 @@ pub fn analyze_user(
         if !members.iter().any(|m| m.id == job.id) {
             members.push(job);
         }
-        let latest = inputs
-            .iter()
-            .filter_map(|i| i.job.as_ref())
-            .filter(|j| j.family_key() == family)
-            .max_by_key(|j| j.id)
-            .unwrap_or(job);
+        let latest =
+            inputs.iter().map(|i| &i.job).filter(|j| j.family_key() == family).max_by_key(|j| j.id).unwrap_or(job);
         if let Some(r) = rightsize(&job.name, &members, latest, params.rightsize_min_jobs, params.rightsize_margin_frac)
         {
             if let Some(target) = jobs.iter_mut().find(|a| a.id() == latest.id) {

@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn prints_seff_style_figures_and_findings() {
         let inputs = alice_inputs();
-        let j = analyze_job(inputs[0].job.as_ref().unwrap(), &inputs[0], &params());
+        let j = analyze_job(&inputs[0], &params());
         let text = render_job_text(&j, Source::Slurm);
         // 0.1 s of CPU over 600 s × 2 cores.
         assert!(text.contains("CPU Efficiency: 0.01% of 00:20:00 core-walltime"), "{text}");

@@ -58,9 +58,9 @@ fn job_page_findings_are_the_analysis_findings() {
     j.req_mem_bytes = Some(16 << 30);
     j.usage.max_rss_bytes = Some(2 << 30);
     j.time_limit_secs = Some(24 * 3_600);
-    let input = JobInput { job: Some(j.clone()), ..JobInput::default() };
-    let found = web_findings(&j, &input, &params);
-    let analysis = analyze_job(&j, &input, &params).findings;
+    let input = JobInput::new(j);
+    let found = web_findings(&input, &params);
+    let analysis = analyze_job(&input, &params).findings;
     assert_eq!(found.len(), analysis.len());
     let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
     assert!(kinds.contains(&"cpu_underuse") && kinds.contains(&"memory_underused"), "{kinds:?}");

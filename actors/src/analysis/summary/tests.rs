@@ -29,7 +29,7 @@ pub(crate) fn alice_inputs() -> Vec<JobInput> {
     fine.usage.max_rss_bytes = Some(90 << 20);
     fine.req_mem_bytes = Some(100 << 20);
     fine.time_limit_secs = Some(700);
-    [cpu, mem, fine].into_iter().map(|j| JobInput { job: Some(j), ..JobInput::default() }).collect()
+    [cpu, mem, fine].into_iter().map(JobInput::new).collect()
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn family_history_gives_trends_and_a_right_size_finding() {
         j.usage.max_rss_bytes = Some(100 << 20);
         history.push(j);
     }
-    let inputs = vec![JobInput { job: Some(history[4].clone()), ..JobInput::default() }];
+    let inputs = vec![JobInput::new(history[4].clone())];
     let params = Params { period_secs: 100_000, ..params() };
     let a = analyze_user("bob", period, &inputs, &history, &params);
     assert_eq!(a.families.len(), 1);
