@@ -67,7 +67,7 @@ impl Params {
 /// The analysis of one job: its record and steps, and what the samples and the rules say.
 ///
 /// The record and steps are held as they are; the JSON (stored reports, `raw.json`, `turingwatch
-/// job --json`) shows the figures of them a report uses (`JobFigures`, `StepFigures`).
+/// job --json`) shows the figures of them that the reports use (`JobFigures`, `StepFigures`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobAnalysis {
     #[serde(flatten, serialize_with = "JobFigures::serialize_record")]
@@ -99,7 +99,7 @@ impl JobAnalysis {
     }
 }
 
-/// The figures of a job record that a report's JSON shows (the job's id as `job`).
+/// The figures of a job record that the analysis's JSON shows (the job's id as `job`).
 #[derive(Serialize)]
 struct JobFigures<'a> {
     job: JobId,
@@ -152,7 +152,7 @@ impl JobFigures<'_> {
     }
 }
 
-/// The figures of a step record that a report's JSON shows (the step id as text: `batch`, `0`).
+/// The figures of a step record that the analysis's JSON shows (the step id as text: `batch`, `0`).
 #[derive(Serialize)]
 struct StepFigures<'a> {
     step: String,
