@@ -185,8 +185,8 @@ pub struct JobRecord {
     pub req_mem_bytes: Option<u64>,
     pub alloc_tres: Tres,
     pub req_tres: Tres,
-    /// CPU times from the job line; memory and disk maxima from its steps where the job line
-    /// has none (22.05 leaves them empty there; see `sacct_parse`).
+    /// CPU times from the job line; memory and disk maxima folded in from its steps (22.05
+    /// leaves them empty on the job line; see `sacct_parse::fold_steps_into_job`).
     pub usage: Usage,
     pub submit_line: String,
     pub work_dir: String,
