@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use turingwatch::job::{JobRecord, MemRequest, Tres};
+use turingwatch::job::{JobRecord, MemRequest, Tres, Usage};
 use turingwatch::store::{PeriodRecord, Store};
 
 /// An SMTP sink writing a maildir; killed on drop.
@@ -143,12 +143,15 @@ pub fn seeded_job(id: u64, user: &str, start: u64, elapsed: u64) -> JobRecord {
         req_mem: Some(MemRequest::PerNode(100 << 20)),
         req_mem_bytes: Some(100 << 20),
         alloc_tres: Tres(vec![("cpu".into(), 1), ("mem".into(), 100 << 20), ("node".into(), 1)]),
-        total_cpu_ms: elapsed * 990,
-        user_cpu_ms: elapsed * 980,
-        system_cpu_ms: elapsed * 10,
-        max_rss_bytes: Some(90 << 20),
-        max_rss_node: "n1".into(),
-        max_rss_task: Some(0),
+        usage: Usage {
+            total_cpu_ms: elapsed * 990,
+            user_cpu_ms: elapsed * 980,
+            system_cpu_ms: elapsed * 10,
+            max_rss_bytes: Some(90 << 20),
+            max_rss_node: "n1".into(),
+            max_rss_task: Some(0),
+            ..Usage::default()
+        },
         submit_line: format!("sbatch job{id}.sh"),
         work_dir: "/tmp".into(),
         ..JobRecord::finished(id, user, start, elapsed)
@@ -214,14 +217,14 @@ fn start_server(config: &Path, log: &Path) -> Child {
 fn wasteful_cpu(id: u64, user: &str, start: u64) -> JobRecord {
     let mut j = seeded_job(id, user, start + 5, 40);
     j.alloc_cpus = 2;
-    j.total_cpu_ms = 100;
+    j.usage.total_cpu_ms = 100;
     j
 }
 
 fn wasteful_mem(id: u64, user: &str, start: u64) -> JobRecord {
     let mut j = seeded_job(id, user, start + 5, 40);
     j.req_mem_bytes = Some(2 << 30);
-    j.max_rss_bytes = Some(50 << 20);
+    j.usage.max_rss_bytes = Some(50 << 20);
     j
 }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use turingwatch::analysis::period::Period;
 use turingwatch::analysis::summary::{analyze_user, JobInput, Params};
-use turingwatch::job::{JobRecord, MemRequest, StepId, Tres};
+use turingwatch::job::{JobRecord, MemRequest, StepId, Tres, Usage};
 use turingwatch::sample::StepSample;
 use turingwatch::store::{SeriesKey, Store};
 
@@ -38,12 +38,15 @@ fn job(id: u64, user: &str) -> JobRecord {
         req_mem: Some(MemRequest::PerNode(4 << 30)),
         req_mem_bytes: Some(4 << 30),
         alloc_tres: Tres(vec![("cpu".into(), u64::from(cpus)), ("node".into(), 1)]),
-        total_cpu_ms: elapsed * 1_000 * (id % 3),
-        user_cpu_ms: elapsed * 900 * (id % 3),
-        system_cpu_ms: elapsed * 100 * (id % 3),
-        max_rss_bytes: Some((id % 50 + 1) << 26),
-        max_rss_node: "n1".into(),
-        max_rss_task: Some(0),
+        usage: Usage {
+            total_cpu_ms: elapsed * 1_000 * (id % 3),
+            user_cpu_ms: elapsed * 900 * (id % 3),
+            system_cpu_ms: elapsed * 100 * (id % 3),
+            max_rss_bytes: Some((id % 50 + 1) << 26),
+            max_rss_node: "n1".into(),
+            max_rss_task: Some(0),
+            ..Usage::default()
+        },
         submit_line: format!("sbatch family{}.sh", id % 7),
         work_dir: "/tmp".into(),
         imported_at: start,
@@ -77,7 +80,7 @@ fn user_inputs(u: u64) -> (String, Vec<JobInput>, Vec<JobRecord>) {
         let mut series = BTreeMap::new();
         series.insert(SeriesKey { job: j.id, step: StepId::BATCH, node: "n1".into() }, samples(&j));
         history.push(j.clone());
-        inputs.push(JobInput { job: Some(j), samples: series, ..JobInput::default() });
+        inputs.push(JobInput { samples: series, ..JobInput::new(j) });
     }
     (user, inputs, history)
 }
@@ -115,7 +118,7 @@ fn store_path(params: &Params) {
     let store = Store::open(&dir.join("bench.redb")).unwrap();
     for u in 0..USERS / 10 {
         let (_, inputs, _) = user_inputs(u);
-        let jobs: Vec<JobRecord> = inputs.iter().filter_map(|i| i.job.clone()).collect();
+        let jobs: Vec<JobRecord> = inputs.iter().map(|i| i.job.clone()).collect();
         store.upsert_jobs(&jobs, &[], None).unwrap();
         let rows: Vec<_> = inputs
             .iter()

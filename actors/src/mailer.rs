@@ -8,7 +8,7 @@
 
 use crate::analysis::period::{time_zone, weekday_name};
 use crate::clock::unix_now;
-use crate::mail::deliver::{deliver, Delivery};
+use crate::mail::deliver::{deliver, DeliveryOutcome};
 use crate::mail::outbox::{self, OutboxState};
 use crate::mail::send::Transport;
 use crate::messages::PeriodClosed;
@@ -102,18 +102,22 @@ impl Mailer {
             let result = deliver(store, &config, &transport, &entry, &[OutboxState::Queued], now).await;
             let (period, user) = (entry.period_start, entry.user.as_str());
             match &result {
-                Ok(Delivery::Sent) => metrics.mails_sent_total.inc(),
-                Ok(Delivery::Retry { .. } | Delivery::Failed { .. }) | Err(_) => metrics.mails_failed_total.inc(),
+                Ok(DeliveryOutcome::Sent) => metrics.mails_sent_total.inc(),
+                Ok(DeliveryOutcome::Retry { .. } | DeliveryOutcome::Failed { .. }) | Err(_) => {
+                    metrics.mails_failed_total.inc()
+                }
                 _ => {}
             }
             match &result {
-                Ok(Delivery::Sent) => tracing::info!(period, user, to = %entry.to, "mail sent"),
-                Ok(Delivery::Retry { error, next_attempt_at }) => {
+                Ok(DeliveryOutcome::Sent) => tracing::info!(period, user, to = %entry.to, "mail sent"),
+                Ok(DeliveryOutcome::Retry { error, next_attempt_at }) => {
                     tracing::warn!(period, user, error = %error, next_attempt_at, "mail not sent; will retry")
                 }
-                Ok(Delivery::Failed { error }) => tracing::error!(period, user, error = %error, "mail failed for good"),
-                Ok(Delivery::OptedOut) => tracing::info!(period, user, "user opted out; no mail"),
-                Ok(Delivery::Skipped) => {}
+                Ok(DeliveryOutcome::Failed { error }) => {
+                    tracing::error!(period, user, error = %error, "mail failed for good")
+                }
+                Ok(DeliveryOutcome::OptedOut) => tracing::info!(period, user, "user opted out; no mail"),
+                Ok(DeliveryOutcome::Skipped) => {}
                 Err(err) => tracing::error!(period, user, error = %err, "mail delivery bookkeeping failed"),
             }
             Some(result.is_ok())

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use turingwatch_config::Config;
 use turingwatch_web::api::{
-    Finding, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, StepSummary, StoredReport,
+    FindingText, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, StepRow, StoredReport,
 };
 use turingwatch_web::backend::{Backend, BackendError, Coordination, JobQuery, LocalFuture};
 
@@ -113,25 +113,25 @@ impl Backend for StoreBackend {
         let Some(job) = self.store.job(JobId(id)).map_err(store_error)? else {
             return Ok(None);
         };
-        let input = load_job(&self.store, job.clone()).map_err(store_error)?;
-        let (steps, samples, gpu) = (&input.steps, &input.samples, &input.gpu);
-        let eff = efficiency(&job);
-        let summary = summarize(&job, &eff, mean_gpu_util(gpu));
+        let input = load_job(&self.store, job).map_err(store_error)?;
+        let (job, steps, samples, gpu) = (&input.job, &input.steps, &input.samples, &input.gpu);
+        let eff = efficiency(job);
+        let summary = summarize(job, &eff, mean_gpu_util(gpu));
         let nodes = f64::from(job.node_count.max(1));
         Ok(Some(JobDetail {
-            findings: web_findings(&job, &input, &self.params),
+            findings: web_findings(&input, &self.params),
             cores_requested_per_node: f64::from(job.alloc_cpus) / nodes,
             mem_requested_per_node_bytes: job.req_mem_bytes.map(|b| b / u64::from(job.node_count.max(1))),
             steps: steps
                 .iter()
-                .map(|s| StepSummary {
+                .map(|s| StepRow {
                     step: s.step.to_string(),
                     name: s.name.clone(),
                     state: s.state.clone(),
                     elapsed_secs: s.elapsed_secs,
                     alloc_cpus: s.alloc_cpus,
-                    total_cpu_secs: s.total_cpu_ms as f64 / 1000.0,
-                    max_rss_bytes: s.max_rss_bytes,
+                    total_cpu_secs: s.usage.total_cpu_ms as f64 / 1000.0,
+                    max_rss_bytes: s.usage.max_rss_bytes,
                     node_list: s.node_list.clone(),
                 })
                 .collect(),
@@ -221,7 +221,7 @@ pub fn summarize(job: &JobRecord, eff: &Efficiency, gpu_util_frac: Option<f64>) 
         node_count: job.node_count,
         node_list: job.node_list.clone(),
         req_mem_bytes: job.req_mem_bytes,
-        max_rss_bytes: job.max_rss_bytes,
+        max_rss_bytes: job.usage.max_rss_bytes,
         gpus,
         cpu_frac: eff.cpu_frac,
         mem_frac: eff.mem_frac,
@@ -324,11 +324,11 @@ fn gpu_series(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Vec<GpuSeries>
 
 /// The job page's findings: exactly the analysis's findings for the job (the same rules, with
 /// samples where the store has them), in the web API's shape.
-pub fn web_findings(job: &JobRecord, input: &JobInput, params: &Params) -> Vec<Finding> {
-    analyze_job(job, input, params)
+pub fn web_findings(input: &JobInput, params: &Params) -> Vec<FindingText> {
+    analyze_job(input, params)
         .findings
         .into_iter()
-        .map(|f| Finding {
+        .map(|f| FindingText {
             kind: serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
             message: format!("{}: {}", f.kind.title(), f.evidence),
             fix: (!f.fix.is_empty()).then_some(f.fix),

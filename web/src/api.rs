@@ -97,9 +97,9 @@ pub struct JobPage {
     pub jobs: Vec<JobSummary>,
 }
 
-/// One step of a job.
+/// One step of a job: a row of the job page's step table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StepSummary {
+pub struct StepRow {
     pub step: String,
     pub name: String,
     pub state: String,
@@ -110,9 +110,10 @@ pub struct StepSummary {
     pub node_list: String,
 }
 
-/// Something worth telling the user about a job, and what to change.
+/// An analysis finding about a job as the site shows it: its kind, a sentence, and what to
+/// change.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Finding {
+pub struct FindingText {
     /// Stable machine name of the analysis finding (`cpu_underuse`, `memory_underused`, …).
     pub kind: String,
     pub message: String,
@@ -146,8 +147,8 @@ pub struct GpuSeries {
 #[derive(Debug, Clone, Serialize)]
 pub struct JobDetail {
     pub summary: JobSummary,
-    pub steps: Vec<StepSummary>,
-    pub findings: Vec<Finding>,
+    pub steps: Vec<StepRow>,
+    pub findings: Vec<FindingText>,
     /// What the job asked for per node, drawn as lines on the plots.
     pub cores_requested_per_node: f64,
     pub mem_requested_per_node_bytes: Option<u64>,

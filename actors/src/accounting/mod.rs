@@ -347,7 +347,7 @@ mod tests {
         assert!(third.event.new.is_empty() && third.event.finished.is_empty());
         assert_eq!(store.job_count().unwrap(), 9);
         let stored = store.job(JobId(12)).unwrap().unwrap();
-        assert_eq!((stored.state.as_str(), stored.max_rss_bytes), ("COMPLETED", Some(219_496_448)));
+        assert_eq!((stored.state.as_str(), stored.usage.max_rss_bytes), ("COMPLETED", Some(219_496_448)));
         assert_eq!(store.steps(JobId(12)).unwrap().len(), 2);
         assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(3_000));
         let _ = std::fs::remove_dir_all(&dir);

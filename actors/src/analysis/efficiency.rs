@@ -25,8 +25,8 @@ pub struct Efficiency {
 /// Computes seff's figures for a job.
 pub fn efficiency(job: &JobRecord) -> Efficiency {
     let core_secs = job.elapsed_secs.saturating_mul(u64::from(job.alloc_cpus));
-    let cpu_frac = (core_secs > 0).then(|| job.total_cpu_ms as f64 / 1000.0 / core_secs as f64);
-    let mem_frac = match (job.max_rss_bytes, job.req_mem_bytes) {
+    let cpu_frac = (core_secs > 0).then(|| job.usage.total_cpu_ms as f64 / 1000.0 / core_secs as f64);
+    let mem_frac = match (job.usage.max_rss_bytes, job.req_mem_bytes) {
         (Some(rss), Some(req)) if req > 0 => Some(rss as f64 / req as f64),
         _ => None,
     };
@@ -34,7 +34,7 @@ pub fn efficiency(job: &JobRecord) -> Efficiency {
         Some(limit) if limit > 0 => Some(job.elapsed_secs as f64 / limit as f64),
         _ => None,
     };
-    let used_core_secs = job.total_cpu_ms / 1000;
+    let used_core_secs = job.usage.total_cpu_ms / 1000;
     Efficiency { cpu_frac, mem_frac, time_frac, core_secs, wasted_core_secs: core_secs.saturating_sub(used_core_secs) }
 }
 
@@ -49,10 +49,10 @@ mod tests {
         // AllocCPUS 1, ReqMem 400M, MaxRSS (1.batch) 315260K.
         let mut j = job(1, "root", 0, Some(20));
         j.elapsed_secs = 20;
-        j.total_cpu_ms = 19_211;
+        j.usage.total_cpu_ms = 19_211;
         j.alloc_cpus = 1;
         j.req_mem_bytes = Some(400 << 20);
-        j.max_rss_bytes = Some(315_260 << 10);
+        j.usage.max_rss_bytes = Some(315_260 << 10);
         j.time_limit_secs = Some(300);
         let e = efficiency(&j);
         assert!((e.cpu_frac.unwrap() - 0.96055).abs() < 1e-4);

@@ -231,11 +231,11 @@ pub fn job_findings(
     let judged = job.elapsed_secs >= cfg.min_runtime.as_secs();
     let gpus = job.alloc_gpus();
     let used_cores =
-        if job.elapsed_secs > 0 { job.total_cpu_ms as f64 / 1000.0 / job.elapsed_secs as f64 } else { 0.0 };
+        if job.elapsed_secs > 0 { job.usage.total_cpu_ms as f64 / 1000.0 / job.elapsed_secs as f64 } else { 0.0 };
 
     // Memory limits are hard: report them even for short jobs.
     let mem_peak =
-        job.max_rss_bytes.unwrap_or(0).max(stats.map_or(0, |s| s.nodes.iter().map(|n| n.peak_mem_bytes).sum()));
+        job.usage.max_rss_bytes.unwrap_or(0).max(stats.map_or(0, |s| s.nodes.iter().map(|n| n.peak_mem_bytes).sum()));
     if let Some(req) = job.req_mem_bytes.filter(|r| *r > 0) {
         if job.state == "OUT_OF_MEMORY" || mem_peak >= req {
             push(
@@ -315,14 +315,14 @@ pub fn job_findings(
         Some(s) => sample_findings(job, s, rules, &preload, &mut push),
         None => {
             // Accounting-only system time ratio: kernel time at least a third of user time.
-            let sys = job.system_cpu_ms as f64 / 1000.0;
+            let sys = job.usage.system_cpu_ms as f64 / 1000.0;
             if sys >= cfg.sys_ratio_min_sys.as_secs() as f64
-                && job.user_cpu_ms > 0
-                && sys * 3.0 >= job.user_cpu_ms as f64 / 1000.0
+                && job.usage.user_cpu_ms > 0
+                && sys * 3.0 >= job.usage.user_cpu_ms as f64 / 1000.0
             {
                 push(
                     FindingKind::SystemTimeRatio,
-                    format!("system {:.0} s vs user {:.0} s", sys, job.user_cpu_ms as f64 / 1000.0),
+                    format!("system {:.0} s vs user {:.0} s", sys, job.usage.user_cpu_ms as f64 / 1000.0),
                     preload.clone(),
                 );
             }

@@ -16,7 +16,7 @@ pub fn load_job(store: &Store, job: JobRecord) -> Result<JobInput, StoreError> {
         samples: store.samples_of_job(id)?,
         gpu: store.gpu_readings_of_job(id)?,
         apps: store.apps_of_job(id)?,
-        job: Some(job),
+        job,
     })
 }
 

@@ -56,9 +56,10 @@ pub fn rightsize(
         return None;
     }
     let scale = 1.0 + margin_frac;
-    let mut mem: Vec<f64> = done.iter().filter_map(|j| j.max_rss_bytes).map(|b| b as f64).collect();
+    let mut mem: Vec<f64> = done.iter().filter_map(|j| j.usage.max_rss_bytes).map(|b| b as f64).collect();
     let mut elapsed: Vec<f64> = done.iter().map(|j| j.elapsed_secs as f64).collect();
-    let mut cores: Vec<f64> = done.iter().map(|j| j.total_cpu_ms as f64 / 1000.0 / j.elapsed_secs as f64).collect();
+    let mut cores: Vec<f64> =
+        done.iter().map(|j| j.usage.total_cpu_ms as f64 / 1000.0 / j.elapsed_secs as f64).collect();
     let p95_mem = percentile(&mut mem, 95.0).unwrap_or(0.0);
     let p95_elapsed = percentile(&mut elapsed, 95.0).unwrap_or(0.0);
     let p95_cores = percentile(&mut cores, 95.0).unwrap_or(0.0);
@@ -99,11 +100,11 @@ mod tests {
         j.start_at = Some(0);
         j.end_at = Some(elapsed);
         j.elapsed_secs = elapsed;
-        j.max_rss_bytes = Some(rss_mib << 20);
+        j.usage.max_rss_bytes = Some(rss_mib << 20);
         j.req_mem_bytes = Some(4 << 30);
         j.time_limit_secs = Some(86_400);
         j.alloc_cpus = 8;
-        j.total_cpu_ms = elapsed * 1_000; // one core busy
+        j.usage.total_cpu_ms = elapsed * 1_000; // one core busy
         j
     }
 

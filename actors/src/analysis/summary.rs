@@ -19,13 +19,20 @@ pub const TREND_PERIODS: u64 = 4;
 pub const WORST_JOBS: usize = 5;
 
 /// Everything stored about one job.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct JobInput {
-    pub job: Option<JobRecord>,
+    pub job: JobRecord,
     pub steps: Vec<StepRecord>,
     pub samples: BTreeMap<SeriesKey, Vec<StepSample>>,
     pub gpu: BTreeMap<SeriesKey, Vec<GpuReading>>,
     pub apps: Vec<(StepId, String)>,
+}
+
+impl JobInput {
+    /// A job without steps, samples or applications (struct-update syntax adds what there is).
+    pub fn new(job: JobRecord) -> JobInput {
+        JobInput { job, steps: Vec::new(), samples: BTreeMap::new(), gpu: BTreeMap::new(), apps: Vec::new() }
+    }
 }
 
 /// Parameters of the analysis, taken from the configuration once.
@@ -57,41 +64,14 @@ impl Params {
     }
 }
 
-/// One step as shown in a job report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepSummary {
-    pub step: String,
-    pub name: String,
-    pub state: String,
-    pub elapsed_secs: u64,
-    pub total_cpu_ms: u64,
-    pub max_rss_bytes: Option<u64>,
-    pub max_rss_node: String,
-}
-
-/// The analysis of one job.
+/// The analysis of one job: its record and steps, and what the samples and the rules say.
+///
+/// The record and steps are held as they are; the JSON (stored reports, `raw.json`, `turingwatch
+/// job --json`) shows the figures of them that the reports use (`JobFigures`, `StepFigures`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobAnalysis {
-    pub job: JobId,
-    pub display_id: String,
-    pub name: String,
-    pub user: String,
-    pub account: String,
-    pub partition: String,
-    pub state: String,
-    pub start_at: Option<u64>,
-    pub end_at: Option<u64>,
-    pub elapsed_secs: u64,
-    pub time_limit_secs: Option<u64>,
-    pub node_list: String,
-    pub node_count: u32,
-    pub alloc_cpus: u32,
-    pub alloc_gpus: u64,
-    pub req_mem_bytes: Option<u64>,
-    pub max_rss_bytes: Option<u64>,
-    pub total_cpu_ms: u64,
-    pub user_cpu_ms: u64,
-    pub system_cpu_ms: u64,
+    #[serde(flatten, serialize_with = "JobFigures::serialize_record")]
+    pub record: JobRecord,
     pub efficiency: Efficiency,
     /// Share of the run covered by samples (0 without samples).
     pub sample_coverage_frac: f64,
@@ -100,23 +80,107 @@ pub struct JobAnalysis {
     pub gpus: Vec<GpuUse>,
     pub sys_ratio: SysRatio,
     pub apps: Vec<String>,
-    pub steps: Vec<StepSummary>,
+    #[serde(serialize_with = "StepFigures::serialize_steps")]
+    pub steps: Vec<StepRecord>,
     pub findings: Vec<Finding>,
     /// Waste score used to rank jobs: idle core-hours plus unused GiB-hours / 4.
     pub waste: f64,
-    #[serde(skip)]
-    pub family: String,
 }
 
 impl JobAnalysis {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.record.id
+    }
+
     /// The most severe finding's severity.
     pub fn worst_severity(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
     }
 }
 
+/// The figures of a job record that the analysis's JSON shows (the job's id as `job`).
+#[derive(Serialize)]
+struct JobFigures<'a> {
+    job: JobId,
+    display_id: &'a str,
+    name: &'a str,
+    user: &'a str,
+    account: &'a str,
+    partition: &'a str,
+    state: &'a str,
+    start_at: Option<u64>,
+    end_at: Option<u64>,
+    elapsed_secs: u64,
+    time_limit_secs: Option<u64>,
+    node_list: &'a str,
+    node_count: u32,
+    alloc_cpus: u32,
+    alloc_gpus: u64,
+    req_mem_bytes: Option<u64>,
+    max_rss_bytes: Option<u64>,
+    total_cpu_ms: u64,
+    user_cpu_ms: u64,
+    system_cpu_ms: u64,
+}
+
+impl JobFigures<'_> {
+    fn serialize_record<S: serde::Serializer>(job: &JobRecord, serializer: S) -> Result<S::Ok, S::Error> {
+        JobFigures {
+            job: job.id,
+            display_id: &job.display_id,
+            name: &job.name,
+            user: &job.user,
+            account: &job.account,
+            partition: &job.partition,
+            state: &job.state,
+            start_at: job.start_at,
+            end_at: job.end_at,
+            elapsed_secs: job.elapsed_secs,
+            time_limit_secs: job.time_limit_secs,
+            node_list: &job.node_list,
+            node_count: job.node_count,
+            alloc_cpus: job.alloc_cpus,
+            alloc_gpus: job.alloc_gpus(),
+            req_mem_bytes: job.req_mem_bytes,
+            max_rss_bytes: job.usage.max_rss_bytes,
+            total_cpu_ms: job.usage.total_cpu_ms,
+            user_cpu_ms: job.usage.user_cpu_ms,
+            system_cpu_ms: job.usage.system_cpu_ms,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// The figures of a step record that the analysis's JSON shows (the step id as text: `batch`, `0`).
+#[derive(Serialize)]
+struct StepFigures<'a> {
+    step: String,
+    name: &'a str,
+    state: &'a str,
+    elapsed_secs: u64,
+    total_cpu_ms: u64,
+    max_rss_bytes: Option<u64>,
+    max_rss_node: &'a str,
+}
+
+impl StepFigures<'_> {
+    fn serialize_steps<S: serde::Serializer>(steps: &[StepRecord], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(steps.iter().map(|s| StepFigures {
+            step: s.step.to_string(),
+            name: &s.name,
+            state: &s.state,
+            elapsed_secs: s.elapsed_secs,
+            total_cpu_ms: s.usage.total_cpu_ms,
+            max_rss_bytes: s.usage.max_rss_bytes,
+            max_rss_node: &s.usage.max_rss_node,
+        }))
+    }
+}
+
 /// Analyses one job from its record and (when present) its samples.
-pub fn analyze_job(job: &JobRecord, input: &JobInput, params: &Params) -> JobAnalysis {
+pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
+    let job = &input.job;
     let eff = efficiency(job);
     let stats: Option<SeriesStats> = (!input.samples.is_empty() || !input.gpu.is_empty())
         .then(|| series_stats(&input.samples, &input.gpu, job.elapsed_secs, &params.series));
@@ -125,33 +189,14 @@ pub fn analyze_job(job: &JobRecord, input: &JobInput, params: &Params) -> JobAna
     apps.dedup();
     let rules = Rules { config: &params.findings, preload_library: &params.preload_library };
     let findings = job_findings(job, &eff, stats.as_ref(), &apps, &rules);
-    let unused_mem = match (job.req_mem_bytes, job.max_rss_bytes) {
+    let unused_mem = match (job.req_mem_bytes, job.usage.max_rss_bytes) {
         (Some(req), Some(rss)) => req.saturating_sub(rss) as f64 / (1u64 << 30) as f64,
         _ => 0.0,
     };
     let waste = (eff.wasted_core_secs as f64 + unused_mem * job.elapsed_secs as f64 / 4.0) / 3_600.0;
     let stats = stats.unwrap_or_default();
     JobAnalysis {
-        job: job.id,
-        display_id: job.display_id.clone(),
-        name: job.name.clone(),
-        user: job.user.clone(),
-        account: job.account.clone(),
-        partition: job.partition.clone(),
-        state: job.state.clone(),
-        start_at: job.start_at,
-        end_at: job.end_at,
-        elapsed_secs: job.elapsed_secs,
-        time_limit_secs: job.time_limit_secs,
-        node_list: job.node_list.clone(),
-        node_count: job.node_count,
-        alloc_cpus: job.alloc_cpus,
-        alloc_gpus: job.alloc_gpus(),
-        req_mem_bytes: job.req_mem_bytes,
-        max_rss_bytes: job.max_rss_bytes,
-        total_cpu_ms: job.total_cpu_ms,
-        user_cpu_ms: job.user_cpu_ms,
-        system_cpu_ms: job.system_cpu_ms,
+        record: job.clone(),
         efficiency: eff,
         sample_coverage_frac: stats.coverage_frac,
         samples: stats.samples,
@@ -159,22 +204,9 @@ pub fn analyze_job(job: &JobRecord, input: &JobInput, params: &Params) -> JobAna
         gpus: stats.gpus,
         sys_ratio: stats.sys_ratio,
         apps,
-        steps: input
-            .steps
-            .iter()
-            .map(|s| StepSummary {
-                step: s.step.to_string(),
-                name: s.name.clone(),
-                state: s.state.clone(),
-                elapsed_secs: s.elapsed_secs,
-                total_cpu_ms: s.total_cpu_ms,
-                max_rss_bytes: s.max_rss_bytes,
-                max_rss_node: s.max_rss_node.clone(),
-            })
-            .collect(),
+        steps: input.steps.clone(),
         findings,
         waste,
-        family: job.family_key(),
     }
 }
 
@@ -239,9 +271,8 @@ pub fn analyze_user(
     history: &[JobRecord],
     params: &Params,
 ) -> UserAnalysis {
-    let mut jobs: Vec<JobAnalysis> =
-        inputs.iter().filter_map(|i| i.job.as_ref().map(|j| analyze_job(j, i, params))).collect();
-    jobs.sort_by_key(|j| j.job);
+    let mut jobs: Vec<JobAnalysis> = inputs.iter().map(|i| analyze_job(i, params)).collect();
+    jobs.sort_by_key(JobAnalysis::id);
 
     let mut by_family: BTreeMap<String, Vec<&JobRecord>> = BTreeMap::new();
     for j in history {
@@ -251,7 +282,7 @@ pub fn analyze_user(
     let mut families = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for input in inputs {
-        let Some(job) = &input.job else { continue };
+        let job = &input.job;
         let family = job.family_key();
         if !seen.insert(family.clone()) {
             continue;
@@ -260,15 +291,11 @@ pub fn analyze_user(
         if !members.iter().any(|m| m.id == job.id) {
             members.push(job);
         }
-        let latest = inputs
-            .iter()
-            .filter_map(|i| i.job.as_ref())
-            .filter(|j| j.family_key() == family)
-            .max_by_key(|j| j.id)
-            .unwrap_or(job);
+        let latest =
+            inputs.iter().map(|i| &i.job).filter(|j| j.family_key() == family).max_by_key(|j| j.id).unwrap_or(job);
         if let Some(r) = rightsize(&job.name, &members, latest, params.rightsize_min_jobs, params.rightsize_margin_frac)
         {
-            if let Some(target) = jobs.iter_mut().find(|a| a.job == latest.id) {
+            if let Some(target) = jobs.iter_mut().find(|a| a.id() == latest.id) {
                 target.findings.push(Finding {
                     kind: FindingKind::RightSize,
                     severity: FindingKind::RightSize.severity(),
@@ -306,10 +333,10 @@ pub fn analyze_user(
     kinds.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.jobs.cmp(&a.jobs)));
     let mut ranked: Vec<&JobAnalysis> =
         jobs.iter().filter(|j| j.worst_severity().is_some_and(|s| s >= Severity::Medium)).collect();
-    ranked.sort_by(|a, b| b.waste.total_cmp(&a.waste).then(a.job.cmp(&b.job)));
-    let worst = ranked.iter().take(WORST_JOBS).map(|j| j.job).collect();
+    ranked.sort_by(|a, b| b.waste.total_cmp(&a.waste).then(a.id().cmp(&b.id())));
+    let worst = ranked.iter().take(WORST_JOBS).map(|j| j.id()).collect();
     let alloc_core_hours = jobs.iter().map(|j| j.efficiency.core_secs as f64).sum::<f64>() / 3_600.0;
-    let used_core_hours = jobs.iter().map(|j| j.total_cpu_ms as f64 / 1000.0).sum::<f64>() / 3_600.0;
+    let used_core_hours = jobs.iter().map(|j| j.record.usage.total_cpu_ms as f64 / 1000.0).sum::<f64>() / 3_600.0;
     UserAnalysis {
         user: user.to_string(),
         period,

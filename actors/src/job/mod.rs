@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
 
+mod flat;
+
 /// A job's unique numeric id (sacct `JobIDRaw`). Array tasks and het components have their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct JobId(pub u64);
@@ -125,8 +127,29 @@ pub enum MemRequest {
     PerCpu(u64),
 }
 
+/// What a job or a step used, as SLURM accounts it: CPU times, memory peaks and disk I/O.
+/// [`JobRecord`] and [`StepRecord`] both carry one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub total_cpu_ms: u64,
+    pub user_cpu_ms: u64,
+    pub system_cpu_ms: u64,
+    /// Largest resident set of any task, with where it peaked (node, task number).
+    pub max_rss_bytes: Option<u64>,
+    pub max_rss_node: String,
+    pub max_rss_task: Option<u32>,
+    pub ave_rss_bytes: Option<u64>,
+    pub max_vmsize_bytes: Option<u64>,
+    pub max_disk_read_bytes: Option<u64>,
+    pub max_disk_write_bytes: Option<u64>,
+}
+
 /// One job as imported from SLURM accounting (the job line of sacct).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Serialised flat, the [`Usage`] fields inline (see `flat.rs`): the JSON of `accounting
+/// --dry-run --json` and `debug store-jobs`, and the store's format-1 values, keep the shape they
+/// had before the usage figures were grouped.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct JobRecord {
     pub id: JobId,
     /// As SLURM prints it: `123`, `123_4` (array task), `123+1` (het component).
@@ -162,17 +185,9 @@ pub struct JobRecord {
     pub req_mem_bytes: Option<u64>,
     pub alloc_tres: Tres,
     pub req_tres: Tres,
-    pub total_cpu_ms: u64,
-    pub user_cpu_ms: u64,
-    pub system_cpu_ms: u64,
-    /// Largest MaxRSS of any step, with where it peaked.
-    pub max_rss_bytes: Option<u64>,
-    pub max_rss_node: String,
-    pub max_rss_task: Option<u32>,
-    pub ave_rss_bytes: Option<u64>,
-    pub max_vmsize_bytes: Option<u64>,
-    pub max_disk_read_bytes: Option<u64>,
-    pub max_disk_write_bytes: Option<u64>,
+    /// CPU times from the job line; memory and disk maxima folded in from its steps (22.05
+    /// leaves them empty on the job line; see `sacct_parse::fold_steps_into_job`).
+    pub usage: Usage,
     pub submit_line: String,
     pub work_dir: String,
     /// Unix time this record was last refreshed from SLURM.
@@ -213,16 +228,7 @@ impl JobRecord {
             req_mem_bytes: None,
             alloc_tres: Tres::default(),
             req_tres: Tres::default(),
-            total_cpu_ms: 0,
-            user_cpu_ms: 0,
-            system_cpu_ms: 0,
-            max_rss_bytes: None,
-            max_rss_node: String::new(),
-            max_rss_task: None,
-            ave_rss_bytes: None,
-            max_vmsize_bytes: None,
-            max_disk_read_bytes: None,
-            max_disk_write_bytes: None,
+            usage: Usage::default(),
             submit_line: String::new(),
             work_dir: String::new(),
             imported_at: start + elapsed_secs,
@@ -245,8 +251,8 @@ impl JobRecord {
     }
 }
 
-/// One job step as imported from SLURM accounting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One job step as imported from SLURM accounting. Serialised flat, like [`JobRecord`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StepRecord {
     pub job: JobId,
     pub step: StepId,
@@ -261,16 +267,7 @@ pub struct StepRecord {
     pub node_count: u32,
     pub task_count: u32,
     pub alloc_cpus: u32,
-    pub total_cpu_ms: u64,
-    pub user_cpu_ms: u64,
-    pub system_cpu_ms: u64,
-    pub max_rss_bytes: Option<u64>,
-    pub max_rss_node: String,
-    pub max_rss_task: Option<u32>,
-    pub ave_rss_bytes: Option<u64>,
-    pub max_vmsize_bytes: Option<u64>,
-    pub max_disk_read_bytes: Option<u64>,
-    pub max_disk_write_bytes: Option<u64>,
+    pub usage: Usage,
     pub tres_usage_in_tot: Tres,
     pub tres_usage_in_max: Tres,
     pub submit_line: String,

@@ -10,7 +10,7 @@
 //! `turingwatch mail`.
 
 use super::outbox::{self, OutboxEntry, OutboxState};
-use super::send::{build_message, Outgoing, SendError, Transport};
+use super::send::{build_message, MailError, Outgoing, Transport};
 use crate::clock::unix_now;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
@@ -30,9 +30,9 @@ pub enum DeliverError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// What happened to an entry.
+/// What happened to an outbox entry when it was due.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub enum DeliveryOutcome {
     Sent,
     /// The transport failed; it will be retried at `next_attempt_at` (unix seconds).
     Retry {
@@ -68,12 +68,12 @@ pub async fn deliver(
     entry: &OutboxEntry,
     from: &'static [OutboxState],
     now: u64,
-) -> Result<Delivery, DeliverError> {
+) -> Result<DeliveryOutcome, DeliverError> {
     let (period, user) = (entry.period_start, entry.user.clone());
     if config.mail.opt_out.contains(&user) {
         let s = store.clone();
         blocking(move || outbox::transition(&s, period, &user, from, |e| e.state = OutboxState::OptedOut)).await?;
-        return Ok(Delivery::OptedOut);
+        return Ok(DeliveryOutcome::OptedOut);
     }
     let s = store.clone();
     let u = user.clone();
@@ -89,7 +89,7 @@ pub async fn deliver(
             })
         })
         .await?;
-        return Ok(Delivery::Failed { error });
+        return Ok(DeliveryOutcome::Failed { error });
     };
     let s = store.clone();
     let u = user.clone();
@@ -102,7 +102,7 @@ pub async fn deliver(
     })
     .await?
     else {
-        return Ok(Delivery::Skipped);
+        return Ok(DeliveryOutcome::Skipped);
     };
     let outgoing = Outgoing {
         to: &sending.to,
@@ -111,7 +111,7 @@ pub async fn deliver(
         text: &report.text,
         message_id: &sending.message_id,
     };
-    let result: Result<(), SendError> = match build_message(&config.mail, &outgoing) {
+    let result: Result<(), MailError> = match build_message(&config.mail, &outgoing) {
         Ok(message) => transport.send(message).await,
         Err(err) => Err(err),
     };
@@ -128,7 +128,7 @@ pub async fn deliver(
                 })
             })
             .await?;
-            Ok(Delivery::Sent)
+            Ok(DeliveryOutcome::Sent)
         }
         Err(err) => {
             let error = err.to_string();
@@ -144,7 +144,11 @@ pub async fn deliver(
                 })
             })
             .await?;
-            Ok(if give_up { Delivery::Failed { error } } else { Delivery::Retry { error, next_attempt_at } })
+            Ok(if give_up {
+                DeliveryOutcome::Failed { error }
+            } else {
+                DeliveryOutcome::Retry { error, next_attempt_at }
+            })
         }
     }
 }

@@ -168,12 +168,12 @@ pub fn recipient(config: &Config, user: &str) -> String {
 fn job_view(j: &JobAnalysis, base: &str) -> JobView {
     let e = &j.efficiency;
     JobView {
-        id: j.display_id.clone(),
-        name: j.name.clone(),
-        state: j.state.clone(),
-        elapsed: duration_text(j.elapsed_secs),
-        cpus: j.alloc_cpus,
-        mem_req: j.req_mem_bytes.map_or_else(|| "no memory".into(), bytes_text),
+        id: j.record.display_id.clone(),
+        name: j.record.name.clone(),
+        state: j.record.state.clone(),
+        elapsed: duration_text(j.record.elapsed_secs),
+        cpus: j.record.alloc_cpus,
+        mem_req: j.record.req_mem_bytes.map_or_else(|| "no memory".into(), bytes_text),
         cpu_pct: pct(e.cpu_frac),
         cpu_bar: bar(e.cpu_frac),
         mem_pct: pct(e.mem_frac),
@@ -181,7 +181,7 @@ fn job_view(j: &JobAnalysis, base: &str) -> JobView {
         coverage_pct: format!("{:.0}", j.sample_coverage_frac * 100.0),
         titles: j.findings.iter().map(|f| f.kind.title()).collect::<Vec<_>>().join(", "),
         // The web site's routes: `#/job/<id>` and `#/report?period=<start>&user=<user>`.
-        link: if base.is_empty() { String::new() } else { format!("{}/#/job/{}", base.trim_end_matches('/'), j.job) },
+        link: if base.is_empty() { String::new() } else { format!("{}/#/job/{}", base.trim_end_matches('/'), j.id()) },
         findings: j
             .findings
             .iter()
@@ -256,7 +256,7 @@ pub fn render_mail(
         worst: a
             .worst
             .iter()
-            .filter_map(|id| a.jobs.iter().find(|j| j.job == *id))
+            .filter_map(|id| a.jobs.iter().find(|j| j.id() == *id))
             .map(|j| job_view(j, &base))
             .collect(),
         jobs: a.jobs.iter().map(|j| job_view(j, &base)).collect(),

@@ -8,9 +8,9 @@ use lettre::{AsyncFileTransport, AsyncSendmailTransport, AsyncSmtpTransport, Asy
 use std::time::Duration;
 use turingwatch_config::{MailConfig, MailTransport, SmtpTls};
 
-/// Sending failed.
+/// A mail could not be built or handed to its transport.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub enum MailError {
     #[error("bad address {address:?}: {source}")]
     Address { address: String, source: lettre::address::AddressError },
     #[error("cannot build the message: {0}")]
@@ -25,8 +25,8 @@ pub enum SendError {
     File(#[from] lettre::transport::file::Error),
 }
 
-fn mailbox(address: &str) -> Result<Mailbox, SendError> {
-    address.parse().map_err(|source| SendError::Address { address: address.to_string(), source })
+fn mailbox(address: &str) -> Result<Mailbox, MailError> {
+    address.parse().map_err(|source| MailError::Address { address: address.to_string(), source })
 }
 
 /// What a report mail consists of.
@@ -40,7 +40,7 @@ pub struct Outgoing<'a> {
 }
 
 /// Builds the multipart/alternative message (plain text first, HTML preferred).
-pub fn build_message(config: &MailConfig, mail: &Outgoing<'_>) -> Result<Message, SendError> {
+pub fn build_message(config: &MailConfig, mail: &Outgoing<'_>) -> Result<Message, MailError> {
     let mut builder = Message::builder()
         .from(mailbox(&config.from)?)
         .to(mailbox(mail.to)?)
@@ -67,7 +67,7 @@ pub enum Transport {
 
 impl Transport {
     /// Builds the transport `[mail]` names.
-    pub fn from_config(config: &MailConfig) -> Result<Transport, SendError> {
+    pub fn from_config(config: &MailConfig) -> Result<Transport, MailError> {
         Ok(match config.transport {
             MailTransport::Smtp => {
                 let host = config.smtp_server.clone();
@@ -84,7 +84,7 @@ impl Transport {
                     .timeout(Some(Duration::from_secs(60)));
                 if !config.smtp_username.is_empty() {
                     let password = std::fs::read_to_string(&config.smtp_password_file)
-                        .map_err(|source| SendError::Password { path: config.smtp_password_file.clone(), source })?;
+                        .map_err(|source| MailError::Password { path: config.smtp_password_file.clone(), source })?;
                     builder = builder
                         .credentials(Credentials::new(config.smtp_username.clone(), password.trim_end().to_string()));
                 }
@@ -101,7 +101,7 @@ impl Transport {
     }
 
     /// Sends one message; returns when the transport accepted it.
-    pub async fn send(&self, message: Message) -> Result<(), SendError> {
+    pub async fn send(&self, message: Message) -> Result<(), MailError> {
         match self {
             Transport::Smtp(t) => {
                 t.send(message).await?;
@@ -143,7 +143,7 @@ mod tests {
         assert!(raw.contains("Reply-To: help@example.org") && raw.contains("Cc: boss@example.org"));
         assert!(matches!(
             build_message(&config, &Outgoing { to: "not an address", ..mail }),
-            Err(SendError::Address { .. })
+            Err(MailError::Address { .. })
         ));
     }
 }

@@ -41,45 +41,45 @@ pub fn user_raw_json(a: &UserAnalysis) -> Value {
     let mut sys = Vec::new();
     for j in &a.jobs {
         job_info.push(json!({
-            "Job": j.job.0, "Name": j.name, "NodeCnt": j.node_count, "JobLength": j.elapsed_secs,
-            "TimeLimit": j.time_limit_secs.map(|s| s / 60),
+            "Job": j.id().0, "Name": j.record.name, "NodeCnt": j.record.node_count, "JobLength": j.record.elapsed_secs,
+            "TimeLimit": j.record.time_limit_secs.map(|s| s / 60),
         }));
         if !j.findings.is_empty() {
             let mut row = serde_json::Map::new();
-            row.insert("Job".into(), json!(j.job.0));
+            row.insert("Job".into(), json!(j.id().0));
             row.insert("Step".into(), json!(null));
             for f in &j.findings {
                 row.insert(f.kind.title().into(), json!(1));
             }
             problems.push(Value::Object(row));
         }
-        mem.push(json!({"Job": j.job.0, "Step": null, "PeakRssSize": j.max_rss_bytes.unwrap_or(0),
-            "MemLimit": j.req_mem_bytes.unwrap_or(0)}));
+        mem.push(json!({"Job": j.id().0, "Step": null, "PeakRssSize": j.record.usage.max_rss_bytes.unwrap_or(0),
+            "MemLimit": j.record.req_mem_bytes.unwrap_or(0)}));
         for n in &j.nodes {
             let total: u32 = n.cores_histogram.iter().sum();
             for (cores, count) in n.cores_histogram.iter().enumerate().filter(|(_, c)| **c > 0) {
                 resources.push(json!({
-                    "Job": j.job.0, "Step": null, "Node": n.node,
+                    "Job": j.id().0, "Step": null, "Node": n.node,
                     "GPUCPUEntryRatio": f64::from(*count) / f64::from(total.max(1)),
                     "TotGPUCPUSamples": total, "GPUCPUEntryType": "CPU",
-                    "AllocCPU": j.alloc_cpus, "AllocGPU": j.alloc_gpus, "CPUInUse": cores, "GPUInUse": 0,
+                    "AllocCPU": j.record.alloc_cpus, "AllocGPU": j.record.alloc_gpus(), "CPUInUse": cores, "GPUInUse": 0,
                 }));
             }
         }
         for g in &j.gpus {
             gpu.push(json!({
-                "Job": j.job.0, "Step": null, "Node": g.node, "GPUID": g.index, "AvgGPUUtil": g.mean_util_pct,
+                "Job": j.id().0, "Step": null, "Node": g.node, "GPUID": g.index, "AvgGPUUtil": g.mean_util_pct,
                 "TotGPUSamples": g.readings, "CntZeroGPUUtil": g.zero_util, "CntLowGPUUtil": g.low_util,
                 "LongestNoGPUUtil": g.longest_zero_run, "AvgGPUClockMHz": g.mean_sm_clock_mhz,
                 "AvgGPUPowerUsageWatt": g.mean_power_w, "AvgGPUTempC": null,
             }));
         }
         for app in &j.apps {
-            apps.push(json!({"Job": j.job.0, "Step": null, "App": app}));
+            apps.push(json!({"Job": j.id().0, "Step": null, "App": app}));
         }
         let s = &j.sys_ratio;
         if s.intervals > 0 {
-            sys.push(json!({"Job": j.job.0, "Step": null, "TotSysTimeRatioSamples": s.intervals,
+            sys.push(json!({"Job": j.id().0, "Step": null, "TotSysTimeRatioSamples": s.intervals,
                 "10%~33%": s.r10_33, "33%~66%": s.r33_66, "66%~100%": s.r66_100, ">100%": s.over_100_sum}));
         }
     }

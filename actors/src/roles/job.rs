@@ -40,10 +40,7 @@ pub fn run(config: &Config, job_text: &str, json: bool) -> anyhow::Result<ExitCo
             }
         },
     };
-    let Some(job) = input.job.as_ref() else {
-        anyhow::bail!("job {job_text}: no record");
-    };
-    let analysis = analyze_job(job, &input, &params);
+    let analysis = analyze_job(&input, &params);
     if json {
         let value = serde_json::json!({"source": source, "job": analysis});
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -59,5 +56,5 @@ async fn from_slurm(config: &Config, job_text: &str) -> anyhow::Result<Option<Jo
     let found = crate::slurm::sacct::fetch_job(&runner, job_text, &jiff::tz::TimeZone::system())
         .await
         .with_context(|| format!("asking SLURM's accounting for job {job_text}"))?;
-    Ok(found.map(|(job, steps)| JobInput { job: Some(job), steps, ..JobInput::default() }))
+    Ok(found.map(|(job, steps)| JobInput { steps, ..JobInput::new(job) }))
 }

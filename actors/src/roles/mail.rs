@@ -4,7 +4,7 @@
 use super::{open_store, resolve_period, runtime};
 use crate::analysis::period::PeriodSpec;
 use crate::clock::unix_now;
-use crate::mail::deliver::{deliver, Delivery};
+use crate::mail::deliver::{deliver, DeliveryOutcome};
 use crate::mail::outbox::{self, OutboxState};
 use crate::mail::send::{build_message, Outgoing, Transport};
 use std::process::ExitCode;
@@ -86,10 +86,10 @@ pub fn run(config: &Config, args: &MailArgs) -> anyhow::Result<ExitCode> {
         let Some(entry) = entry else { continue };
         let outcome = rt.block_on(deliver(store.clone(), config, &transport, &entry, from, unix_now()))?;
         match outcome {
-            Delivery::Sent => println!("{user}: sent to {to}"),
-            Delivery::Skipped => println!("{user}: not sent ({:?}; --resend sends it again)", entry.state),
-            Delivery::OptedOut => println!("{user}: opted out"),
-            Delivery::Retry { error, .. } | Delivery::Failed { error } => {
+            DeliveryOutcome::Sent => println!("{user}: sent to {to}"),
+            DeliveryOutcome::Skipped => println!("{user}: not sent ({:?}; --resend sends it again)", entry.state),
+            DeliveryOutcome::OptedOut => println!("{user}: opted out"),
+            DeliveryOutcome::Retry { error, .. } | DeliveryOutcome::Failed { error } => {
                 failed = true;
                 println!("{user}: FAILED: {error}");
             }

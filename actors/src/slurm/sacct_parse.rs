@@ -17,7 +17,7 @@
 //! (with their steps) without an error: pending jobs are not imported, and 22.05 briefly shows a
 //! just-started job as PENDING while its steps already run — the next window sees it settled.
 
-use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres};
+use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres, Usage};
 use crate::slurm::local_time::LocalTimes;
 use crate::slurm::sacct_records::{records, split_fields};
 pub use crate::slurm::sacct_records::{split_parts, LineError, Part, DELIMITER, FIELDS};
@@ -163,16 +163,18 @@ pub fn parse_sacct_part(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64, l
 /// Memory figures exist per step only (22.05 leaves them empty on the job line): the job gets
 /// the largest MaxRSS of its steps with where it peaked, and the largest of the other maxima.
 fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
-    if let Some(peak) = steps.iter().filter(|s| s.max_rss_bytes.is_some()).max_by_key(|s| s.max_rss_bytes) {
-        job.max_rss_bytes = peak.max_rss_bytes;
-        job.max_rss_node = peak.max_rss_node.clone();
-        job.max_rss_task = peak.max_rss_task;
+    let usage = &mut job.usage;
+    let of_steps = || steps.iter().map(|s| &s.usage);
+    if let Some(peak) = of_steps().filter(|u| u.max_rss_bytes.is_some()).max_by_key(|u| u.max_rss_bytes) {
+        usage.max_rss_bytes = peak.max_rss_bytes;
+        usage.max_rss_node = peak.max_rss_node.clone();
+        usage.max_rss_task = peak.max_rss_task;
     }
-    let max_of = |f: fn(&StepRecord) -> Option<u64>| steps.iter().filter_map(f).max();
-    job.ave_rss_bytes = job.ave_rss_bytes.or(max_of(|s| s.ave_rss_bytes));
-    job.max_vmsize_bytes = job.max_vmsize_bytes.or(max_of(|s| s.max_vmsize_bytes));
-    job.max_disk_read_bytes = job.max_disk_read_bytes.or(max_of(|s| s.max_disk_read_bytes));
-    job.max_disk_write_bytes = job.max_disk_write_bytes.or(max_of(|s| s.max_disk_write_bytes));
+    let max_of = |f: fn(&Usage) -> Option<u64>| of_steps().filter_map(f).max();
+    usage.ave_rss_bytes = usage.ave_rss_bytes.or(max_of(|u| u.ave_rss_bytes));
+    usage.max_vmsize_bytes = usage.max_vmsize_bytes.or(max_of(|u| u.max_vmsize_bytes));
+    usage.max_disk_read_bytes = usage.max_disk_read_bytes.or(max_of(|u| u.max_disk_read_bytes));
+    usage.max_disk_write_bytes = usage.max_disk_write_bytes.or(max_of(|u| u.max_disk_write_bytes));
 }
 
 /// The fields of one line, with what is needed to report an error in it.
@@ -248,6 +250,22 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The usage fields of a job or step line.
+    fn usage(&self) -> Result<Usage, LineError> {
+        Ok(Usage {
+            total_cpu_ms: self.ms(TOTAL_CPU)?,
+            user_cpu_ms: self.ms(USER_CPU)?,
+            system_cpu_ms: self.ms(SYSTEM_CPU)?,
+            max_rss_bytes: self.bytes(MAX_RSS)?,
+            max_rss_node: self.text(MAX_RSS_NODE),
+            max_rss_task: self.optional_u32(MAX_RSS_TASK)?,
+            ave_rss_bytes: self.bytes(AVE_RSS)?,
+            max_vmsize_bytes: self.bytes(MAX_VMSIZE)?,
+            max_disk_read_bytes: self.bytes(MAX_DISK_READ)?,
+            max_disk_write_bytes: self.bytes(MAX_DISK_WRITE)?,
+        })
+    }
+
     fn node_list(&self) -> String {
         match self.fields[NODELIST] {
             "None assigned" => String::new(),
@@ -314,16 +332,7 @@ fn parse_job(ctx: &Ctx<'_, '_>, id: JobId, imported_at: u64) -> Result<JobRecord
         req_mem_bytes,
         alloc_tres,
         req_tres,
-        total_cpu_ms: ctx.ms(TOTAL_CPU)?,
-        user_cpu_ms: ctx.ms(USER_CPU)?,
-        system_cpu_ms: ctx.ms(SYSTEM_CPU)?,
-        max_rss_bytes: ctx.bytes(MAX_RSS)?,
-        max_rss_node: ctx.text(MAX_RSS_NODE),
-        max_rss_task: ctx.optional_u32(MAX_RSS_TASK)?,
-        ave_rss_bytes: ctx.bytes(AVE_RSS)?,
-        max_vmsize_bytes: ctx.bytes(MAX_VMSIZE)?,
-        max_disk_read_bytes: ctx.bytes(MAX_DISK_READ)?,
-        max_disk_write_bytes: ctx.bytes(MAX_DISK_WRITE)?,
+        usage: ctx.usage()?,
         submit_line: ctx.text(SUBMIT_LINE),
         work_dir: ctx.text(WORK_DIR),
         imported_at,
@@ -376,16 +385,7 @@ fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord,
         node_count: ctx.count(NNODES)?,
         task_count: ctx.count(NTASKS)?,
         alloc_cpus: ctx.count(ALLOC_CPUS)?,
-        total_cpu_ms: ctx.ms(TOTAL_CPU)?,
-        user_cpu_ms: ctx.ms(USER_CPU)?,
-        system_cpu_ms: ctx.ms(SYSTEM_CPU)?,
-        max_rss_bytes: ctx.bytes(MAX_RSS)?,
-        max_rss_node: ctx.text(MAX_RSS_NODE),
-        max_rss_task: ctx.optional_u32(MAX_RSS_TASK)?,
-        ave_rss_bytes: ctx.bytes(AVE_RSS)?,
-        max_vmsize_bytes: ctx.bytes(MAX_VMSIZE)?,
-        max_disk_read_bytes: ctx.bytes(MAX_DISK_READ)?,
-        max_disk_write_bytes: ctx.bytes(MAX_DISK_WRITE)?,
+        usage: ctx.usage()?,
         tres_usage_in_tot: ctx.tres(TRES_IN_TOT)?,
         tres_usage_in_max: Tres::default(),
         submit_line: ctx.text(SUBMIT_LINE),

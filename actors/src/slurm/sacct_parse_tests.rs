@@ -39,17 +39,17 @@ fn odd_job_name_and_numbered_steps() {
     assert_eq!(j.end_at, Some(1_795_644_165));
     assert_eq!(j.elapsed_secs, 4);
     assert_eq!(j.time_limit_secs, None); // UNLIMITED
-    assert_eq!(j.total_cpu_ms, 122);
-    assert_eq!(j.user_cpu_ms, 26);
-    assert_eq!(j.system_cpu_ms, 96);
+    assert_eq!(j.usage.total_cpu_ms, 122);
+    assert_eq!(j.usage.user_cpu_ms, 26);
+    assert_eq!(j.usage.system_cpu_ms, 96);
     assert_eq!(j.req_mem_bytes, Some(100 << 20));
     assert_eq!(j.req_mem, Some(MemRequest::PerNode(100 << 20)));
     assert_eq!(j.alloc_tres.get("billing"), Some(1));
     // The job line has no MaxRSS: the batch step's peak is taken, with where it peaked.
-    assert_eq!(j.max_rss_bytes, Some(62_058_496));
-    assert_eq!((j.max_rss_node.as_str(), j.max_rss_task), ("n1", Some(0)));
-    assert_eq!(j.max_vmsize_bytes, Some(224_702_464));
-    assert_eq!(j.max_disk_read_bytes, Some((0.09f64 * 1048576.0).round() as u64));
+    assert_eq!(j.usage.max_rss_bytes, Some(62_058_496));
+    assert_eq!((j.usage.max_rss_node.as_str(), j.usage.max_rss_task), ("n1", Some(0)));
+    assert_eq!(j.usage.max_vmsize_bytes, Some(224_702_464));
+    assert_eq!(j.usage.max_disk_read_bytes, Some((0.09f64 * 1048576.0).round() as u64));
     assert_eq!(j.work_dir, "/tmp");
     assert!(j.submit_line.contains("-J we|ird name ünï"), "{}", j.submit_line);
     assert_eq!(j.family_key(), format!("we|ird name ünï\u{1f}{}", j.submit_line));
@@ -92,9 +92,9 @@ fn failed_multi_node_job() {
     let step0 = steps.iter().find(|s| s.step == StepId(0)).unwrap();
     assert_eq!((step0.node_count, step0.task_count, step0.node_list.as_str()), (2, 2, "n[1,3]"));
     // Two tasks: MaxRSS is the larger task's, AveRSS their mean.
-    assert_eq!(step0.max_rss_bytes, Some(3_244_032));
-    assert_eq!(step0.ave_rss_bytes, Some(3_096_576));
-    assert_eq!(j.max_rss_bytes, Some(3_387_392)); // the batch step peaked highest
+    assert_eq!(step0.usage.max_rss_bytes, Some(3_244_032));
+    assert_eq!(step0.usage.ave_rss_bytes, Some(3_096_576));
+    assert_eq!(j.usage.max_rss_bytes, Some(3_387_392)); // the batch step peaked highest
 }
 
 #[test]
@@ -105,9 +105,9 @@ fn cancelled_before_start_and_memory_hog() {
     assert_eq!((c.start_at, c.node_list.as_str(), c.time_limit_secs), (None, "", None));
     assert!(c.alloc_tres.0.is_empty());
     assert_eq!(c.req_mem_bytes, Some(50 << 20)); // from ReqTRES when nothing was allocated
-    assert!(steps.is_empty() && c.max_rss_bytes.is_none());
+    assert!(steps.is_empty() && c.usage.max_rss_bytes.is_none());
     let (hog, _) = job(&batch, 12);
-    assert_eq!(hog.max_rss_bytes, Some(219_496_448));
+    assert_eq!(hog.usage.max_rss_bytes, Some(219_496_448));
     assert_eq!(hog.time_limit_secs, Some(120));
     let (direct, direct_steps) = job(&batch, 13);
     assert_eq!((direct.name.as_str(), direct.user.as_str()), ("direct srun", "bob"));

@@ -41,11 +41,11 @@ pub fn render_text(batch: &SacctBatch, tz: &jiff::tz::TimeZone) -> String {
             if job.node_list.is_empty() { "-" } else { &job.node_list },
             job.alloc_cpus,
             mib(job.req_mem_bytes),
-            secs(job.total_cpu_ms),
-            secs(job.user_cpu_ms),
-            secs(job.system_cpu_ms),
-            mib(job.max_rss_bytes),
-            if job.max_rss_node.is_empty() { String::new() } else { format!(" on {}", job.max_rss_node) },
+            secs(job.usage.total_cpu_ms),
+            secs(job.usage.user_cpu_ms),
+            secs(job.usage.system_cpu_ms),
+            mib(job.usage.max_rss_bytes),
+            if job.usage.max_rss_node.is_empty() { String::new() } else { format!(" on {}", job.usage.max_rss_node) },
             job.name,
         );
         for step in steps {
@@ -59,8 +59,8 @@ pub fn render_text(batch: &SacctBatch, tz: &jiff::tz::TimeZone) -> String {
                 step.elapsed_secs,
                 step.task_count,
                 step.node_list,
-                secs(step.total_cpu_ms),
-                mib(step.max_rss_bytes),
+                secs(step.usage.total_cpu_ms),
+                mib(step.usage.max_rss_bytes),
                 step.name,
             );
         }

@@ -18,7 +18,7 @@
 //! [`RecordError`], never a panic.
 
 use super::records::{decode_record, RecordError};
-use crate::job::{common_tres_index, JobId, JobRecord, MemRequest, StepId, StepRecord, Tres, COMMON_TRES};
+use crate::job::{common_tres_index, JobId, JobRecord, MemRequest, StepId, StepRecord, Tres, Usage, COMMON_TRES};
 use std::borrow::Cow;
 
 /// Format byte of job values written by this build (1 was postcard, see `records.rs`).
@@ -65,13 +65,14 @@ fn encode_job_part(job: &JobRecord, out: &mut Vec<u8>) {
         put(out, job.state_detail.len() as u64 + 1);
         out.extend_from_slice(job.state_detail.as_bytes());
     }
-    for text in [&job.node_list, &job.max_rss_node, &job.submit_line, &job.work_dir] {
+    for text in [&job.node_list, &job.usage.max_rss_node, &job.submit_line, &job.work_dir] {
         put_str(out, text);
     }
     for v in [job.id.0, job.exit_code.into(), job.exit_signal.into(), job.elapsed_secs, job.node_count.into()] {
         put(out, v);
     }
-    for v in [job.alloc_cpus.into(), job.total_cpu_ms, job.user_cpu_ms, job.system_cpu_ms, job.imported_at] {
+    let usage = &job.usage;
+    for v in [job.alloc_cpus.into(), usage.total_cpu_ms, usage.user_cpu_ms, usage.system_cpu_ms, job.imported_at] {
         put(out, v);
     }
     match job.req_mem {
@@ -103,12 +104,12 @@ fn job_options(job: &JobRecord) -> [Option<u64>; 17] {
         job.uid.map(u64::from),
         job.time_limit_secs,
         job.req_mem_bytes,
-        job.max_rss_bytes,
-        job.max_rss_task.map(u64::from),
-        job.ave_rss_bytes,
-        job.max_vmsize_bytes,
-        job.max_disk_read_bytes,
-        job.max_disk_write_bytes,
+        job.usage.max_rss_bytes,
+        job.usage.max_rss_task.map(u64::from),
+        job.usage.ave_rss_bytes,
+        job.usage.max_vmsize_bytes,
+        job.usage.max_disk_read_bytes,
+        job.usage.max_disk_write_bytes,
     ]
 }
 
@@ -213,16 +214,18 @@ fn decode_job_v2(bytes: &[u8]) -> Result<JobRecord, RecordError> {
         req_mem_bytes: opts[10],
         alloc_tres,
         req_tres,
-        total_cpu_ms: total_cpu_ms?,
-        user_cpu_ms: user_cpu_ms?,
-        system_cpu_ms: system_cpu_ms?,
-        max_rss_bytes: opts[11],
-        max_rss_node: max_rss_node?,
-        max_rss_task: opt_small(opts[12])?,
-        ave_rss_bytes: opts[13],
-        max_vmsize_bytes: opts[14],
-        max_disk_read_bytes: opts[15],
-        max_disk_write_bytes: opts[16],
+        usage: Usage {
+            total_cpu_ms: total_cpu_ms?,
+            user_cpu_ms: user_cpu_ms?,
+            system_cpu_ms: system_cpu_ms?,
+            max_rss_bytes: opts[11],
+            max_rss_node: max_rss_node?,
+            max_rss_task: opt_small(opts[12])?,
+            ave_rss_bytes: opts[13],
+            max_vmsize_bytes: opts[14],
+            max_disk_read_bytes: opts[15],
+            max_disk_write_bytes: opts[16],
+        },
         submit_line: submit_line?,
         work_dir: work_dir?,
         imported_at: imported_at?,
@@ -236,7 +239,7 @@ fn encode_steps(steps: &[&StepRecord], out: &mut Vec<u8>) {
     let mut prev_start = 0;
     for s in steps {
         put(out, s.step.0.into());
-        for text in [&s.name, &s.state, &s.node_list, &s.max_rss_node, &s.submit_line] {
+        for text in [&s.name, &s.state, &s.node_list, &s.usage.max_rss_node, &s.submit_line] {
             put_shared(out, text, &mut strings);
         }
         let opts = step_options(s);
@@ -260,7 +263,7 @@ fn encode_steps(steps: &[&StepRecord], out: &mut Vec<u8>) {
         for v in [s.exit_code.into(), s.exit_signal.into(), s.elapsed_secs, s.node_count.into(), s.task_count.into()] {
             put(out, v);
         }
-        for v in [s.alloc_cpus.into(), s.total_cpu_ms, s.user_cpu_ms, s.system_cpu_ms] {
+        for v in [s.alloc_cpus.into(), s.usage.total_cpu_ms, s.usage.user_cpu_ms, s.usage.system_cpu_ms] {
             put(out, v);
         }
         put_tres(out, &s.tres_usage_in_tot, None, &mut strings);
@@ -272,12 +275,12 @@ fn step_options(s: &StepRecord) -> [Option<u64>; 8] {
     [
         s.start_at,
         s.end_at,
-        s.max_rss_bytes,
-        s.max_rss_task.map(u64::from),
-        s.ave_rss_bytes,
-        s.max_vmsize_bytes,
-        s.max_disk_read_bytes,
-        s.max_disk_write_bytes,
+        s.usage.max_rss_bytes,
+        s.usage.max_rss_task.map(u64::from),
+        s.usage.ave_rss_bytes,
+        s.usage.max_vmsize_bytes,
+        s.usage.max_disk_read_bytes,
+        s.usage.max_disk_write_bytes,
     ]
 }
 
@@ -324,16 +327,18 @@ fn decode_steps(job: JobId, bytes: &[u8]) -> Result<Vec<StepRecord>, RecordError
             node_count: small(node_count?)?,
             task_count: small(task_count?)?,
             alloc_cpus: small(alloc_cpus?)?,
-            total_cpu_ms: total_cpu_ms?,
-            user_cpu_ms: user_cpu_ms?,
-            system_cpu_ms: system_cpu_ms?,
-            max_rss_bytes: opts[2],
-            max_rss_node: max_rss_node?,
-            max_rss_task: opts[3].map(small).transpose()?,
-            ave_rss_bytes: opts[4],
-            max_vmsize_bytes: opts[5],
-            max_disk_read_bytes: opts[6],
-            max_disk_write_bytes: opts[7],
+            usage: Usage {
+                total_cpu_ms: total_cpu_ms?,
+                user_cpu_ms: user_cpu_ms?,
+                system_cpu_ms: system_cpu_ms?,
+                max_rss_bytes: opts[2],
+                max_rss_node: max_rss_node?,
+                max_rss_task: opts[3].map(small).transpose()?,
+                ave_rss_bytes: opts[4],
+                max_vmsize_bytes: opts[5],
+                max_disk_read_bytes: opts[6],
+                max_disk_write_bytes: opts[7],
+            },
             tres_usage_in_tot,
             tres_usage_in_max,
             submit_line: submit_line?,

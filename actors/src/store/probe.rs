@@ -5,7 +5,7 @@
 //! writes were acknowledged and must be present when the file is reopened.
 
 use super::{Store, StoreError};
-use crate::job::{JobId, JobRecord, MemRequest, StepId};
+use crate::job::{JobId, JobRecord, MemRequest, StepId, Usage};
 use crate::sample::StepSample;
 use std::io::Write;
 use std::path::Path;
@@ -54,8 +54,7 @@ pub fn probe_job(n: u64) -> JobRecord {
         node_list: "probe".into(),
         req_mem: Some(MemRequest::PerNode(1 << 20)),
         req_mem_bytes: Some(1 << 20),
-        total_cpu_ms: n,
-        user_cpu_ms: n,
+        usage: Usage { total_cpu_ms: n, user_cpu_ms: n, ..Usage::default() },
         imported_at: n,
         ..JobRecord::finished(n, "probe", n, 1)
     }

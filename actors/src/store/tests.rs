@@ -1,7 +1,7 @@
 //! Store behaviour: round trips, the watermark rule, range scans, dedup, migrations, size.
 
 use super::*;
-use crate::job::{MemRequest, Tres};
+use crate::job::{MemRequest, Tres, Usage};
 use crate::store::records::encode_record;
 
 pub(crate) fn job(id: u64, user: &str, start: u64, end: Option<u64>) -> JobRecord {
@@ -20,12 +20,15 @@ pub(crate) fn job(id: u64, user: &str, start: u64, end: Option<u64>) -> JobRecor
         req_mem: Some(MemRequest::PerNode(4 << 30)),
         req_mem_bytes: Some(4 << 30),
         alloc_tres: Tres(vec![("cpu".into(), 4), ("mem".into(), 4 << 30), ("node".into(), 1)]),
-        total_cpu_ms: 1_000,
-        user_cpu_ms: 900,
-        system_cpu_ms: 100,
-        max_rss_bytes: Some(1 << 30),
-        max_rss_node: "n1".into(),
-        max_rss_task: Some(0),
+        usage: Usage {
+            total_cpu_ms: 1_000,
+            user_cpu_ms: 900,
+            system_cpu_ms: 100,
+            max_rss_bytes: Some(1 << 30),
+            max_rss_node: "n1".into(),
+            max_rss_task: Some(0),
+            ..Usage::default()
+        },
         submit_line: "sbatch burn.sh".into(),
         work_dir: "/home/alice".into(),
         imported_at: start,
@@ -167,16 +170,18 @@ fn schema_2_file_is_migrated_with_its_steps_and_indexes() {
         node_count: 1,
         task_count: 1,
         alloc_cpus: 1,
-        total_cpu_ms: 5,
-        user_cpu_ms: 4,
-        system_cpu_ms: 1,
-        max_rss_bytes: Some(1 << 20),
-        max_rss_node: "n1".into(),
-        max_rss_task: Some(0),
-        ave_rss_bytes: None,
-        max_vmsize_bytes: None,
-        max_disk_read_bytes: None,
-        max_disk_write_bytes: None,
+        usage: Usage {
+            total_cpu_ms: 5,
+            user_cpu_ms: 4,
+            system_cpu_ms: 1,
+            max_rss_bytes: Some(1 << 20),
+            max_rss_node: "n1".into(),
+            max_rss_task: Some(0),
+            ave_rss_bytes: None,
+            max_vmsize_bytes: None,
+            max_disk_read_bytes: None,
+            max_disk_write_bytes: None,
+        },
         tres_usage_in_tot: Tres(vec![("cpu".into(), 5), ("gres/fpga".into(), 1)]),
         tres_usage_in_max: Tres::default(),
         submit_line: String::new(),

@@ -4,7 +4,7 @@
 //! samples, one open period and per-user reports of mail-like size, deterministically (a fixed
 //! pseudo-random sequence), so load-test figures are comparable between runs.
 
-use crate::job::{JobRecord, MemRequest, StepId, Tres};
+use crate::job::{JobRecord, MemRequest, StepId, Tres, Usage};
 use crate::sample::StepSample;
 use crate::store::{PeriodRecord, Store, StoreError, UserReport};
 use std::fmt::Write;
@@ -49,7 +49,7 @@ pub fn run(db: &Path, users: u32, jobs_per_user: u32, now: u64) -> Result<Seeded
         }
         let mut samples = Vec::new();
         for job in &jobs {
-            let busy_cs_per_sec = (f64::from(job.alloc_cpus) * job.total_cpu_ms as f64
+            let busy_cs_per_sec = (f64::from(job.alloc_cpus) * job.usage.total_cpu_ms as f64
                 / 10.0
                 / (job.elapsed_secs.max(1) as f64 * f64::from(job.alloc_cpus)))
             .round() as u64;
@@ -57,7 +57,7 @@ pub fn run(db: &Path, users: u32, jobs_per_user: u32, now: u64) -> Result<Seeded
             let step = (job.elapsed_secs / 60).max(30);
             for (i, at) in (start..start + job.elapsed_secs).step_by(step as usize).enumerate() {
                 let i = i as u64;
-                let rss_kib = job.max_rss_bytes.unwrap_or(0) / 1024 * (i + 1).min(5) / 5;
+                let rss_kib = job.usage.max_rss_bytes.unwrap_or(0) / 1024 * (i + 1).min(5) / 5;
                 let cpu = busy_cs_per_sec * (at - start);
                 samples.push((
                     job.id,
@@ -93,10 +93,13 @@ fn seed_job(id: u64, user: &str, start: u64, elapsed: u64, cpus: u32, busy: f64,
         req_mem: Some(MemRequest::PerNode(req_mem)),
         req_mem_bytes: Some(req_mem),
         alloc_tres: Tres(vec![("cpu".into(), u64::from(cpus)), ("mem".into(), req_mem), ("node".into(), 1)]),
-        total_cpu_ms: (elapsed as f64 * f64::from(cpus) * busy * 1000.0) as u64,
-        max_rss_bytes: Some(req_mem / 3),
-        max_rss_node: "n1".into(),
-        max_rss_task: Some(0),
+        usage: Usage {
+            total_cpu_ms: (elapsed as f64 * f64::from(cpus) * busy * 1000.0) as u64,
+            max_rss_bytes: Some(req_mem / 3),
+            max_rss_node: "n1".into(),
+            max_rss_task: Some(0),
+            ..Usage::default()
+        },
         submit_line: "sbatch sim.sh".into(),
         work_dir: format!("/home/{user}"),
         ..JobRecord::finished(id, user, start, elapsed)

@@ -54,13 +54,13 @@ fn job_page_findings_are_the_analysis_findings() {
     let params = Params::from_config(&turingwatch_config::Config::default());
     let mut j = job(1, "alice", 0, Some(3_600));
     j.alloc_cpus = 8;
-    j.total_cpu_ms = 3_600 * 1_000; // one core busy out of 8
+    j.usage.total_cpu_ms = 3_600 * 1_000; // one core busy out of 8
     j.req_mem_bytes = Some(16 << 30);
-    j.max_rss_bytes = Some(2 << 30);
+    j.usage.max_rss_bytes = Some(2 << 30);
     j.time_limit_secs = Some(24 * 3_600);
-    let input = JobInput { job: Some(j.clone()), ..JobInput::default() };
-    let found = web_findings(&j, &input, &params);
-    let analysis = analyze_job(&j, &input, &params).findings;
+    let input = JobInput::new(j);
+    let found = web_findings(&input, &params);
+    let analysis = analyze_job(&input, &params).findings;
     assert_eq!(found.len(), analysis.len());
     let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
     assert!(kinds.contains(&"cpu_underuse") && kinds.contains(&"memory_underused"), "{kinds:?}");

@@ -21,10 +21,10 @@ fn kinds(j: &JobRecord, stats: Option<&SeriesStats>, apps: &[String]) -> Vec<Fin
 fn finished(cpus: u32, busy: f64, rss_mib: u64, req_mib: u64) -> JobRecord {
     let mut j = job(1, "alice", 0, Some(1_200));
     j.alloc_cpus = cpus;
-    j.total_cpu_ms = (busy * 1_200_000.0) as u64;
-    j.user_cpu_ms = j.total_cpu_ms;
-    j.system_cpu_ms = 0;
-    j.max_rss_bytes = Some(rss_mib << 20);
+    j.usage.total_cpu_ms = (busy * 1_200_000.0) as u64;
+    j.usage.user_cpu_ms = j.usage.total_cpu_ms;
+    j.usage.system_cpu_ms = 0;
+    j.usage.max_rss_bytes = Some(rss_mib << 20);
     j.req_mem_bytes = Some(req_mib << 20);
     j.time_limit_secs = Some(1_500);
     j
@@ -93,8 +93,8 @@ fn sample_based_low_concurrency_idle_and_jupyter() {
 #[test]
 fn high_system_time_recommends_the_preload_library() {
     let mut j = finished(1, 1.0, 90, 100);
-    j.system_cpu_ms = 600_000;
-    j.user_cpu_ms = 600_000;
+    j.usage.system_cpu_ms = 600_000;
+    j.usage.user_cpu_ms = 600_000;
     let cfg = cfg();
     let rules = Rules { config: &cfg, preload_library: "/lib/pre.so" };
     let f = job_findings(&j, &efficiency(&j), None, &[], &rules);

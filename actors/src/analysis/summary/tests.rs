@@ -13,23 +13,23 @@ pub(crate) fn alice_inputs() -> Vec<JobInput> {
     let mut cpu = job(1, "alice", 1_000, Some(1_600));
     cpu.name = "sleeper".into();
     cpu.alloc_cpus = 2;
-    cpu.total_cpu_ms = 100;
-    cpu.max_rss_bytes = Some(3 << 29);
+    cpu.usage.total_cpu_ms = 100;
+    cpu.usage.max_rss_bytes = Some(3 << 29);
     cpu.req_mem_bytes = Some(2 << 30);
     let mut mem = job(2, "alice", 1_000, Some(1_600));
     mem.name = "hog".into();
     mem.alloc_cpus = 1;
-    mem.total_cpu_ms = 590_000;
-    mem.max_rss_bytes = Some(50 << 20);
+    mem.usage.total_cpu_ms = 590_000;
+    mem.usage.max_rss_bytes = Some(50 << 20);
     mem.req_mem_bytes = Some(2 << 30);
     let mut fine = job(3, "alice", 1_000, Some(1_600));
     fine.name = "burn".into();
     fine.alloc_cpus = 1;
-    fine.total_cpu_ms = 595_000;
-    fine.max_rss_bytes = Some(90 << 20);
+    fine.usage.total_cpu_ms = 595_000;
+    fine.usage.max_rss_bytes = Some(90 << 20);
     fine.req_mem_bytes = Some(100 << 20);
     fine.time_limit_secs = Some(700);
-    [cpu, mem, fine].into_iter().map(|j| JobInput { job: Some(j), ..JobInput::default() }).collect()
+    [cpu, mem, fine].into_iter().map(JobInput::new).collect()
 }
 
 #[test]
@@ -51,11 +51,11 @@ fn family_history_gives_trends_and_a_right_size_finding() {
     let mut history = Vec::new();
     for i in 0..6u64 {
         let mut j = job(10 + i, "bob", 150_000 - 100_000 * (i % 2), Some(150_600 - 100_000 * (i % 2)));
-        j.total_cpu_ms = 600_000;
-        j.max_rss_bytes = Some(100 << 20);
+        j.usage.total_cpu_ms = 600_000;
+        j.usage.max_rss_bytes = Some(100 << 20);
         history.push(j);
     }
-    let inputs = vec![JobInput { job: Some(history[4].clone()), ..JobInput::default() }];
+    let inputs = vec![JobInput::new(history[4].clone())];
     let params = Params { period_secs: 100_000, ..params() };
     let a = analyze_user("bob", period, &inputs, &history, &params);
     assert_eq!(a.families.len(), 1);

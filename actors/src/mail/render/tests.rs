@@ -50,9 +50,7 @@ fn an_address_mapping_and_admin_templates_are_used() {
 #[test]
 fn user_text_is_escaped_in_html() {
     let mut inputs = alice_inputs();
-    if let Some(j) = inputs[0].job.as_mut() {
-        j.name = "<b>x</b>".into();
-    }
+    inputs[0].job.name = "<b>x</b>".into();
     let a = analyze_user("alice", Period { start: 0, end: 10_000 }, &inputs, &[], &params());
     let spec = PeriodSpec::new(604_800, 0, 0, jiff::tz::TimeZone::UTC).unwrap();
     let m = render_mail(&a, &Config::default(), &spec, &Templates::load("").unwrap()).unwrap();

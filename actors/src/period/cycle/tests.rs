@@ -22,14 +22,14 @@ fn a_period_closes_after_the_import_passes_its_end_and_queues_mails_once() {
     let (store, cycle, dir) = setup("close");
     let t0: u64 = 1_800_000_000; // a multiple of 600: a period boundary
     let mut waste = job(1, "alice", t0 + 10, Some(t0 + 310));
-    waste.total_cpu_ms = 1_000;
+    waste.usage.total_cpu_ms = 1_000;
     let mut fine = job(2, "bob", t0 + 10, Some(t0 + 310));
     fine.alloc_cpus = 1;
-    fine.total_cpu_ms = 299_000;
-    fine.max_rss_bytes = Some(3 << 30);
+    fine.usage.total_cpu_ms = 299_000;
+    fine.usage.max_rss_bytes = Some(3 << 30);
     fine.time_limit_secs = Some(360);
     let mut opted = job(3, "carol", t0 + 10, Some(t0 + 310));
-    opted.total_cpu_ms = 0;
+    opted.usage.total_cpu_ms = 0;
     let root = job(4, "root", t0 + 10, Some(t0 + 310));
     store.upsert_jobs(&[waste, fine, opted, root], &[], None).unwrap();
 

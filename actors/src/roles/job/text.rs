@@ -24,25 +24,25 @@ fn seconds_text(ms: u64) -> String {
 pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
     let mut out = String::new();
     let e = &j.efficiency;
-    let _ = writeln!(out, "Job ID: {}", j.display_id);
-    let _ = writeln!(out, "Job name: {}", j.name);
-    let _ = writeln!(out, "User/Account: {}/{}", j.user, j.account);
-    let _ = writeln!(out, "Partition: {}", j.partition);
-    let _ = writeln!(out, "State: {}", j.state);
-    let _ = writeln!(out, "Nodes: {} ({})", j.node_count, j.node_list);
-    let _ = writeln!(out, "Cores: {}", j.alloc_cpus);
-    if j.alloc_gpus > 0 {
-        let _ = writeln!(out, "GPUs: {}", j.alloc_gpus);
+    let _ = writeln!(out, "Job ID: {}", j.record.display_id);
+    let _ = writeln!(out, "Job name: {}", j.record.name);
+    let _ = writeln!(out, "User/Account: {}/{}", j.record.user, j.record.account);
+    let _ = writeln!(out, "Partition: {}", j.record.partition);
+    let _ = writeln!(out, "State: {}", j.record.state);
+    let _ = writeln!(out, "Nodes: {} ({})", j.record.node_count, j.record.node_list);
+    let _ = writeln!(out, "Cores: {}", j.record.alloc_cpus);
+    if j.record.alloc_gpus() > 0 {
+        let _ = writeln!(out, "GPUs: {}", j.record.alloc_gpus());
     }
-    let limit = j.time_limit_secs.map_or_else(|| "UNLIMITED".to_string(), duration_text);
+    let limit = j.record.time_limit_secs.map_or_else(|| "UNLIMITED".to_string(), duration_text);
     let _ = writeln!(
         out,
         "Elapsed: {} of {} time limit{}",
-        duration_text(j.elapsed_secs),
+        duration_text(j.record.elapsed_secs),
         limit,
         e.time_frac.map_or_else(String::new, |f| format!(" ({:.2}%)", f * 100.0))
     );
-    let _ = writeln!(out, "CPU Utilized: {}", seconds_text(j.total_cpu_ms));
+    let _ = writeln!(out, "CPU Utilized: {}", seconds_text(j.record.usage.total_cpu_ms));
     match e.cpu_frac {
         Some(f) => {
             let _ = writeln!(out, "CPU Efficiency: {:.2}% of {} core-walltime", f * 100.0, duration_text(e.core_secs));
@@ -51,8 +51,8 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
             let _ = writeln!(out, "CPU Efficiency: n/a (no elapsed time yet)");
         }
     }
-    let _ = writeln!(out, "Memory Utilized: {}", j.max_rss_bytes.map_or_else(|| "n/a".into(), bytes_text));
-    match (e.mem_frac, j.req_mem_bytes) {
+    let _ = writeln!(out, "Memory Utilized: {}", j.record.usage.max_rss_bytes.map_or_else(|| "n/a".into(), bytes_text));
+    match (e.mem_frac, j.record.req_mem_bytes) {
         (Some(f), Some(req)) => {
             let _ = writeln!(out, "Memory Efficiency: {:.2}% of {}", f * 100.0, bytes_text(req));
         }
@@ -93,8 +93,8 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
                 s.name,
                 s.state,
                 duration_text(s.elapsed_secs),
-                seconds_text(s.total_cpu_ms),
-                s.max_rss_bytes.map_or_else(|| "n/a".into(), bytes_text)
+                seconds_text(s.usage.total_cpu_ms),
+                s.usage.max_rss_bytes.map_or_else(|| "n/a".into(), bytes_text)
             );
         }
     }
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn prints_seff_style_figures_and_findings() {
         let inputs = alice_inputs();
-        let j = analyze_job(inputs[0].job.as_ref().unwrap(), &inputs[0], &params());
+        let j = analyze_job(&inputs[0], &params());
         let text = render_job_text(&j, Source::Slurm);
         // 0.1 s of CPU over 600 s × 2 cores.
         assert!(text.contains("CPU Efficiency: 0.01% of 00:20:00 core-walltime"), "{text}");
