@@ -109,6 +109,11 @@ impl Backend for StoreBackend {
         records.iter().map(|job| self.summary(job)).collect()
     }
 
+    fn job_owner(&self, id: u64) -> Result<Option<(String, String)>, BackendError> {
+        let job = self.store.job(JobId(id)).map_err(store_error)?;
+        Ok(job.map(|j| (j.user, j.account)))
+    }
+
     fn job(&self, id: u64) -> Result<Option<JobDetail>, BackendError> {
         let Some(job) = self.store.job(JobId(id)).map_err(store_error)? else {
             return Ok(None);

@@ -68,6 +68,9 @@ pub trait Backend: Send + Sync + 'static {
     fn report(&self, period_start: u64, user: &str) -> Result<Option<StoredReport>, BackendError>;
     /// Jobs matching `query`, in any order (the web layer filters, sorts and pages).
     fn jobs(&self, query: &JobQuery) -> Result<Vec<JobSummary>, BackendError>;
+    /// Whose job `id` is: (user, account). Cheap (no samples, no analysis), so the web layer
+    /// can refuse a caller before [`Backend::job`] loads and analyses anything.
+    fn job_owner(&self, id: u64) -> Result<Option<(String, String)>, BackendError>;
     /// One job with steps, findings and time series.
     fn job(&self, id: u64) -> Result<Option<JobDetail>, BackendError>;
     /// The current coordinator list (cached by the implementation).

@@ -381,12 +381,13 @@ async fn job(req: HttpRequest, state: web::Data<WebState>, path: web::Path<Strin
     let text = path.into_inner();
     let id: u64 = text.parse().map_err(|_| ApiError::bad_request(format!("{text:?} is not a job id")))?;
     let not_found = || ApiError::not_found(format!("no job {id} that you may see"));
-    let detail = blocking(&state, move |b| b.job(id)).await?.ok_or_else(not_found)?;
-    let (owner, account) = (&detail.summary.user, &detail.summary.account);
-    let access = access(&state, &me, *owner != me).await;
-    if !access.may_see_job(owner, account) {
+    // Authorise on the owner alone; only then load samples and analyse.
+    let (owner, account) = blocking(&state, move |b| b.job_owner(id)).await?.ok_or_else(not_found)?;
+    let access = access(&state, &me, owner != me).await;
+    if !access.may_see_job(&owner, &account) {
         return Err(not_found());
     }
+    let detail = blocking(&state, move |b| b.job(id)).await?.ok_or_else(not_found)?;
     json(&detail)
 }
 

@@ -15,6 +15,8 @@ struct Fake {
     coordination_fails: bool,
     /// Bumped to make the analysis "rewrite" the reports.
     generation: std::sync::atomic::AtomicU64,
+    /// Jobs loaded in full (samples, analysis).
+    loads: std::sync::atomic::AtomicU64,
 }
 
 impl Backend for Fake {
@@ -45,7 +47,11 @@ impl Backend for Fake {
             .cloned()
             .collect())
     }
+    fn job_owner(&self, id: u64) -> Result<Option<(String, String)>, BackendError> {
+        Ok(self.jobs.iter().find(|j| j.id == id).map(|j| (j.user.clone(), j.account.clone())))
+    }
     fn job(&self, id: u64) -> Result<Option<JobDetail>, BackendError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.jobs.iter().find(|j| j.id == id).map(|j| JobDetail {
             summary: j.clone(),
             steps: vec![],
@@ -91,7 +97,12 @@ const STRANGER: &str = "10.1.2.3:40000";
 async fn get_with(fails: bool, uri: &str, peer: &str, user: Option<&str>) -> ServiceResponse {
     let state = web::Data::new(WebState::new(
         &config(),
-        Arc::new(Fake { jobs: jobs(), coordination_fails: fails, generation: Default::default() }),
+        Arc::new(Fake {
+            jobs: jobs(),
+            coordination_fails: fails,
+            generation: Default::default(),
+            loads: Default::default(),
+        }),
     ));
     let app = test::init_service(App::new().configure(mount(state))).await;
     let mut req = test::TestRequest::get().uri(uri).peer_addr(peer.parse::<SocketAddr>().unwrap());
@@ -127,6 +138,30 @@ async fn every_endpoint_refuses_a_spoofed_header_and_wants_a_login() {
         let (status, _) = body(get(uri, TRUSTED, Some("alice")).await).await;
         assert_eq!(status, 200, "{uri}");
     }
+}
+
+#[actix_web::test]
+async fn a_job_page_is_authorised_before_the_job_is_loaded() {
+    let fake = Arc::new(Fake {
+        jobs: jobs(),
+        coordination_fails: false,
+        generation: Default::default(),
+        loads: Default::default(),
+    });
+    let state = web::Data::new(WebState::new(&config(), fake.clone()));
+    let app = test::init_service(App::new().configure(mount(state))).await;
+    let ask = |user: &'static str| {
+        test::TestRequest::get()
+            .uri("/api/jobs/11")
+            .peer_addr(TRUSTED.parse::<SocketAddr>().unwrap())
+            .insert_header(("X-AuthUser", user))
+            .to_request()
+    };
+    let loads = || fake.loads.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(app.call(ask("bob")).await.unwrap().status().as_u16(), 404);
+    assert_eq!(loads(), 0, "bob's request loaded alice's job");
+    assert_eq!(app.call(ask("alice")).await.unwrap().status().as_u16(), 200);
+    assert_eq!(loads(), 1);
 }
 
 #[actix_web::test]
@@ -205,7 +240,12 @@ async fn errors_are_json_and_answers_are_compressed() {
     assert_eq!((status, b["error"].as_str()), (404, Some("not_found")));
     let state = web::Data::new(WebState::new(
         &config(),
-        Arc::new(Fake { jobs: jobs(), coordination_fails: false, generation: Default::default() }),
+        Arc::new(Fake {
+            jobs: jobs(),
+            coordination_fails: false,
+            generation: Default::default(),
+            loads: Default::default(),
+        }),
     ));
     let app = test::init_service(App::new().configure(mount(state))).await;
     let req = test::TestRequest::post()
@@ -243,7 +283,12 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
         let etag = resp.headers().get("etag").unwrap().clone();
         let state = web::Data::new(WebState::new(
             &config(),
-            Arc::new(Fake { jobs: jobs(), coordination_fails: false, generation: Default::default() }),
+            Arc::new(Fake {
+                jobs: jobs(),
+                coordination_fails: false,
+                generation: Default::default(),
+                loads: Default::default(),
+            }),
         ));
         let app = test::init_service(App::new().configure(mount(state))).await;
         let again = test::TestRequest::get().uri(uri).insert_header(("If-None-Match", etag)).to_request();
@@ -259,7 +304,12 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
 
 #[actix_web::test]
 async fn reports_are_served_gzip_from_cache_until_the_analysis_rewrites_them() {
-    let fake = Arc::new(Fake { jobs: jobs(), coordination_fails: false, generation: Default::default() });
+    let fake = Arc::new(Fake {
+        jobs: jobs(),
+        coordination_fails: false,
+        generation: Default::default(),
+        loads: Default::default(),
+    });
     let backend: Arc<dyn Backend> = fake.clone();
     let state = web::Data::new(WebState::new(&config(), backend));
     let app = test::init_service(App::new().configure(mount(state))).await;
