@@ -4,7 +4,7 @@
 //! (ranges, addresses, time zones, one duration shorter than another). Each problem names the
 //! key, the value and what is allowed, so an admin can fix the file in one pass.
 
-use crate::model::{Config, MailTransport};
+use crate::model::{Config, MailTransport, SmtpTls};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -236,6 +236,12 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             mail.smtp_password_file.clone(),
             "set together with mail.smtp_username (both or neither)",
         );
+        check(
+            mail.smtp_username.is_empty() || matches!(mail.smtp_tls, SmtpTls::Required | SmtpTls::Wrapper),
+            "mail.smtp_tls",
+            format!("{:?}", mail.smtp_tls).to_lowercase(),
+            "\"required\" or \"wrapper\" when mail.smtp_username is set (credentials never travel in clear)",
+        );
     }
     if mail.transport == MailTransport::Sendmail {
         check(
@@ -365,9 +371,31 @@ mod tests {
         let mut config = Config::default();
         config.mail.transport = MailTransport::Smtp;
         config.mail.smtp_username = "robot".into();
+        config.mail.smtp_tls = SmtpTls::Required;
         let problems = validate(&config);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "mail.smtp_password_file");
+    }
+
+    #[test]
+    fn smtp_credentials_need_tls() {
+        let mut config = Config::default();
+        config.mail.transport = MailTransport::Smtp;
+        config.mail.smtp_username = "robot".into();
+        config.mail.smtp_password_file = "/etc/turingwatch/smtp-password".into();
+        for (tls, ok) in [
+            (SmtpTls::None, false),
+            (SmtpTls::Opportunistic, false),
+            (SmtpTls::Required, true),
+            (SmtpTls::Wrapper, true),
+        ] {
+            config.mail.smtp_tls = tls;
+            let problems = validate(&config);
+            assert_eq!(problems.is_empty(), ok, "{tls:?}: {problems:?}");
+            if !ok {
+                assert_eq!(problems[0].key, "mail.smtp_tls");
+            }
+        }
     }
 
     #[test]

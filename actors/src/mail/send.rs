@@ -17,12 +17,25 @@ pub enum MailError {
     Build(#[from] lettre::error::Error),
     #[error("cannot read the SMTP password file {path}: {source}")]
     Password { path: String, source: std::io::Error },
+    #[error("the SMTP password file {path} is readable by others (mode {mode:o}); chmod 600 it")]
+    PasswordExposed { path: String, mode: u32 },
     #[error("SMTP: {0}")]
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("sendmail: {0}")]
     Sendmail(#[from] lettre::transport::sendmail::Error),
     #[error("file transport: {0}")]
     File(#[from] lettre::transport::file::Error),
+}
+
+/// Reads a secret file, refusing one that its group or others may read.
+fn read_secret(path: &str) -> Result<String, MailError> {
+    use std::os::unix::fs::MetadataExt;
+    let err = |source| MailError::Password { path: path.to_string(), source };
+    let mode = std::fs::metadata(path).map_err(err)?.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(MailError::PasswordExposed { path: path.to_string(), mode });
+    }
+    std::fs::read_to_string(path).map_err(err)
 }
 
 fn mailbox(address: &str) -> Result<Mailbox, MailError> {
@@ -83,8 +96,7 @@ impl Transport {
                     .tls(tls)
                     .timeout(Some(Duration::from_secs(60)));
                 if !config.smtp_username.is_empty() {
-                    let password = std::fs::read_to_string(&config.smtp_password_file)
-                        .map_err(|source| MailError::Password { path: config.smtp_password_file.clone(), source })?;
+                    let password = read_secret(&config.smtp_password_file)?;
                     builder = builder
                         .credentials(Credentials::new(config.smtp_username.clone(), password.trim_end().to_string()));
                 }
@@ -120,6 +132,19 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_file_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("tw-smtp-secret-{}", std::process::id()));
+        std::fs::write(&path, "hunter2\n").unwrap();
+        let text = path.display().to_string();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(read_secret(&text), Err(MailError::PasswordExposed { mode: 0o644, .. })));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_secret(&text).unwrap(), "hunter2\n");
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn message_has_both_parts_and_our_message_id() {
