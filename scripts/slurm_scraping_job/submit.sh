@@ -13,6 +13,10 @@ bin=${TURINGWATCH_BIN:-turingwatch}
 node=$(hostname -f 2>/dev/null || hostname)
 port=${TURINGWATCH_PORT:-8080}
 export TURINGWATCH_WEB_BIND=0.0.0.0:$port
+# The node is shared with other users' jobs: trust no identity header from anywhere (an empty
+# list; "," because an empty variable means "not set"). The site then answers 401/403; put a
+# reverse proxy of your own in front of it to serve people.
+export TURINGWATCH_WEB_TRUSTED_PROXIES=,
 export TURINGWATCH_SCRAPE_SERVER_URL=http://$node:$port
 "$bin" server & server=$!
 sleep 5
