@@ -9,7 +9,7 @@
 //! at the next start (see `outbox.rs` for why at most once). Used by the mailer actor and by
 //! `turingwatch mail`.
 
-use super::outbox::{self, OutboxEntry, OutboxState};
+use super::outbox::{OutboxEntry, OutboxState};
 use super::send::{build_message, Outgoing, SendError, Transport};
 use crate::clock::unix_now;
 use crate::store::{Store, StoreError};
@@ -72,7 +72,7 @@ pub async fn deliver(
     let (period, user) = (entry.period_start, entry.user.clone());
     if config.mail.opt_out.contains(&user) {
         let s = store.clone();
-        blocking(move || outbox::transition(&s, period, &user, from, |e| e.state = OutboxState::OptedOut)).await?;
+        blocking(move || s.outbox_transition(period, &user, from, |e| e.state = OutboxState::OptedOut)).await?;
         return Ok(Delivery::OptedOut);
     }
     let s = store.clone();
@@ -82,7 +82,7 @@ pub async fn deliver(
         let error = "no stored report for this period and user".to_string();
         let e2 = error.clone();
         blocking(move || {
-            outbox::transition(&s, period, &user, from, |e| {
+            s.outbox_transition(period, &user, from, |e| {
                 e.state = OutboxState::Failed;
                 e.last_error = e2;
                 e.updated_at = now;
@@ -94,7 +94,7 @@ pub async fn deliver(
     let s = store.clone();
     let u = user.clone();
     let Some(sending) = blocking(move || {
-        outbox::transition(&s, period, &u, from, |e| {
+        s.outbox_transition(period, &u, from, |e| {
             e.state = OutboxState::Sending;
             e.attempts += 1;
             e.updated_at = now;
@@ -120,7 +120,7 @@ pub async fn deliver(
         Ok(()) => {
             let done = unix_now();
             blocking(move || {
-                outbox::transition(&s, period, &user, &[OutboxState::Sending], |e| {
+                s.outbox_transition(period, &user, &[OutboxState::Sending], |e| {
                     e.state = OutboxState::Sent;
                     e.sent_at = Some(done);
                     e.updated_at = done;
@@ -136,7 +136,7 @@ pub async fn deliver(
             let next_attempt_at = now + retry_delay(sending.attempts).as_secs();
             let e2 = error.clone();
             blocking(move || {
-                outbox::transition(&s, period, &user, &[OutboxState::Sending], |e| {
+                s.outbox_transition(period, &user, &[OutboxState::Sending], |e| {
                     e.state = if give_up { OutboxState::Failed } else { OutboxState::Queued };
                     e.next_attempt_at = next_attempt_at;
                     e.last_error = e2;
