@@ -108,10 +108,12 @@ mod tests {
     fn a_mail_left_sending_is_not_due_again_after_recovery() {
         let s = store("recover");
         queue(&s, 100, &rcpt(&["alice", "bob"]), "a@b", &[], 0).unwrap();
-        let sending = s.outbox_transition(100, "alice", &[OutboxState::Queued], |e| e.state = OutboxState::Sending).unwrap();
+        let sending =
+            s.outbox_transition(100, "alice", &[OutboxState::Queued], |e| e.state = OutboxState::Sending).unwrap();
         assert!(sending.is_some());
         // A second sender cannot take the same entry.
-        assert!(s.outbox_transition(100, "alice", &[OutboxState::Queued], |e| e.state = OutboxState::Sending)
+        assert!(s
+            .outbox_transition(100, "alice", &[OutboxState::Queued], |e| e.state = OutboxState::Sending)
             .unwrap()
             .is_none());
         let recovered = recover(&s, 9).unwrap();

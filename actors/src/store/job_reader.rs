@@ -10,7 +10,9 @@
 use super::job_blocks::{block_of, entries, find};
 use super::job_codec::{decode_job, decode_job_steps};
 use super::postings;
-use super::tables::{APP_USAGE, GPU_BLOCKS, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, NODE_NAMES, SAMPLE_BLOCKS};
+use super::tables::{
+    APP_USAGE, GPU_BLOCKS, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, NODE_NAMES, SAMPLE_BLOCKS,
+};
 use super::{decode_block, Columns, RecordError, SeriesKey, Store, StoreError};
 use crate::job::{JobId, JobRecord, StepId, StepRecord};
 use crate::sample::{GpuReading, StepSample};
@@ -226,7 +228,10 @@ fn read_window(
     Ok(out)
 }
 
-fn read_user_ids(by_user: &ReadOnlyTable<(&'static str, u64), &'static [u8]>, user: &str) -> Result<Vec<JobId>, StoreError> {
+fn read_user_ids(
+    by_user: &ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+    user: &str,
+) -> Result<Vec<JobId>, StoreError> {
     let mut out = Vec::new();
     for entry in by_user.range((user, 0)..=(user, u64::MAX))? {
         let (key, value) = entry?;
@@ -251,8 +256,11 @@ fn read_series<T: Columns>(
     for entry in blocks.range((job.0, 0, 0, 0)..=(job.0, u32::MAX, u32::MAX, u64::MAX))? {
         let (key, value) = entry?;
         let (job_id, step, node, hour) = key.value();
-        let records: Vec<T> = decode_block(hour, value.value())
-            .map_err(|source| StoreError::CorruptBlock { table, key: format!("{:?}", key.value()), source })?;
+        let records: Vec<T> = decode_block(hour, value.value()).map_err(|source| StoreError::CorruptBlock {
+            table,
+            key: format!("{:?}", key.value()),
+            source,
+        })?;
         let node = node_name(names, node)?;
         out.entry(SeriesKey { job: JobId(job_id), step: StepId(step), node }).or_default().extend(records);
     }

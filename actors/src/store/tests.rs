@@ -315,5 +315,8 @@ fn schema_3_file_loses_its_unread_tables_and_keeps_its_data() {
     // New files are created without them too.
     let fresh = Store::open(&temp_db("fresh-v4")).unwrap();
     let txn = fresh.db.begin_read().unwrap();
-    assert!(!txn.list_tables().unwrap().any(|t| ["sample_blocks_by_time", "step_cpus"].contains(&redb::TableHandle::name(&t))));
+    assert!(!txn
+        .list_tables()
+        .unwrap()
+        .any(|t| ["sample_blocks_by_time", "step_cpus"].contains(&redb::TableHandle::name(&t))));
 }
