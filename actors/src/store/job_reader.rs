@@ -102,13 +102,6 @@ impl Store {
         read_user_ids(&txn.open_table(JOBS_BY_USER_BUCKETS)?, user)
     }
 
-    /// A user's jobs, by id.
-    pub fn jobs_of_user(&self, user: &str) -> Result<Vec<JobRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let ids = read_user_ids(&txn.open_table(JOBS_BY_USER_BUCKETS)?, user)?;
-        read_jobs(&txn.open_table(JOB_BLOCKS)?, &ids)
-    }
-
     /// All samples of a job, by series, in time order.
     pub fn samples_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
         let txn = self.db.begin_read()?;

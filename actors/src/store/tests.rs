@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::job::{JobRecord, MemRequest, StepRecord, Tres};
-use crate::sample::StepSample;
+use crate::sample::{GpuReading, StepSample};
 use crate::store::records::encode_record;
 
 pub(crate) fn job(id: u64, user: &str, start: u64, end: Option<u64>) -> JobRecord {
@@ -319,4 +319,41 @@ fn schema_3_file_loses_its_unread_tables_and_keeps_its_data() {
         .list_tables()
         .unwrap()
         .any(|t| ["sample_blocks_by_time", "step_cpus"].contains(&redb::TableHandle::name(&t))));
+}
+
+/// The one-transaction reads give what the one-call-each reads give.
+#[test]
+fn period_and_job_data_read_what_the_single_reads_read() {
+    let store = Store::open(&temp_db("period-data")).unwrap();
+    let jobs =
+        [job(1, "a", 0, Some(50)), job(2, "a", 40, Some(120)), job(3, "b", 90, None), job(40, "a", 300, Some(400))];
+    store.upsert_jobs(&jobs, &[], None).unwrap();
+    let samples: Vec<_> = (0..5).map(|i| (JobId(2), StepId(0), sample(3_500 + 20 * i, i))).collect();
+    store
+        .store_report_once(
+            "n1",
+            1,
+            5,
+            "n1",
+            &ReportContent {
+                samples,
+                gpus: vec![(JobId(2), StepId(0), GpuReading { at: 3_600, index: 1, ..Default::default() })],
+                apps: vec![(JobId(2), StepId(0), "python3".into())],
+            },
+        )
+        .unwrap();
+    let data = store.period_data(100, 200, |j| j.user == "a").unwrap();
+    assert_eq!(data.jobs.iter().map(|(j, _)| j.id.0).collect::<Vec<_>>(), [2]);
+    let (job2, data2) = &data.jobs[0];
+    assert_eq!(Some(job2), store.job(JobId(2)).unwrap().as_ref());
+    assert_eq!(data2.steps, store.steps(JobId(2)).unwrap());
+    assert_eq!(data2.samples, store.samples_of_job(JobId(2)).unwrap());
+    assert_eq!(data2.gpu, store.gpu_readings_of_job(JobId(2)).unwrap());
+    assert_eq!(data2.apps, store.apps_of_job(JobId(2)).unwrap());
+    assert_eq!(data2.samples.values().map(Vec::len).sum::<usize>(), 5);
+    let history: Vec<u64> = data.history["a"].iter().map(|j| j.id.0).collect();
+    assert_eq!(history, [1, 2, 40]);
+    assert!(!data.history.contains_key("b"), "b has no kept job");
+    let one = store.job_data(JobId(2)).unwrap();
+    assert_eq!((one.samples, one.gpu, one.apps), (data2.samples.clone(), data2.gpu.clone(), data2.apps.clone()));
 }
