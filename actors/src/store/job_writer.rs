@@ -3,10 +3,10 @@
 //! A [`JobWriter`] holds the job tables (`job_blocks`, see `job_blocks`, and the bucketed
 //! indexes `jobs_by_end_buckets` and `jobs_by_user_buckets`, see `postings`) open for the whole
 //! transaction of [`Store::write_jobs`], so the importer can write a window part by part
-//! (parsing the next part meanwhile) and commit it once with its watermark. A job's steps are part of its value, so a
-//! block of sixteen new jobs is one read (finding nothing) and one insert; each index bucket a
-//! part touches is rewritten once. Jobs are written in id order, which keeps each B-tree insert
-//! on the pages the previous one touched.
+//! (parsing the next part meanwhile) and commit it once with its watermark. A job's steps are
+//! part of its value, so a block of sixteen new jobs is one read (finding nothing) and one
+//! insert; each index bucket a part touches is rewritten once. Jobs are written in id order,
+//! which keeps each B-tree insert on the pages the previous one touched.
 //!
 //! Upserts keep what the tables of schema 2 did: a job's record is replaced; its steps are
 //! replaced step by step (a step stored before and missing from a later import is kept), and a

@@ -5,6 +5,14 @@
 //! is durable when `commit` returns, so whatever a caller acknowledges after a store call
 //! survives a `kill -9` (proved by `tests/crash.rs`). Blocking: call from a blocking context
 //! (the store writer thread or `spawn_blocking`), never from an async executor thread.
+//!
+//! The store is the only door to its tables: every table is read and written through `Store`
+//! methods, and the redb handle never leaves this module. By file: `job_writer.rs` (jobs and
+//! steps; the import's transaction, [`Store::write_jobs`]), `job_reader.rs` (jobs, steps,
+//! samples, GPU readings and applications; [`Store::period_data`] reads a period in one
+//! transaction), `ingest.rs` (samples and scraper reports), `reports.rs` (periods, per-user
+//! reports), `outbox.rs` (the mail outbox), `migrate.rs` (schema versions), `tables.rs` (every
+//! table's key layout).
 
 mod bitpack;
 mod codec;
