@@ -324,7 +324,7 @@ fn killing_the_server_mid_send_sends_no_duplicate() {
     }
     assert_eq!(mails.len(), users.len(), "{per_user:?}");
     let store = Store::open(&dir.join("store.redb")).unwrap();
-    let entries = turingwatch::mail::outbox::entries(&store, Some(period)).unwrap();
+    let entries = store.outbox_entries(Some(period)).unwrap();
     assert!(entries.iter().all(|e| matches!(
         e.state,
         turingwatch::mail::outbox::OutboxState::Sent | turingwatch::mail::outbox::OutboxState::Uncertain
@@ -383,7 +383,7 @@ fn a_mail_unacknowledged_at_a_crash_is_not_resent_but_can_be_by_hand() {
     assert!(log.contains("marked uncertain"), "{log}");
     {
         let store = Store::open(&dir.join("store.redb")).unwrap();
-        let entries = turingwatch::mail::outbox::entries(&store, Some(period)).unwrap();
+        let entries = store.outbox_entries(Some(period)).unwrap();
         assert_eq!(entries[0].state, turingwatch::mail::outbox::OutboxState::Uncertain);
     }
 

@@ -84,22 +84,15 @@ fn scenario(noisy: bool) {
     }
     let elapsed = t0.elapsed();
     {
-        use redb::{ReadableTable, ReadableTableMetadata};
-        let txn = store.db().begin_read().expect("read");
-        let blocks = txn.open_table(turingwatch::store::tables::SAMPLE_BLOCKS).expect("blocks");
-        let mut values = 0u64;
-        for entry in blocks.iter().expect("iter") {
-            values += entry.expect("entry").1.value().len() as u64;
-        }
-        let stats = blocks.stats().expect("stats");
+        let stats = store.sample_block_stats().expect("stats");
         println!(
             "sample blocks:       {} blocks, {:.2} bytes of encoded value per sample; leaf pages {}, stored {} B, metadata {} B, fragmented {} B",
-            blocks.len().expect("len"),
-            values as f64 / total as f64,
-            stats.leaf_pages(),
-            stats.stored_bytes(),
-            stats.metadata_bytes(),
-            stats.fragmented_bytes()
+            stats.blocks,
+            stats.value_bytes as f64 / total as f64,
+            stats.leaf_pages,
+            stats.stored_bytes,
+            stats.metadata_bytes,
+            stats.fragmented_bytes
         );
     }
     drop(store);

@@ -82,7 +82,7 @@ impl Mailer {
             let s = store.clone();
             let m = metrics.clone();
             let due = tokio::task::spawn_blocking(move || {
-                let (due, queued) = outbox::next_due(&s, now)?;
+                let (due, queued) = s.next_due_mail(now)?;
                 m.mails_queued.set(queued);
                 Ok::<_, crate::store::StoreError>(due)
             })

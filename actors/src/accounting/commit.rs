@@ -1,6 +1,7 @@
 //! Storing what sacct said: a parsed batch ([`commit_batch`]) or a window's raw output
-//! ([`import_text`], the importer's path), each in one transaction with the watermark, and what
-//! changed for the other actors (new jobs, ended jobs, busy nodes).
+//! ([`import_text`], the importer's path), each in one transaction with the watermark
+//! (`Store::write_jobs`), and what changed for the other actors (new jobs, ended jobs, busy
+//! nodes).
 //!
 //! `import_text` is where a large window's parsing and storing overlap: parsing costs about twice
 //! the CPU of storing, so the output is cut into parts that parser threads parse while the
@@ -19,12 +20,8 @@ use std::time::Duration;
 /// compared with what was stored before (new jobs, jobs that ended, busy nodes).
 pub fn commit_batch(store: &Store, batch: SacctBatch, watermark: u64) -> Result<ImportSummary, StoreError> {
     let started = thread_cpu();
-    let txn = store.db().begin_write()?;
     let mut changes = Changes::new(watermark);
-    let mut writer = JobWriter::open(&txn)?;
-    changes.write(&mut writer, batch)?;
-    writer.finish(&txn, Some(watermark))?;
-    txn.commit()?;
+    store.write_jobs(Some(watermark), |writer| changes.write(writer, batch).map(drop))?;
     Ok(changes.finish(Duration::ZERO, thread_cpu().saturating_sub(started)))
 }
 
@@ -57,26 +54,23 @@ fn import_in_parts(
 ) -> Result<ImportSummary, StoreError> {
     let parts = split_parts(text, part_bytes);
     let started = thread_cpu();
-    let txn = store.db().begin_write()?;
     let mut changes = Changes::new(watermark);
     // Parse CPU time, and whether it was spent on this thread (a window of one part).
     let (mut parse_cpu, mut inline) = (Duration::ZERO, false);
-    let mut writer = JobWriter::open(&txn)?;
-    {
+    store.write_jobs(Some(watermark), |writer| {
         if parts.len() <= 1 {
             inline = true;
             for part in parts {
                 let before = thread_cpu();
                 let batch = parse_sacct_part(part.text, tz, imported_at, part.lines_before);
                 parse_cpu += thread_cpu().saturating_sub(before);
-                changes.write(&mut writer, batch)?;
+                changes.write(writer, batch)?;
             }
         } else {
-            parse_cpu = parse_while_writing(&parts, tz, imported_at, |batch| changes.write(&mut writer, batch))?;
+            parse_cpu = parse_while_writing(&parts, tz, imported_at, |batch| changes.write(writer, batch))?;
         }
-    }
-    writer.finish(&txn, Some(watermark))?;
-    txn.commit()?;
+        Ok(())
+    })?;
     let mut store_cpu = thread_cpu().saturating_sub(started);
     if inline {
         store_cpu = store_cpu.saturating_sub(parse_cpu);

@@ -1,23 +1,23 @@
 //! Reads what the analysis needs from the store: the jobs of a period with their steps,
 //! samples, GPU readings and applications, and each user's job history (for trends and
-//! right-sizing). Blocking: call from a blocking context.
+//! right-sizing), all in one read transaction (`Store::period_data`), so a period is analysed
+//! from one consistent state of the store. Blocking: call from a blocking context.
 
 use super::period::Period;
 use super::summary::{analyze_user, JobInput, Params, UserAnalysis};
 use crate::job::JobRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{JobData, Store, StoreError};
 use std::collections::BTreeMap;
 
-/// Loads one job's stored data.
+/// Loads one job's stored data (one read transaction).
 pub fn load_job(store: &Store, job: JobRecord) -> Result<JobInput, StoreError> {
-    let id = job.id;
-    Ok(JobInput {
-        steps: store.steps(id)?,
-        samples: store.samples_of_job(id)?,
-        gpu: store.gpu_readings_of_job(id)?,
-        apps: store.apps_of_job(id)?,
-        job,
-    })
+    let data = store.job_data(job.id)?;
+    Ok(input(job, data))
+}
+
+fn input(job: JobRecord, data: JobData) -> JobInput {
+    let JobData { steps, samples, gpu, apps } = data;
+    JobInput { steps, samples, gpu, apps, job }
 }
 
 /// Whether a job is reported in `period`: a finished job in the period it ended in (so each
@@ -36,21 +36,17 @@ pub fn analyze_period(
     skip_users: &[String],
     params: &Params,
 ) -> Result<BTreeMap<String, UserAnalysis>, StoreError> {
+    let data = store.period_data(period.start, period.end, |job| {
+        !skip_users.contains(&job.user) && job.start_at.is_some() && belongs_to(job, period)
+    })?;
     let mut by_user: BTreeMap<String, Vec<JobInput>> = BTreeMap::new();
-    for job in store.jobs_in_window(period.start, period.end)? {
-        if skip_users.contains(&job.user) || job.start_at.is_none() || !belongs_to(&job, period) {
-            continue;
-        }
-        by_user.entry(job.user.clone()).or_default().push(load_job(store, job)?);
+    for (job, job_data) in data.jobs {
+        by_user.entry(job.user.clone()).or_default().push(input(job, job_data));
     }
+    let mut history = data.history;
     let mut out = BTreeMap::new();
     for (user, inputs) in by_user {
-        let mut history = Vec::new();
-        for id in store.job_ids_of_user(&user)? {
-            if let Some(job) = store.job(id)? {
-                history.push(job);
-            }
-        }
+        let history = history.remove(&user).unwrap_or_default();
         out.insert(user.clone(), analyze_user(&user, period, &inputs, &history, params));
     }
     Ok(out)

@@ -9,8 +9,8 @@
 //! at the next start (see `outbox.rs` for why at most once). Used by the mailer actor and by
 //! `turingwatch mail`.
 
-use super::outbox::{self, OutboxEntry, OutboxState};
-use super::send::{build_message, MailError, Outgoing, Transport};
+use super::outbox::{OutboxEntry, OutboxState};
+use super::send::{build_message, Outgoing, MailError, Transport};
 use crate::clock::unix_now;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use turingwatch_config::Config;
 const FIRST_RETRY: Duration = Duration::from_secs(30);
 const MAX_RETRY: Duration = Duration::from_secs(6 * 3_600);
 
-/// Delivery could not even be attempted.
+/// DeliveryOutcome could not even be attempted.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
     #[error(transparent)]
@@ -72,7 +72,7 @@ pub async fn deliver(
     let (period, user) = (entry.period_start, entry.user.clone());
     if config.mail.opt_out.contains(&user) {
         let s = store.clone();
-        blocking(move || outbox::transition(&s, period, &user, from, |e| e.state = OutboxState::OptedOut)).await?;
+        blocking(move || s.outbox_transition(period, &user, from, |e| e.state = OutboxState::OptedOut)).await?;
         return Ok(DeliveryOutcome::OptedOut);
     }
     let s = store.clone();
@@ -82,7 +82,7 @@ pub async fn deliver(
         let error = "no stored report for this period and user".to_string();
         let e2 = error.clone();
         blocking(move || {
-            outbox::transition(&s, period, &user, from, |e| {
+            s.outbox_transition(period, &user, from, |e| {
                 e.state = OutboxState::Failed;
                 e.last_error = e2;
                 e.updated_at = now;
@@ -94,7 +94,7 @@ pub async fn deliver(
     let s = store.clone();
     let u = user.clone();
     let Some(sending) = blocking(move || {
-        outbox::transition(&s, period, &u, from, |e| {
+        s.outbox_transition(period, &u, from, |e| {
             e.state = OutboxState::Sending;
             e.attempts += 1;
             e.updated_at = now;
@@ -120,7 +120,7 @@ pub async fn deliver(
         Ok(()) => {
             let done = unix_now();
             blocking(move || {
-                outbox::transition(&s, period, &user, &[OutboxState::Sending], |e| {
+                s.outbox_transition(period, &user, &[OutboxState::Sending], |e| {
                     e.state = OutboxState::Sent;
                     e.sent_at = Some(done);
                     e.updated_at = done;
@@ -136,7 +136,7 @@ pub async fn deliver(
             let next_attempt_at = now + retry_delay(sending.attempts).as_secs();
             let e2 = error.clone();
             blocking(move || {
-                outbox::transition(&s, period, &user, &[OutboxState::Sending], |e| {
+                s.outbox_transition(period, &user, &[OutboxState::Sending], |e| {
                     e.state = if give_up { OutboxState::Failed } else { OutboxState::Queued };
                     e.next_attempt_at = next_attempt_at;
                     e.last_error = e2;

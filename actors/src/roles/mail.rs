@@ -82,7 +82,7 @@ pub fn run(config: &Config, args: &MailArgs) -> anyhow::Result<ExitCode> {
     };
     let mut failed = false;
     for (user, to) in &recipients {
-        let entry = outbox::entries(&store, Some(period.start))?.into_iter().find(|e| e.user == *user);
+        let entry = store.outbox_entries(Some(period.start))?.into_iter().find(|e| e.user == *user);
         let Some(entry) = entry else { continue };
         let outcome = rt.block_on(deliver(store.clone(), config, &transport, &entry, from, unix_now()))?;
         match outcome {

@@ -1,4 +1,8 @@
-//! Storing scraper reports exactly once.
+//! Storing samples, GPU readings and applications, and scraper reports exactly once.
+//!
+//! Samples are kept in hour blocks per series (`sample_blocks`, `gpu_blocks`, keyed by job,
+//! step, node, hour): storing merges the new samples into their blocks, so a resent sample
+//! replaces the one stored. Node names are interned (`nodes`, `node_names`).
 //!
 //! A report's samples, GPU readings, applications and its `(sender, report id)` mark in
 //! `reports_seen` are written in ONE transaction: a crash before the commit stores nothing (the
@@ -7,10 +11,10 @@
 //! report only after this commit returns.
 
 use super::tables::*;
-use super::{decode_block, encode_block, intern_node, merge_by_time, Store, StoreError};
+use super::{decode_block, encode_block, Store, StoreError};
 use crate::job::{JobId, StepId};
 use crate::sample::{GpuReading, StepSample};
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::collections::BTreeMap;
 
 /// What a report contributes to the store.
@@ -19,6 +23,18 @@ pub struct ReportContent {
     pub samples: Vec<(JobId, StepId, StepSample)>,
     pub gpus: Vec<(JobId, StepId, GpuReading)>,
     pub apps: Vec<(JobId, StepId, String)>,
+}
+
+/// The size of a block table: its values and redb's pages for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockStats {
+    pub blocks: u64,
+    /// Bytes of encoded block values.
+    pub value_bytes: u64,
+    pub leaf_pages: u64,
+    pub stored_bytes: u64,
+    pub metadata_bytes: u64,
+    pub fragmented_bytes: u64,
 }
 
 /// Whether a report was stored now or had been stored before.
@@ -48,14 +64,45 @@ impl Store {
         }
         write_samples(&txn, node, &content.samples)?;
         write_gpu_readings(&txn, node, &content.gpus)?;
-        {
-            let mut table = txn.open_table(APP_USAGE)?;
-            for (job, step, app) in &content.apps {
-                table.insert((job.0, step.0, app.as_str()), ())?;
-            }
-        }
+        write_apps(&txn, &content.apps)?;
         txn.commit()?;
         Ok(Stored::New)
+    }
+
+    /// Stores step samples of one node. Samples are merged into their hour blocks; a sample whose
+    /// (series, time) is already stored replaces it, so a resent sample is stored once.
+    pub fn append_samples(&self, node: &str, samples: &[(JobId, StepId, StepSample)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        write_samples(&txn, node, samples)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Records applications seen in steps.
+    pub fn add_apps(&self, apps: &[(JobId, StepId, String)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        write_apps(&txn, apps)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// How much room the sample blocks take (for `benches/store_bytes.rs`).
+    pub fn sample_block_stats(&self) -> Result<BlockStats, StoreError> {
+        let txn = self.db.begin_read()?;
+        let blocks = txn.open_table(SAMPLE_BLOCKS)?;
+        let mut value_bytes = 0;
+        for entry in blocks.iter()? {
+            value_bytes += entry?.1.value().len() as u64;
+        }
+        let stats = blocks.stats()?;
+        Ok(BlockStats {
+            blocks: blocks.len()?,
+            value_bytes,
+            leaf_pages: stats.leaf_pages(),
+            stored_bytes: stats.stored_bytes(),
+            metadata_bytes: stats.metadata_bytes(),
+            fragmented_bytes: stats.fragmented_bytes(),
+        })
     }
 
     /// Whether a report was stored.
@@ -80,7 +127,7 @@ impl Store {
 }
 
 /// Merges step samples of one node into their hour blocks inside `txn`.
-pub(super) fn write_samples(
+fn write_samples(
     txn: &WriteTransaction,
     node: &str,
     samples: &[(JobId, StepId, StepSample)],
@@ -94,7 +141,6 @@ pub(super) fn write_samples(
         grouped.entry((job.0, step.0, block_start(sample.at))).or_default().push(sample.clone());
     }
     let mut blocks = txn.open_table(SAMPLE_BLOCKS)?;
-    let mut hours = txn.open_table(SAMPLE_HOURS)?;
     for ((job, step, hour), new) in grouped {
         let key = (job, step, node_id, hour);
         let mut merged: Vec<StepSample> = match blocks.get(key)? {
@@ -107,13 +153,12 @@ pub(super) fn write_samples(
         };
         merge_by_time(&mut merged, new, |s| s.at);
         blocks.insert(key, encode_block(hour, &merged).as_slice())?;
-        hours.insert((hour, job, step, node_id), ())?;
     }
     Ok(())
 }
 
 /// Merges GPU readings of one node into their hour blocks inside `txn`.
-pub(super) fn write_gpu_readings(
+fn write_gpu_readings(
     txn: &WriteTransaction,
     node: &str,
     readings: &[(JobId, StepId, GpuReading)],
@@ -143,6 +188,36 @@ pub(super) fn write_gpu_readings(
         blocks.insert(key, encode_block(hour, &merged).as_slice())?;
     }
     Ok(())
+}
+
+fn write_apps(txn: &WriteTransaction, apps: &[(JobId, StepId, String)]) -> Result<(), StoreError> {
+    let mut table = txn.open_table(APP_USAGE)?;
+    for (job, step, app) in apps {
+        table.insert((job.0, step.0, app.as_str()), ())?;
+    }
+    Ok(())
+}
+
+/// Merges `new` into `merged` (both time-ordered by `at`); new entries replace equal times.
+fn merge_by_time<T>(merged: &mut Vec<T>, new: Vec<T>, at: impl Fn(&T) -> u64) {
+    for item in new {
+        let t = at(&item);
+        match merged.binary_search_by_key(&t, &at) {
+            Ok(pos) => merged[pos] = item,
+            Err(pos) => merged.insert(pos, item),
+        }
+    }
+}
+
+fn intern_node(txn: &WriteTransaction, node: &str) -> Result<u32, StoreError> {
+    let mut nodes = txn.open_table(NODES)?;
+    if let Some(id) = nodes.get(node)? {
+        return Ok(id.value());
+    }
+    let id = u32::try_from(nodes.len()?).unwrap_or(u32::MAX);
+    nodes.insert(node, id)?;
+    txn.open_table(NODE_NAMES)?.insert(id, node)?;
+    Ok(id)
 }
 
 #[cfg(test)]

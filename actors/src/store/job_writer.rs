@@ -2,11 +2,11 @@
 //!
 //! A [`JobWriter`] holds the job tables (`job_blocks`, see `job_blocks`, and the bucketed
 //! indexes `jobs_by_end_buckets` and `jobs_by_user_buckets`, see `postings`) open for the whole
-//! transaction, so the importer can write a window part by part (parsing the next part
-//! meanwhile) and commit it once with its watermark. A job's steps are part of its value, so a
-//! block of sixteen new jobs is one read (finding nothing) and one insert; each index bucket a
-//! part touches is rewritten once. Jobs are written in id order, which keeps each B-tree insert
-//! on the pages the previous one touched.
+//! transaction of [`Store::write_jobs`], so the importer can write a window part by part
+//! (parsing the next part meanwhile) and commit it once with its watermark. A job's steps are
+//! part of its value, so a block of sixteen new jobs is one read (finding nothing) and one
+//! insert; each index bucket a part touches is rewritten once. Jobs are written in id order,
+//! which keeps each B-tree insert on the pages the previous one touched.
 //!
 //! Upserts keep what the tables of schema 2 did: a job's record is replaced; its steps are
 //! replaced step by step (a step stored before and missing from a later import is kept), and a
@@ -17,8 +17,8 @@ use super::job_blocks::{block_of, entries, BlockBuilder};
 use super::job_codec::{decode_job, decode_job_steps, encode_job, job_end};
 use super::postings::{self, end_bucket, ID_BUCKET};
 use super::tables::{IMPORT_WATERMARK_KEY, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, JOB_COUNT_KEY, META};
-use super::StoreError;
-use crate::job::{JobId, JobRecord, StepRecord};
+use super::{Store, StoreError};
+use crate::job::{JobRecord, StepRecord};
 use redb::{ReadableTable, Table, WriteTransaction};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -46,8 +46,39 @@ struct Op<'a> {
 /// Index entries to remove and add, by bucket.
 type Changes<K, const N: usize> = BTreeMap<K, (Vec<[u64; N]>, Vec<[u64; N]>)>;
 
+impl Store {
+    /// Runs `write` with a [`JobWriter`] in one write transaction and commits it with the job
+    /// count and, if given, the import watermark: the watermark never moves unless the jobs
+    /// written with it are stored. Nothing is written if `write` fails.
+    pub fn write_jobs<T>(
+        &self,
+        watermark: Option<u64>,
+        write: impl FnOnce(&mut JobWriter<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut writer = JobWriter::open(&txn)?;
+        let out = write(&mut writer)?;
+        writer.finish(&txn, watermark)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Inserts or replaces jobs and their steps, and (optionally) advances the import watermark,
+    /// all in one transaction (see [`Store::write_jobs`]).
+    pub fn upsert_jobs(
+        &self,
+        jobs: &[JobRecord],
+        steps: &[StepRecord],
+        watermark: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.write_jobs(watermark, |writer| {
+            writer.write(&jobs.iter().collect::<Vec<_>>(), &steps.iter().collect::<Vec<_>>()).map(drop)
+        })
+    }
+}
+
 impl<'txn> JobWriter<'txn> {
-    pub fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
         Ok(JobWriter {
             blocks: txn.open_table(JOB_BLOCKS)?,
             by_end: txn.open_table(JOBS_BY_END_BUCKETS)?,
@@ -58,7 +89,7 @@ impl<'txn> JobWriter<'txn> {
     }
 
     /// Closes the tables, adds the new jobs to the job count and, if given, moves the watermark.
-    pub fn finish(self, txn: &WriteTransaction, watermark: Option<u64>) -> Result<(), StoreError> {
+    fn finish(self, txn: &WriteTransaction, watermark: Option<u64>) -> Result<(), StoreError> {
         let added = self.added;
         drop(self);
         let mut meta = txn.open_table(META)?;
@@ -235,14 +266,4 @@ fn merged_value(
 
 fn corrupt(table: &'static str, key: u64, source: super::RecordError) -> StoreError {
     StoreError::Corrupt { table, key: key.to_string(), source }
-}
-
-/// Job `id`'s value from its block's value, if stored.
-pub fn job_value(id: JobId, block: &[u8]) -> Result<Option<&[u8]>, StoreError> {
-    super::job_blocks::find(id.0, block).map_err(|source| corrupt("job_blocks", block_of(id.0), source))
-}
-
-/// The steps stored with one job.
-pub fn steps_of(job: JobId, value: &[u8]) -> Result<Vec<StepRecord>, StoreError> {
-    decode_job_steps(job, value).map_err(|source| corrupt("jobs", job.0, source))
 }

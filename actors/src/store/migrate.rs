@@ -13,6 +13,8 @@
 //!   indexes hold buckets of jobs (`postings`) instead of an entry per job: the import does one
 //!   B-tree insert per sixteen jobs instead of five per job. The job count moves to `meta`. Job
 //!   values without steps may stay format 1 (`job_codec` reads both).
+//! - 4: the tables nothing read are dropped: `sample_blocks_by_time` (an index of sample blocks
+//!   by hour) and `step_cpus` (CPUs per step and node). Samples are read by job.
 
 use super::job_blocks::{block_of, BlockBuilder};
 use super::job_codec::{decode_job, encode_job};
@@ -24,7 +26,7 @@ use crate::job::StepRecord;
 use redb::{ReadableTable, WriteTransaction};
 
 /// The schema this build writes.
-pub const CURRENT_SCHEMA: u64 = 3;
+pub const CURRENT_SCHEMA: u64 = 4;
 
 /// Brings the database to [`CURRENT_SCHEMA`]; returns the version it found (0 for a new file).
 pub fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
@@ -48,6 +50,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<u64, StoreError> {
         match version {
             1 => v1_to_v2(txn)?,
             2 => v2_to_v3(txn)?,
+            3 => v3_to_v4(txn)?,
             other => return Err(StoreError::NoMigration { from: other }),
         }
         version += 1;
@@ -159,6 +162,13 @@ fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.delete_table(STEPS)?;
     txn.delete_table(JOBS_BY_END)?;
     txn.delete_table(JOBS_BY_USER)?;
+    Ok(())
+}
+
+/// Schema 4 drops the tables no reader used: `sample_blocks_by_time` and `step_cpus`.
+fn v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.delete_table(SAMPLE_HOURS)?;
+    txn.delete_table(STEP_CPUS)?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Every redb table, declared once, with its key layout.
 //!
 //! Keys are redb tuples of fixed-width integers (and strings where a name is the key), so range
-//! scans follow numeric order: "all of job J" is `(J, ..)`, "all of hour H" is `(H, ..)`.
+//! scans follow numeric order: "all of job J" is `(J, ..)`, "all of period P" is `(P, ..)`.
 //! Values that are records are postcard-encoded with a leading format byte (see `records.rs`);
 //! samples are encoded blocks (see `codec.rs`). Times are UTC unix seconds.
 
@@ -42,7 +42,8 @@ pub const NODE_NAMES: TableDefinition<u32, &str> = TableDefinition::new("node_na
 /// (job, step, node, hour start) → encoded block of step samples within that hour.
 pub const SAMPLE_BLOCKS: TableDefinition<(u64, u32, u32, u64), &[u8]> = TableDefinition::new("sample_blocks");
 
-/// (hour start, job, step, node) → (): which blocks hold samples of an hour.
+/// (hour start, job, step, node) → (): which blocks hold samples of an hour. Schema 1–3 only
+/// (never read; dropped by schema 4).
 pub const SAMPLE_HOURS: TableDefinition<(u64, u64, u32, u32), ()> = TableDefinition::new("sample_blocks_by_time");
 
 /// (job, step, node, hour start) → encoded block of GPU readings within that hour.
@@ -51,7 +52,8 @@ pub const GPU_BLOCKS: TableDefinition<(u64, u32, u32, u64), &[u8]> = TableDefini
 /// (job, step, application name) → (): programs seen in a step, on any node.
 pub const APP_USAGE: TableDefinition<(u64, u32, &str), ()> = TableDefinition::new("app_usage");
 
-/// (job, step, node) → CPUs in the step's cpuset on that node.
+/// (job, step, node) → CPUs in the step's cpuset on that node. Schema 1–3 only (never written
+/// or read; dropped by schema 4).
 pub const STEP_CPUS: TableDefinition<(u64, u32, u32), u32> = TableDefinition::new("step_cpus");
 
 /// Period start → period record.

@@ -1,7 +1,8 @@
 //! Store behaviour: round trips, the watermark rule, range scans, dedup, migrations, size.
 
 use super::*;
-use crate::job::{MemRequest, Tres, Usage};
+use crate::job::{JobRecord, MemRequest, StepRecord, Tres, Usage};
+use crate::sample::{GpuReading, StepSample};
 use crate::store::records::encode_record;
 
 pub(crate) fn job(id: u64, user: &str, start: u64, end: Option<u64>) -> JobRecord {
@@ -87,7 +88,7 @@ fn window_query_finds_running_and_overlapping_jobs_only() {
 }
 
 #[test]
-fn samples_scan_by_job_and_by_time() {
+fn samples_scan_by_job() {
     let store = Store::open(&temp_db("samples")).unwrap();
     let mut batch = Vec::new();
     for i in 0..400 {
@@ -100,12 +101,7 @@ fn samples_scan_by_job_and_by_time() {
     let series = of_job.values().next().unwrap();
     assert_eq!(series.len(), 400);
     assert!(series.windows(2).all(|w| w[0].at < w[1].at));
-    let in_range = store.samples_in_range(8_000, 9_000).unwrap();
-    assert_eq!(in_range.len(), 2);
-    for samples in in_range.values() {
-        assert_eq!(samples.len(), 50);
-        assert!(samples.iter().all(|s| (8_000..9_000).contains(&s.at)));
-    }
+    assert_eq!(store.samples_of_job(JobId(6)).unwrap().keys().next().unwrap().step, StepId(0));
 }
 
 #[test]
@@ -221,7 +217,7 @@ fn schema_2_file_is_migrated_with_its_steps_and_indexes() {
     let window: Vec<u64> = store.jobs_in_window(15, 45).unwrap().iter().map(|j| j.id.0).collect();
     assert_eq!(window, [21, 23, 22]);
     // Jobs with steps were rewritten in format 2, one without kept its format-1 value.
-    let txn = store.db().begin_read().unwrap();
+    let txn = store.db.begin_read().unwrap();
     let blocks = txn.open_table(JOB_BLOCKS).unwrap();
     let block = blocks.get(1).unwrap().unwrap();
     let formats: Vec<(u64, u8)> =
@@ -287,11 +283,82 @@ fn newer_schema_is_refused() {
 fn corrupt_job_value_is_an_error_naming_the_key() {
     let path = temp_db("corrupt");
     let store = Store::open(&path).unwrap();
-    let txn = store.db().begin_write().unwrap();
+    let txn = store.db.begin_write().unwrap();
     let mut block = Vec::new();
     job_blocks::BlockBuilder::new(&mut block).push(99, |out| out.extend_from_slice(&[1u8, 0xff, 0xff]));
     txn.open_table(JOB_BLOCKS).unwrap().insert(99 / 16, block.as_slice()).unwrap();
     txn.commit().unwrap();
     let err = store.job(JobId(99)).unwrap_err().to_string();
     assert!(err.contains("jobs") && err.contains("99"), "{err}");
+}
+
+/// A schema-3 file: it differs from schema 4 only by the two tables nothing read, which the
+/// previous build wrote (`sample_blocks_by_time`) or created (`step_cpus`); schema 4 drops them
+/// and keeps everything else.
+#[test]
+fn schema_3_file_loses_its_unread_tables_and_keeps_its_data() {
+    let path = temp_db("migrate-v3");
+    {
+        let store = Store::open(&path).unwrap();
+        store.upsert_jobs(&[job(31, "frank", 7_000, Some(8_000))], &[], Some(9_000)).unwrap();
+        store.append_samples("n1", &[(JobId(31), StepId(0), sample(7_200, 1))]).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(SAMPLE_HOURS).unwrap().insert((7_200, 31, 0, 0), ()).unwrap();
+        txn.open_table(STEP_CPUS).unwrap().insert((31, 0, 0), 4).unwrap();
+        txn.open_table(META).unwrap().insert(SCHEMA_VERSION_KEY, 3).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), CURRENT_SCHEMA);
+    let txn = store.db.begin_read().unwrap();
+    let names: Vec<String> = txn.list_tables().unwrap().map(|t| redb::TableHandle::name(&t).to_string()).collect();
+    assert!(!names.iter().any(|n| ["sample_blocks_by_time", "step_cpus"].contains(&n.as_str())), "{names:?}");
+    drop(txn);
+    assert_eq!(store.job(JobId(31)).unwrap().unwrap().user, "frank");
+    assert_eq!(store.samples_of_job(JobId(31)).unwrap().values().map(Vec::len).sum::<usize>(), 1);
+    assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(9_000));
+    // New files are created without them too.
+    let fresh = Store::open(&temp_db("fresh-v4")).unwrap();
+    let txn = fresh.db.begin_read().unwrap();
+    assert!(!txn
+        .list_tables()
+        .unwrap()
+        .any(|t| ["sample_blocks_by_time", "step_cpus"].contains(&redb::TableHandle::name(&t))));
+}
+
+/// The one-transaction reads give what the one-call-each reads give.
+#[test]
+fn period_and_job_data_read_what_the_single_reads_read() {
+    let store = Store::open(&temp_db("period-data")).unwrap();
+    let jobs =
+        [job(1, "a", 0, Some(50)), job(2, "a", 40, Some(120)), job(3, "b", 90, None), job(40, "a", 300, Some(400))];
+    store.upsert_jobs(&jobs, &[], None).unwrap();
+    let samples: Vec<_> = (0..5).map(|i| (JobId(2), StepId(0), sample(3_500 + 20 * i, i))).collect();
+    store
+        .store_report_once(
+            "n1",
+            1,
+            5,
+            "n1",
+            &ReportContent {
+                samples,
+                gpus: vec![(JobId(2), StepId(0), GpuReading { at: 3_600, index: 1, ..Default::default() })],
+                apps: vec![(JobId(2), StepId(0), "python3".into())],
+            },
+        )
+        .unwrap();
+    let data = store.period_data(100, 200, |j| j.user == "a").unwrap();
+    assert_eq!(data.jobs.iter().map(|(j, _)| j.id.0).collect::<Vec<_>>(), [2]);
+    let (job2, data2) = &data.jobs[0];
+    assert_eq!(Some(job2), store.job(JobId(2)).unwrap().as_ref());
+    assert_eq!(data2.steps, store.steps(JobId(2)).unwrap());
+    assert_eq!(data2.samples, store.samples_of_job(JobId(2)).unwrap());
+    assert_eq!(data2.gpu, store.gpu_readings_of_job(JobId(2)).unwrap());
+    assert_eq!(data2.apps, store.apps_of_job(JobId(2)).unwrap());
+    assert_eq!(data2.samples.values().map(Vec::len).sum::<usize>(), 5);
+    let history: Vec<u64> = data.history["a"].iter().map(|j| j.id.0).collect();
+    assert_eq!(history, [1, 2, 40]);
+    assert!(!data.history.contains_key("b"), "b has no kept job");
+    let one = store.job_data(JobId(2)).unwrap();
+    assert_eq!((one.samples, one.gpu, one.apps), (data2.samples.clone(), data2.gpu.clone(), data2.apps.clone()));
 }

@@ -44,7 +44,7 @@ fn a_period_closes_after_the_import_passes_its_end_and_queues_mails_once() {
     assert_eq!(closed[0].period.start, t0);
     assert_eq!(closed[0].queued, 2, "alice and carol (opted out, recorded); bob has nothing to say");
     assert!(store.periods().unwrap()[0].closed);
-    let entries = outbox::entries(&store, Some(t0)).unwrap();
+    let entries = store.outbox_entries(Some(t0)).unwrap();
     let states: Vec<(&str, OutboxState)> = entries.iter().map(|e| (e.user.as_str(), e.state)).collect();
     assert_eq!(states, [("alice", OutboxState::Queued), ("carol", OutboxState::OptedOut)]);
     // Closing is done once: later ticks do not touch the closed period.

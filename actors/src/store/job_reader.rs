@@ -1,0 +1,275 @@
+//! Reading jobs and what belongs to them: steps, samples, GPU readings, applications.
+//!
+//! The writer's counterpart (`job_writer.rs`): a job is read from its block in `job_blocks`,
+//! its steps from its own value; samples and GPU readings are range scans of `(job, ..)` in
+//! their block tables. The one-job calls ([`Store::job`], [`Store::samples_of_job`]…) each take
+//! a read transaction of their own; [`Store::job_data`] and [`Store::period_data`] read all the
+//! analysis needs for a job or a period in ONE read transaction, so the analysis sees one
+//! consistent state of the store and pays one transaction, not four per job.
+
+use super::job_blocks::{block_of, entries, find};
+use super::job_codec::{decode_job, decode_job_steps};
+use super::postings;
+use super::tables::{
+    APP_USAGE, GPU_BLOCKS, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, NODE_NAMES, SAMPLE_BLOCKS,
+};
+use super::{decode_block, Columns, RecordError, SeriesKey, Store, StoreError};
+use crate::job::{JobId, JobRecord, StepId, StepRecord};
+use crate::sample::{GpuReading, StepSample};
+use redb::{ReadOnlyTable, ReadTransaction};
+use std::collections::BTreeMap;
+
+/// What is stored about one job besides its record.
+#[derive(Debug, Clone, Default)]
+pub struct JobData {
+    /// In step-id order.
+    pub steps: Vec<StepRecord>,
+    /// By series, each in time order.
+    pub samples: BTreeMap<SeriesKey, Vec<StepSample>>,
+    /// By series, each in time order.
+    pub gpu: BTreeMap<SeriesKey, Vec<GpuReading>>,
+    /// Applications seen, by step.
+    pub apps: Vec<(StepId, String)>,
+}
+
+/// What the analysis of a period reads, from one read transaction.
+#[derive(Debug, Clone, Default)]
+pub struct PeriodData {
+    /// The jobs of the window that were kept, by end time (running last) then id, with their data.
+    pub jobs: Vec<(JobRecord, JobData)>,
+    /// Every stored job of each user who has a job in `jobs`, by id (trends, right-sizing).
+    pub history: BTreeMap<String, Vec<JobRecord>>,
+}
+
+type Blocks = ReadOnlyTable<u64, &'static [u8]>;
+type SeriesBlocks = ReadOnlyTable<(u64, u32, u32, u64), &'static [u8]>;
+type Names = ReadOnlyTable<u32, &'static str>;
+type Apps = ReadOnlyTable<(u64, u32, &'static str), ()>;
+
+/// The tables a job's data is read from, open in one read transaction.
+struct JobTables {
+    blocks: Blocks,
+    samples: SeriesBlocks,
+    gpus: SeriesBlocks,
+    names: Names,
+    apps: Apps,
+}
+
+impl JobTables {
+    fn open(txn: &ReadTransaction) -> Result<Self, StoreError> {
+        Ok(JobTables {
+            blocks: txn.open_table(JOB_BLOCKS)?,
+            samples: txn.open_table(SAMPLE_BLOCKS)?,
+            gpus: txn.open_table(GPU_BLOCKS)?,
+            names: txn.open_table(NODE_NAMES)?,
+            apps: txn.open_table(APP_USAGE)?,
+        })
+    }
+
+    fn data(&self, id: JobId) -> Result<JobData, StoreError> {
+        Ok(JobData {
+            steps: read_steps(&self.blocks, id)?,
+            samples: read_series(&self.samples, &self.names, id, "sample_blocks")?,
+            gpu: read_series(&self.gpus, &self.names, id, "gpu_blocks")?,
+            apps: read_apps(&self.apps, id)?,
+        })
+    }
+}
+
+impl Store {
+    /// One job, if stored.
+    pub fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_job(&txn.open_table(JOB_BLOCKS)?, id)
+    }
+
+    /// The steps of a job, in step-id order.
+    pub fn steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_steps(&txn.open_table(JOB_BLOCKS)?, id)
+    }
+
+    /// Jobs that were running at some time in `[from, to)`: ended at or after `from` (or still
+    /// running) and started before `to`; by end time (running last), then id.
+    pub fn jobs_in_window(&self, from: u64, to: u64) -> Result<Vec<JobRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &txn.open_table(JOB_BLOCKS)?, from, to)
+    }
+
+    /// Ids of a user's jobs, ascending.
+    pub fn job_ids_of_user(&self, user: &str) -> Result<Vec<JobId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_user_ids(&txn.open_table(JOBS_BY_USER_BUCKETS)?, user)
+    }
+
+    /// All samples of a job, by series, in time order.
+    pub fn samples_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "sample_blocks")
+    }
+
+    /// All GPU readings of a job, by series, in time order.
+    pub fn gpu_readings_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<GpuReading>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "gpu_blocks")
+    }
+
+    /// Applications seen in a job, by step.
+    pub fn apps_of_job(&self, job: JobId) -> Result<Vec<(StepId, String)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_apps(&txn.open_table(APP_USAGE)?, job)
+    }
+
+    /// A job's steps, samples, GPU readings and applications, read in one transaction.
+    pub fn job_data(&self, job: JobId) -> Result<JobData, StoreError> {
+        let txn = self.db.begin_read()?;
+        JobTables::open(&txn)?.data(job)
+    }
+
+    /// Everything the analysis of `[from, to)` reads, in one transaction: the jobs of the window
+    /// (see [`Store::jobs_in_window`]) for which `keep` is true, each with its data, and the
+    /// job history of every user among them.
+    pub fn period_data(&self, from: u64, to: u64, keep: impl Fn(&JobRecord) -> bool) -> Result<PeriodData, StoreError> {
+        let txn = self.db.begin_read()?;
+        let tables = JobTables::open(&txn)?;
+        let mut out = PeriodData::default();
+        for job in read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &tables.blocks, from, to)? {
+            if keep(&job) {
+                let data = tables.data(job.id)?;
+                out.jobs.push((job, data));
+            }
+        }
+        let by_user = txn.open_table(JOBS_BY_USER_BUCKETS)?;
+        for (job, _) in &out.jobs {
+            if !out.history.contains_key(&job.user) {
+                let ids = read_user_ids(&by_user, &job.user)?;
+                out.history.insert(job.user.clone(), read_jobs(&tables.blocks, &ids)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn corrupt(table: &'static str, key: u64, source: RecordError) -> StoreError {
+    StoreError::Corrupt { table, key: key.to_string(), source }
+}
+
+/// Job `id`'s value from its block's value, if stored.
+fn job_value(id: JobId, block: &[u8]) -> Result<Option<&[u8]>, StoreError> {
+    find(id.0, block).map_err(|source| corrupt("job_blocks", block_of(id.0), source))
+}
+
+/// A `jobs` value of any format, or the error naming its key.
+fn decode_job_value(id: u64, value: &[u8]) -> Result<JobRecord, StoreError> {
+    decode_job(value).map_err(|source| corrupt("jobs", id, source))
+}
+
+fn read_job(blocks: &Blocks, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+    let Some(block) = blocks.get(block_of(id.0))? else { return Ok(None) };
+    job_value(id, block.value())?.map(|v| decode_job_value(id.0, v)).transpose()
+}
+
+fn read_steps(blocks: &Blocks, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
+    let Some(block) = blocks.get(block_of(id.0))? else { return Ok(Vec::new()) };
+    let Some(value) = job_value(id, block.value())? else { return Ok(Vec::new()) };
+    decode_job_steps(id, value).map_err(|source| corrupt("jobs", id.0, source))
+}
+
+/// The stored jobs among `ids`, in the order given; each block is read once per run of ids in it.
+fn read_jobs(blocks: &Blocks, ids: &[JobId]) -> Result<Vec<JobRecord>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for run in ids.chunk_by(|a, b| block_of(a.0) == block_of(b.0)) {
+        let block = block_of(run[0].0);
+        let Some(value) = blocks.get(block)? else { continue };
+        let stored = entries(block, value.value()).map_err(|source| corrupt("job_blocks", block, source))?;
+        for id in run {
+            if let Some((_, value)) = stored.iter().find(|(entry, _)| *entry == id.0) {
+                out.push(decode_job_value(id.0, value)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_window(
+    by_end: &ReadOnlyTable<(u64, u64), &'static [u8]>,
+    blocks: &Blocks,
+    from: u64,
+    to: u64,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let mut ended: Vec<[u64; 2]> = Vec::new();
+    for entry in by_end.range(postings::end_bucket(from, 0)..)? {
+        let (key, value) = entry?;
+        let bucket = postings::decode::<2>(value.value()).map_err(|source| StoreError::Corrupt {
+            table: "jobs_by_end_buckets",
+            key: format!("{:?}", key.value()),
+            source,
+        })?;
+        ended.extend(bucket.into_iter().filter(|[end, _]| *end >= from));
+    }
+    ended.sort_unstable();
+    let mut out = Vec::new();
+    for [_, id] in ended {
+        let Some(block) = blocks.get(block_of(id))? else { continue };
+        if let Some(value) = job_value(JobId(id), block.value())? {
+            let job = decode_job_value(id, value)?;
+            if job.start_at.is_some_and(|s| s < to) {
+                out.push(job);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_user_ids(
+    by_user: &ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+    user: &str,
+) -> Result<Vec<JobId>, StoreError> {
+    let mut out = Vec::new();
+    for entry in by_user.range((user, 0)..=(user, u64::MAX))? {
+        let (key, value) = entry?;
+        let ids = postings::decode::<1>(value.value()).map_err(|source| StoreError::Corrupt {
+            table: "jobs_by_user_buckets",
+            key: format!("{:?}", key.value()),
+            source,
+        })?;
+        out.extend(ids.into_iter().map(|[id]| JobId(id)));
+    }
+    Ok(out)
+}
+
+/// A job's series from a block table (`sample_blocks` or `gpu_blocks`), by series, in time order.
+fn read_series<T: Columns>(
+    blocks: &SeriesBlocks,
+    names: &Names,
+    job: JobId,
+    table: &'static str,
+) -> Result<BTreeMap<SeriesKey, Vec<T>>, StoreError> {
+    let mut out: BTreeMap<SeriesKey, Vec<T>> = BTreeMap::new();
+    for entry in blocks.range((job.0, 0, 0, 0)..=(job.0, u32::MAX, u32::MAX, u64::MAX))? {
+        let (key, value) = entry?;
+        let (job_id, step, node, hour) = key.value();
+        let records: Vec<T> = decode_block(hour, value.value()).map_err(|source| StoreError::CorruptBlock {
+            table,
+            key: format!("{:?}", key.value()),
+            source,
+        })?;
+        let node = node_name(names, node)?;
+        out.entry(SeriesKey { job: JobId(job_id), step: StepId(step), node }).or_default().extend(records);
+    }
+    Ok(out)
+}
+
+fn read_apps(apps: &Apps, job: JobId) -> Result<Vec<(StepId, String)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in apps.range((job.0, 0, "")..=(job.0, u32::MAX, "\u{10ffff}"))? {
+        let (key, _) = entry?;
+        let (_, step, app) = key.value();
+        out.push((StepId(step), app.to_string()));
+    }
+    Ok(out)
+}
+
+fn node_name(names: &Names, id: u32) -> Result<String, StoreError> {
+    Ok(names.get(id)?.map(|n| n.value().to_string()).unwrap_or_else(|| format!("node#{id}")))
+}
