@@ -8,7 +8,7 @@
 
 use super::ImportSummary;
 use crate::job::{JobRecord, StepRecord};
-use crate::messages::JobsImported;
+use super::ImportChanges;
 use crate::slurm::hostlist;
 use crate::slurm::sacct_parse::{parse_sacct_part, split_parts, Part, SacctBatch};
 use crate::store::{JobWriter, Store, StoreError};
@@ -132,7 +132,7 @@ fn parse_while_writing(
 
 /// What an import changed, gathered part by part as the parts are written.
 struct Changes {
-    event: JobsImported,
+    event: ImportChanges,
     busy: BTreeMap<String, u32>,
     jobs: usize,
     steps: usize,
@@ -142,7 +142,7 @@ struct Changes {
 impl Changes {
     fn new(watermark: u64) -> Self {
         Changes {
-            event: JobsImported { until: watermark, ..JobsImported::default() },
+            event: ImportChanges { until: watermark, ..ImportChanges::default() },
             busy: BTreeMap::new(),
             jobs: 0,
             steps: 0,

@@ -11,18 +11,15 @@
 
 use crate::job::JobId;
 use crate::munge::{decode_credential, payload_for, MungeError, CREDENTIAL_HEADER};
-use crate::report::wire::{decode_report, Report};
+use super::shared::Shared;
+use crate::report::wire::{decode_report, Report, REPORT_PATH};
 use crate::slurm::SlurmRunner;
 use crate::store::{ReportContent, Stored};
-use crate::system::Shared;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
-
-/// Path of the report endpoint (the scraper posts here).
-pub const REPORT_PATH: &str = "/ingest/v1/report";
 
 /// `meta` counter of report steps refused for lack of ownership.
 pub const REJECTED_STEPS_KEY: &str = "ingest_rejected_steps";

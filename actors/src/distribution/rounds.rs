@@ -8,7 +8,7 @@
 
 use crate::job::JobId;
 use crate::slurm::queue::QueuedJob;
-use crate::system::Backoff;
+use crate::backoff::Backoff;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 

@@ -11,6 +11,9 @@ use crate::job::{JobId, StepId};
 use crate::sample::{GpuReading, StepSample};
 use serde::{Deserialize, Serialize};
 
+/// Path of the server's report endpoint: the scraper posts here, ingest serves it.
+pub const REPORT_PATH: &str = "/ingest/v1/report";
+
 /// First bytes of every encoded report.
 pub const MAGIC: &[u8; 4] = b"TWRP";
 

@@ -1,34 +1,32 @@
 //! The `scrape` role: samples every job step of this node and reports to the server.
 //!
-//! A plain blocking loop (no actix: it runs inside short SLURM jobs on compute nodes and must
-//! cost almost nothing). Each `interval` it takes one sample of every step of ITS node; every
-//! `report_every` (and at the end) the samples become one report with a fresh random id, which
-//! is written to the local spool first and then sent with a MUNGE credential bound to its bytes.
-//! A report leaves the spool only when the server answered 200 (after its commit) or refused it
-//! for good (4xx: resending would not help). Unreachable server or 5xx: it stays and is resent
-//! on the next report or by the next scraper run on this node — the server's `(sender, id)`
-//! check makes a resend harmless, so data arrives exactly once.
+//! Two supervised actors in a single-threaded actix System (it runs inside short SLURM jobs on
+//! compute nodes and must cost almost nothing): the sampler (`actors/sampler.rs`) takes one
+//! sample of every step of ITS node each `interval` and every `report_every` (and at the end)
+//! hands the samples to the reporter (`actors/reporter.rs`), which spools each report before
+//! sending it and backs off while the server does not take it. SIGTERM/SIGINT (scancel,
+//! systemd stop) ends the run after one last sample and report.
 //!
 //! Modes: bounded (`--duration`, default `[scrape] time_per_node`), `--forever` (node agent),
 //! and `--once --json` (two samples `--interval` apart, rates printed, nothing reported).
 
+use crate::actors::reporter::{Destination, Reporter};
+use crate::actors::sampler::{NodeSampler, Schedule};
+use crate::actors::signals::{self, SecondStop};
+use crate::actors::supervision::Restarts;
 use crate::clock::unix_now;
-use crate::ingest::REPORT_PATH;
 use crate::job::{JobId, StepId};
-use crate::munge::{encode_credential, CREDENTIAL_HEADER};
-use crate::report::send::post;
+use crate::metrics::Metrics;
 use crate::report::spool::Spool;
-use crate::report::wire::{encode_report, Report, StepReport, VERSION};
 use crate::sample::collect::{cores_in_use, Sampler, StepFinder, StepReading};
 use crate::sample::gpu::{GpuSource, NvmlSource};
 use crate::sample::procfs::ProcRoot;
 use anyhow::Context;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use turingwatch_config::{Config, GpuSource as GpuChoice};
 
 /// What the command line asked for.
@@ -62,38 +60,65 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let stop = stop_flag();
-    let mut reporter = Reporter::new(config, options, &node)?;
+    let spool = open_spool(config, options, &node)?;
+    let to = Destination { node: node.clone(), server: server_url(config, options), munge: config.ingest.munge_command.clone() };
     let interval = options.interval.unwrap_or(config.scrape.interval.get()).max(Duration::from_millis(100));
-    let report_every = config.scrape.report_every.get().max(interval);
-    let end =
-        (!options.forever).then(|| Instant::now() + options.duration.unwrap_or(config.scrape.time_per_node.get()));
-    reporter.flush();
-    let mut pending: BTreeMap<(JobId, StepId), StepReport> = BTreeMap::new();
-    let mut last_report = Instant::now();
-    // Samples fall on wall-clock multiples of the interval, so `at` (whole seconds) is exact
-    // and samples of different nodes line up.
-    sleep_until(next_tick(interval), &stop);
-    let mut next_sample = next_tick(interval);
-    loop {
-        match sampler.sample(unix_now()) {
-            Ok(readings) => add_readings(&mut pending, readings),
-            Err(err) => tracing::warn!(error = %err, "sample failed"),
+    let schedule = Schedule {
+        interval,
+        report_every: config.scrape.report_every.get().max(interval),
+        end: (!options.forever)
+            .then(|| Instant::now() + options.duration.unwrap_or(config.scrape.time_per_node.get())),
+    };
+    let (config, only_job, max_bytes) = (config.clone(), options.job, config.scrape.spool_max_bytes);
+    let metrics = Arc::new(Metrics::default());
+    let sampler_node = node.clone();
+    let stats = actix::System::new().block_on(async {
+        let stop = signals::listen(None, SecondStop::Ignore);
+        let restarts = Restarts::with_defaults("reporter", metrics.clone());
+        let reporter = Reporter::new(spool, max_bytes, to, restarts);
+        let reporter = actix::Supervisor::start(move |_| reporter);
+        // The first sampler is the one built above; restarts build their own.
+        let mut first = Some(sampler);
+        let make = Box::new(move || first.take().unwrap_or_else(|| make_sampler(&config, &sampler_node, only_job)));
+        let (done, ended) = tokio::sync::oneshot::channel();
+        let restarts = Restarts::new("sampler", Duration::from_secs(1), Duration::from_secs(30), metrics.clone());
+        let sampler = NodeSampler::new(make, schedule, reporter.recipient(), done, restarts);
+        let sampler = actix::Supervisor::start(move |_| sampler);
+        tokio::select! {
+            stats = ended => stats.unwrap_or_default(),
+            () = stop.requested() => {
+                tracing::info!("stop requested: sending what was sampled");
+                sampler.send(crate::actors::messages::Finish).await.unwrap_or_default()
+            }
         }
-        let finished = stop.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() + interval > e);
-        if finished || last_report.elapsed() >= report_every {
-            reporter.report(std::mem::take(&mut pending));
-            last_report = Instant::now();
-        }
-        if finished {
-            break;
-        }
-        sleep_until(next_sample, &stop);
-        next_sample = next_tick(interval);
-    }
-    let left = reporter.spool.entries().map(|e| e.len()).unwrap_or(0);
-    tracing::info!(node = %node, reports_sent = reporter.sent, left_in_spool = left, "scraper finished");
+    });
+    tracing::info!(
+        node = %node,
+        reports_sent = stats.sent,
+        left_in_spool = stats.left_in_spool,
+        sampler_restarts = metrics.restarts_of("sampler"),
+        reporter_restarts = metrics.restarts_of("reporter"),
+        "scraper finished"
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node's spool (`[scrape] spool_dir`/<node>), opened (and created).
+fn open_spool(config: &Config, options: &ScrapeOptions, node: &str) -> anyhow::Result<Spool> {
+    let dir = options.spool_dir.clone().unwrap_or_else(|| PathBuf::from(&config.scrape.spool_dir)).join(node);
+    Spool::open(&dir, config.scrape.spool_max_bytes)
+        .with_context(|| format!("opening the spool {} ([scrape] spool_dir)", dir.display()))
+}
+
+/// `--server`, else `[scrape] server_url`, else `http://<web.bind>`.
+fn server_url(config: &Config, options: &ScrapeOptions) -> String {
+    options.server.clone().unwrap_or_else(|| {
+        if config.scrape.server_url.is_empty() {
+            format!("http://{}", config.web.bind)
+        } else {
+            config.scrape.server_url.clone()
+        }
+    })
 }
 
 fn default_node() -> String {
@@ -166,152 +191,4 @@ pub fn once_json(sampler: &mut Sampler, node: &str, interval: Duration) -> anyho
         "interval_secs": (wall * 1000.0).round() / 1000.0,
         "steps": steps,
     }))
-}
-
-fn add_readings(pending: &mut BTreeMap<(JobId, StepId), StepReport>, readings: Vec<StepReading>) {
-    for r in readings {
-        let entry = pending.entry((r.job, r.step)).or_insert_with(|| StepReport {
-            job: r.job,
-            step: r.step,
-            samples: Vec::new(),
-            gpus: Vec::new(),
-            apps: Vec::new(),
-        });
-        entry.samples.push(r.sample);
-        entry.gpus.extend(r.gpus);
-        let known: BTreeSet<&String> = entry.apps.iter().collect();
-        let new: Vec<String> = r.apps.into_iter().filter(|a| !known.contains(a)).collect();
-        entry.apps.extend(new);
-    }
-}
-
-/// Spools and sends reports.
-struct Reporter {
-    spool: Spool,
-    node: String,
-    server: String,
-    munge: String,
-    sent: u64,
-}
-
-impl Reporter {
-    fn new(config: &Config, options: &ScrapeOptions, node: &str) -> anyhow::Result<Reporter> {
-        let dir = options.spool_dir.clone().unwrap_or_else(|| PathBuf::from(&config.scrape.spool_dir)).join(node);
-        let spool = Spool::open(&dir, config.scrape.spool_max_bytes)
-            .with_context(|| format!("opening the spool {} ([scrape] spool_dir)", dir.display()))?;
-        let server = options.server.clone().unwrap_or_else(|| {
-            if config.scrape.server_url.is_empty() {
-                format!("http://{}", config.web.bind)
-            } else {
-                config.scrape.server_url.clone()
-            }
-        });
-        Ok(Reporter { spool, node: node.to_string(), server, munge: config.ingest.munge_command.clone(), sent: 0 })
-    }
-
-    /// Makes a report of `pending`, spools it, then sends everything spooled.
-    fn report(&mut self, pending: BTreeMap<(JobId, StepId), StepReport>) {
-        if !pending.is_empty() {
-            let report = Report {
-                version: VERSION,
-                id: rand::random(),
-                node: self.node.clone(),
-                made_at: unix_now(),
-                steps: pending.into_values().collect(),
-            };
-            let bytes = encode_report(&report);
-            if let Err(err) = self.spool.put(report.made_at, report.id, &bytes) {
-                tracing::error!(error = %err, "cannot spool a report; sending it directly");
-                let _ = self.send(&bytes);
-            }
-        }
-        self.flush();
-    }
-
-    /// Sends spooled reports oldest first; stops at the first one the server did not take.
-    fn flush(&mut self) {
-        let entries = match self.spool.entries() {
-            Ok(entries) => entries,
-            Err(err) => return tracing::error!(error = %err, "cannot list the spool"),
-        };
-        for (path, _) in entries {
-            let Ok(bytes) = self.spool.read(&path) else { continue };
-            match self.send(&bytes) {
-                Delivery::Taken => {
-                    self.sent += 1;
-                    let _ = self.spool.remove(&path);
-                }
-                Delivery::Refused(why) => {
-                    tracing::error!(path = %path.display(), why = %why, "server refused a report for good; dropped");
-                    let _ = self.spool.remove(&path);
-                }
-                Delivery::Later(why) => {
-                    tracing::warn!(server = %self.server, why = %why, "server did not take the report; kept in the spool");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn send(&self, bytes: &[u8]) -> Delivery {
-        let credential = match encode_credential(&self.munge, bytes) {
-            Ok(c) => c,
-            Err(err) => return Delivery::Later(err.to_string()),
-        };
-        match post(&self.server, REPORT_PATH, &[(CREDENTIAL_HEADER, &credential)], bytes, Duration::from_secs(30)) {
-            Ok(answer) if answer.status == 200 => Delivery::Taken,
-            // 401 may be a clock or munged hiccup on either side: worth a resend with a new credential.
-            Ok(answer) if answer.status == 401 || answer.status >= 500 || answer.status == 429 => {
-                Delivery::Later(format!("HTTP {}: {}", answer.status, answer.body))
-            }
-            Ok(answer) => Delivery::Refused(format!("HTTP {}: {}", answer.status, answer.body)),
-            Err(err) => Delivery::Later(err.to_string()),
-        }
-    }
-}
-
-enum Delivery {
-    Taken,
-    Refused(String),
-    Later(String),
-}
-
-/// Set on SIGTERM/SIGINT (scancel, systemd stop): the loop then reports what it has and ends.
-fn stop_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let setter = flag.clone();
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        runtime.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            tracing::info!("stop requested: sending what was sampled");
-            setter.store(true, Ordering::Relaxed);
-        });
-    });
-    flag
-}
-
-/// The next wall-clock multiple of `interval` (a little after it, so `at` reads that second).
-fn next_tick(interval: Duration) -> SystemTime {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let step = interval.as_millis().max(1);
-    let next_ms = (now.as_millis() / step + 1) * step;
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(next_ms).unwrap_or(u64::MAX)) + Duration::from_millis(5)
-}
-
-/// Sleeps until `when` or until stopped.
-fn sleep_until(when: SystemTime, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        match when.duration_since(SystemTime::now()) {
-            Ok(left) if !left.is_zero() => std::thread::sleep(left.min(Duration::from_millis(100))),
-            _ => return,
-        }
-    }
 }
