@@ -6,9 +6,9 @@
 //! the CPU of storing, so the output is cut into parts that parser threads parse while the
 //! writer stores the parts before them (measured by `benches/accounting_import.rs`).
 
+use super::ImportChanges;
 use super::ImportSummary;
 use crate::job::{JobRecord, StepRecord};
-use super::ImportChanges;
 use crate::slurm::hostlist;
 use crate::slurm::sacct_parse::{parse_sacct_part, split_parts, Part, SacctBatch};
 use crate::store::{JobWriter, Store, StoreError};

@@ -354,7 +354,8 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let mut allocator = Allocator::new(Arc::new(config), DistributeOptions::default(), metrics.clone());
         allocator.tick_every = Duration::from_millis(1);
-        allocator.restarts = Restarts::new("allocator", Duration::from_millis(5), Duration::from_millis(20), metrics.clone());
+        allocator.restarts =
+            Restarts::new("allocator", Duration::from_millis(5), Duration::from_millis(20), metrics.clone());
         let addr = actix::Supervisor::start(move |_| allocator);
         let restarted = eventually(Duration::from_secs(20), || metrics.restarts_of("allocator") >= 1).await;
         assert!(restarted, "the allocator was not restarted");

@@ -101,7 +101,9 @@ impl Reporter {
         work.into_actor(self).map(|result, act, ctx| {
             let (spool, outcome) = match result {
                 Ok(done) => done,
-                Err(join) => (None, Err(SpoolError::Io { path: act.spool_dir.clone(), source: std::io::Error::other(join) })),
+                Err(join) => {
+                    (None, Err(SpoolError::Io { path: act.spool_dir.clone(), source: std::io::Error::other(join) }))
+                }
             };
             act.spool = spool;
             match outcome {

@@ -248,7 +248,8 @@ mod tests {
         });
         let metrics = Arc::new(Metrics::default());
         let restarts = Restarts::new("sampler", Duration::from_millis(5), Duration::from_millis(20), metrics.clone());
-        let schedule = Schedule { interval: Duration::from_millis(10), report_every: Duration::from_secs(60), end: None };
+        let schedule =
+            Schedule { interval: Duration::from_millis(10), report_every: Duration::from_secs(60), end: None };
         let (done, _ended) = oneshot::channel();
         let reporter = Probe.start().recipient();
         let addr = actix::Supervisor::start(move |_| NodeSampler::new(make, schedule, reporter, done, restarts));

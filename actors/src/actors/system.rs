@@ -34,12 +34,8 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
     watch_scraper_jobs(&shared);
     let cycle = crate::analysis::run::Cycle::new(&shared.config, crate::clock::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
-    let rollover = rollover::Rollover::new(
-        shared.store.clone(),
-        cycle,
-        vec![mailer.clone().recipient()],
-        shared.metrics.clone(),
-    );
+    let rollover =
+        rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()], shared.metrics.clone());
     let rollover = actix::Supervisor::start(move |_| rollover);
     // The accounting importer publishes `JobsImported` to the rollover and, when the
     // distributor runs in the server, to the allocation actor (nodes with running jobs).

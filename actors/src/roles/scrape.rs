@@ -61,13 +61,16 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     let spool = open_spool(config, options, &node)?;
-    let to = Destination { node: node.clone(), server: server_url(config, options), munge: config.ingest.munge_command.clone() };
+    let to = Destination {
+        node: node.clone(),
+        server: server_url(config, options),
+        munge: config.ingest.munge_command.clone(),
+    };
     let interval = options.interval.unwrap_or(config.scrape.interval.get()).max(Duration::from_millis(100));
     let schedule = Schedule {
         interval,
         report_every: config.scrape.report_every.get().max(interval),
-        end: (!options.forever)
-            .then(|| Instant::now() + options.duration.unwrap_or(config.scrape.time_per_node.get())),
+        end: (!options.forever).then(|| Instant::now() + options.duration.unwrap_or(config.scrape.time_per_node.get())),
     };
     let (config, only_job, max_bytes) = (config.clone(), options.job, config.scrape.spool_max_bytes);
     let metrics = Arc::new(Metrics::default());
