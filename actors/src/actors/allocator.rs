@@ -36,6 +36,10 @@ const TICK: Duration = Duration::from_secs(2);
 /// Ticks in a row that could not reach SLURM before the allocator stops (and is restarted).
 pub const MAX_FAILED_TICKS: u32 = 15;
 
+/// Longest wait before a restarted allocator ticks again: once SLURM is back, scrapers are
+/// placed within about a minute.
+const RESTART_MAX: Duration = Duration::from_secs(60);
+
 /// Starts the allocation actor under a supervisor; `metrics` counts failed allocations and
 /// restarts (the server's, or the distribute role's own).
 pub fn start(config: Arc<Config>, options: DistributeOptions, metrics: Arc<Metrics>) -> Addr<Allocator> {
@@ -74,7 +78,7 @@ impl Allocator {
     pub fn new(config: Arc<Config>, options: DistributeOptions, metrics: Arc<Metrics>) -> Self {
         let rounds = new_rounds(&config);
         let slurm = SlurmRunner::new(&config.slurm);
-        let restarts = Restarts::with_defaults("allocator", metrics.clone());
+        let restarts = Restarts::new("allocator", TICK, RESTART_MAX, metrics.clone());
         Allocator {
             ctx: Arc::new(Context { config, options, slurm, metrics }),
             rounds: Some(rounds),

@@ -77,7 +77,7 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
     let sampler_node = node.clone();
     let stats = actix::System::new().block_on(async {
         let stop = signals::listen(None, SecondStop::Ignore);
-        let restarts = Restarts::with_defaults("reporter", metrics.clone());
+        let restarts = Restarts::new("reporter", Duration::from_secs(1), Duration::from_secs(30), metrics.clone());
         let reporter = Reporter::new(spool, max_bytes, to, restarts);
         let reporter = actix::Supervisor::start(move |_| reporter);
         // The first sampler is the one built above; restarts build their own.
