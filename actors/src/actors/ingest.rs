@@ -12,10 +12,10 @@
 use super::shared::Shared;
 use crate::job::JobId;
 use crate::munge::{decode_credential, payload_for, MungeError, CREDENTIAL_HEADER};
-use crate::wire::format::{decode_report, Report};
-use crate::wire::REPORT_PATH;
 use crate::slurm::SlurmRunner;
 use crate::store::{ReportContent, Stored};
+use crate::wire::format::{decode_report, Report};
+use crate::wire::REPORT_PATH;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::collections::HashMap;

@@ -147,7 +147,9 @@ impl Mailer {
             let (period, user) = (entry.period_start, entry.user.as_str());
             match &result {
                 Ok(DeliveryOutcome::Sent) => metrics.mails_sent_total.inc(),
-                Ok(DeliveryOutcome::Retry { .. } | DeliveryOutcome::Failed { .. }) | Err(_) => metrics.mails_failed_total.inc(),
+                Ok(DeliveryOutcome::Retry { .. } | DeliveryOutcome::Failed { .. }) | Err(_) => {
+                    metrics.mails_failed_total.inc()
+                }
                 _ => {}
             }
             match result {
@@ -156,7 +158,9 @@ impl Mailer {
                     tracing::warn!(period, user, error = %error, next_attempt_at, "mail not sent; will retry");
                     return Ok(Attempt::Retry { at: next_attempt_at });
                 }
-                Ok(DeliveryOutcome::Failed { error }) => tracing::error!(period, user, error = %error, "mail failed for good"),
+                Ok(DeliveryOutcome::Failed { error }) => {
+                    tracing::error!(period, user, error = %error, "mail failed for good")
+                }
                 Ok(DeliveryOutcome::OptedOut) => tracing::info!(period, user, "user opted out; no mail"),
                 Ok(DeliveryOutcome::Skipped) => {}
                 Err(err) => return Err(format!("mail delivery bookkeeping failed for {period}/{user}: {err}")),

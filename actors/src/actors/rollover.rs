@@ -12,9 +12,9 @@
 
 use super::messages::{JobsImported, PeriodClosed};
 use super::supervision::Restarts;
-use crate::period::cycle::{tick, Cycle};
 use crate::clock::unix_now;
 use crate::metrics::Metrics;
+use crate::period::cycle::{tick, Cycle};
 use crate::store::Store;
 use actix::prelude::*;
 use std::sync::Arc;

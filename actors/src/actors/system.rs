@@ -57,6 +57,8 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();
         actix_web::App::new()
+            // Browsers must take every answer as the type it says it is (JSON, text, HTML).
+            .wrap(actix_web::middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
             .route("/metrics", actix_web::web::get().to(metrics_endpoint))
