@@ -1,6 +1,6 @@
 //! The rollover actor: keeps the periods moving.
 //!
-//! It runs the period cycle (`analysis::run::tick`) on a timer (so a period closes at its
+//! It runs the period cycle (`period::cycle::tick`) on a timer (so a period closes at its
 //! boundary even when nothing is imported) and after each accounting import (`JobsImported`, so
 //! the current period's results follow the data). The work is blocking (store, files) and runs
 //! on the blocking pool; one run at a time, and an import arriving during a run triggers one more
