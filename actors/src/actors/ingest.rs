@@ -38,10 +38,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::Data::new(IngestState::default())).route(REPORT_PATH, web::post().to(ingest_report));
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 async fn refuse(shared: &Shared, status: actix_web::http::StatusCode, reason: &str, detail: &str) -> HttpResponse {
     tracing::warn!(status = status.as_u16(), reason, detail, "report refused");
     let metric = if detail.contains("Replayed") { "replayed" } else { reason };
@@ -89,7 +85,7 @@ async fn ingest_report(
         return refuse(&shared, StatusCode::UNAUTHORIZED, "unauthenticated", "credential was made for another body")
             .await;
     }
-    let age = now().saturating_sub(decoded.encoded_at);
+    let age = crate::clock::unix_now().saturating_sub(decoded.encoded_at);
     if age > config.max_credential_age.get().as_secs() {
         return refuse(&shared, StatusCode::UNAUTHORIZED, "unauthenticated", &format!("credential is {age} s old"))
             .await;
@@ -118,7 +114,7 @@ async fn ingest_report(
     let (id, node) = (report.id, report.node.clone());
     let content = content_of(report);
     let store = shared.store.clone();
-    let stored = web::block(move || store.store_report_once(&sender, id, now(), &node, &content)).await;
+    let stored = web::block(move || store.store_report_once(&sender, id, crate::clock::unix_now(), &node, &content)).await;
     match stored {
         Ok(Ok(outcome)) => {
             shared.metrics.reports_received_total.inc();

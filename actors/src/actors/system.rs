@@ -94,7 +94,7 @@ async fn metrics_endpoint(shared: actix_web::web::Data<Shared>) -> actix_web::Ht
     if let Ok(meta) = std::fs::metadata(shared.store.path()) {
         shared.metrics.store_size_bytes.set(meta.len());
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = crate::clock::unix_now();
     actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(shared.metrics.render(now))
 }
 
