@@ -114,7 +114,8 @@ async fn ingest_report(
     let (id, node) = (report.id, report.node.clone());
     let content = content_of(report);
     let store = shared.store.clone();
-    let stored = web::block(move || store.store_report_once(&sender, id, crate::clock::unix_now(), &node, &content)).await;
+    let stored =
+        web::block(move || store.store_report_once(&sender, id, crate::clock::unix_now(), &node, &content)).await;
     match stored {
         Ok(Ok(outcome)) => {
             shared.metrics.reports_received_total.inc();
