@@ -73,7 +73,7 @@ impl Params {
     pub fn is_service_job(&self, job: &JobRecord) -> bool {
         !self.service_job_name.is_empty()
             && job.name == self.service_job_name
-            && self.service_users.iter().any(|u| *u == job.user)
+            && self.service_users.contains(&job.user)
     }
 }
 
