@@ -59,7 +59,7 @@ fn shapes() -> Vec<Shape> {
             name: "oom",
             args: s(&["-n1", "--mem=100M", "-t", "5"]),
             // Runs a few seconds first: a job killed within its first second has no elapsed time.
-            script: format!("{}; python3 -c \"b = b'x' * (400 << 20); import time; time.sleep(5)\"", burn(20, 5)),
+            script: format!("{}; python3 -c \"b = b'x' * (400 << 20); import time; time.sleep(5)\"", burn(20, 10)),
             id_suffix: "",
             states: &["OUT_OF_MEMORY", "FAILED", "COMPLETED"],
         },

@@ -71,9 +71,7 @@ impl Params {
 
     /// Whether `job` is one of the service's own scraper jobs.
     pub fn is_service_job(&self, job: &JobRecord) -> bool {
-        !self.service_job_name.is_empty()
-            && job.name == self.service_job_name
-            && self.service_users.contains(&job.user)
+        !self.service_job_name.is_empty() && job.name == self.service_job_name && self.service_users.contains(&job.user)
     }
 }
 
