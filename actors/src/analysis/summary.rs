@@ -355,8 +355,11 @@ pub fn analyze_user(
         jobs.iter().filter(|j| j.worst_severity().is_some_and(|s| s >= Severity::Medium)).collect();
     ranked.sort_by(|a, b| b.waste.total_cmp(&a.waste).then(a.id().cmp(&b.id())));
     let worst = ranked.iter().take(WORST_JOBS).map(|j| j.id()).collect();
-    let alloc_core_hours = jobs.iter().map(|j| j.efficiency.core_secs as f64).sum::<f64>() / 3_600.0;
-    let used_core_hours = jobs.iter().map(|j| j.record.usage.total_cpu_ms as f64 / 1000.0).sum::<f64>() / 3_600.0;
+    // Only jobs with a CPU figure: a running job's CPU time is not reported yet, and counting
+    // its allocation against no use would pull the overall figure towards 0 %.
+    let measured = || jobs.iter().filter(|j| j.efficiency.cpu_frac.is_some());
+    let alloc_core_hours = measured().map(|j| j.efficiency.core_secs as f64).sum::<f64>() / 3_600.0;
+    let used_core_hours = measured().map(|j| j.record.usage.total_cpu_ms as f64 / 1000.0).sum::<f64>() / 3_600.0;
     UserAnalysis {
         user: user.to_string(),
         period,
