@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing turingwatch needs on a fresh Debian 12 machine (as root):
 # SLURM (slurmctld, slurmd, slurmdbd, client), munge, MariaDB, Chromium + chromedriver for the
-# web tests, wrk for load tests, and the aiosmtpd SMTP server (PyPI) for mail tests.
+# web tests, wrk for load tests, the aiosmtpd SMTP server (PyPI) for mail tests and reportseff (PyPI)
+# for the fidelity tests.
 # Idempotent: installs only what is missing.
 set -Eeuo pipefail
 trap 'echo "setup.sh: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -17,5 +18,7 @@ if ((${#missing[@]})); then
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q aiosmtpd
+# reportseff: the efficiency tool users run, which the fidelity tests compare against.
+command -v reportseff >/dev/null || python3 -m pip install -q reportseff
 command -v cargo >/dev/null || { echo "setup: cargo not found (a Rust toolchain is required)" >&2; exit 1; }
 echo "setup: ok"

@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod deploy;
 mod disk_full;
+mod fidelity;
 mod hostile;
 mod ingest;
 mod mail;

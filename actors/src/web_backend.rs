@@ -6,7 +6,7 @@
 //! findings for the job (so the site and the mail never disagree), and SLURM's coordinator list
 //! from sacctmgr, cached.
 
-use crate::analysis::efficiency::{efficiency, Efficiency};
+use crate::analysis::efficiency::{efficiency, Efficiency, NoData};
 use crate::analysis::load::load_job;
 use crate::analysis::summary::{analyze_job, JobInput, Params};
 use crate::job::{JobId, JobRecord, StepId};
@@ -57,7 +57,8 @@ impl StoreBackend {
         } else {
             None
         };
-        Ok(summarize(job, &efficiency(job), gpu_util))
+        let summary = summarize(job, &efficiency(job), gpu_util);
+        Ok(if self.params.is_service_job(job) { not_waste(summary) } else { summary })
     }
 }
 
@@ -122,6 +123,7 @@ impl Backend for StoreBackend {
         let (job, steps, samples, gpu) = (&input.job, &input.steps, &input.samples, &input.gpu);
         let eff = efficiency(job);
         let summary = summarize(job, &eff, mean_gpu_util(gpu));
+        let summary = if self.params.is_service_job(job) { not_waste(summary) } else { summary };
         let nodes = f64::from(job.node_count.max(1));
         Ok(Some(JobDetail {
             findings: web_findings(&input, &self.params),
@@ -227,16 +229,32 @@ pub fn summarize(job: &JobRecord, eff: &Efficiency, gpu_util_frac: Option<f64>) 
         node_list: job.node_list.clone(),
         req_mem_bytes: job.req_mem_bytes,
         max_rss_bytes: job.usage.max_rss_bytes,
+        mem_used_bytes: eff.mem_used_bytes,
         gpus,
         cpu_frac: eff.cpu_frac,
+        cpu_no_data: eff.cpu_no_data.map(no_data_name),
         mem_frac: eff.mem_frac,
+        mem_no_data: eff.mem_no_data.map(no_data_name),
         time_frac: eff.time_frac,
+        time_no_data: eff.time_no_data.map(no_data_name),
         core_hours: hours(eff.core_secs as f64),
         wasted_core_hours: hours(eff.wasted_core_secs as f64),
         gpu_hours,
         gpu_util_frac,
         wasted_gpu_hours: gpu_util_frac.map(|u| gpu_hours * (1.0 - u.clamp(0.0, 1.0))),
     }
+}
+
+/// The machine name of a reason (`running`, `unlimited`…), as the analysis's JSON writes it.
+fn no_data_name(why: NoData) -> String {
+    serde_json::to_value(why).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// The service's own scraper jobs are listed with their figures but count as no waste.
+fn not_waste(mut summary: JobSummary) -> JobSummary {
+    summary.wasted_core_hours = 0.0;
+    summary.wasted_gpu_hours = summary.wasted_gpu_hours.map(|_| 0.0);
+    summary
 }
 
 fn mean_gpu_util(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Option<f64> {

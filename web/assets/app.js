@@ -58,7 +58,12 @@
     while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
     return (b < 10 && i ? b.toFixed(1) : b.toFixed(0)) + " " + u[i];
   }
-  function effCell(f, low) { return h("td", { class: "num " + (f !== null && f !== undefined && f < low ? "bad" : "") }, pct(f)); }
+  // A missing figure says why (never a red 0 %): "no data yet" while the job runs, "n/a" otherwise.
+  function noData(why) { return why === "running" ? "no data yet" : "n/a"; }
+  function pctOr(f, why) { return f === null || f === undefined ? (why ? noData(why) : "–") : pct(f); }
+  function effCell(f, low, why) {
+    return h("td", { class: "num " + (f !== null && f !== undefined && f < low ? "bad" : ""), title: why || "" }, pctOr(f, why));
+  }
   function parseHash() {
     var raw = location.hash.replace(/^#\/?/, ""), q = {}, i = raw.indexOf("?");
     var path = i < 0 ? raw : raw.slice(0, i);
@@ -171,7 +176,7 @@
         return h("tr", { class: "job-row" },
           h("td", null, h("a", { href: "#/job/" + j.id }, j.display_id)), h("td", { text: j.name }), h("td", { text: j.user }),
           h("td", { text: j.state }), h("td", { text: when(j.start_at) }), h("td", { class: "num" }, dur(j.elapsed_secs)),
-          h("td", { class: "num" }, j.alloc_cpus), effCell(j.cpu_frac, 0.5), effCell(j.mem_frac, 0.25), effCell(j.time_frac, 0.1),
+          h("td", { class: "num" }, j.alloc_cpus), effCell(j.cpu_frac, 0.5, j.cpu_no_data), effCell(j.mem_frac, 0.25, j.mem_no_data), effCell(j.time_frac, 0.1, j.time_no_data),
           h("td", { class: "num" }, hours(j.wasted_core_hours)));
       });
       var pages = Math.max(1, Math.ceil(page.total / page.page_size));
@@ -190,8 +195,8 @@
       var s = d.summary;
       var kv = h("dl", { class: "kv" }, [["User", s.user], ["Account", s.account], ["Partition", s.partition], ["State", s.state],
         ["Nodes", s.node_list + " (" + s.node_count + ")"], ["Start", when(s.start_at)], ["End", when(s.end_at)],
-        ["Elapsed / limit", dur(s.elapsed_secs) + " / " + dur(s.time_limit_secs)], ["CPUs", s.alloc_cpus + " (efficiency " + pct(s.cpu_frac) + ")"],
-        ["Memory peak / requested", bytes(s.max_rss_bytes) + " / " + bytes(s.req_mem_bytes) + " (" + pct(s.mem_frac) + ")"],
+        ["Elapsed / limit", dur(s.elapsed_secs) + " / " + (s.time_limit_secs === null ? "unlimited" : dur(s.time_limit_secs))], ["CPUs", s.alloc_cpus + " (efficiency " + pctOr(s.cpu_frac, s.cpu_no_data) + ")"],
+        ["Memory used / requested", bytes(s.mem_used_bytes !== undefined ? s.mem_used_bytes : s.max_rss_bytes) + " / " + bytes(s.req_mem_bytes) + " (" + pctOr(s.mem_frac, s.mem_no_data) + ")"],
         ["GPUs", s.gpus ? s.gpus + " (utilisation " + pct(s.gpu_util_frac) + ")" : "none"],
         ["Core-hours (wasted)", hours(s.core_hours) + " (" + hours(s.wasted_core_hours) + ")"]].map(function (p) {
         return [h("dt", { text: p[0] }), h("dd", { text: p[1] })];

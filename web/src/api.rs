@@ -73,12 +73,22 @@ pub struct JobSummary {
     pub req_mem_bytes: Option<u64>,
     pub max_rss_bytes: Option<u64>,
     pub gpus: u64,
-    /// seff's CPU efficiency (TotalCPU / (Elapsed × AllocCPUS)).
+    /// Memory used as SLURM's tools count it: per step the sum over its tasks of each task's
+    /// peak, the largest step (`max_rss_bytes` is the largest single task's).
+    pub mem_used_bytes: Option<u64>,
+    /// seff's CPU efficiency (TotalCPU / (Elapsed × AllocCPUS)); `null` while the job runs or
+    /// without elapsed time, with the reason in `cpu_no_data`.
     pub cpu_frac: Option<f64>,
-    /// seff's memory efficiency (MaxRSS / requested memory).
+    /// Why `cpu_frac` is `null`: `running` (SLURM reports CPU time when steps end),
+    /// `no_elapsed_time`.
+    pub cpu_no_data: Option<String>,
+    /// Memory efficiency: `mem_used_bytes` / memory allocated to the whole job.
     pub mem_frac: Option<f64>,
-    /// Elapsed / time limit.
+    /// Why `mem_frac` is `null`: `running`, `no_memory_figure`, `no_memory_request`.
+    pub mem_no_data: Option<String>,
+    /// Elapsed / time limit; `null` for an unlimited limit (`time_no_data`: `unlimited`).
     pub time_frac: Option<f64>,
+    pub time_no_data: Option<String>,
     pub core_hours: f64,
     pub wasted_core_hours: f64,
     pub gpu_hours: f64,

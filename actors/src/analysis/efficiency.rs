@@ -1,21 +1,70 @@
 //! seff's efficiency formulas, applied to accounting records.
 //!
 //! - CPU efficiency = TotalCPU / (Elapsed × AllocCPUS)
-//! - memory efficiency = max over steps of MaxRSS / requested memory for the whole job
-//!   (per-node request × nodes, or per-CPU request × CPUs)
-//! - time efficiency = Elapsed / time limit
+//! - memory efficiency = memory used / memory allocated to the whole job (AllocTRES `mem`:
+//!   per-node request × nodes, or per-CPU request × CPUs). Memory used is SLURM's count: per
+//!   step the sum over its tasks of each task's peak (`TRESUsageInTot` mem, what seff reads;
+//!   on several nodes MaxRSS × NTasks where that is larger, what reportseff reads, see
+//!   `job::step_memory`), the largest over the steps.
+//! - time efficiency = Elapsed / time limit; none for an unlimited limit
+//!
+//! A running job has no CPU figure: SLURM reports a step's CPU time when the step ends, so
+//! TotalCPU / (Elapsed × AllocCPUS) would read 0 % for a job that is busy. The figure is then
+//! absent with the reason ([`NoData`]), never 0.
 //!
 //! `turingwatch job` prints these, and tests check them against seff's own arithmetic on sacct's
 //! numbers, so users can trust that our figures are the ones they already know.
 
 use crate::job::JobRecord;
 
-/// Efficiencies of one job as fractions (1.0 = 100 %); `None` where a figure is undefined.
+/// Why a figure is absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoData {
+    /// The job still runs: SLURM reports CPU time (and memory peaks) when its steps end.
+    Running,
+    /// The job has no elapsed time (it never ran, or ended at once).
+    NoElapsedTime,
+    /// SLURM reported no memory figure for any step.
+    NoMemoryFigure,
+    /// The job asked for no memory (or SLURM did not say how much it got).
+    NoMemoryRequest,
+    /// The job has no time limit (UNLIMITED, or the partition's limit is unlimited).
+    Unlimited,
+}
+
+impl NoData {
+    /// For people: what to show instead of the figure.
+    pub fn text(self) -> &'static str {
+        match self {
+            NoData::Running => "no data yet (job running)",
+            NoData::NoElapsedTime => "no data (no elapsed time)",
+            NoData::NoMemoryFigure => "no data (SLURM reported no memory use)",
+            NoData::NoMemoryRequest => "n/a (no memory request)",
+            NoData::Unlimited => "n/a (no time limit)",
+        }
+    }
+}
+
+/// Efficiencies of one job as fractions (1.0 = 100 %); `None` where a figure is undefined, with
+/// the reason beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Efficiency {
     pub cpu_frac: Option<f64>,
     pub mem_frac: Option<f64>,
     pub time_frac: Option<f64>,
+    /// Why `cpu_frac` is absent.
+    #[serde(default)]
+    pub cpu_no_data: Option<NoData>,
+    /// Why `mem_frac` is absent.
+    #[serde(default)]
+    pub mem_no_data: Option<NoData>,
+    /// Why `time_frac` is absent.
+    #[serde(default)]
+    pub time_no_data: Option<NoData>,
+    /// Memory used as SLURM counts it (the numerator of `mem_frac`).
+    #[serde(default)]
+    pub mem_used_bytes: Option<u64>,
     /// Core-seconds allocated (Elapsed × AllocCPUS).
     pub core_secs: u64,
     /// Core-seconds that went unused.
@@ -25,17 +74,38 @@ pub struct Efficiency {
 /// Computes seff's figures for a job.
 pub fn efficiency(job: &JobRecord) -> Efficiency {
     let core_secs = job.elapsed_secs.saturating_mul(u64::from(job.alloc_cpus));
-    let cpu_frac = (core_secs > 0).then(|| job.usage.total_cpu_ms as f64 / 1000.0 / core_secs as f64);
-    let mem_frac = match (job.usage.max_rss_bytes, job.req_mem_bytes) {
-        (Some(rss), Some(req)) if req > 0 => Some(rss as f64 / req as f64),
-        _ => None,
+    let running = job.is_running();
+    let (cpu_frac, cpu_no_data) = if running {
+        (None, Some(NoData::Running))
+    } else if core_secs == 0 {
+        (None, Some(NoData::NoElapsedTime))
+    } else {
+        (Some(job.usage.total_cpu_ms as f64 / 1000.0 / core_secs as f64), None)
     };
-    let time_frac = match job.time_limit_secs {
-        Some(limit) if limit > 0 => Some(job.elapsed_secs as f64 / limit as f64),
-        _ => None,
+    let mem_used_bytes = job.usage.mem_used();
+    let (mem_frac, mem_no_data) = match (mem_used_bytes, job.req_mem_bytes) {
+        (_, None | Some(0)) => (None, Some(NoData::NoMemoryRequest)),
+        (Some(used), Some(req)) => (Some(used as f64 / req as f64), None),
+        (None, Some(_)) if running => (None, Some(NoData::Running)),
+        (None, Some(_)) => (None, Some(NoData::NoMemoryFigure)),
     };
-    let used_core_secs = job.usage.total_cpu_ms / 1000;
-    Efficiency { cpu_frac, mem_frac, time_frac, core_secs, wasted_core_secs: core_secs.saturating_sub(used_core_secs) }
+    let (time_frac, time_no_data) = match job.time_limit_secs {
+        Some(limit) if limit > 0 => (Some(job.elapsed_secs as f64 / limit as f64), None),
+        _ => (None, Some(NoData::Unlimited)),
+    };
+    // A running job's CPU time is not known yet: nothing counts as wasted before it ends.
+    let used_core_secs = if running { core_secs } else { job.usage.total_cpu_ms / 1000 };
+    Efficiency {
+        cpu_frac,
+        mem_frac,
+        time_frac,
+        cpu_no_data,
+        mem_no_data,
+        time_no_data,
+        mem_used_bytes,
+        core_secs,
+        wasted_core_secs: core_secs.saturating_sub(used_core_secs),
+    }
 }
 
 #[cfg(test)]
@@ -69,5 +139,71 @@ mod tests {
         j.time_limit_secs = None;
         let e = efficiency(&j);
         assert_eq!((e.cpu_frac, e.mem_frac, e.time_frac), (None, None, None));
+        assert_eq!(e.time_no_data, Some(NoData::Unlimited));
+        assert_eq!(e.mem_no_data, Some(NoData::NoMemoryRequest));
+    }
+
+    #[test]
+    fn a_running_job_has_no_cpu_figure_rather_than_zero() {
+        let mut j = job(3, "a", 0, None);
+        j.elapsed_secs = 600;
+        j.alloc_cpus = 4;
+        j.req_mem_bytes = Some(1 << 30);
+        j.usage.max_rss_bytes = None;
+        let e = efficiency(&j);
+        assert!(j.is_running());
+        assert_eq!((e.cpu_frac, e.cpu_no_data), (None, Some(NoData::Running)));
+        assert_eq!((e.mem_frac, e.mem_no_data), (None, Some(NoData::Running)));
+        assert_eq!(e.wasted_core_secs, 0);
+        let json = serde_json::to_value(e).unwrap();
+        assert_eq!(json["cpu_frac"], serde_json::Value::Null);
+        assert_eq!(json["cpu_no_data"], "running");
+    }
+
+    #[test]
+    fn memory_is_the_sum_of_task_peaks_against_the_whole_allocation() {
+        use crate::job::{JobId, StepId, StepRecord, Tres};
+        use crate::slurm::sacct_parse::fold_steps_into_job;
+        // Job 54 of the dev cluster: -N1 -n2 --mem=1G, srun of 2 tasks × 300 MB.
+        // sacct: 54.0 MaxRSS 317427712, TRESUsageInTot mem=634855424; reportseff 59.1 %.
+        let mut j = job(54, "alice", 0, Some(12));
+        j.elapsed_secs = 12;
+        j.req_mem_bytes = Some(1 << 30);
+        let step = |id, nodes, tasks, max: u64, tot: u64| {
+            let mut s = StepRecord {
+                job: JobId(54),
+                step: id,
+                name: String::new(),
+                state: "COMPLETED".into(),
+                exit_code: 0,
+                exit_signal: 0,
+                start_at: Some(0),
+                end_at: Some(12),
+                elapsed_secs: 12,
+                node_list: String::new(),
+                node_count: nodes,
+                task_count: tasks,
+                alloc_cpus: 2,
+                usage: crate::job::Usage { max_rss_bytes: Some(max), ..Default::default() },
+                tres_usage_in_tot: Tres(vec![("mem".into(), tot)]),
+                tres_usage_in_max: Tres(vec![("mem".into(), max)]),
+                submit_line: String::new(),
+            };
+            s.derive_memory();
+            s
+        };
+        let steps = [step(StepId::BATCH, 1, 1, 3_895_296, 3_895_296), step(StepId(0), 1, 2, 317_427_712, 634_855_424)];
+        fold_steps_into_job(&mut j, &steps);
+        let e = efficiency(&j);
+        assert!((e.mem_frac.unwrap() - 634_855_424.0 / (1u64 << 30) as f64).abs() < 1e-9);
+        assert!((e.mem_frac.unwrap() * 100.0 - 59.1).abs() < 0.1);
+        // Job 56: -N2 -n2 --mem=1G (2 GiB in all); 22.05's total counts one node's task only.
+        let mut two = job(56, "alice", 0, Some(9));
+        two.req_mem_bytes = Some(2 << 30);
+        two.node_count = 2;
+        fold_steps_into_job(&mut two, &[step(StepId(0), 2, 2, 317_427_712, 317_427_712)]);
+        assert_eq!(two.usage.mem_used_bytes, Some(634_855_424));
+        assert_eq!(two.usage.mem_node_peak_bytes, Some(317_427_712));
+        assert!((efficiency(&two).mem_frac.unwrap() * 100.0 - 29.6).abs() < 0.1);
     }
 }

@@ -233,31 +233,38 @@ pub fn job_findings(
     let used_cores =
         if job.elapsed_secs > 0 { job.usage.total_cpu_ms as f64 / 1000.0 / job.elapsed_secs as f64 } else { 0.0 };
 
-    // Memory limits are hard: report them even for short jobs.
-    let mem_peak =
-        job.usage.max_rss_bytes.unwrap_or(0).max(stats.map_or(0, |s| s.nodes.iter().map(|n| n.peak_mem_bytes).sum()));
+    // Memory limits are hard: report them even for short jobs. Used memory is SLURM's count
+    // (the sum of the tasks' peaks, the largest step), or the sampled peaks where higher.
+    let sampled_total = stats.map_or(0, |s| s.nodes.iter().map(|n| n.peak_mem_bytes).sum());
+    let sampled_node = stats.map_or(0, |s| s.nodes.iter().map(|n| n.peak_mem_bytes).max().unwrap_or(0));
+    let mem_peak = job.usage.mem_used().unwrap_or(0).max(sampled_total);
+    let node_peak = job.usage.mem_node_peak().unwrap_or(0).max(sampled_node);
     if let Some(req) = job.req_mem_bytes.filter(|r| *r > 0) {
         if job.state == "OUT_OF_MEMORY" || mem_peak >= req {
+            // The peak is cut off at the limit: ask for half as much again as the larger of the
+            // two, on the fullest node.
+            let per_node_req = req as f64 / f64::from(job.node_count.max(1));
+            let (fix, _) =
+                mem_advice(job, (node_peak as f64).max(per_node_req) * 1.5, (mem_peak.max(req) as f64) * 1.5);
             push(
                 FindingKind::MemoryOversubscribed,
                 format!("peak {} of {} requested (state {})", bytes_text(mem_peak), bytes_text(req), job.state),
-                format!("--mem={}", mem_option(mem_peak.max(req) as f64 * 1.5, job.node_count)),
+                fix,
             );
-        } else if judged
-            && finished
-            && (mem_peak as f64) < cfg.mem_underuse_frac * req as f64
-            && mem_rounded(mem_peak as f64 * 1.2, job.node_count).1 < req
-        {
-            push(
-                FindingKind::MemoryUnderused,
-                format!(
-                    "peak {} of {} requested ({:.0} %)",
-                    bytes_text(mem_peak),
-                    bytes_text(req),
-                    mem_peak as f64 * 100.0 / req as f64
-                ),
-                format!("--mem={}", mem_option(mem_peak as f64 * 1.2, job.node_count)),
-            );
+        } else {
+            let (fix, whole) = mem_advice(job, node_peak as f64 * 1.2, mem_peak as f64 * 1.2);
+            if judged && finished && (mem_peak as f64) < cfg.mem_underuse_frac * req as f64 && whole < req {
+                push(
+                    FindingKind::MemoryUnderused,
+                    format!(
+                        "peak {} of {} requested ({:.0} %)",
+                        bytes_text(mem_peak),
+                        bytes_text(req),
+                        mem_peak as f64 * 100.0 / req as f64
+                    ),
+                    fix,
+                );
+            }
         }
     }
     if !judged {
@@ -449,6 +456,44 @@ pub fn mem_rounded(total_bytes: f64, nodes: u32) -> (String, u64) {
         (format!("{m}M"), m)
     };
     (text, (mib << 20) * u64::from(nodes))
+}
+
+/// Rounds a memory figure up as [`mem_rounded`] does (32 MiB steps below 1 GiB, 128 MiB up to
+/// 4 GiB, whole GiB above): the option value and its MiB.
+fn round_mib(mib: f64) -> (String, u64) {
+    let mib = mib.max(1.0);
+    if mib > 4096.0 {
+        let g = (mib / 1024.0).ceil() as u64;
+        (format!("{g}G"), g * 1024)
+    } else {
+        let step = if mib > 1024.0 { 128.0 } else { 32.0 };
+        let m = ((mib / step).ceil() * step) as u64;
+        (format!("{m}M"), m)
+    }
+}
+
+/// The memory option for a job shaped like `job` that must hold `node_bytes` on its fullest
+/// node and `total_bytes` in all (margins already added): `--mem-per-cpu` when the job asked
+/// per CPU, else `--mem` (per node). Returns the option and the whole-job bytes it allocates.
+///
+/// Per node it is never below `node_bytes` nor `total_bytes / nodes`, so the whole job gets at
+/// least `total_bytes`; per CPU it assumes the CPUs spread evenly over the nodes (as `-N` with
+/// `-n`/`-c` gives), dividing by the whole CPUs each node has at least.
+pub fn mem_advice(job: &JobRecord, node_bytes: f64, total_bytes: f64) -> (String, u64) {
+    let nodes = u64::from(job.node_count.max(1));
+    let per_node = node_bytes.max(total_bytes / nodes as f64) / (1u64 << 20) as f64;
+    match job.req_mem {
+        Some(crate::job::MemRequest::PerCpu(_)) => {
+            let cpus = u64::from(job.alloc_cpus.max(1));
+            let cpus_per_node = (cpus / nodes).max(1);
+            let (text, mib) = round_mib(per_node / cpus_per_node as f64);
+            (format!("--mem-per-cpu={text}"), (mib << 20) * cpus)
+        }
+        _ => {
+            let (text, mib) = round_mib(per_node);
+            (format!("--mem={text}"), (mib << 20) * nodes)
+        }
+    }
 }
 
 /// The `--mem` value of [`mem_rounded`].

@@ -29,7 +29,8 @@ pub fn belongs_to(job: &JobRecord, period: Period) -> bool {
     }
 }
 
-/// Analyses every user's jobs of `period` (see [`belongs_to`]; `skip_users` are left out).
+/// Analyses every user's jobs of `period` (see [`belongs_to`]; `skip_users` and the service's
+/// own scraper jobs, [`Params::is_service_job`], are left out).
 pub fn analyze_period(
     store: &Store,
     period: Period,
@@ -37,7 +38,8 @@ pub fn analyze_period(
     params: &Params,
 ) -> Result<BTreeMap<String, UserAnalysis>, StoreError> {
     let data = store.period_data(period.start, period.end, |job| {
-        !skip_users.contains(&job.user) && job.start_at.is_some() && belongs_to(job, period)
+        let skipped = skip_users.contains(&job.user) || params.is_service_job(job);
+        !skipped && job.start_at.is_some() && belongs_to(job, period)
     })?;
     let mut by_user: BTreeMap<String, Vec<JobInput>> = BTreeMap::new();
     for (job, job_data) in data.jobs {

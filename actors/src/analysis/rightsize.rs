@@ -4,8 +4,11 @@
 //! From the finished jobs of the family, the p95 of peak memory, elapsed time and busy cores, plus
 //! a safety margin, gives requests that would have fitted 95 % of past runs. A suggestion is made
 //! only when the family has enough history and at least one request would shrink noticeably.
+//! Memory is SLURM's count (the sum of the tasks' peaks): the request is per node (`--mem`)
+//! from the fullest node, or per CPU (`--mem-per-cpu`) when the job asked per CPU, and never
+//! holds less than the p95 of the whole job's use plus the margin.
 
-use super::findings::{mem_option, time_option};
+use super::findings::{mem_advice, time_option};
 use crate::job::JobRecord;
 use serde::Serialize;
 
@@ -20,7 +23,8 @@ pub struct RightSize {
     pub p95_peak_mem_bytes: u64,
     pub p95_elapsed_secs: u64,
     pub p95_cores: f64,
-    /// `--mem=…`, present when it would shrink the current request.
+    /// `--mem=…` (or `--mem-per-cpu=…` when the job asks per CPU), present when it would
+    /// shrink the current request.
     pub mem: Option<String>,
     pub time: Option<String>,
     pub cpus: Option<String>,
@@ -56,18 +60,21 @@ pub fn rightsize(
         return None;
     }
     let scale = 1.0 + margin_frac;
-    let mut mem: Vec<f64> = done.iter().filter_map(|j| j.usage.max_rss_bytes).map(|b| b as f64).collect();
+    let mut mem: Vec<f64> = done.iter().filter_map(|j| j.usage.mem_used()).map(|b| b as f64).collect();
+    let mut node_mem: Vec<f64> = done.iter().filter_map(|j| j.usage.mem_node_peak()).map(|b| b as f64).collect();
     let mut elapsed: Vec<f64> = done.iter().map(|j| j.elapsed_secs as f64).collect();
     let mut cores: Vec<f64> =
         done.iter().map(|j| j.usage.total_cpu_ms as f64 / 1000.0 / j.elapsed_secs as f64).collect();
     let p95_mem = percentile(&mut mem, 95.0).unwrap_or(0.0);
+    let p95_node_mem = percentile(&mut node_mem, 95.0).unwrap_or(0.0);
     let p95_elapsed = percentile(&mut elapsed, 95.0).unwrap_or(0.0);
     let p95_cores = percentile(&mut cores, 95.0).unwrap_or(0.0);
 
+    let (mem_advice_text, mem_advice_bytes) = mem_advice(latest, p95_node_mem * scale, p95_mem * scale);
     let mem_opt = latest
         .req_mem_bytes
-        .filter(|req| p95_mem > 0.0 && p95_mem * scale < SHRINK_FRAC * *req as f64)
-        .map(|_| format!("--mem={}", mem_option(p95_mem * scale, latest.node_count)));
+        .filter(|req| p95_mem > 0.0 && (mem_advice_bytes as f64) < SHRINK_FRAC * *req as f64)
+        .map(|_| mem_advice_text);
     let time_opt = latest
         .time_limit_secs
         .filter(|limit| p95_elapsed * scale < SHRINK_FRAC * *limit as f64)

@@ -44,6 +44,10 @@ pub struct Params {
     pub rightsize_min_jobs: u32,
     pub rightsize_margin_frac: f64,
     pub period_secs: u64,
+    /// The service's own scraper jobs: `[distributor] job_name` submitted by one of
+    /// `[ingest] service_users`. They are neither analysed, mailed nor counted as waste.
+    pub service_job_name: String,
+    pub service_users: Vec<String>,
 }
 
 impl Params {
@@ -60,7 +64,14 @@ impl Params {
             rightsize_min_jobs: config.analysis.rightsize_min_jobs,
             rightsize_margin_frac: config.analysis.rightsize_margin_frac,
             period_secs: config.analysis.period.as_secs().max(1),
+            service_job_name: config.distributor.job_name.clone(),
+            service_users: config.ingest.service_users.clone(),
         }
+    }
+
+    /// Whether `job` is one of the service's own scraper jobs.
+    pub fn is_service_job(&self, job: &JobRecord) -> bool {
+        !self.service_job_name.is_empty() && job.name == self.service_job_name && self.service_users.contains(&job.user)
     }
 }
 
@@ -119,6 +130,8 @@ struct JobFigures<'a> {
     alloc_gpus: u64,
     req_mem_bytes: Option<u64>,
     max_rss_bytes: Option<u64>,
+    /// Memory used as SLURM counts it (the sum of the tasks' peaks, the largest step).
+    mem_used_bytes: Option<u64>,
     total_cpu_ms: u64,
     user_cpu_ms: u64,
     system_cpu_ms: u64,
@@ -144,6 +157,7 @@ impl JobFigures<'_> {
             alloc_gpus: job.alloc_gpus(),
             req_mem_bytes: job.req_mem_bytes,
             max_rss_bytes: job.usage.max_rss_bytes,
+            mem_used_bytes: job.usage.mem_used(),
             total_cpu_ms: job.usage.total_cpu_ms,
             user_cpu_ms: job.usage.user_cpu_ms,
             system_cpu_ms: job.usage.system_cpu_ms,
@@ -188,12 +202,18 @@ pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
     apps.sort();
     apps.dedup();
     let rules = Rules { config: &params.findings, preload_library: &params.preload_library };
-    let findings = job_findings(job, &eff, stats.as_ref(), &apps, &rules);
-    let unused_mem = match (job.req_mem_bytes, job.usage.max_rss_bytes) {
-        (Some(req), Some(rss)) => req.saturating_sub(rss) as f64 / (1u64 << 30) as f64,
+    // The service's own scraper jobs are shown with their figures but judged on nothing.
+    let service = params.is_service_job(job);
+    let findings = if service { Vec::new() } else { job_findings(job, &eff, stats.as_ref(), &apps, &rules) };
+    let unused_mem = match (job.req_mem_bytes, job.usage.mem_used()) {
+        (Some(req), Some(used)) if !job.is_running() => req.saturating_sub(used) as f64 / (1u64 << 30) as f64,
         _ => 0.0,
     };
-    let waste = (eff.wasted_core_secs as f64 + unused_mem * job.elapsed_secs as f64 / 4.0) / 3_600.0;
+    let waste = if service {
+        0.0
+    } else {
+        (eff.wasted_core_secs as f64 + unused_mem * job.elapsed_secs as f64 / 4.0) / 3_600.0
+    };
     let stats = stats.unwrap_or_default();
     JobAnalysis {
         record: job.clone(),
@@ -335,8 +355,11 @@ pub fn analyze_user(
         jobs.iter().filter(|j| j.worst_severity().is_some_and(|s| s >= Severity::Medium)).collect();
     ranked.sort_by(|a, b| b.waste.total_cmp(&a.waste).then(a.id().cmp(&b.id())));
     let worst = ranked.iter().take(WORST_JOBS).map(|j| j.id()).collect();
-    let alloc_core_hours = jobs.iter().map(|j| j.efficiency.core_secs as f64).sum::<f64>() / 3_600.0;
-    let used_core_hours = jobs.iter().map(|j| j.record.usage.total_cpu_ms as f64 / 1000.0).sum::<f64>() / 3_600.0;
+    // Only jobs with a CPU figure: a running job's CPU time is not reported yet, and counting
+    // its allocation against no use would pull the overall figure towards 0 %.
+    let measured = || jobs.iter().filter(|j| j.efficiency.cpu_frac.is_some());
+    let alloc_core_hours = measured().map(|j| j.efficiency.core_secs as f64).sum::<f64>() / 3_600.0;
+    let used_core_hours = measured().map(|j| j.record.usage.total_cpu_ms as f64 / 1000.0).sum::<f64>() / 3_600.0;
     UserAnalysis {
         user: user.to_string(),
         period,

@@ -42,6 +42,10 @@ fn usage_fields<S: SerializeStruct>(usage: &Usage, out: &mut S) -> Result<(), S:
         max_vmsize_bytes,
         max_disk_read_bytes,
         max_disk_write_bytes,
+        // Derived figures: not part of the record's serialised form (format-1 values are
+        // positional, and the store keeps a job's figures in its own encoding).
+        mem_used_bytes: _,
+        mem_node_peak_bytes: _,
     } = usage;
     out.serialize_field("total_cpu_ms", total_cpu_ms)?;
     out.serialize_field("user_cpu_ms", user_cpu_ms)?;
@@ -105,6 +109,7 @@ mod tests {
             max_vmsize_bytes: None,
             max_disk_read_bytes: Some(9),
             max_disk_write_bytes: Some(10),
+            ..Usage::default()
         }
     }
 

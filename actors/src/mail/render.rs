@@ -88,8 +88,12 @@ struct JobView {
     cpus: u32,
     mem_req: String,
     cpu_pct: String,
+    /// `cpu_pct` with its unit, or why there is no figure ("no data yet" while the job runs).
+    cpu_text: String,
     cpu_bar: u32,
     mem_pct: String,
+    /// `mem_pct` with its unit, or why there is no figure.
+    mem_text: String,
     mem_bar: u32,
     coverage_pct: String,
     titles: String,
@@ -156,6 +160,16 @@ fn pct(frac: Option<f64>) -> String {
     frac.map_or_else(|| "n/a".to_string(), |f| format!("{:.1}", f * 100.0))
 }
 
+/// A percentage with its unit, or what stands in for a missing one ("no data yet" while a job
+/// runs, never "0 %").
+fn pct_text(frac: Option<f64>, why: Option<crate::analysis::efficiency::NoData>) -> String {
+    match (frac, why) {
+        (Some(f), _) => format!("{:.1} %", f * 100.0),
+        (None, Some(crate::analysis::efficiency::NoData::Running)) => "no data yet".to_string(),
+        (None, _) => "n/a".to_string(),
+    }
+}
+
 fn bar(frac: Option<f64>) -> u32 {
     (frac.unwrap_or(0.0).clamp(0.0, 1.0) * 100.0).round() as u32
 }
@@ -175,8 +189,10 @@ fn job_view(j: &JobAnalysis, base: &str) -> JobView {
         cpus: j.record.alloc_cpus,
         mem_req: j.record.req_mem_bytes.map_or_else(|| "no memory".into(), bytes_text),
         cpu_pct: pct(e.cpu_frac),
+        cpu_text: pct_text(e.cpu_frac, e.cpu_no_data),
         cpu_bar: bar(e.cpu_frac),
         mem_pct: pct(e.mem_frac),
+        mem_text: pct_text(e.mem_frac, e.mem_no_data),
         mem_bar: bar(e.mem_frac),
         coverage_pct: format!("{:.0}", j.sample_coverage_frac * 100.0),
         titles: j.findings.iter().map(|f| f.kind.title()).collect::<Vec<_>>().join(", "),

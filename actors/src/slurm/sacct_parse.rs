@@ -161,8 +161,9 @@ pub fn parse_sacct_part(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64, l
 }
 
 /// Memory figures exist per step only (22.05 leaves them empty on the job line): the job gets
-/// the largest MaxRSS of its steps with where it peaked, and the largest of the other maxima.
-fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
+/// the largest MaxRSS of its steps with where it peaked, the largest of the other maxima, and
+/// the largest of the steps' memory as SLURM counts it (see `job::step_memory`).
+pub(crate) fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
     let usage = &mut job.usage;
     let of_steps = || steps.iter().map(|s| &s.usage);
     if let Some(peak) = of_steps().filter(|u| u.max_rss_bytes.is_some()).max_by_key(|u| u.max_rss_bytes) {
@@ -175,6 +176,8 @@ fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
     usage.max_vmsize_bytes = usage.max_vmsize_bytes.or(max_of(|u| u.max_vmsize_bytes));
     usage.max_disk_read_bytes = usage.max_disk_read_bytes.or(max_of(|u| u.max_disk_read_bytes));
     usage.max_disk_write_bytes = usage.max_disk_write_bytes.or(max_of(|u| u.max_disk_write_bytes));
+    usage.mem_used_bytes = usage.mem_used_bytes.or(max_of(|u| u.mem_used_bytes));
+    usage.mem_node_peak_bytes = usage.mem_node_peak_bytes.or(max_of(|u| u.mem_node_peak_bytes));
 }
 
 /// The fields of one line, with what is needed to report an error in it.
@@ -264,6 +267,10 @@ impl Ctx<'_, '_> {
             max_vmsize_bytes: self.bytes(MAX_VMSIZE)?,
             max_disk_read_bytes: self.bytes(MAX_DISK_READ)?,
             max_disk_write_bytes: self.bytes(MAX_DISK_WRITE)?,
+            // Derived from the step's totals (`StepRecord::derive_memory`) and folded into the
+            // job (`fold_steps_into_job`).
+            mem_used_bytes: None,
+            mem_node_peak_bytes: None,
         })
     }
 
@@ -392,6 +399,7 @@ fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord,
         submit_line: ctx.text(SUBMIT_LINE),
     };
     record.tres_usage_in_max = ctx.tres_or_same(TRES_IN_MAX, TRES_IN_TOT, &record.tres_usage_in_tot)?;
+    record.derive_memory();
     Ok(record)
 }
 

@@ -223,3 +223,27 @@ fn fields_are_split_like_splitn() {
         }
     }
 }
+
+#[test]
+fn memory_used_is_the_sum_of_task_peaks_per_step_the_largest_step() {
+    let batch = parse(include_str!("../../../tests/fixtures/sacct/multitask.txt"));
+    assert!(batch.skipped.is_empty(), "{:?}", batch.skipped);
+    let used = |raw| {
+        let u = &job(&batch, raw).0.usage;
+        (u.mem_used_bytes, u.mem_node_peak_bytes, u.max_rss_bytes)
+    };
+    // 54: -N1 -n2 --mem=1G, 2 × 300 MB: TRESUsageInTot mem of step 0 (two tasks' peaks).
+    assert_eq!(used(54), (Some(634_855_424), Some(634_855_424), Some(317_427_712)));
+    // 55: the same with --mem-per-cpu=700M (AllocTRES mem 1400M).
+    assert_eq!(used(55).0, Some(634_855_424));
+    assert_eq!(job(&batch, 55).0.req_mem_bytes, Some(1_400 << 20));
+    // 56: -N2 -n2: 22.05's total holds one task only; MaxRSS × NTasks is the sum; one task a node.
+    assert_eq!(used(56), (Some(634_855_424), Some(317_427_712), Some(317_427_712)));
+    assert_eq!(job(&batch, 56).0.req_mem_bytes, Some(2 << 30));
+    // 58: one node, unequal tasks (100 and 200 MB): the exact sum, below reportseff's MaxRSS × 2.
+    assert_eq!(used(58).0, Some(320_274_432));
+    // Steps carry their own figures.
+    let (_, steps) = job(&batch, 54);
+    let step0 = steps.iter().find(|s| s.step == StepId(0)).unwrap();
+    assert_eq!(step0.usage.mem_used_bytes, Some(634_855_424));
+}

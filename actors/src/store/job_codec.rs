@@ -91,7 +91,9 @@ fn encode_job_part(job: &JobRecord, out: &mut Vec<u8>) {
 }
 
 /// The optional fields of a job in stored order; the first two (end, submit) are absolute.
-fn job_options(job: &JobRecord) -> [Option<u64>; 17] {
+/// The last two (memory as SLURM counts it) were added without a new format byte: a value
+/// written before has their presence bits clear and reads them as absent.
+fn job_options(job: &JobRecord) -> [Option<u64>; 19] {
     [
         job.end_at,
         job.submit_at,
@@ -110,6 +112,8 @@ fn job_options(job: &JobRecord) -> [Option<u64>; 17] {
         job.usage.max_vmsize_bytes,
         job.usage.max_disk_read_bytes,
         job.usage.max_disk_write_bytes,
+        job.usage.mem_used_bytes,
+        job.usage.mem_node_peak_bytes,
     ]
 }
 
@@ -155,7 +159,7 @@ fn split_v2(bytes: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {
 fn decode_job_v2(bytes: &[u8]) -> Result<JobRecord, RecordError> {
     let mut r = Reader(bytes);
     let present = r.u64()?;
-    let mut opts = [None; 17];
+    let mut opts = [None; 19];
     for (i, slot) in opts.iter_mut().enumerate() {
         if present & (1 << i) != 0 {
             *slot = Some(r.u64()?);
@@ -225,6 +229,8 @@ fn decode_job_v2(bytes: &[u8]) -> Result<JobRecord, RecordError> {
             max_vmsize_bytes: opts[14],
             max_disk_read_bytes: opts[15],
             max_disk_write_bytes: opts[16],
+            mem_used_bytes: opts[17],
+            mem_node_peak_bytes: opts[18],
         },
         submit_line: submit_line?,
         work_dir: work_dir?,
@@ -313,7 +319,7 @@ fn decode_steps(job: JobId, bytes: &[u8]) -> Result<Vec<StepRecord>, RecordError
         let [alloc_cpus, total_cpu_ms, user_cpu_ms, system_cpu_ms] = [(); 4].map(|_| r.u64());
         let tres_usage_in_tot = r.tres(None, &mut strings)?;
         let tres_usage_in_max = r.tres(Some(&tres_usage_in_tot), &mut strings)?;
-        steps.push(StepRecord {
+        let mut record = StepRecord {
             job,
             step,
             name: name?,
@@ -338,11 +344,14 @@ fn decode_steps(job: JobId, bytes: &[u8]) -> Result<Vec<StepRecord>, RecordError
                 max_vmsize_bytes: opts[5],
                 max_disk_read_bytes: opts[6],
                 max_disk_write_bytes: opts[7],
+                ..Usage::default()
             },
             tres_usage_in_tot,
             tres_usage_in_max,
             submit_line: submit_line?,
-        });
+        };
+        record.derive_memory();
+        steps.push(record);
     }
     r.finish()?;
     Ok(steps)

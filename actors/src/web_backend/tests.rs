@@ -118,3 +118,19 @@ fn the_backend_reads_jobs_reports_and_samples_from_the_store() {
     assert_eq!(detail.cores_requested_per_node, 4.0);
     assert!(backend.job(99).unwrap().is_none());
 }
+
+#[test]
+fn a_running_job_is_listed_with_no_cpu_figure_and_a_reason() {
+    let mut j = job(9, "alice", 0, None);
+    j.elapsed_secs = 600;
+    j.alloc_cpus = 4;
+    j.time_limit_secs = None;
+    let s = summarize(&j, &efficiency(&j), None);
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["cpu_frac"], serde_json::Value::Null);
+    assert_eq!(json["cpu_no_data"], "running");
+    assert_eq!(json["time_frac"], serde_json::Value::Null);
+    assert_eq!(json["time_no_data"], "unlimited");
+    assert_eq!(s.wasted_core_hours, 0.0, "no waste is known before the job reports its CPU time");
+    assert_eq!(json["mem_used_bytes"], 1u64 << 30);
+}

@@ -136,3 +136,140 @@ fn gpu_rules_follow_the_original() {
     }
     assert!(!k.contains(&FindingKind::LowComputePower), "a GPU job is not low compute power");
 }
+
+/// A job of random shape as sacct reports it: `nodes` nodes, tasks spread as SLURM's balanced
+/// distribution does (counts differ by at most one), `cpt` CPUs per task, each task's peak;
+/// a batch step on the first node. `tot_counts_all` says whether the step total counts every
+/// node's tasks (a sound SLURM) or only the first node's (what 22.05 shows on the dev cluster).
+struct Shape {
+    per_node: Vec<Vec<u64>>,
+    cpt: u32,
+    per_cpu: bool,
+    tot_counts_all: bool,
+}
+
+fn shape_job(shape: &Shape) -> JobRecord {
+    use crate::job::{MemRequest, StepRecord, Tres, Usage};
+    use crate::slurm::sacct_parse::fold_steps_into_job;
+    let nodes = shape.per_node.len() as u32;
+    let tasks: u32 = shape.per_node.iter().map(|t| t.len() as u32).sum();
+    let mut j = finished(tasks * shape.cpt, 1.0, 0, 1);
+    j.usage.max_rss_bytes = None;
+    j.node_count = nodes;
+    j.req_mem = Some(if shape.per_cpu { MemRequest::PerCpu(64 << 30) } else { MemRequest::PerNode(64 << 30) });
+    j.req_mem_bytes = Some(64 << 30);
+    let max = shape.per_node.iter().flatten().copied().max().unwrap_or(0);
+    let tot: u64 =
+        if shape.tot_counts_all { shape.per_node.iter().flatten().sum() } else { shape.per_node[0].iter().sum() };
+    let step = |id: StepId, nodes: u32, tasks: u32, max: u64, tot: u64| {
+        let mut s = StepRecord {
+            job: j.id,
+            step: id,
+            name: String::new(),
+            state: "COMPLETED".into(),
+            exit_code: 0,
+            exit_signal: 0,
+            start_at: j.start_at,
+            end_at: j.end_at,
+            elapsed_secs: j.elapsed_secs,
+            node_list: String::new(),
+            node_count: nodes,
+            task_count: tasks,
+            alloc_cpus: j.alloc_cpus,
+            usage: Usage { max_rss_bytes: Some(max), ..Usage::default() },
+            tres_usage_in_tot: Tres(vec![("mem".into(), tot)]),
+            tres_usage_in_max: Tres(vec![("mem".into(), max)]),
+            submit_line: String::new(),
+        };
+        s.derive_memory();
+        s
+    };
+    let steps = [step(StepId::BATCH, 1, 1, 4 << 20, 4 << 20), step(StepId(0), nodes, tasks, max, tot)];
+    fold_steps_into_job(&mut j, &steps);
+    j
+}
+
+/// `--mem=352M` / `--mem-per-cpu=2G` → (bytes, per CPU?).
+fn parse_advice(text: &str) -> (u64, bool) {
+    let (value, per_cpu) = match text.strip_prefix("--mem-per-cpu=") {
+        Some(v) => (v, true),
+        None => (text.strip_prefix("--mem=").unwrap_or_else(|| panic!("not a memory option: {text}")), false),
+    };
+    let (num, unit) = value.split_at(value.len() - 1);
+    let scale = match unit {
+        "M" => 1u64 << 20,
+        "G" => 1 << 30,
+        other => panic!("unit {other} in {text}"),
+    };
+    (num.parse::<u64>().unwrap() * scale, per_cpu)
+}
+
+#[test]
+fn memory_advice_never_falls_below_any_nodes_use_plus_margin() {
+    // xorshift64: a fixed seed, so a failure repeats.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    let margin = 1.2;
+    for round in 0..5_000 {
+        let nodes = 1 + next(6) as usize;
+        let tasks = nodes + next(nodes as u64 * 8) as usize;
+        let mut per_node: Vec<Vec<u64>> = vec![Vec::new(); nodes];
+        for t in 0..tasks {
+            // Balanced, as SLURM spreads tasks over the nodes: counts differ by at most one.
+            let node = t % nodes;
+            let peak = match next(3) {
+                0 => (1 + next(64)) << 20,
+                1 => (1 + next(4096)) << 20,
+                _ => (1 + next(64)) << 30,
+            };
+            per_node[node].push(peak);
+        }
+        let shape = Shape { per_node, cpt: 1 + next(4) as u32, per_cpu: next(2) == 0, tot_counts_all: next(4) != 0 };
+        let j = shape_job(&shape);
+        let used = j.usage.mem_used().unwrap() as f64;
+        let node_peak = j.usage.mem_node_peak().unwrap() as f64;
+        let (text, whole) = mem_advice(&j, node_peak * margin, used * margin);
+        let (value, per_cpu) = parse_advice(&text);
+        assert_eq!(per_cpu, shape.per_cpu, "round {round}: {text} for a per-CPU request? {}", shape.per_cpu);
+        let true_total: u64 = shape.per_node.iter().flatten().sum();
+        assert!(
+            whole as f64 >= true_total as f64 * margin,
+            "round {round}: {text} gives {whole} < {true_total} + margin"
+        );
+        for (n, tasks) in shape.per_node.iter().enumerate() {
+            let use_on_node: u64 = tasks.iter().sum::<u64>().max(if n == 0 { 4 << 20 } else { 0 });
+            let alloc_on_node = if per_cpu { value * u64::from(shape.cpt) * tasks.len() as u64 } else { value };
+            assert!(
+                alloc_on_node as f64 >= use_on_node as f64 * margin,
+                "round {round}: node {n} uses {use_on_node}, {text} gives it {alloc_on_node} ({:?}, {} CPUs per task)",
+                shape.per_node,
+                shape.cpt
+            );
+        }
+    }
+}
+
+#[test]
+fn memory_advice_is_per_node_and_per_cpu_as_asked() {
+    use crate::job::MemRequest;
+    // -N2 -n2 --mem=1G, 2 tasks × 300 MiB: 600 MiB in all, 300 MiB a node; 20 % margin.
+    let mut j = finished(2, 1.0, 0, 2_048);
+    j.node_count = 2;
+    j.usage.mem_used_bytes = Some(600 << 20);
+    j.usage.mem_node_peak_bytes = Some(300 << 20);
+    j.req_mem = Some(MemRequest::PerNode(1 << 30));
+    let f = job_findings(&j, &efficiency(&j), None, &[], &Rules { config: &cfg(), preload_library: "" });
+    let mem = f.iter().find(|f| f.kind == FindingKind::MemoryUnderused).unwrap();
+    // 300 MiB × 1.2 = 360 MiB a node (the old advice divided the largest task by the nodes: 192M).
+    assert_eq!(mem.fix, "--mem=384M");
+    assert!(mem.evidence.contains("600 MiB of 2.0 GiB"), "{}", mem.evidence);
+    j.req_mem = Some(MemRequest::PerCpu(1 << 30));
+    let f = job_findings(&j, &efficiency(&j), None, &[], &Rules { config: &cfg(), preload_library: "" });
+    let mem = f.iter().find(|f| f.kind == FindingKind::MemoryUnderused).unwrap();
+    assert_eq!(mem.fix, "--mem-per-cpu=384M");
+}

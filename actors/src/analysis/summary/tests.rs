@@ -65,3 +65,22 @@ fn family_history_gives_trends_and_a_right_size_finding() {
     let fix = a.jobs[0].findings.iter().find(|f| f.kind == FindingKind::RightSize).unwrap();
     assert!(fix.fix.contains("--mem=128M") && fix.fix.contains("--cpus-per-task=2"), "{}", fix.fix);
 }
+
+#[test]
+fn the_services_own_scraper_jobs_are_not_judged() {
+    // A scraper job: `[distributor] job_name` by an `[ingest] service_users` user (root by default).
+    let mut scraper = alice_inputs().swap_remove(0);
+    scraper.job.user = "root".into();
+    scraper.job.name = "turingwatch".into();
+    let a = analyze_job(&scraper, &params());
+    assert!(a.findings.is_empty(), "{:?}", a.findings);
+    assert_eq!(a.waste, 0.0);
+    assert!(a.efficiency.cpu_frac.is_some(), "its figures are still shown");
+    // The same name by another user, or another name by the service user, is judged as usual.
+    for (user, name) in [("alice", "turingwatch"), ("root", "sleeper")] {
+        let mut other = scraper.clone();
+        other.job.user = user.into();
+        other.job.name = name.into();
+        assert!(!analyze_job(&other, &params()).findings.is_empty(), "{user} {name}");
+    }
+}

@@ -57,3 +57,10 @@ fn user_text_is_escaped_in_html() {
     assert!(m.html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;") || m.html.contains("&lt;b&gt;x&lt;/b&gt;"));
     assert!(!m.html.contains("<b>x</b>"));
 }
+
+#[test]
+fn a_running_job_reads_no_data_yet_never_zero_percent() {
+    assert_eq!(pct_text(None, Some(crate::analysis::efficiency::NoData::Running)), "no data yet");
+    assert_eq!(pct_text(None, None), "n/a");
+    assert_eq!(pct_text(Some(0.4), None), "40.0 %");
+}

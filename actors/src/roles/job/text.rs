@@ -40,24 +40,28 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
         "Elapsed: {} of {} time limit{}",
         duration_text(j.record.elapsed_secs),
         limit,
-        e.time_frac.map_or_else(String::new, |f| format!(" ({:.2}%)", f * 100.0))
+        match (e.time_frac, e.time_no_data) {
+            (Some(f), _) => format!(" ({:.2}%)", f * 100.0),
+            (None, Some(why)) => format!(" (time used {})", why.text()),
+            (None, None) => String::new(),
+        }
     );
     let _ = writeln!(out, "CPU Utilized: {}", seconds_text(j.record.usage.total_cpu_ms));
-    match e.cpu_frac {
-        Some(f) => {
+    match (e.cpu_frac, e.cpu_no_data) {
+        (Some(f), _) => {
             let _ = writeln!(out, "CPU Efficiency: {:.2}% of {} core-walltime", f * 100.0, duration_text(e.core_secs));
         }
-        None => {
-            let _ = writeln!(out, "CPU Efficiency: n/a (no elapsed time yet)");
+        (None, why) => {
+            let _ = writeln!(out, "CPU Efficiency: {}", why.map_or("n/a", |w| w.text()));
         }
     }
-    let _ = writeln!(out, "Memory Utilized: {}", j.record.usage.max_rss_bytes.map_or_else(|| "n/a".into(), bytes_text));
+    let _ = writeln!(out, "Memory Utilized: {}", e.mem_used_bytes.map_or_else(|| "n/a".into(), bytes_text));
     match (e.mem_frac, j.record.req_mem_bytes) {
         (Some(f), Some(req)) => {
             let _ = writeln!(out, "Memory Efficiency: {:.2}% of {}", f * 100.0, bytes_text(req));
         }
         _ => {
-            let _ = writeln!(out, "Memory Efficiency: n/a");
+            let _ = writeln!(out, "Memory Efficiency: {}", e.mem_no_data.map_or("n/a", |w| w.text()));
         }
     }
     if j.samples > 0 {
@@ -136,5 +140,17 @@ mod tests {
         assert!(text.contains("CPU Underusage") && text.contains("fix: --cpus-per-task=1"), "{text}");
         assert!(text.contains("Samples: none (coverage 0%"));
         assert!(text.ends_with("Source: SLURM accounting (sacct)\n"));
+    }
+
+    #[test]
+    fn a_running_job_shows_no_data_yet_and_an_unlimited_limit_no_percentage() {
+        let mut inputs = alice_inputs();
+        inputs[0].job.end_at = None;
+        inputs[0].job.time_limit_secs = None;
+        let j = analyze_job(&inputs[0], &params());
+        let text = render_job_text(&j, Source::Store);
+        assert!(text.contains("CPU Efficiency: no data yet (job running)"), "{text}");
+        assert!(text.contains("of UNLIMITED time limit (time used n/a (no time limit))"), "{text}");
+        assert!(!text.contains("0.00%"), "{text}");
     }
 }
