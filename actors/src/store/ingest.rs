@@ -54,75 +54,87 @@ impl Store {
         node: &str,
         content: &ReportContent,
     ) -> Result<Stored, StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut seen = txn.open_table(REPORTS_SEEN)?;
-            if seen.get((sender, report_id))?.is_some() {
-                return Ok(Stored::Duplicate); // the transaction is dropped: nothing written
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut seen = txn.open_table(REPORTS_SEEN)?;
+                if seen.get((sender, report_id))?.is_some() {
+                    return Ok(Stored::Duplicate); // the transaction is dropped: nothing written
+                }
+                seen.insert((sender, report_id), received_at)?;
             }
-            seen.insert((sender, report_id), received_at)?;
-        }
-        write_samples(&txn, node, &content.samples)?;
-        write_gpu_readings(&txn, node, &content.gpus)?;
-        write_apps(&txn, &content.apps)?;
-        txn.commit()?;
-        Ok(Stored::New)
+            write_samples(&txn, node, &content.samples)?;
+            write_gpu_readings(&txn, node, &content.gpus)?;
+            write_apps(&txn, &content.apps)?;
+            txn.commit()?;
+            Ok(Stored::New)
+        })
     }
 
     /// Stores step samples of one node. Samples are merged into their hour blocks; a sample whose
     /// (series, time) is already stored replaces it, so a resent sample is stored once.
     pub fn append_samples(&self, node: &str, samples: &[(JobId, StepId, StepSample)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        write_samples(&txn, node, samples)?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            write_samples(&txn, node, samples)?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Records applications seen in steps.
     pub fn add_apps(&self, apps: &[(JobId, StepId, String)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        write_apps(&txn, apps)?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            write_apps(&txn, apps)?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// How much room the sample blocks take (for `benches/store_bytes.rs`).
     pub fn sample_block_stats(&self) -> Result<BlockStats, StoreError> {
-        let txn = self.db.begin_read()?;
-        let blocks = txn.open_table(SAMPLE_BLOCKS)?;
-        let mut value_bytes = 0;
-        for entry in blocks.iter()? {
-            value_bytes += entry?.1.value().len() as u64;
-        }
-        let stats = blocks.stats()?;
-        Ok(BlockStats {
-            blocks: blocks.len()?,
-            value_bytes,
-            leaf_pages: stats.leaf_pages(),
-            stored_bytes: stats.stored_bytes(),
-            metadata_bytes: stats.metadata_bytes(),
-            fragmented_bytes: stats.fragmented_bytes(),
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let blocks = txn.open_table(SAMPLE_BLOCKS)?;
+            let mut value_bytes = 0;
+            for entry in blocks.iter()? {
+                value_bytes += entry?.1.value().len() as u64;
+            }
+            let stats = blocks.stats()?;
+            Ok(BlockStats {
+                blocks: blocks.len()?,
+                value_bytes,
+                leaf_pages: stats.leaf_pages(),
+                stored_bytes: stats.stored_bytes(),
+                metadata_bytes: stats.metadata_bytes(),
+                fragmented_bytes: stats.fragmented_bytes(),
+            })
         })
     }
 
     /// Whether a report was stored.
     pub fn report_seen(&self, sender: &str, report_id: u64) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
-        let seen = txn.open_table(REPORTS_SEEN)?.get((sender, report_id))?.is_some();
-        Ok(seen)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let seen = txn.open_table(REPORTS_SEEN)?.get((sender, report_id))?.is_some();
+            Ok(seen)
+        })
     }
 
     /// Adds `by` to a counter in `meta` (e.g. rejected reports), returning the new value.
     pub fn bump_counter(&self, key: &str, by: u64) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let value = {
-            let mut meta = txn.open_table(META)?;
-            let value = meta.get(key)?.map(|v| v.value()).unwrap_or(0).saturating_add(by);
-            meta.insert(key, value)?;
-            value
-        };
-        txn.commit()?;
-        Ok(value)
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let value = {
+                let mut meta = txn.open_table(META)?;
+                let value = meta.get(key)?.map(|v| v.value()).unwrap_or(0).saturating_add(by);
+                meta.insert(key, value)?;
+                value
+            };
+            txn.commit()?;
+            Ok(value)
+        })
     }
 }
 

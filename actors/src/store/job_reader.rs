@@ -79,74 +79,92 @@ impl JobTables {
 impl Store {
     /// One job, if stored.
     pub fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_job(&txn.open_table(JOB_BLOCKS)?, id)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_job(&txn.open_table(JOB_BLOCKS)?, id)
+        })
     }
 
     /// The steps of a job, in step-id order.
     pub fn steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_steps(&txn.open_table(JOB_BLOCKS)?, id)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_steps(&txn.open_table(JOB_BLOCKS)?, id)
+        })
     }
 
     /// Jobs that were running at some time in `[from, to)`: ended at or after `from` (or still
     /// running) and started before `to`; by end time (running last), then id.
     pub fn jobs_in_window(&self, from: u64, to: u64) -> Result<Vec<JobRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &txn.open_table(JOB_BLOCKS)?, from, to)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &txn.open_table(JOB_BLOCKS)?, from, to)
+        })
     }
 
     /// Ids of a user's jobs, ascending.
     pub fn job_ids_of_user(&self, user: &str) -> Result<Vec<JobId>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_user_ids(&txn.open_table(JOBS_BY_USER_BUCKETS)?, user)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_user_ids(&txn.open_table(JOBS_BY_USER_BUCKETS)?, user)
+        })
     }
 
     /// All samples of a job, by series, in time order.
     pub fn samples_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "sample_blocks")
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "sample_blocks")
+        })
     }
 
     /// All GPU readings of a job, by series, in time order.
     pub fn gpu_readings_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<GpuReading>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "gpu_blocks")
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "gpu_blocks")
+        })
     }
 
     /// Applications seen in a job, by step.
     pub fn apps_of_job(&self, job: JobId) -> Result<Vec<(StepId, String)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_apps(&txn.open_table(APP_USAGE)?, job)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_apps(&txn.open_table(APP_USAGE)?, job)
+        })
     }
 
     /// A job's steps, samples, GPU readings and applications, read in one transaction.
     pub fn job_data(&self, job: JobId) -> Result<JobData, StoreError> {
-        let txn = self.db.begin_read()?;
-        JobTables::open(&txn)?.data(job)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            JobTables::open(&txn)?.data(job)
+        })
     }
 
     /// Everything the analysis of `[from, to)` reads, in one transaction: the jobs of the window
     /// (see [`Store::jobs_in_window`]) for which `keep` is true, each with its data, and the
     /// job history of every user among them.
     pub fn period_data(&self, from: u64, to: u64, keep: impl Fn(&JobRecord) -> bool) -> Result<PeriodData, StoreError> {
-        let txn = self.db.begin_read()?;
-        let tables = JobTables::open(&txn)?;
-        let mut out = PeriodData::default();
-        for job in read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &tables.blocks, from, to)? {
-            if keep(&job) {
-                let data = tables.data(job.id)?;
-                out.jobs.push((job, data));
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let tables = JobTables::open(&txn)?;
+            let mut out = PeriodData::default();
+            for job in read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &tables.blocks, from, to)? {
+                if keep(&job) {
+                    let data = tables.data(job.id)?;
+                    out.jobs.push((job, data));
+                }
             }
-        }
-        let by_user = txn.open_table(JOBS_BY_USER_BUCKETS)?;
-        for (job, _) in &out.jobs {
-            if !out.history.contains_key(&job.user) {
-                let ids = read_user_ids(&by_user, &job.user)?;
-                out.history.insert(job.user.clone(), read_jobs(&tables.blocks, &ids)?);
+            let by_user = txn.open_table(JOBS_BY_USER_BUCKETS)?;
+            for (job, _) in &out.jobs {
+                if !out.history.contains_key(&job.user) {
+                    let ids = read_user_ids(&by_user, &job.user)?;
+                    out.history.insert(job.user.clone(), read_jobs(&tables.blocks, &ids)?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 

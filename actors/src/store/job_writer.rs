@@ -55,12 +55,14 @@ impl Store {
         watermark: Option<u64>,
         write: impl FnOnce(&mut JobWriter<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write()?;
-        let mut writer = JobWriter::open(&txn)?;
-        let out = write(&mut writer)?;
-        writer.finish(&txn, watermark)?;
-        txn.commit()?;
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let mut writer = JobWriter::open(&txn)?;
+            let out = write(&mut writer)?;
+            writer.finish(&txn, watermark)?;
+            txn.commit()?;
+            Ok(out)
+        })
     }
 
     /// Inserts or replaces jobs and their steps, and (optionally) advances the import watermark,
