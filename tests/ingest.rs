@@ -104,9 +104,9 @@ fn a_user_cannot_report_another_users_job_and_bad_credentials_are_refused() {
     let alice_samples: usize = store.samples_of_job(JobId(alice_job)).unwrap().values().map(Vec::len).sum();
     assert!(alice_samples >= 3, "alice's own job: {alice_samples} samples\n{}", setup.server_log());
     assert!(store.samples_of_job(JobId(bob_job)).unwrap().is_empty(), "bob's job was stored from alice's report");
-    let rejected_steps = store.meta(turingwatch::ingest::REJECTED_STEPS_KEY).unwrap().unwrap_or(0);
+    let rejected_steps = store.meta(turingwatch::actors::ingest::REJECTED_STEPS_KEY).unwrap().unwrap_or(0);
     assert!(rejected_steps >= 2, "bob's steps were not counted as refused: {rejected_steps}");
-    let rejected_reports = store.meta(turingwatch::ingest::REJECTED_REPORTS_KEY).unwrap().unwrap_or(0);
+    let rejected_reports = store.meta(turingwatch::actors::ingest::REJECTED_REPORTS_KEY).unwrap().unwrap_or(0);
     assert!(rejected_reports >= 6, "refused reports counted: {rejected_reports}");
     crate::scrape_support::cancel(alice_job);
     crate::scrape_support::cancel(bob_job);

@@ -77,11 +77,29 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The status line and headers of one request (`method path`, no body).
+fn http_head(port: u16, method: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text.split_once("\r\n\r\n").map_or(text.clone(), |(h, _)| h.to_string()))
+}
+
 #[test]
 fn metrics_are_scraped_and_sigterm_stops_cleanly() {
     let mut server = ServerProcess::start("server_metrics", 18051, "");
     let (status, body) = http_get(server.port, "/metrics").expect("GET /metrics");
     assert_eq!(status, 200);
+    // Every answer, whoever serves it (metrics, health, the API's errors, ingest's refusals, the
+    // site), tells browsers not to sniff its type.
+    for (method, path) in
+        [("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/api/user"), ("POST", "/ingest/v1/report"), ("GET", "/")]
+    {
+        let head = http_head(server.port, method, path).expect("answer");
+        assert!(head.to_ascii_lowercase().contains("x-content-type-options: nosniff"), "{method} {path}:\n{head}");
+    }
     for name in [
         "turingwatch_import_lag_seconds",
         "turingwatch_reports_rejected_total{reason=\"unauthenticated\"}",

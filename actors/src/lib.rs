@@ -1,36 +1,30 @@
 //! turingwatch: the daemon and its one-shot tools, as a library the `turingwatch` binary runs.
 //!
-//! Layout (see the README's "Where things live"). A file directly under `src/` is wiring or an
-//! actor; a directory is a domain module and never imports actix.
-
-// Wiring.
-pub mod accounting;
-pub mod logging;
-pub mod messages;
-pub mod metrics;
-pub mod system;
-pub mod web_backend;
-
-// Actors and roles.
-pub mod allocator;
-pub mod clock;
-pub mod ingest;
-pub mod munge;
-pub mod scraper;
-
-// Actors.
-pub mod mailer;
-pub mod rollover;
+//! Layout (see the README's "Layers" and "Where things live"): roles (`roles/`, one module per
+//! subcommand) on top, then the actors (`actors/`: actix shells, messages, supervision, the
+//! server's wiring), then the domain modules (pure logic and I/O adapters, no actix). Imports go
+//! one way; `scripts/check-layers.sh` checks it.
 
 // Roles: one module per subcommand.
 pub mod roles;
 
+// Actors.
+pub mod actors;
+
 // Domain modules: pure logic and I/O adapters.
+pub mod accounting;
 pub mod analysis;
+pub mod backoff;
+pub mod clock;
+pub mod distribution;
 pub mod job;
+pub mod logging;
 pub mod mail;
+pub mod metrics;
+pub mod munge;
 pub mod period;
 pub mod sample;
 pub mod slurm;
 pub mod store;
+pub mod web_backend;
 pub mod wire;

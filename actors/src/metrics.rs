@@ -1,13 +1,12 @@
 //! Operational metrics, served as Prometheus text on `GET /metrics`.
 //!
-//! Plain atomics in one struct that `system.rs` hands to every part of the server (no global
+//! Plain atomics in one struct that `actors/system.rs` hands to every part of the server (no global
 //! registry): counters only go up, gauges are set. Rendering is a pure function of the values,
 //! so tests compare text. Labels are fixed sets (reasons, states), never user or job ids, so the
 //! number of series stays small.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -42,6 +41,10 @@ impl Gauge {
 pub const REJECT_REASONS: &[&str] =
     &["unauthenticated", "replayed", "oversized", "malformed", "foreign_job", "store_error"];
 
+/// Supervised actors (the label values of `actor_restarts_total`): the server's importer
+/// (`accounting`), allocator, rollover and mailer, and the scrape role's sampler and reporter.
+pub const ACTORS: &[&str] = &["accounting", "allocator", "rollover", "mailer", "sampler", "reporter"];
+
 /// Every metric the server exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -60,8 +63,8 @@ pub struct Metrics {
     pub mails_sent_total: Counter,
     pub mails_failed_total: Counter,
     pub store_size_bytes: Gauge,
-    /// Restarts per actor name.
-    actor_restarts: Mutex<Vec<(String, u64)>>,
+    /// Supervised restarts, per entry of [`ACTORS`].
+    pub actor_restarts: [Counter; 6],
 }
 
 impl Metrics {
@@ -71,14 +74,16 @@ impl Metrics {
         self.reports_rejected[i].inc();
     }
 
-    /// Counts a supervised restart of an actor.
+    /// Counts a supervised restart of one of [`ACTORS`] (an unknown name is not counted).
     pub fn actor_restarted(&self, actor: &str) {
-        if let Ok(mut list) = self.actor_restarts.lock() {
-            match list.iter_mut().find(|(name, _)| name == actor) {
-                Some((_, n)) => *n += 1,
-                None => list.push((actor.to_string(), 1)),
-            }
+        if let Some(i) = ACTORS.iter().position(|a| *a == actor) {
+            self.actor_restarts[i].inc();
         }
+    }
+
+    /// Supervised restarts of `actor` so far.
+    pub fn restarts_of(&self, actor: &str) -> u64 {
+        ACTORS.iter().position(|a| *a == actor).map_or(0, |i| self.actor_restarts[i].get())
     }
 
     /// Prometheus text exposition (version 0.0.4), `now` being the current unix time.
@@ -156,11 +161,11 @@ impl Metrics {
         metric("mails_queued", "gauge", "Mails waiting in the outbox.", &one(self.mails_queued.get()));
         metric("mails_sent_total", "counter", "Mails sent.", &one(self.mails_sent_total.get()));
         metric("mails_failed_total", "counter", "Mail attempts that failed.", &one(self.mails_failed_total.get()));
-        let restarts: Vec<(String, u64)> = self
-            .actor_restarts
-            .lock()
-            .map(|list| list.iter().map(|(name, n)| (format!("{{actor=\"{name}\"}}"), *n)).collect())
-            .unwrap_or_default();
+        let restarts: Vec<(String, u64)> = ACTORS
+            .iter()
+            .zip(&self.actor_restarts)
+            .map(|(actor, c)| (format!("{{actor=\"{actor}\"}}"), c.get()))
+            .collect();
         metric("actor_restarts_total", "counter", "Supervised actor restarts, by actor.", &restarts);
         metric("store_size_bytes", "gauge", "Size of the store file.", &one(self.store_size_bytes.get()));
         out
@@ -185,6 +190,8 @@ mod tests {
         assert!(text.contains("turingwatch_reports_rejected_total{reason=\"replayed\"} 1\n"));
         assert!(text.contains("turingwatch_reports_rejected_total{reason=\"malformed\"} 1\n"));
         assert!(text.contains("turingwatch_actor_restarts_total{actor=\"accounting\"} 2\n"));
+        assert!(text.contains("turingwatch_actor_restarts_total{actor=\"mailer\"} 0\n"));
+        assert_eq!((m.restarts_of("accounting"), m.restarts_of("nonsense")), (2, 0));
         assert!(text.contains("turingwatch_import_lag_seconds 60\n"));
         assert!(text.contains("# TYPE turingwatch_mails_sent_total counter\n"));
         // Every sample line belongs to a declared metric.

@@ -7,9 +7,9 @@
 //! the CPU of storing, so the output is cut into parts that parser threads parse while the
 //! writer stores the parts before them (measured by `benches/accounting_import.rs`).
 
+use super::ImportChanges;
 use super::ImportSummary;
 use crate::job::{JobRecord, StepRecord};
-use crate::messages::JobsImported;
 use crate::slurm::hostlist;
 use crate::slurm::sacct_parse::{parse_sacct_part, split_parts, Part, SacctBatch};
 use crate::store::{JobWriter, Store, StoreError};
@@ -126,7 +126,7 @@ fn parse_while_writing(
 
 /// What an import changed, gathered part by part as the parts are written.
 struct Changes {
-    event: JobsImported,
+    event: ImportChanges,
     busy: BTreeMap<String, u32>,
     jobs: usize,
     steps: usize,
@@ -136,7 +136,7 @@ struct Changes {
 impl Changes {
     fn new(watermark: u64) -> Self {
         Changes {
-            event: JobsImported { until: watermark, ..JobsImported::default() },
+            event: ImportChanges { until: watermark, ..ImportChanges::default() },
             busy: BTreeMap::new(),
             jobs: 0,
             steps: 0,

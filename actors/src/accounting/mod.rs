@@ -11,25 +11,25 @@
 //! import's 28 days) is caught up window after window.
 //!
 //! When sacct fails (slurmdbd unreachable, timeout), the import is retried `reconnect_max` times
-//! with exponential backoff from `reconnect_wait`; then the actor stops, and its supervisor
-//! restarts it, which waits `reconnect_wait` before trying again. The watermark stays where it
-//! was, so the missed window is imported once slurmdbd is back.
+//! with exponential backoff from `reconnect_wait`; then it fails, the importer actor
+//! (`actors/accounting.rs`) stops, and its supervisor restarts it after a growing delay. The
+//! watermark stays where it was, so the missed window is imported once slurmdbd is back.
+//! No actix here: the actor is a thin shell over [`ImportJob`].
 
 mod commit;
 
 pub use commit::{commit_batch, import_text};
 
+use crate::backoff::Backoff;
 use crate::clock::unix_now;
-use crate::messages::JobsImported;
-use crate::metrics::Metrics;
+use crate::job::JobId;
 use crate::slurm::sacct::{fetch_window_text, SacctError, Window};
 use crate::slurm::SlurmRunner;
 use crate::store::tables::IMPORT_WATERMARK_KEY;
 use crate::store::{Store, StoreError};
-use crate::system::{Backoff, Shared};
-use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
+use turingwatch_config::Config;
 
 /// How far each window reaches back before the watermark: covers sacct's ~5 s lag, and job
 /// records slurmctld hands to slurmdbd late after an outage of slurmdbd.
@@ -40,6 +40,19 @@ pub const WINDOW_OVERLAP_SECS: u64 = 300;
 /// bounded in time and memory and progress survives a restart.
 pub const MAX_WINDOW_SECS: u64 = 86_400;
 
+/// What an import changed (published to the other actors as `JobsImported`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportChanges {
+    /// End of the window imported (the new watermark), unix seconds.
+    pub until: u64,
+    /// Jobs seen for the first time.
+    pub new: Vec<JobId>,
+    /// Jobs that ended since the previous import.
+    pub finished: Vec<JobId>,
+    /// Nodes with running jobs and how many running steps (or jobs) each has, busiest first.
+    pub busy_nodes: Vec<(String, u32)>,
+}
+
 /// What an import stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -48,7 +61,7 @@ pub struct ImportSummary {
     pub jobs: usize,
     pub steps: usize,
     pub skipped_lines: usize,
-    pub event: JobsImported,
+    pub event: ImportChanges,
     /// CPU time spent parsing and storing (they overlap in wall time: see [`import_text`]).
     pub parse_cpu: Duration,
     pub store_cpu: Duration,
@@ -76,7 +89,7 @@ pub fn next_window(watermark: Option<u64>, now: u64, first_window_secs: u64) -> 
 
 /// Everything one import needs; cheap to clone into the import future.
 #[derive(Clone)]
-struct ImportJob {
+pub struct ImportJob {
     store: Arc<Store>,
     runner: SlurmRunner,
     tz: jiff::tz::TimeZone,
@@ -86,8 +99,21 @@ struct ImportJob {
 }
 
 impl ImportJob {
+    /// An import of `[accounting]`'s windows from `[slurm]`'s sacct into `store`.
+    pub fn new(config: &Config, store: Arc<Store>) -> ImportJob {
+        let acct = &config.accounting;
+        ImportJob {
+            store,
+            runner: SlurmRunner::new(&config.slurm),
+            tz: jiff::tz::TimeZone::system(),
+            first_window_secs: acct.first_window.as_secs(),
+            reconnect_max: acct.reconnect_max,
+            reconnect_wait: acct.reconnect_wait.get(),
+        }
+    }
+
     /// One import with retries: sacct (retried with backoff), then the store commit.
-    async fn run(self) -> Result<ImportSummary, ImportError> {
+    pub async fn run(self) -> Result<ImportSummary, ImportError> {
         let store = self.store.clone();
         let watermark = blocking(move || store.meta(IMPORT_WATERMARK_KEY)).await?;
         let mut backoff = Backoff::new(self.reconnect_wait, self.reconnect_wait.saturating_mul(16));
@@ -138,97 +164,6 @@ async fn blocking<T: Send + 'static>(
         Ok(result) => Ok(result?),
         Err(join) => Err(ImportError::Task(join.to_string())),
     }
-}
-
-/// The importer actor. Runs an import at start (after `delay`), then every `interval` after the
-/// previous one ended; publishes `JobsImported` after each committed import.
-pub struct AccountingImporter {
-    job: ImportJob,
-    interval: Duration,
-    delay: Duration,
-    subscribers: Vec<Recipient<JobsImported>>,
-    metrics: Arc<Metrics>,
-    /// Delay before work resumes after a supervised restart: grows while imports keep failing.
-    restart_backoff: Backoff,
-}
-
-impl AccountingImporter {
-    /// An importer for the server's config and store, publishing to `subscribers`.
-    pub fn new(shared: &Shared, subscribers: Vec<Recipient<JobsImported>>) -> Self {
-        let acct = &shared.config.accounting;
-        AccountingImporter {
-            job: ImportJob {
-                store: shared.store.clone(),
-                runner: SlurmRunner::new(&shared.config.slurm),
-                tz: jiff::tz::TimeZone::system(),
-                first_window_secs: acct.first_window.as_secs(),
-                reconnect_max: acct.reconnect_max,
-                reconnect_wait: acct.reconnect_wait.get(),
-            },
-            interval: acct.interval.get(),
-            delay: Duration::ZERO,
-            subscribers,
-            metrics: shared.metrics.clone(),
-            restart_backoff: Backoff::new(acct.reconnect_wait.get(), acct.reconnect_wait.get().saturating_mul(16)),
-        }
-    }
-
-    fn schedule(&self, ctx: &mut Context<Self>, after: Duration) {
-        ctx.run_later(after, |importer, ctx| importer.import(ctx));
-    }
-
-    fn import(&mut self, ctx: &mut Context<Self>) {
-        let work = self.job.clone().run();
-        ctx.spawn(work.into_actor(self).map(|result, importer, ctx| match result {
-            Ok(summary) => {
-                let m = &importer.metrics;
-                m.import_last_success_at.set(unix_now());
-                m.import_watermark.set(summary.event.until);
-                m.jobs_imported_total.add(summary.jobs as u64);
-                m.sacct_lines_malformed_total.add(summary.skipped_lines as u64);
-                importer.restart_backoff.reset();
-                for subscriber in &importer.subscribers {
-                    subscriber.do_send(summary.event.clone());
-                }
-                let next = if summary.caught_up { importer.interval } else { Duration::ZERO };
-                importer.schedule(ctx, next);
-            }
-            Err(err) => {
-                importer.metrics.import_failures_total.inc();
-                tracing::error!(error = %err, "accounting import gave up; the supervisor restarts the importer");
-                ctx.stop();
-            }
-        }));
-    }
-}
-
-impl Actor for AccountingImporter {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        tracing::info!(
-            interval_secs = self.interval.as_secs(),
-            delay_secs = self.delay.as_secs(),
-            "accounting importer started"
-        );
-        self.schedule(ctx, self.delay);
-    }
-}
-
-impl Supervised for AccountingImporter {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // Restart later, not at once: slurmdbd was unreachable a moment ago. Each restart in a
-        // row waits longer (with jitter), up to 16 × reconnect_wait.
-        self.delay = self.restart_backoff.next_delay();
-        self.metrics.actor_restarted("accounting");
-        tracing::warn!(delay_secs = self.delay.as_secs(), "accounting importer restarting");
-    }
-}
-
-/// Starts the importer under a supervisor.
-pub fn start(shared: &Shared, subscribers: Vec<Recipient<JobsImported>>) -> Addr<AccountingImporter> {
-    let importer = AccountingImporter::new(shared, subscribers);
-    Supervisor::start(move |_| importer)
 }
 
 /// `turingwatch accounting`: what an import of the given window would store, printed, without
@@ -294,7 +229,6 @@ fn sacct_time_arg(text: &str, now: u64, tz: &jiff::tz::TimeZone) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::JobId;
     use crate::slurm::sacct_parse::parse_sacct;
 
     const WINDOW: &str = include_str!("../../../tests/fixtures/sacct/window.txt");
@@ -350,81 +284,6 @@ mod tests {
         assert_eq!((stored.state.as_str(), stored.usage.max_rss_bytes), ("COMPLETED", Some(219_496_448)));
         assert_eq!(store.steps(JobId(12)).unwrap().len(), 2);
         assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(3_000));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Collects what the importer publishes.
-    struct Probe(Arc<std::sync::Mutex<Vec<JobsImported>>>);
-
-    impl Actor for Probe {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<JobsImported> for Probe {
-        type Result = ();
-        fn handle(&mut self, msg: JobsImported, _: &mut Context<Self>) {
-            self.0.lock().unwrap().push(msg);
-        }
-    }
-
-    /// A stand-in `sacct` that records its arguments, fails like an unreachable slurmdbd while
-    /// the file `down` exists, and prints the recorded window fixture otherwise.
-    #[actix_rt::test]
-    async fn the_importer_backs_off_restarts_keeps_its_window_and_publishes() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("tw-acct-actor-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
-        std::fs::write(dir.join("window.txt"), WINDOW).unwrap();
-        std::fs::write(dir.join("down"), "").unwrap();
-        let d = dir.display();
-        let print = crate::slurm::delimited::shell_print_with_given_delimiter(&format!("{d}/window.txt"));
-        let script = format!(
-            "#!/bin/sh\necho \"$@\" >> {d}/calls\nif [ -e {d}/down ]; then echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1; fi\n{print}"
-        );
-        std::fs::write(dir.join("bin/sacct"), script).unwrap();
-        std::fs::set_permissions(dir.join("bin/sacct"), std::fs::Permissions::from_mode(0o755)).unwrap();
-
-        let mut config = turingwatch_config::Config::default();
-        config.slurm.bin_dir = dir.join("bin").display().to_string();
-        config.accounting.reconnect_max = 1;
-        config.accounting.reconnect_wait = turingwatch_config::Span::secs(1);
-        let store = Arc::new(Store::open(&dir.join("store.redb")).unwrap());
-        let watermark = unix_now() - 1_000;
-        store.set_meta(IMPORT_WATERMARK_KEY, watermark).unwrap();
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        let shared = Shared { config: Arc::new(config), store: store.clone(), metrics };
-        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let probe = Probe(received.clone()).start();
-        let _importer = start(&shared, vec![probe.recipient()]);
-
-        let calls = || std::fs::read_to_string(dir.join("calls")).unwrap_or_default();
-        // First attempt, one retry, give up, restart by the supervisor, attempt again.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while calls().lines().count() < 3 {
-            assert!(std::time::Instant::now() < deadline, "calls: {}", calls());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(received.lock().unwrap().is_empty(), "published while sacct failed");
-        assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(watermark));
-        std::fs::remove_file(dir.join("down")).unwrap();
-        while received.lock().unwrap().is_empty() {
-            assert!(std::time::Instant::now() < deadline, "nothing published; calls: {}", calls());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let event = received.lock().unwrap()[0].clone();
-        assert_eq!(event.new.len(), 9);
-        assert_eq!(event.finished.len(), 9);
-        assert!(event.until > watermark);
-        assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(event.until));
-        assert_eq!(store.job_count().unwrap(), 9);
-        // Every attempt asked for the same start: the failed window was not skipped.
-        let tz = jiff::tz::TimeZone::system();
-        let start =
-            format!("--starttime={}", crate::slurm::sacct::sacct_time(watermark - WINDOW_OVERLAP_SECS, &tz).unwrap());
-        let all_calls = calls();
-        assert!(all_calls.lines().count() >= 4);
-        assert!(all_calls.lines().all(|l| l.split(' ').any(|a| a == start)), "{all_calls}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,7 +10,7 @@
 //! `turingwatch mail`.
 
 use super::outbox::{OutboxEntry, OutboxState};
-use super::send::{build_message, Outgoing, MailError, Transport};
+use super::send::{build_message, MailError, Outgoing, Transport};
 use crate::clock::unix_now;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;

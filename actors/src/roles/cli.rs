@@ -146,21 +146,21 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
         Command::Config => Ok(super::config::run(loaded)),
         Command::Version => Ok(super::version::run()),
         Command::Debug(command) => super::debug::run(command),
-        Command::Server => crate::system::run_server(
+        Command::Server => super::server::run(
             config.clone(),
-            crate::allocator::DistributeOptions { config_path: config_path(&loaded.source), ..Default::default() },
+            crate::distribution::DistributeOptions { config_path: config_path(&loaded.source), ..Default::default() },
         ),
-        Command::Distribute(args) => crate::allocator::run(
+        Command::Distribute(args) => crate::roles::distribute::run(
             config,
-            &crate::allocator::DistributeOptions {
+            &crate::distribution::DistributeOptions {
                 config_path: config_path(&loaded.source),
                 only_nodes: args.only_nodes,
                 scraper_output: args.scraper_output,
             },
         ),
-        Command::Scrape(args) => crate::scraper::run(
+        Command::Scrape(args) => crate::roles::scrape::run(
             config,
-            &crate::scraper::ScrapeOptions {
+            &crate::roles::scrape::ScrapeOptions {
                 node: args.node,
                 once: args.once,
                 json: args.json,

@@ -7,8 +7,11 @@ pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod debug;
+pub mod distribute;
 pub mod job;
 pub mod mail;
+pub mod scrape;
+pub mod server;
 pub mod version;
 
 use crate::analysis::period::{Period, PeriodSpec};

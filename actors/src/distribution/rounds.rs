@@ -6,9 +6,9 @@
 //! its failures back off exponentially across rounds. At most `limit` scraper jobs are pending
 //! or running at once. Scraper jobs found in squeue but unknown here are adopted (a restart).
 
+use crate::backoff::Backoff;
 use crate::job::JobId;
 use crate::slurm::queue::QueuedJob;
-use crate::system::Backoff;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 

@@ -9,11 +9,11 @@
 //! never from the report. Foreign steps are dropped and counted (`meta.ingest_rejected_steps`);
 //! a report with nothing left is refused (403). The answer 200 is sent only after the commit.
 
+use super::shared::Shared;
 use crate::job::JobId;
 use crate::munge::{decode_credential, payload_for, MungeError, CREDENTIAL_HEADER};
 use crate::slurm::SlurmRunner;
 use crate::store::{ReportContent, Stored};
-use crate::system::Shared;
 use crate::wire::format::{decode_report, Report};
 use crate::wire::REPORT_PATH;
 use actix_web::{web, HttpRequest, HttpResponse};

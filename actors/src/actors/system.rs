@@ -1,49 +1,41 @@
 //! Wiring of the server: opens the store, starts every actor in a fixed order, serves HTTP, and
-//! shuts down in order on SIGTERM/SIGINT.
+//! shuts down in order on SIGTERM/SIGINT (the `server` role runs [`serve`] in an actix System).
 //!
 //! Actors get their collaborators here (as `Addr`/`Recipient` values), never from a global
 //! registry, so tests can wire probes instead. The HTTP app is composed from the parts that own
 //! routes (the web crate's report site and API, the ingest endpoint) with `App::configure`.
 
+use super::messages::CancelScrapers;
+use super::shared::Shared;
+use super::signals::{self, SecondStop};
+use super::{accounting, allocator, ingest, mailer, rollover};
+use crate::distribution::DistributeOptions;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::Context;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use turingwatch_config::Config;
 
-/// Shared handles every part of the server may need.
-#[derive(Clone)]
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub store: Arc<Store>,
-    pub metrics: Arc<Metrics>,
-}
-
-/// Runs `turingwatch server` until SIGTERM/SIGINT. `distribute` is what the allocation actor
-/// hands scraper jobs when it runs inside the server (`[distributor] in_server`).
-pub fn run_server(config: Config, distribute: crate::allocator::DistributeOptions) -> anyhow::Result<ExitCode> {
-    let system = actix::System::new();
-    system.block_on(serve(config, distribute))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn serve(config: Config, distribute: crate::allocator::DistributeOptions) -> anyhow::Result<()> {
+/// Runs the server until SIGTERM/SIGINT (inside an actix System). `distribute` is what the
+/// allocation actor hands scraper jobs when it runs inside the server (`[distributor] in_server`).
+pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let shared = Shared { config: Arc::new(config), store, metrics: Arc::new(Metrics::default()) };
     tracing::info!(path = %shared.store.path().display(), "store open");
 
-    // Periods and mail (issue #5): the accounting importer publishes `JobsImported` to `rollover`.
-    let mailer = crate::mailer::Mailer::new(shared.store.clone(), shared.config.clone())
+    // Periods and mail: the accounting importer publishes `JobsImported` to the rollover, which
+    // publishes `PeriodClosed` to the mailer.
+    let mailer = mailer::Mailer::new(shared.store.clone(), shared.config.clone())
         .context("setting up the mailer ([mail])")?
         .with_metrics(shared.metrics.clone());
     let mailer = actix::Supervisor::start(move |_| mailer);
-    listen_for_mail_signal(mailer.clone().recipient());
+    let stop = signals::listen(Some(mailer.clone().recipient()), SecondStop::Exit);
     watch_scraper_jobs(&shared);
     let cycle = crate::period::cycle::Cycle::new(&shared.config, crate::clock::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
-    let rollover = crate::rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()]);
+    let rollover =
+        rollover::Rollover::new(shared.store.clone(), cycle, vec![mailer.clone().recipient()], shared.metrics.clone());
     let rollover = actix::Supervisor::start(move |_| rollover);
     // The accounting importer publishes `JobsImported` to the rollover and, when the
     // distributor runs in the server, to the allocation actor (nodes with running jobs).
@@ -51,10 +43,10 @@ async fn serve(config: Config, distribute: crate::allocator::DistributeOptions) 
         .config
         .distributor
         .in_server
-        .then(|| crate::allocator::start(shared.config.clone(), distribute, Some(shared.metrics.clone())));
+        .then(|| allocator::start(shared.config.clone(), distribute, shared.metrics.clone()));
     let mut subscribers = vec![rollover.clone().recipient()];
     subscribers.extend(allocator.iter().map(|a| a.clone().recipient()));
-    let _accounting = crate::accounting::start(&shared, subscribers);
+    let _accounting = accounting::start(&shared, subscribers);
 
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();
@@ -65,10 +57,12 @@ async fn serve(config: Config, distribute: crate::allocator::DistributeOptions) 
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();
         actix_web::App::new()
+            // Browsers must take every answer as the type it says it is (JSON, text, HTML).
+            .wrap(actix_web::middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
             .route("/metrics", actix_web::web::get().to(metrics_endpoint))
-            .configure(crate::ingest::configure)
+            .configure(ingest::configure)
             .configure(turingwatch_web::routes::mount(web_state.clone()))
     })
     .workers(2)
@@ -81,12 +75,12 @@ async fn serve(config: Config, distribute: crate::allocator::DistributeOptions) 
     tracing::info!(%bind, "listening");
     let server_task = actix_web::rt::spawn(server);
 
-    shutdown_signal().await;
+    stop.requested().await;
     tracing::info!("shutting down: no new reports, finishing what is in flight");
     handle.stop(true).await;
     let _ = server_task.await;
     if let Some(allocator) = allocator {
-        let cancelled = tokio::time::timeout(Duration::from_secs(30), allocator.send(crate::allocator::CancelScrapers));
+        let cancelled = tokio::time::timeout(Duration::from_secs(30), allocator.send(CancelScrapers));
         if cancelled.await.is_err() {
             tracing::warn!("cancelling scraper jobs took over 30 s; `scancel -n <job_name>` cleans up");
         }
@@ -141,107 +135,4 @@ fn watch_scraper_jobs(shared: &Shared) {
             }
         }
     });
-}
-
-/// SIGUSR1 opens the mailer's sending window (`[mail] schedule = "on_signal"`, sent by
-/// `systemd/turingwatch.mail.timer`).
-fn listen_for_mail_signal(mailer: actix::Recipient<crate::mailer::SendDue>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::user_defined1()) {
-        Ok(mut usr1) => {
-            actix_web::rt::spawn(async move {
-                while usr1.recv().await.is_some() {
-                    mailer.do_send(crate::mailer::SendDue);
-                }
-            });
-        }
-        Err(err) => tracing::warn!(error = %err, "cannot listen for SIGUSR1; on_signal mail will not be sent"),
-    }
-}
-
-/// Resolves on the first SIGTERM or SIGINT. A second one exits at once: every write the store
-/// acknowledged is already durable, so nothing committed is lost.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    actix_web::rt::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::warn!("second signal: exiting now");
-        std::process::exit(1);
-    });
-}
-
-/// Exponential backoff with bounded jitter, for retries and supervised restarts.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// A backoff starting at `initial`, doubling up to `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { initial, max: max.max(initial), attempt: 0 }
-    }
-
-    /// The wait before the next attempt (without jitter), and counts the attempt.
-    pub fn next_base(&mut self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(30)).unwrap_or(u32::MAX);
-        self.attempt = self.attempt.saturating_add(1);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
-
-    /// The wait before the next attempt, with up to 25 % random jitter added.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next_base();
-        let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
-        (base + jitter).min(self.max + self.max / 4)
-    }
-
-    /// Attempts made since the last success.
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
-
-    /// Forgets past failures.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
-        let waits: Vec<u64> = (0..6).map(|_| b.next_base().as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
-        assert_eq!(b.attempts(), 6);
-        b.reset();
-        assert_eq!(b.next_base(), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn jitter_stays_within_a_quarter() {
-        let mut b = Backoff::new(Duration::from_secs(4), Duration::from_secs(100));
-        for _ in 0..100 {
-            b.reset();
-            let d = b.next_delay();
-            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(5), "{d:?}");
-        }
-    }
 }

@@ -11,20 +11,21 @@
 //! within `scrape.concurrent_nodes`. Scraper jobs are named `distributor.job_name`, pinned with
 //! `--nodelist`, one CPU, small memory, time limit `time_per_node + 1 min`, with an
 //! account/partition the service account may use. `CancelScrapers` (sent on shutdown) cancels
-//! every scraper job it knows. The round logic ([`Rounds`]) is pure and unit-tested.
+//! every scraper job it knows. The round logic (`distribution::Rounds`) is pure and unit-tested.
+//!
+//! A tick that cannot reach SLURM (the service account unknown, squeue of our jobs failing) is
+//! retried at the next tick; [`MAX_FAILED_TICKS`] of them in a row are a failure the allocator
+//! cannot handle: it stops, and its supervisor restarts it after a growing delay. The round
+//! state survives the restart (squeue is re-read and our jobs adopted anyway).
 
-mod rounds;
-
-pub use rounds::{Placement, Rounds};
-
+use super::messages::{CancelScrapers, JobsImported, Tick};
+use super::supervision::Restarts;
 use crate::clock::unix_now;
-use crate::messages::JobsImported;
+use crate::distribution::{new_rounds, scraper_job, DistributeOptions, Rounds};
 use crate::metrics::Metrics;
-use crate::slurm::queue::{self, ScraperJob};
+use crate::slurm::queue;
 use crate::slurm::SlurmRunner;
 use actix::prelude::*;
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use turingwatch_config::Config;
@@ -32,61 +33,26 @@ use turingwatch_config::Config;
 /// Time between two reconciliations with squeue.
 const TICK: Duration = Duration::from_secs(2);
 
-/// Options of the distributor.
-#[derive(Debug, Clone, Default)]
-pub struct DistributeOptions {
-    /// Configuration file handed to the scraper jobs (`--config`).
-    pub config_path: Option<PathBuf>,
-    /// Only place scrapers on these nodes (empty: every busy node).
-    pub only_nodes: Vec<String>,
-    /// Output file of scraper jobs (sbatch `--output`; `%j` = job id).
-    pub scraper_output: String,
-}
+/// Ticks in a row that could not reach SLURM before the allocator stops (and is restarted).
+pub const MAX_FAILED_TICKS: u32 = 15;
 
-/// Runs `turingwatch distribute` until SIGTERM/SIGINT, then cancels its scraper jobs.
-pub fn run(config: &Config, options: &DistributeOptions) -> anyhow::Result<ExitCode> {
-    let system = actix::System::new();
-    system.block_on(async {
-        let allocator = start(Arc::new(config.clone()), options.clone(), None);
-        stop_signal().await;
-        tracing::info!("stopping: cancelling our scraper jobs");
-        let _ = allocator.send(CancelScrapers).await;
-    });
-    Ok(ExitCode::SUCCESS)
-}
+/// Longest wait before a restarted allocator ticks again: once SLURM is back, scrapers are
+/// placed within about a minute.
+const RESTART_MAX: Duration = Duration::from_secs(60);
 
-/// Starts the allocation actor under a supervisor.
-pub fn start(config: Arc<Config>, options: DistributeOptions, metrics: Option<Arc<Metrics>>) -> Addr<Allocator> {
+/// Starts the allocation actor under a supervisor; `metrics` counts failed allocations and
+/// restarts (the server's, or the distribute role's own).
+pub fn start(config: Arc<Config>, options: DistributeOptions, metrics: Arc<Metrics>) -> Addr<Allocator> {
     let allocator = Allocator::new(config, options, metrics);
     actix::Supervisor::start(move |_| allocator)
 }
-
-/// Round state with `config`'s limits, timeout and backoff.
-fn new_rounds(config: &Config) -> Rounds {
-    Rounds::new(
-        config.scrape.concurrent_nodes as usize,
-        config.distributor.allocation_timeout.get().as_secs(),
-        config.distributor.backoff_initial.get(),
-        config.distributor.backoff_max.get(),
-    )
-}
-
-/// Reconcile with squeue, start a round when due, submit.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-struct Tick;
-
-/// Cancels every scraper job this distributor knows (on shutdown); answers when done.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct CancelScrapers;
 
 /// What a tick needs, shared with the future that does the SLURM work.
 struct Context {
     config: Arc<Config>,
     options: DistributeOptions,
     slurm: SlurmRunner,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Arc<Metrics>,
 }
 
 /// The allocation actor.
@@ -100,13 +66,19 @@ pub struct Allocator {
     /// Busy nodes the accounting importer reported since the last round.
     imported_busy: Vec<(String, u32)>,
     stopping: bool,
+    /// Time between ticks ([`TICK`]; shorter in tests).
+    tick_every: Duration,
+    /// Ticks in a row that could not reach SLURM.
+    failed_ticks: u32,
+    restarts: Restarts,
 }
 
 impl Allocator {
-    /// An allocator with `config`'s limits; `metrics` counts failed allocations (server mode).
-    pub fn new(config: Arc<Config>, options: DistributeOptions, metrics: Option<Arc<Metrics>>) -> Self {
+    /// An allocator with `config`'s limits; `metrics` counts failed allocations and restarts.
+    pub fn new(config: Arc<Config>, options: DistributeOptions, metrics: Arc<Metrics>) -> Self {
         let rounds = new_rounds(&config);
         let slurm = SlurmRunner::new(&config.slurm);
+        let restarts = Restarts::new("allocator", TICK, RESTART_MAX, metrics.clone());
         Allocator {
             ctx: Arc::new(Context { config, options, slurm, metrics }),
             rounds: Some(rounds),
@@ -114,13 +86,16 @@ impl Allocator {
             next_round: 0,
             imported_busy: Vec::new(),
             stopping: false,
+            tick_every: TICK,
+            failed_ticks: 0,
+            restarts,
         }
     }
 }
 
 impl Allocator {
     /// Nodes with running jobs from an import make a round due as soon as the current one ends.
-    fn note_import(&mut self, event: JobsImported) {
+    fn note_import(&mut self, JobsImported(event): JobsImported) {
         if !event.busy_nodes.is_empty() {
             tracing::debug!(nodes = event.busy_nodes.len(), "busy nodes from the accounting import");
             self.imported_busy = event.busy_nodes;
@@ -139,7 +114,7 @@ impl Actor for Allocator {
             limit = config.scrape.concurrent_nodes,
             "distributor started"
         );
-        ctx.notify(Tick);
+        ctx.notify_later(Tick, self.restarts.take_delay());
     }
 }
 
@@ -149,10 +124,8 @@ impl Supervised for Allocator {
         if self.rounds.is_none() {
             self.rounds = Some(new_rounds(&self.ctx.config));
         }
-        if let Some(metrics) = &self.ctx.metrics {
-            metrics.actor_restarted("allocator");
-        }
-        tracing::warn!(actor = "allocator", "restarting");
+        self.failed_ticks = 0;
+        self.restarts.restarting();
     }
 }
 
@@ -180,8 +153,18 @@ impl Handler<Tick> for Allocator {
             act.rounds = Some(outcome.rounds);
             act.me = outcome.me.or(act.me.take());
             act.next_round = if act.next_round == 0 && !act.imported_busy.is_empty() { 0 } else { outcome.next_round };
+            if outcome.reached_slurm {
+                act.failed_ticks = 0;
+                act.restarts.succeeded();
+            } else {
+                act.failed_ticks += 1;
+                if act.failed_ticks >= MAX_FAILED_TICKS && !act.stopping {
+                    let error = format!("SLURM unreachable for {} ticks in a row", act.failed_ticks);
+                    return act.restarts.fail(ctx, &error);
+                }
+            }
             if !act.stopping {
-                ctx.notify_later(Tick, TICK);
+                ctx.notify_later(Tick, act.tick_every);
             }
         })))
     }
@@ -219,6 +202,8 @@ struct TickOutcome {
     rounds: Rounds,
     me: Option<(String, String)>,
     next_round: u64,
+    /// Whether the service account is known and squeue of our jobs answered.
+    reached_slurm: bool,
 }
 
 /// One reconciliation: squeue of our jobs, a round when due, submissions.
@@ -235,15 +220,16 @@ async fn tick(
             Ok(me) => Some(me),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot tell the service account or this binary's path; retrying");
-                return TickOutcome { rounds, me: None, next_round };
+                return TickOutcome { rounds, me: None, next_round, reached_slurm: false };
             }
         },
     };
     let Some((user, binary)) = me.as_ref() else {
-        return TickOutcome { rounds, me, next_round };
+        return TickOutcome { rounds, me, next_round, reached_slurm: false };
     };
     let name = &ctx.config.distributor.job_name;
     let now = unix_now();
+    let mut reached_slurm = true;
     match queue::own_jobs(&ctx.slurm, user, name).await {
         Ok(own) => {
             let was_pending: Vec<String> =
@@ -264,7 +250,10 @@ async fn tick(
                 rounds.succeeded(&node);
             }
         }
-        Err(err) => tracing::warn!(error = %err, "squeue of our scraper jobs failed"),
+        Err(err) => {
+            reached_slurm = false;
+            tracing::warn!(error = %err, "squeue of our scraper jobs failed");
+        }
     }
     if !rounds.round_in_progress() && now >= next_round {
         let busy = match queue::running_jobs(&ctx.slurm).await {
@@ -319,13 +308,11 @@ async fn tick(
             }
         }
     }
-    TickOutcome { rounds, me, next_round }
+    TickOutcome { rounds, me, next_round, reached_slurm }
 }
 
 fn count_failure(ctx: &Context) {
-    if let Some(metrics) = &ctx.metrics {
-        metrics.scraper_jobs_failed_total.inc();
-    }
+    ctx.metrics.scraper_jobs_failed_total.inc();
 }
 
 /// The service account's name and the binary scraper jobs run.
@@ -343,76 +330,40 @@ async fn identity(config: &Config) -> anyhow::Result<(String, String)> {
     Ok((user, binary))
 }
 
-fn scraper_job(
-    config: &Config,
-    options: &DistributeOptions,
-    binary: &str,
-    node: &str,
-    account: Option<String>,
-    partition: Option<String>,
-) -> ScraperJob {
-    let scrape_secs = config.scrape.time_per_node.get().as_secs();
-    let mut command = vec![binary.to_string()];
-    if let Some(path) = &options.config_path {
-        command.push("--config".into());
-        command.push(path.display().to_string());
-    }
-    command.extend([
-        "scrape".into(),
-        "--node".into(),
-        node.to_string(),
-        "--duration".into(),
-        format!("{scrape_secs}s"),
-    ]);
-    ScraperJob {
-        name: config.distributor.job_name.clone(),
-        node: node.to_string(),
-        account,
-        partition,
-        memory: config.distributor.memory.clone(),
-        time_limit_secs: scrape_secs + 60,
-        output: if options.scraper_output.is_empty() { "/dev/null".into() } else { options.scraper_output.clone() },
-        command,
-    }
-}
-
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scraper_jobs_are_pinned_and_limited_to_the_scrape_time() {
-        let config = Config::default();
-        let options = DistributeOptions { config_path: Some("/etc/tw.toml".into()), ..Default::default() };
-        let job = scraper_job(&config, &options, "/usr/bin/turingwatch", "n7", Some("ops".into()), None);
-        assert_eq!(job.node, "n7");
-        assert_eq!(job.time_limit_secs, 900 + 60);
-        assert_eq!(
-            job.command,
-            ["/usr/bin/turingwatch", "--config", "/etc/tw.toml", "scrape", "--node", "n7", "--duration", "900s"]
-        );
-        assert_eq!(job.output, "/dev/null");
-    }
+    use crate::accounting::ImportChanges;
+    use crate::actors::tests_support::{eventually, scratch};
 
     #[test]
     fn imported_busy_nodes_make_a_round_due_at_once() {
-        let mut allocator = Allocator::new(Arc::new(Config::default()), DistributeOptions::default(), None);
+        let mut allocator =
+            Allocator::new(Arc::new(Config::default()), DistributeOptions::default(), Arc::new(Metrics::default()));
         allocator.next_round = u64::MAX;
         allocator.note_import(JobsImported::default());
         assert_eq!(allocator.next_round, u64::MAX, "an import without running jobs changes nothing");
-        allocator.note_import(JobsImported { busy_nodes: vec![("n1".into(), 3)], ..Default::default() });
+        let busy = ImportChanges { busy_nodes: vec![("n1".into(), 3)], ..Default::default() };
+        allocator.note_import(JobsImported(busy));
         assert_eq!((allocator.next_round, allocator.imported_busy.len()), (0, 1));
+    }
+
+    /// squeue is not there: every tick fails to reach SLURM, the allocator stops after
+    /// `MAX_FAILED_TICKS`, and its supervisor restarts it (counted) with its round state.
+    #[actix_rt::test]
+    async fn the_allocator_is_restarted_when_slurm_stays_unreachable() {
+        let dir = scratch("allocator-restart");
+        let mut config = Config::default();
+        config.slurm.bin_dir = dir.join("no-such-bin").display().to_string();
+        let metrics = Arc::new(Metrics::default());
+        let mut allocator = Allocator::new(Arc::new(config), DistributeOptions::default(), metrics.clone());
+        allocator.tick_every = Duration::from_millis(1);
+        allocator.restarts =
+            Restarts::new("allocator", Duration::from_millis(5), Duration::from_millis(20), metrics.clone());
+        let addr = actix::Supervisor::start(move |_| allocator);
+        let restarted = eventually(Duration::from_secs(20), || metrics.restarts_of("allocator") >= 1).await;
+        assert!(restarted, "the allocator was not restarted");
+        // It still answers after the restart.
+        addr.send(CancelScrapers).await.unwrap();
     }
 }
