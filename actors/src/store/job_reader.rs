@@ -30,6 +30,8 @@ pub struct JobData {
     pub gpu: BTreeMap<SeriesKey, Vec<GpuReading>>,
     /// Applications seen, by step.
     pub apps: Vec<(StepId, String)>,
+    /// Sample and GPU blocks that did not decode: skipped (and logged), not the end of the read.
+    pub corrupt_blocks: u64,
 }
 
 /// What the analysis of a period reads, from one read transaction.
@@ -39,6 +41,8 @@ pub struct PeriodData {
     pub jobs: Vec<(JobRecord, JobData)>,
     /// Every stored job of each user who has a job in `jobs`, by id (trends, right-sizing).
     pub history: BTreeMap<String, Vec<JobRecord>>,
+    /// Sample and GPU blocks of those jobs that did not decode and were skipped.
+    pub corrupt_blocks: u64,
 }
 
 type Blocks = ReadOnlyTable<u64, &'static [u8]>;
@@ -67,11 +71,13 @@ impl JobTables {
     }
 
     fn data(&self, id: JobId) -> Result<JobData, StoreError> {
+        let mut corrupt_blocks = 0;
         Ok(JobData {
             steps: read_steps(&self.blocks, id)?,
-            samples: read_series(&self.samples, &self.names, id, "sample_blocks")?,
-            gpu: read_series(&self.gpus, &self.names, id, "gpu_blocks")?,
+            samples: read_series(&self.samples, &self.names, id, "sample_blocks", &mut corrupt_blocks)?,
+            gpu: read_series(&self.gpus, &self.names, id, "gpu_blocks", &mut corrupt_blocks)?,
             apps: read_apps(&self.apps, id)?,
+            corrupt_blocks,
         })
     }
 }
@@ -114,7 +120,7 @@ impl Store {
     pub fn samples_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "sample_blocks")
+            read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "sample_blocks", &mut 0)
         })
     }
 
@@ -122,7 +128,7 @@ impl Store {
     pub fn gpu_readings_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<GpuReading>>, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "gpu_blocks")
+            read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "gpu_blocks", &mut 0)
         })
     }
 
@@ -153,6 +159,7 @@ impl Store {
             for job in read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &tables.blocks, from, to)? {
                 if keep(&job) {
                     let data = tables.data(job.id)?;
+                    out.corrupt_blocks += data.corrupt_blocks;
                     out.jobs.push((job, data));
                 }
             }
@@ -257,21 +264,26 @@ fn read_user_ids(
 }
 
 /// A job's series from a block table (`sample_blocks` or `gpu_blocks`), by series, in time order.
+/// A block that does not decode is skipped, logged and counted in `corrupt`.
 fn read_series<T: Columns>(
     blocks: &SeriesBlocks,
     names: &Names,
     job: JobId,
     table: &'static str,
+    corrupt: &mut u64,
 ) -> Result<BTreeMap<SeriesKey, Vec<T>>, StoreError> {
     let mut out: BTreeMap<SeriesKey, Vec<T>> = BTreeMap::new();
     for entry in blocks.range((job.0, 0, 0, 0)..=(job.0, u32::MAX, u32::MAX, u64::MAX))? {
         let (key, value) = entry?;
         let (job_id, step, node, hour) = key.value();
-        let records: Vec<T> = decode_block(hour, value.value()).map_err(|source| StoreError::CorruptBlock {
-            table,
-            key: format!("{:?}", key.value()),
-            source,
-        })?;
+        let records: Vec<T> = match decode_block(hour, value.value()) {
+            Ok(records) => records,
+            Err(source) => {
+                tracing::error!(table, key = ?key.value(), error = %source, "corrupt sample block skipped");
+                *corrupt += 1;
+                continue;
+            }
+        };
         let node = node_name(names, node)?;
         out.entry(SeriesKey { job: JobId(job_id), step: StepId(step), node }).or_default().extend(records);
     }

@@ -32,9 +32,9 @@ pub mod tables;
 
 pub use codec::{decode_block, encode_block};
 pub use columns::{CodecError, Columns};
-pub use ingest::{BlockStats, ReportContent, Stored};
+pub use ingest::{BlockStats, Checks, Ingested, ReportContent, Stored};
 pub use job_reader::{JobData, PeriodData};
-pub use job_writer::{Before, JobWriter};
+pub use job_writer::{Before, JobWriter, OwnerChange, OWNER_CHANGE_REFUSED_KEY};
 pub use migrate::{create_v1, CURRENT_SCHEMA};
 pub use outbox::{OutboxEntry, OutboxState};
 pub use records::{decode_record, encode_record, RecordError};
@@ -266,6 +266,8 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod reopen_tests;
 #[cfg(test)]
