@@ -1,6 +1,9 @@
 //! Whether a reported sample fits its job: the server's checks on what a scraper (any user's
 //! own, or a forged one) claims, before anything is stored.
 //!
+//! A job stored while pending (no start yet: it started since the last import) is checked only
+//! against the time received and its CPUs; a job not stored at all against generic node bounds.
+//!
 //! Pure functions of the job's accounting record, the series' previous stored sample and the
 //! sample itself. A sample is accepted only if its time lies inside the job's run (with
 //! [`Limits::time_slack_secs`] on both sides, and never after the time it was received), its CPU
@@ -222,7 +225,8 @@ impl Context<'_> {
             return false;
         }
         let Some(job) = self.job else { return true };
-        let Some(start) = job.start_at else { return false }; // not started: nothing to sample
+        // Stored while pending: the job started since the last import, its start is not known yet.
+        let Some(start) = job.start_at else { return true };
         let end = job.end_at.unwrap_or(u64::MAX);
         at.saturating_add(slack) >= start && at <= end.saturating_add(slack)
     }
@@ -371,8 +375,10 @@ mod tests {
         let running = Context { job: Some(JobBounds { end_at: None, ..c.job.unwrap() }), ..c };
         assert_eq!(check_sample(&running, None, &at(3_600 + 121, 0)), Ok(()));
         assert_eq!(check_sample(&running, None, &at(4_000 + 121, 0)), Err(Reason::OutsideRun), "from the future");
+        // Imported while pending: started since, only the future is out.
         let pending = Context { job: Some(JobBounds { start_at: None, end_at: None, alloc_cpus: 4 }), ..c };
-        assert_eq!(check_sample(&pending, None, &at(10, 0)), Err(Reason::OutsideRun));
+        assert_eq!(check_sample(&pending, None, &at(10, 0)), Ok(()));
+        assert_eq!(check_sample(&pending, None, &at(4_000 + 121, 0)), Err(Reason::OutsideRun));
         let mem = StepSample { rss_kib: (64 << 30) + 1, ..at(10, 0) };
         assert_eq!(check_sample(&c, None, &mem), Err(Reason::Memory));
         let small_node = Limits { mem_kib: 1 << 20, ..Limits::default() };
