@@ -67,6 +67,9 @@ struct Op<'a> {
     steps: &'a [&'a StepRecord],
 }
 
+/// What writing one op found: its job's old end time if it was stored, and whether it was refused.
+type Written = (Option<Option<u64>>, bool);
+
 /// Index entries to remove and add, by bucket.
 type Changes<K, const N: usize> = BTreeMap<K, (Vec<[u64; N]>, Vec<[u64; N]>)>;
 
@@ -216,7 +219,7 @@ impl<'txn> JobWriter<'txn> {
         &mut self,
         jobs: &[&JobRecord],
         ops: &[Op<'_>],
-    ) -> Result<Vec<(Option<Option<u64>>, bool)>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         let block = block_of(ops[0].id);
         let stored = self.blocks.get(block)?.map(|v| v.value().to_vec());
         let fresh = ops.windows(2).all(|w| w[0].id < w[1].id) && ops.iter().all(|op| op.job.is_some());

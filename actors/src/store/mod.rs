@@ -44,7 +44,7 @@ use crate::job::{JobId, StepId};
 use redb::Database;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::RwLock;
 use tables::*;
 
 /// What can go wrong in the store.
@@ -122,13 +122,15 @@ pub struct Store {
     opener: Opener,
 }
 
-/// The open database, for the length of one store call.
-struct DbGuard<'a>(RwLockReadGuard<'a, Option<Database>>);
+/// The open database, for tests that look at tables directly.
+#[cfg(test)]
+struct DbGuard<'a>(std::sync::RwLockReadGuard<'a, Option<Database>>);
 
+#[cfg(test)]
 impl std::ops::Deref for DbGuard<'_> {
     type Target = Database;
     fn deref(&self) -> &Database {
-        self.0.as_ref().expect("checked when the guard was made")
+        self.0.as_ref().unwrap()
     }
 }
 
@@ -176,12 +178,11 @@ impl Store {
                 guard
             }
         };
-        if guard.is_none() {
+        let Some(db) = guard.as_ref() else {
             return Err(StoreError::Worker("store is closed after an I/O error and could not be reopened"));
-        }
-        let db = DbGuard(guard);
-        let out = call(&db);
-        drop(db);
+        };
+        let out = call(db);
+        drop(guard);
         if let Err(err) = &out {
             if err.is_io() && !self.broken.swap(true, Ordering::AcqRel) {
                 tracing::error!(error = %err, path = %self.path.display(), "store I/O error: reopening the database on the next call");
