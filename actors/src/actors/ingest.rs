@@ -118,7 +118,7 @@ async fn ingest_report(
             ));
         }
     }
-    let report_node = report.node.clone();
+    let report_node: String = report.node.chars().take(64).collect();
     let sender = format!("{}/{}", report.node, decoded.uid);
     let samples = report.sample_count();
     let (id, node) = (report.id, report.node.clone());

@@ -112,9 +112,15 @@ impl Store {
         content: &ReportContent,
         checks: &Checks<'_>,
     ) -> Result<Ingested, StoreError> {
+        let mut out =
+            Ingested { stored: Stored::New, refused: Refusals::default(), samples: 0, gpus: 0, corrupt_blocks: 0 };
+        // A name beyond the bounds is never stored, not even in the report's mark.
+        if !plausible::node_name_ok(checks.limits, node) || sender.len() > checks.limits.max_node_name + 16 {
+            let rows = content.samples.len() + content.gpus.len() + content.apps.len();
+            out.refused.add(Reason::NameTooLong, rows as u64);
+            return Ok(out);
+        }
         self.with_db(|db| {
-            let mut out =
-                Ingested { stored: Stored::New, refused: Refusals::default(), samples: 0, gpus: 0, corrupt_blocks: 0 };
             let txn = db.begin_write()?;
             {
                 let mut seen = txn.open_table(REPORTS_SEEN)?;

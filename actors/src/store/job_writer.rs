@@ -215,11 +215,7 @@ impl<'txn> JobWriter<'txn> {
 
     /// Writes the ops of one block; returns for each op its job's old end time if it was stored,
     /// and whether the op was refused (a stored job given with another owner: kept as stored).
-    fn write_block(
-        &mut self,
-        jobs: &[&JobRecord],
-        ops: &[Op<'_>],
-    ) -> Result<Vec<Written>, StoreError> {
+    fn write_block(&mut self, jobs: &[&JobRecord], ops: &[Op<'_>]) -> Result<Vec<Written>, StoreError> {
         let block = block_of(ops[0].id);
         let stored = self.blocks.get(block)?.map(|v| v.value().to_vec());
         let fresh = ops.windows(2).all(|w| w[0].id < w[1].id) && ops.iter().all(|op| op.job.is_some());
