@@ -243,3 +243,19 @@ fn report_marks_are_pruned_by_age_and_names_are_bounded() {
     let txn = db.begin_read().unwrap();
     assert_eq!(txn.open_table(NODES).map(|t| redb::ReadableTableMetadata::len(&t).unwrap()).unwrap_or(0), 1);
 }
+
+#[test]
+fn a_corrupt_job_value_is_skipped_by_a_period_read() {
+    let store = temp_store("corrupt-job");
+    store
+        .upsert_jobs(&[job(40, "alice", START, Some(START + 60)), job(70, "bob", START, Some(START + 60))], &[], None)
+        .unwrap();
+    {
+        let db = store.test_db();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(JOB_BLOCKS).unwrap().insert(super::job_blocks::block_of(40), &[1u8, 8, 3, 0xff][..]).unwrap();
+        txn.commit().unwrap();
+    }
+    let period = store.period_data(START, START + 3_600, |_| true).unwrap();
+    assert_eq!(period.jobs.iter().map(|(j, _)| j.id).collect::<Vec<_>>(), [JobId(70)]);
+}

@@ -236,11 +236,12 @@ fn read_window(
     let mut out = Vec::new();
     for [_, id] in ended {
         let Some(block) = blocks.get(block_of(id))? else { continue };
-        if let Some(value) = job_value(JobId(id), block.value())? {
-            let job = decode_job_value(id, value)?;
-            if job.start_at.is_some_and(|s| s < to) {
-                out.push(job);
-            }
+        // A job that does not decode is skipped (and logged), not the end of the window.
+        let job = job_value(JobId(id), block.value()).and_then(|v| v.map(|v| decode_job_value(id, v)).transpose());
+        match job {
+            Ok(Some(job)) if job.start_at.is_some_and(|s| s < to) => out.push(job),
+            Ok(_) => {}
+            Err(err) => tracing::error!(job = id, error = %err, "corrupt job skipped"),
         }
     }
     Ok(out)
