@@ -107,7 +107,7 @@ async fn ingest_report(
     let (report, rejected) =
         if service { (report, 0) } else { keep_own_steps(&shared, &state, report, decoded.uid).await };
     if rejected > 0 {
-        tracing::warn!(uid = decoded.uid, user = %decoded.user, rejected, node = %report.node, "report steps of other users' jobs refused");
+        tracing::warn!(uid = decoded.uid, user = %decoded.user, rejected, node = %report.node.chars().take(64).collect::<String>(), "report steps of other users' jobs refused");
         shared.metrics.reject("foreign_job");
         let store = shared.store.clone();
         let _ = web::block(move || store.bump_counter(REJECTED_STEPS_KEY, rejected as u64)).await;
