@@ -9,13 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `turingwatch server` child with JSON logs in a file; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Server {
-    fn start(dir: &Path, port: u16, log_name: &str) -> Server {
+    pub(crate) fn start(dir: &Path, port: u16, log_name: &str) -> Server {
         let config = dir.join("turingwatch.toml");
         std::fs::write(
             &config,
@@ -48,14 +48,14 @@ impl Server {
     }
 
     /// Waits for a committed import whose window ends at or after `until`.
-    fn wait_import(&self, until: u64, timeout: Duration) {
+    pub(crate) fn wait_import(&self, until: u64, timeout: Duration) {
         let ok = eventually(timeout, || {
             self.events("accounting import committed").iter().any(|e| e["until"].as_u64().is_some_and(|u| u >= until))
         });
         assert!(ok, "no import up to {until} within {timeout:?}; log:\n{}", read(&self.log));
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
         run(Command::new("kill").args(["-TERM", &pid]));
         let status = self.child.wait().unwrap();

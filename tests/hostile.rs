@@ -2,33 +2,12 @@
 //! directories) reaches the importer through sacct. None of it may create, change or hide another
 //! record, and none of it may stop the import.
 
+use crate::accounting::Server;
 use crate::util::*;
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use turingwatch::slurm::sacct_parse::FIELDS;
-
-fn start_server(dir: &Path, port: u16) -> std::process::Child {
-    let config = dir.join("turingwatch.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\npath = \"{}\"\n[web]\nbind = \"127.0.0.1:{port}\"\n[accounting]\ninterval = \"10s\"\n\
-             first_window = \"1h\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
-            dir.join("store.redb").display()
-        ),
-    )
-    .unwrap();
-    turingwatch()
-        .arg("--config")
-        .arg(&config)
-        .arg("server")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
-        .spawn()
-        .expect("start server")
-}
 
 /// The line sacct prints for `id` in the importer's old format (0x1f between the fields).
 fn old_format_line(id: u64) -> String {
@@ -44,13 +23,6 @@ fn old_format_line(id: u64) -> String {
     ]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string()
-}
-
-fn imports_past(log: &Path, until: u64) -> bool {
-    read(log)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .any(|v| v["message"] == "accounting import committed" && v["until"].as_u64().is_some_and(|u| u >= until))
 }
 
 #[test]
@@ -90,16 +62,13 @@ fn forged_records_and_odd_bytes_in_job_text_change_no_other_job() {
         wait_job_done(*id, Duration::from_secs(60));
     }
 
-    let mut server = start_server(&dir, 18151);
+    let server = Server::start(&dir, 18151, "server.log");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let log = dir.join("server.log");
     // sacct's window queries show a just-finished job up to ~5 s late: wait for an import whose
     // window ends well after the jobs did (the importer re-reads the end of the last window).
-    let imported = eventually(Duration::from_secs(60), || imports_past(&log, now + 8));
-    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
-    let status = server.wait().unwrap();
-    assert!(imported, "no import past {}; log:\n{}", now + 8, read(&log));
-    assert!(status.success(), "server exit {status}; log:\n{}", read(&log));
+    server.wait_import(now + 8, Duration::from_secs(60));
+    let log = server.log.clone();
+    server.stop();
     assert!(!read(&log).contains("accounting import failed"), "an import failed:\n{}", read(&log));
 
     let mut ids = vec![bobs, template];

@@ -43,10 +43,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::Data::new(IngestState::default())).route(REPORT_PATH, web::post().to(ingest_report));
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 async fn refuse(shared: &Shared, status: actix_web::http::StatusCode, reason: &str, detail: &str) -> HttpResponse {
     tracing::warn!(status = status.as_u16(), reason, detail, "report refused");
     let metric = if detail.contains("Replayed") { "replayed" } else { reason };
@@ -94,7 +90,7 @@ async fn ingest_report(
         return refuse(&shared, StatusCode::UNAUTHORIZED, "unauthenticated", "credential was made for another body")
             .await;
     }
-    let age = now().saturating_sub(decoded.encoded_at);
+    let age = crate::clock::unix_now().saturating_sub(decoded.encoded_at);
     if age > config.max_credential_age.get().as_secs() {
         return refuse(&shared, StatusCode::UNAUTHORIZED, "unauthenticated", &format!("credential is {age} s old"))
             .await;
@@ -129,7 +125,7 @@ async fn ingest_report(
     let stored = web::block(move || {
         let limits = Limits::default();
         let checks = Checks { limits: &limits, from_service: service, plausibility: true };
-        store.store_checked_report(&sender, id, now(), &node, &content, &checks)
+        store.store_checked_report(&sender, id, crate::clock::unix_now(), &node, &content, &checks)
     })
     .await;
     match stored {

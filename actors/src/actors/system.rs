@@ -97,7 +97,7 @@ async fn metrics_endpoint(shared: actix_web::web::Data<Shared>) -> actix_web::Ht
     }
     shared.metrics.store_healthy.set(u64::from(shared.store.healthy()));
     shared.metrics.store_reopens.set(shared.store.reopen_count());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = crate::clock::unix_now();
     actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(shared.metrics.render(now))
 }
 

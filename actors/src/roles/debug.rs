@@ -75,7 +75,7 @@ pub fn run(command: DebugCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DebugCommand::SeedWeb { db, users, jobs_per_user } => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let now = crate::clock::unix_now();
             let seeded = crate::web_backend::seed::run(&db, users, jobs_per_user, now)
                 .with_context(|| format!("seeding {}", db.display()))?;
             println!("users {} jobs {} period {}", seeded.users, seeded.jobs, seeded.period_start);

@@ -4,7 +4,7 @@
 //! Why: job names, submit lines and work directories are typed by users and SLURM prints them
 //! as they are. A fixed delimiter (`|`, or 0x1f) can be typed into a name, and a newline in a
 //! submit line followed by a line shaped like a record used to be read as a record of someone
-//! else's job. So each call asks SLURM for a delimiter nobody can know in advance: 0x1f, 20
+//! else's job. So each call asks SLURM for a delimiter nobody can know in advance: 0x1f, 12
 //! random letters and digits, 0x1f ([`Delimiter::random`]), and the output is cut into records
 //! by counting delimiters, not lines:
 //!
@@ -27,10 +27,12 @@ pub const CANONICAL: char = '\u{1f}';
 pub struct Delimiter(String);
 
 impl Delimiter {
-    /// 0x1f, 20 random ASCII letters and digits, 0x1f: about 119 bits nobody can guess.
+    /// 0x1f, 12 random ASCII letters and digits, 0x1f: about 71 bits, drawn for each call, so a
+    /// job's text (written before the call) cannot hold it but by a 1-in-10^21 guess. Short,
+    /// because sacct prints it 36 times a line: it is most of what a window's output grows by.
     pub fn random() -> Delimiter {
         let mut rng = rand::thread_rng();
-        let middle: String = (0..20).map(|_| char::from(rng.sample(rand::distributions::Alphanumeric))).collect();
+        let middle: String = (0..12).map(|_| char::from(rng.sample(rand::distributions::Alphanumeric))).collect();
         Delimiter(format!("\u{1f}{middle}\u{1f}"))
     }
 
@@ -60,15 +62,38 @@ pub struct Canonical {
     pub junk_lines: usize,
 }
 
+/// Finds the delimiter: its first byte with memchr (dense in SLURM's output, so this beats a
+/// general substring search), then the rest compared in place.
+struct Tokens<'a> {
+    raw: &'a [u8],
+    needle: &'a [u8],
+}
+
+impl Tokens<'_> {
+    /// The first delimiter starting at or after `from`.
+    fn find(&self, mut from: usize) -> Option<usize> {
+        let first = *self.needle.first()?;
+        while let Some(off) = memchr::memchr(first, self.raw.get(from..)?) {
+            let at = from + off;
+            if self.raw[at..].starts_with(self.needle) {
+                return Some(at);
+            }
+            from = at + 1;
+        }
+        None
+    }
+}
+
 /// Cuts `raw` (the output of a command given `delimiter`) into records of `fields` fields and
 /// writes them as canonical text.
 pub fn canonicalize(raw: &[u8], delimiter: &Delimiter, fields: usize) -> Canonical {
     let needle = delimiter.0.as_bytes();
-    let finder = memchr::memmem::Finder::new(needle);
+    let tokens = Tokens { raw, needle };
     let mut out = Canonical { text: String::with_capacity(raw.len()), ..Canonical::default() };
-    let mut hits = finder.find_iter(raw).peekable();
     let mut start = 0usize; // start of the current record
+    let mut next_token = tokens.find(0); // the first delimiter not yet used
     let mut field_bounds: Vec<(usize, usize)> = Vec::with_capacity(fields);
+    let leftover = |start: usize| String::from_utf8_lossy(&raw[start..raw.len().min(start + 200)]).into_owned();
     loop {
         // Skip blank lines between records.
         while start < raw.len() && (raw[start] == b'\n' || raw[start] == b'\r') {
@@ -79,26 +104,27 @@ pub fn canonicalize(raw: &[u8], delimiter: &Delimiter, fields: usize) -> Canonic
         }
         field_bounds.clear();
         let mut from = start;
-        for _ in 1..fields {
-            match hits.next() {
+        while field_bounds.len() + 1 < fields {
+            match next_token {
                 Some(at) if at >= from => {
                     field_bounds.push((from, at));
                     from = at + needle.len();
+                    next_token = tokens.find(from);
                 }
                 _ => break,
             }
         }
         if field_bounds.len() + 1 < fields {
-            out.leftover = Some(String::from_utf8_lossy(&raw[start..raw.len().min(start + 200)]).into_owned());
+            out.leftover = Some(leftover(start));
             break;
         }
         // The last field runs to the last newline before the next record's first delimiter.
-        let (end, next) = match hits.peek() {
-            Some(&at) => match memchr::memrchr(b'\n', &raw[from..at]) {
+        let (end, next) = match next_token {
+            Some(at) => match memchr::memrchr(b'\n', &raw[from..at]) {
                 Some(nl) => (from + nl, from + nl + 1),
                 None => {
                     // The next delimiter is inside this record's last field: not SLURM's output.
-                    out.leftover = Some(String::from_utf8_lossy(&raw[start..raw.len().min(start + 200)]).into_owned());
+                    out.leftover = Some(leftover(start));
                     break;
                 }
             },
@@ -114,7 +140,7 @@ pub fn canonicalize(raw: &[u8], delimiter: &Delimiter, fields: usize) -> Canonic
         // The first field (a job id) never holds a newline: lines before its last one are junk.
         let (a, b) = field_bounds[0];
         if let Some(nl) = memchr::memrchr(b'\n', &raw[a..b]) {
-            out.junk_lines += raw[a..a + nl + 1].iter().filter(|&&c| c == b'\n').count();
+            out.junk_lines += memchr::memchr_iter(b'\n', &raw[a..a + nl + 1]).count();
             field_bounds[0].0 = a + nl + 1;
         }
         for (i, &(a, b)) in field_bounds.iter().enumerate() {
@@ -130,11 +156,41 @@ pub fn canonicalize(raw: &[u8], delimiter: &Delimiter, fields: usize) -> Canonic
     out
 }
 
+/// Whether `bytes` are printable ASCII (0x20..=0x7e): eight bytes at a time.
+fn printable_ascii(bytes: &[u8]) -> bool {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // A byte < 0x20, ≥ 0x80, or 0x7f (x + 1 has its high bit) makes the word fail.
+        let below_space = x.wrapping_sub(LOW * 0x20) & !x;
+        let del = (x ^ (LOW * 0x7f)).wrapping_sub(LOW) & !(x ^ (LOW * 0x7f));
+        if (below_space | del | x) & HIGH != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| (0x20..0x7f).contains(&b))
+}
+
+/// `text` with control characters replaced by U+FFFD, tab and line feed kept (a `--wrap`
+/// script's lines): what a user typed into a job name, submit line or work dir cannot carry
+/// terminal escapes, carriage returns or separators into a report. (Canonical text from
+/// [`canonicalize`] has no line feeds in fields either: there they are replaced too.)
+pub fn clean_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\t' && c != '\n';
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(text.chars().map(|c| if bad(c) { '\u{fffd}' } else { c }).collect())
+}
+
 /// Appends one field, replacing control characters (tab kept) and invalid UTF-8 by U+FFFD.
 fn push_clean(out: &mut Canonical, bytes: &[u8]) {
-    let clean = |b: u8| b >= 0x20 && b != 0x7f || b == b'\t';
-    if bytes.iter().all(|&b| b < 0x80 && clean(b)) {
-        // ASCII without control characters: the common case, copied as is.
+    if printable_ascii(bytes) {
+        // The common case, copied as is (printable ASCII is UTF-8).
         out.text.push_str(std::str::from_utf8(bytes).unwrap_or_default());
         return;
     }
@@ -240,12 +296,23 @@ mod tests {
     }
 
     #[test]
+    fn the_word_at_a_time_check_agrees_with_the_byte_check() {
+        for b in 0..=255u8 {
+            for at in 0..11 {
+                let mut bytes = b"abcdefghijk".to_vec();
+                bytes[at] = b;
+                assert_eq!(printable_ascii(&bytes), (0x20..0x7f).contains(&b), "byte {b:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
     fn random_delimiters_differ_and_have_the_shape_slurm_is_given() {
         let (a, b) = (Delimiter::random(), Delimiter::random());
         assert_ne!(a, b);
-        assert_eq!(a.as_str().len(), 22);
+        assert_eq!(a.as_str().len(), 14);
         assert!(a.as_str().starts_with('\u{1f}') && a.as_str().ends_with('\u{1f}'));
-        assert!(a.as_str()[1..21].bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert!(a.as_str()[1..13].bytes().all(|c| c.is_ascii_alphanumeric()));
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use crate::job::{JobId, JobRecord, MemRequest, StepId, StepRecord, Tres, Usage};
 use crate::slurm::local_time::LocalTimes;
 use crate::slurm::sacct_records::{records, split_fields};
-pub use crate::slurm::sacct_records::{split_parts, LineError, Part, DELIMITER, FIELDS};
+pub use crate::slurm::sacct_records::{records_match_ids, split_parts, LineError, Part, DELIMITER, FIELDS};
 use crate::slurm::units::{
     parse_duration_ms, parse_exit_code, parse_memory, parse_time_limit_secs, parse_tres, trim, MemScope,
 };
@@ -195,8 +195,9 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// A field as text, control characters replaced (`delimited::clean_text`).
     fn text(&self, field: usize) -> String {
-        self.fields[field].to_string()
+        crate::slurm::delimited::clean_text(self.fields[field]).into_owned()
     }
 
     fn unit<T>(
@@ -301,7 +302,7 @@ fn parse_job(ctx: &Ctx<'_, '_>, id: JobId, imported_at: u64) -> Result<JobRecord
     let (req_mem, req_mem_bytes) = normalise_req_mem(req_mem_raw, &alloc_tres, &req_tres, node_count, alloc_cpus);
     let uid = ctx.optional_u32(UID)?;
     let elapsed_secs = trim(f[ELAPSED]).parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
-    let name = if f[NAME].contains(DELIMITER) { f[NAME].replace(DELIMITER, "\u{fffd}") } else { f[NAME].to_string() };
+    let name = crate::slurm::delimited::clean_text(f[NAME]).into_owned();
     Ok(JobRecord {
         id,
         display_id: ctx.text(JOBID),

@@ -173,6 +173,23 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Whether the records of `text` (as [`records`] cuts them) are exactly the job and step ids of
+/// `ids` (the output of the same query with `--format=JobIDRaw`), in order, with no line that
+/// does not parse. JobIDRaw holds no user text, so that list cannot be forged; a job whose name,
+/// submit line or work dir holds line breaks or separators shaped like records makes the two
+/// differ (it can only add lines: a genuine record is never swallowed into another).
+pub fn records_match_ids(text: &str, ids: &str) -> bool {
+    let mut ids = lines(ids).map(trim).filter(|l| !l.is_empty());
+    for record in records(text) {
+        let Ok((_, record)) = record else { return false };
+        let first = record.split(DELIMITER).next().unwrap_or_default();
+        if ids.next() != Some(trim(first)) {
+            return false;
+        }
+    }
+    ids.next().is_none()
+}
+
 /// Splits sacct output into records: `(first line number, record text)`.
 ///
 /// A record is normally one line, but SubmitLine keeps the newlines of a `--wrap` script, so a
@@ -216,4 +233,38 @@ pub(crate) fn records(text: &str) -> impl Iterator<Item = Result<(usize, Cow<'_,
             text: line.chars().take(200).collect(),
         }));
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record line with `id` first and the given last three fields (work dir, submit line, name).
+    fn line(id: &str, tail: [&str; 3]) -> String {
+        let mut fields = vec![id.to_string()];
+        fields.extend((1..FIELDS.len() - 3).map(|i| format!("f{i}")));
+        fields.extend(tail.iter().map(|t| t.to_string()));
+        fields.join(&DELIMITER.to_string())
+    }
+
+    #[test]
+    fn records_match_their_ids_even_across_a_multi_line_submit_line() {
+        let text = format!(
+            "{}\n{}\n{}\n",
+            line("5", ["/tmp", "sbatch --wrap 'a\nb'", "job"]),
+            line("5.batch", ["", "", "batch"]),
+            line("6", ["/tmp", "sbatch x", "y"])
+        );
+        assert!(records_match_ids(&text, "5\n5.batch\n6\n"));
+        assert!(!records_match_ids(&text, "5\n5.batch\n"), "a record the id list lacks");
+        assert!(!records_match_ids(&text, "5\n5.batch\n6\n7\n"), "an id without a record");
+    }
+
+    #[test]
+    fn a_record_forged_in_a_submit_line_makes_the_ids_differ() {
+        let forged = line("99", ["/home/bob", "x", "stolen"]);
+        let text =
+            format!("{}\n{}\n", line("5", ["/tmp", &format!("true\n{forged}\nx"), "job"]), line("6", ["", "", "n"]));
+        assert!(!records_match_ids(&text, "5\n6\n"));
+    }
 }
