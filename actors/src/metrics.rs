@@ -52,6 +52,8 @@ pub struct Metrics {
     pub import_last_success_at: Gauge,
     pub import_watermark: Gauge,
     pub import_failures_total: Counter,
+    /// Accounting windows skipped because they kept failing (an alarm: their jobs are missing).
+    pub import_windows_skipped_total: Counter,
     pub jobs_imported_total: Counter,
     pub sacct_lines_malformed_total: Counter,
     pub reports_received_total: Counter,
@@ -135,6 +137,12 @@ impl Metrics {
             "counter",
             "Accounting imports that failed.",
             &one(self.import_failures_total.get()),
+        );
+        metric(
+            "import_windows_skipped_total",
+            "counter",
+            "Accounting windows skipped after they kept failing (their jobs are not imported).",
+            &one(self.import_windows_skipped_total.get()),
         );
         metric(
             "jobs_imported_total",

@@ -81,6 +81,50 @@ pub enum ImportError {
     Task(String),
 }
 
+impl ImportError {
+    /// Whether the window itself may be at fault: sacct answered, but not with output for it
+    /// (a query too large for slurmdbd, a record it cannot print). An unreachable slurmdbd and
+    /// every store error are never the window's fault: those windows are retried until they
+    /// work, never skipped (data is never dropped on a transient error).
+    pub fn blames_window(&self) -> bool {
+        matches!(self, ImportError::Sacct(err) if !err.is_unreachable())
+    }
+}
+
+/// Shortest window a failing window is narrowed to before it is skipped, seconds.
+pub const MIN_NARROWED_SECS: u64 = 600;
+
+/// Failures of a shortest window before it is skipped.
+pub const SKIP_AFTER_FAILURES: u32 = 3;
+
+/// What to do about a window that failed in a way that blames the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Narrowing {
+    /// Try again with windows of at most this many seconds.
+    Narrow(u64),
+    /// Give up on `[from, to)`: move the watermark past it (and raise the alarm).
+    Skip { from: u64, to: u64 },
+}
+
+/// The rule for a window that keeps failing: halve it (down to [`MIN_NARROWED_SECS`]), then
+/// skip that shortest window after [`SKIP_AFTER_FAILURES`] failures. `failures_at_min` counts
+/// the failures of the shortest window so far (the caller keeps it across restarts).
+pub fn narrow(window: &Window, failures_at_min: u32) -> Narrowing {
+    let span = window.to.saturating_sub(window.from);
+    if span > MIN_NARROWED_SECS {
+        return Narrowing::Narrow((span / 2).max(MIN_NARROWED_SECS));
+    }
+    if failures_at_min + 1 < SKIP_AFTER_FAILURES {
+        return Narrowing::Narrow(MIN_NARROWED_SECS);
+    }
+    Narrowing::Skip { from: window.from, to: window.to }
+}
+
+/// The watermark that makes the next window start at `to` (past a skipped window).
+pub fn watermark_after_skip(to: u64) -> u64 {
+    to.saturating_add(WINDOW_OVERLAP_SECS)
+}
+
 /// The window the next import covers, given the stored watermark.
 pub fn next_window(watermark: Option<u64>, now: u64, first_window_secs: u64) -> Window {
     let from = match watermark {
@@ -117,16 +161,27 @@ impl ImportJob {
 
     /// One import with retries: sacct (retried with backoff), then the store commit.
     pub async fn run(self) -> Result<ImportSummary, ImportError> {
+        self.run_within(None).await.map_err(|(err, _)| err)
+    }
+
+    /// [`ImportJob::run`] with windows of at most `max_span` seconds; a failure says which
+    /// window failed.
+    pub async fn run_within(self, max_span: Option<u64>) -> Result<ImportSummary, (ImportError, Window)> {
         let store = self.store.clone();
-        let watermark = blocking(move || store.meta(IMPORT_WATERMARK_KEY)).await?;
+        let watermark = blocking(move || store.meta(IMPORT_WATERMARK_KEY)).await.map_err(|e| (e, Window::default()))?;
         let mut backoff = Backoff::new(self.reconnect_wait, self.reconnect_wait.saturating_mul(16));
         loop {
             let now = unix_now();
-            let window = next_window(watermark, now, self.first_window_secs);
+            let mut window = next_window(watermark, now, self.first_window_secs);
+            if let Some(span) = max_span {
+                window.to = window.to.min(window.from.saturating_add(span));
+            }
             match fetch_window_text(&self.runner, &window, &self.tz).await {
                 Ok(text) => {
-                    let (store, tz) = (self.store.clone(), self.tz.clone());
-                    let mut summary = blocking(move || import_text(&store, &text, &tz, now, window.to)).await?;
+                    let (store, tz, to) = (self.store.clone(), self.tz.clone(), window.to);
+                    let mut summary = blocking(move || import_text(&store, &text, &tz, now, to))
+                        .await
+                        .map_err(|e| (e, window.clone()))?;
                     summary.caught_up = window.to >= now;
                     tracing::info!(
                         from = window.from,
@@ -154,11 +209,24 @@ impl ImportJob {
                     );
                     tokio::time::sleep(wait).await;
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err((err.into(), window)),
             }
         }
     }
+
+    /// Moves the watermark past a window that was skipped.
+    pub async fn skip_window(&self, to: u64) -> Result<(), ImportError> {
+        let store = self.store.clone();
+        blocking(move || {
+            store.set_meta(IMPORT_WATERMARK_KEY, watermark_after_skip(to))?;
+            store.bump_counter(SKIPPED_WINDOWS_KEY, 1).map(|_| ())
+        })
+        .await
+    }
 }
+
+/// `meta` counter of accounting windows skipped because they kept failing.
+pub const SKIPPED_WINDOWS_KEY: &str = "import_windows_skipped";
 
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -232,6 +300,37 @@ fn sacct_time_arg(text: &str, now: u64, tz: &jiff::tz::TimeZone) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_that_keeps_failing_is_halved_then_skipped() {
+        let w = |from, to| Window { from, to, user: None };
+        assert_eq!(narrow(&w(0, 86_400), 0), Narrowing::Narrow(43_200));
+        assert_eq!(narrow(&w(0, 1_000), 0), Narrowing::Narrow(MIN_NARROWED_SECS));
+        assert_eq!(narrow(&w(0, 600), 0), Narrowing::Narrow(600));
+        assert_eq!(narrow(&w(0, 600), SKIP_AFTER_FAILURES - 2), Narrowing::Narrow(600));
+        assert_eq!(narrow(&w(100, 700), SKIP_AFTER_FAILURES - 1), Narrowing::Skip { from: 100, to: 700 });
+        // After a skip the next window starts where the skipped one ended.
+        let next = next_window(Some(watermark_after_skip(700)), 10_000, 3_600);
+        assert_eq!(next.from, 700);
+    }
+
+    #[test]
+    fn only_failures_that_blame_the_window_narrow_it() {
+        use crate::slurm::SlurmError;
+        let refused = SacctError::Slurm(SlurmError::Failed {
+            program: "sacct".into(),
+            status: "exit status: 1".into(),
+            stderr: "sacct: error: Query result exceeds size limit".into(),
+        });
+        assert!(ImportError::Sacct(refused).blames_window());
+        let down = SacctError::Slurm(SlurmError::Failed {
+            program: "sacct".into(),
+            status: "exit status: 1".into(),
+            stderr: "sacct: error: Problem talking to the database: Connection refused".into(),
+        });
+        assert!(!ImportError::Sacct(down).blames_window());
+        assert!(!ImportError::Task("x".into()).blames_window());
+    }
     use crate::slurm::sacct_parse::parse_sacct;
 
     const WINDOW: &str = include_str!("../../../tests/fixtures/sacct/window.txt");

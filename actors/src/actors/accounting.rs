@@ -6,11 +6,17 @@
 //! cannot handle: it stops, and its supervisor restarts it after a delay that grows with each
 //! restart in a row (from `reconnect_wait` up to 16 × `reconnect_wait`, with jitter). The
 //! watermark is in the store, so the restarted importer picks up the window it missed.
+//!
+//! A window whose failure blames the window (sacct answers with an error, not "unreachable")
+//! is narrowed by half on each failure, down to `MIN_NARROWED_SECS`, and that shortest window is
+//! skipped after `SKIP_AFTER_FAILURES` failures: the watermark moves past it, the skip is logged
+//! as an error and counted (`/metrics`, and `import_windows_skipped` in the store), and the
+//! import goes on. An unreachable slurmdbd or a failing store never skips anything.
 
 use super::messages::JobsImported;
 use super::shared::Shared;
 use super::supervision::Restarts;
-use crate::accounting::ImportJob;
+use crate::accounting::{narrow, ImportJob, Narrowing};
 use crate::clock::unix_now;
 use crate::metrics::Metrics;
 use actix::prelude::*;
@@ -24,6 +30,10 @@ pub struct AccountingImporter {
     subscribers: Vec<Recipient<JobsImported>>,
     metrics: Arc<Metrics>,
     restarts: Restarts,
+    /// Windows narrowed to this span after failures that blame the window (kept across restarts).
+    max_span: Option<u64>,
+    /// Failures of the shortest window so far.
+    failures_at_min: u32,
 }
 
 impl AccountingImporter {
@@ -37,6 +47,8 @@ impl AccountingImporter {
             subscribers,
             metrics: shared.metrics.clone(),
             restarts: Restarts::new("accounting", wait, wait.saturating_mul(16), shared.metrics.clone()),
+            max_span: None,
+            failures_at_min: 0,
         }
     }
 
@@ -45,7 +57,7 @@ impl AccountingImporter {
     }
 
     fn import(&mut self, ctx: &mut Context<Self>) {
-        let work = self.job.clone().run();
+        let work = self.job.clone().run_within(self.max_span);
         ctx.spawn(work.into_actor(self).map(|result, importer, ctx| match result {
             Ok(summary) => {
                 let m = &importer.metrics;
@@ -55,14 +67,41 @@ impl AccountingImporter {
                 m.sacct_lines_malformed_total.add(summary.skipped_lines as u64);
                 m.jobs_owner_change_refused_total.add(summary.owner_changes.len() as u64);
                 importer.restarts.succeeded();
+                (importer.max_span, importer.failures_at_min) = (None, 0);
                 for subscriber in &importer.subscribers {
                     subscriber.do_send(JobsImported(summary.event.clone()));
                 }
                 let next = if summary.caught_up { importer.interval } else { Duration::ZERO };
                 importer.schedule(ctx, next);
             }
-            Err(err) => {
+            Err((err, window)) => {
                 importer.metrics.import_failures_total.inc();
+                if err.blames_window() {
+                    match narrow(&window, importer.failures_at_min) {
+                        Narrowing::Narrow(span) => {
+                            if Some(span) == importer.max_span {
+                                importer.failures_at_min += 1;
+                            }
+                            importer.max_span = Some(span);
+                            tracing::warn!(from = window.from, to = window.to, next_span_secs = span, error = %err, "accounting window failed; narrowing it");
+                        }
+                        Narrowing::Skip { from, to } => {
+                            tracing::error!(from, to, error = %err, "accounting window keeps failing: SKIPPED (its jobs are not imported; `turingwatch accounting --since/--until` shows them)");
+                            importer.metrics.import_windows_skipped_total.inc();
+                            (importer.max_span, importer.failures_at_min) = (None, 0);
+                            let job = importer.job.clone();
+                            ctx.spawn(
+                                async move { job.skip_window(to).await }.into_actor(importer).map(|done, importer, ctx| {
+                                    match done {
+                                        Ok(()) => importer.schedule(ctx, Duration::ZERO),
+                                        Err(err) => importer.restarts.fail(ctx, &format_args!("cannot skip a window: {err}")),
+                                    }
+                                }),
+                            );
+                            return;
+                        }
+                    }
+                }
                 importer.restarts.fail(ctx, &format_args!("accounting import gave up: {err}"));
             }
         }));

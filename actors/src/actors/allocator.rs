@@ -257,7 +257,7 @@ async fn tick(
     }
     if !rounds.round_in_progress() && now >= next_round {
         let busy = match queue::running_jobs(&ctx.slurm).await {
-            Ok(jobs) => Some(queue::busy_nodes(&jobs, name)),
+            Ok(jobs) => Some(queue::busy_nodes(&jobs, name, user)),
             Err(err) if !hint.is_empty() => {
                 tracing::warn!(error = %err, "squeue of running jobs failed; using the accounting import's nodes");
                 Some(hint)

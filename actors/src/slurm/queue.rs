@@ -94,10 +94,12 @@ fn expand_or_empty(list: &str) -> Vec<String> {
 }
 
 /// Nodes with running jobs and how many each has, busiest first (ties by name), leaving out
-/// jobs named `skip_name` (our own scraper jobs).
-pub fn busy_nodes(jobs: &[QueuedJob], skip_name: &str) -> Vec<(String, u32)> {
+/// our own scraper jobs: named `scraper_name` AND run by `service_user` (any other user's job
+/// of that name is a job like any other, and its node is scraped).
+pub fn busy_nodes(jobs: &[QueuedJob], scraper_name: &str, service_user: &str) -> Vec<(String, u32)> {
     let mut counts: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
-    for job in jobs.iter().filter(|j| j.state == "RUNNING" && j.name != skip_name) {
+    let ours = |j: &QueuedJob| j.name == scraper_name && j.user == service_user;
+    for job in jobs.iter().filter(|j| j.state == "RUNNING" && !ours(j)) {
         for node in &job.nodes {
             *counts.entry(node.as_str()).or_default() += 1;
         }
@@ -328,8 +330,12 @@ mod tests {
         assert!(jobs[4].name.starts_with("a|b|root"), "{}", jobs[4].name);
         assert!(!jobs.iter().any(|j| j.id == JobId(37)));
         assert_eq!((canonical.junk_lines, canonical.leftover), (1, None));
-        let busy = busy_nodes(&jobs, "turingwatch");
+        let busy = busy_nodes(&jobs, "turingwatch", "root");
         assert_eq!(busy, [("n2".to_string(), 2), ("n1".to_string(), 1), ("n3".to_string(), 1)]);
+        // A user's own job named like the scrapers is a job like any other.
+        let mut theirs = jobs.clone();
+        theirs[2].user = "mallory".into();
+        assert_eq!(busy_nodes(&theirs, "turingwatch", "root")[0..2], [("n2".to_string(), 2), ("n3".to_string(), 2)]);
     }
 
     #[test]

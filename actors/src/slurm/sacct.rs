@@ -37,7 +37,7 @@ impl SacctError {
 }
 
 /// Which jobs to ask for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Window {
     /// Start, unix seconds.
     pub from: u64,
