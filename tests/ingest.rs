@@ -172,7 +172,7 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
     }
     let setup = Setup::new(
         "hostile_report",
-        18_214,
+        18_216,
         "[accounting]\ninterval = \"10s\"\nfirst_window = \"1h\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
     );
     let job = python_job("alice", Some("n1"), "100M", &hog_program(10, 60));
