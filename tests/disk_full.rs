@@ -57,3 +57,64 @@ fn store_survives_a_full_disk_and_recovers() {
         .arg(&db));
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 }
+
+/// The same under one running store (as in the server): after the disk-full error the store
+/// reopens itself on the next call once space returns, without a restart, and every write it
+/// acknowledged is there.
+#[test]
+fn a_running_store_recovers_from_a_full_disk_without_a_restart() {
+    use turingwatch::job::{JobId, StepId};
+    use turingwatch::sample::StepSample;
+    use turingwatch::store::Store;
+    let dir = test_dir("disk_full_running");
+    let mnt = dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8M", "tmpfs"]).arg(&mnt).status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        assert!(!e2e_required(), "cannot mount a tmpfs for the disk-full test (needs root)");
+        eprintln!("skipping: cannot mount tmpfs");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    let store = Store::open(&mnt.join("store.redb")).unwrap();
+    let batch = |round: u64| -> Vec<(JobId, StepId, StepSample)> {
+        (0..200u64)
+            .map(|i| {
+                let at = 1_000_000 + round * 3_600 + i;
+                (JobId(round), StepId::BATCH, StepSample { at, cpu_user_cs: round * 7 + i, ..Default::default() })
+            })
+            .collect()
+    };
+    let mut acknowledged = Vec::new();
+    for round in 1..=20 {
+        store.append_samples("n1", &batch(round)).unwrap();
+        acknowledged.push(round);
+    }
+    let filler = mnt.join("filler");
+    let _ = run(Command::new("dd").args(["if=/dev/zero", "bs=64k"]).arg(format!("of={}", filler.display())));
+    let mut failed = false;
+    for round in 21..100_000 {
+        match store.append_samples("n1", &batch(round)) {
+            Ok(()) => acknowledged.push(round),
+            Err(err) => {
+                assert!(err.is_io(), "not an I/O error: {err}");
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "writing to a full disk should fail");
+    assert!(!store.healthy());
+    // Still full: calls fail, nothing panics.
+    assert!(store.append_samples("n1", &batch(200_000)).is_err());
+
+    std::fs::remove_file(&filler).unwrap();
+    // Space is back: the same store works again.
+    store.append_samples("n1", &batch(300_000)).expect("the store should reopen itself once space returns");
+    assert!(store.healthy());
+    assert!(store.reopen_count() >= 1);
+    for round in acknowledged.iter().copied().chain([300_000]) {
+        let n: usize = store.samples_of_job(JobId(round)).unwrap().values().map(Vec::len).sum();
+        assert_eq!(n, 200, "acknowledged round {round} lost");
+    }
+}

@@ -159,3 +159,86 @@ fn a_server_killed_during_ingest_loses_no_acknowledged_sample() {
     let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     assert!(gap <= 2, "a {gap} s hole in the series (a report lost across the kill): {times:?}");
 }
+
+/// An authenticated ordinary user posts, for their own running job, a CPU leap, 72 000 GPU
+/// readings in one hour, samples far outside the job's run and a huge node name: the server
+/// stays up and answers, nothing implausible is stored, every block of the job still decodes
+/// and the refusals are counted by reason in `/metrics`.
+#[test]
+fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
+    use turingwatch::sample::GpuReading;
+    if !cluster() {
+        return;
+    }
+    let setup = Setup::new(
+        "hostile_report",
+        18_216,
+        "[accounting]\ninterval = \"10s\"\nfirst_window = \"1h\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
+    );
+    let job = python_job("alice", Some("n1"), "100M", &hog_program(10, 60));
+    wait_running(job, Duration::from_secs(90));
+    let server = setup.server();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    // The job's accounting record is in the store (the checks use its start and CPUs).
+    let imported =
+        crate::util::eventually(Duration::from_secs(60), || {
+            setup.server_log().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
+                v["message"] == "accounting import committed" && v["until"].as_u64().is_some_and(|u| u >= now + 8)
+            })
+        });
+    assert!(imported, "no import past the job's start: {}", setup.server_log());
+    let hour = now - now % 3_600;
+    let gpus: Vec<GpuReading> = (0..3_600u64)
+        .flat_map(|t| (0..20u32).map(move |index| GpuReading { at: hour + t, index, ..Default::default() }))
+        .collect();
+    let step = |samples: Vec<StepSample>, gpus: Vec<GpuReading>| StepReport {
+        job: JobId(job),
+        step: StepId::BATCH,
+        samples,
+        gpus,
+        apps: vec!["x".repeat(100_000)],
+    };
+    let report = |node: String, steps: Vec<StepReport>| {
+        encode_report(&Report { version: VERSION, id: rand_id(), node, made_at: now, steps })
+    };
+    let leap = vec![
+        StepSample { at: now - 20, cpu_user_cs: 100, ..Default::default() },
+        StepSample { at: now - 10, cpu_user_cs: 400_000_000_000_000, ..Default::default() },
+        StepSample { at: now + 86_400, cpu_user_cs: 200, ..Default::default() },
+        StepSample { at: 1, cpu_user_cs: 50, ..Default::default() },
+    ];
+    let bodies = [report("n1".into(), vec![step(leap, gpus)]), report("n".repeat(1 << 20), vec![step(vec![], vec![])])];
+    for body in &bodies {
+        let cred = run(std::process::Command::new("runuser").args([
+            "-u",
+            "alice",
+            "--",
+            "munge",
+            "-s",
+            &turingwatch::munge::payload_for(body),
+        ]))
+        .stdout;
+        let (status, text) = send(&setup, Some(String::from_utf8(cred).unwrap().trim()), body);
+        assert_eq!(status, 200, "{text}\n{}", setup.server_log());
+    }
+    let (status, metrics) = crate::server::http_get(setup.port, "/metrics").expect("the server is up");
+    assert_eq!(status, 200);
+    let count = |reason: &str| -> u64 {
+        let prefix = format!("turingwatch_samples_refused_total{{reason=\"{reason}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok()).unwrap_or(0)
+    };
+    assert!(count("cpu_leap") >= 1, "{metrics}");
+    assert!(count("outside_run") >= 1, "{metrics}");
+    assert!(count("block_full") + count("outside_run") >= 72_000 - 65_536, "{metrics}");
+    assert!(count("name_too_long") >= 1, "{metrics}");
+    server.stop();
+    cancel(job);
+
+    let store = setup.store();
+    let data = store.job_data(JobId(job)).unwrap();
+    assert_eq!(data.corrupt_blocks, 0);
+    let samples: Vec<&StepSample> = data.samples.values().flatten().collect();
+    assert!(samples.iter().all(|s| s.cpu_user_cs < 1_000_000_000 && s.at > 1 && s.at <= now + 120), "{samples:?}");
+    assert!(data.gpu.values().all(|v| v.len() <= 65_536));
+    assert!(data.apps.iter().all(|(_, a)| a.len() <= 256));
+}

@@ -5,6 +5,7 @@
 //! so tests compare text. Labels are fixed sets (reasons, states), never user or job ids, so the
 //! number of series stays small.
 
+use crate::sample::plausible::{Reason, Refusals};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,6 +59,14 @@ pub struct Metrics {
     pub reports_received_total: Counter,
     pub reports_rejected: [Counter; 6],
     pub samples_stored_total: Counter,
+    /// Samples, GPU readings and names refused at ingest, per [`Reason::ALL`] entry.
+    pub samples_refused: [Counter; Reason::ALL.len()],
+    /// Imported records refused because they would change a stored job's owner.
+    pub jobs_owner_change_refused_total: Counter,
+    /// 1 while the store works, 0 while an I/O error has it waiting to be reopened.
+    pub store_healthy: Gauge,
+    /// Times the store was reopened after an I/O error (disk full).
+    pub store_reopens: Gauge,
     pub scraper_jobs_pending: Gauge,
     pub scraper_jobs_running: Gauge,
     pub scraper_jobs_failed_total: Counter,
@@ -74,6 +83,15 @@ impl Metrics {
     pub fn reject(&self, reason: &str) {
         let i = REJECT_REASONS.iter().position(|r| *r == reason).unwrap_or(3);
         self.reports_rejected[i].inc();
+    }
+
+    /// Counts refused samples by reason.
+    pub fn refuse_samples(&self, refused: &Refusals) {
+        for (reason, n) in refused.by_reason() {
+            if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+                self.samples_refused[i].add(n);
+            }
+        }
     }
 
     /// Counts a supervised restart of one of [`ACTORS`] (an unknown name is not counted).
@@ -151,6 +169,23 @@ impl Metrics {
             .collect();
         metric("reports_rejected_total", "counter", "Scraper reports rejected, by reason.", &rejected);
         metric("samples_stored_total", "counter", "Step samples stored.", &one(self.samples_stored_total.get()));
+        let refused: Vec<(String, u64)> = Reason::ALL
+            .iter()
+            .zip(&self.samples_refused)
+            .map(|(reason, c)| (format!("{{reason=\"{}\"}}", reason.as_str()), c.get()))
+            .collect();
+        metric(
+            "samples_refused_total",
+            "counter",
+            "Reported samples, GPU readings and names refused at ingest (never stored), by reason.",
+            &refused,
+        );
+        metric(
+            "jobs_owner_change_refused_total",
+            "counter",
+            "Imported records refused because they would change a stored job's owner.",
+            &one(self.jobs_owner_change_refused_total.get()),
+        );
         metric(
             "scraper_jobs",
             "gauge",
@@ -176,6 +211,18 @@ impl Metrics {
             .collect();
         metric("actor_restarts_total", "counter", "Supervised actor restarts, by actor.", &restarts);
         metric("store_size_bytes", "gauge", "Size of the store file.", &one(self.store_size_bytes.get()));
+        metric(
+            "store_healthy",
+            "gauge",
+            "1 while the store works, 0 while an I/O error (disk full) has it waiting to be reopened.",
+            &one(self.store_healthy.get()),
+        );
+        metric(
+            "store_reopens",
+            "gauge",
+            "Times the store was reopened after an I/O error since the server started.",
+            &one(self.store_reopens.get()),
+        );
         out
     }
 }
@@ -193,7 +240,12 @@ mod tests {
         m.actor_restarted("accounting");
         m.actor_restarted("accounting");
         m.import_watermark.set(1_000);
+        let mut refused = Refusals::default();
+        refused.add(Reason::CpuLeap, 2);
+        m.refuse_samples(&refused);
         let text = m.render(1_060);
+        assert!(text.contains("turingwatch_samples_refused_total{reason=\"cpu_leap\"} 2\n"), "{text}");
+        assert!(text.contains("turingwatch_samples_refused_total{reason=\"block_full\"} 0\n"));
         assert!(text.contains("turingwatch_reports_received_total 3\n"), "{text}");
         assert!(text.contains("turingwatch_reports_rejected_total{reason=\"replayed\"} 1\n"));
         assert!(text.contains("turingwatch_reports_rejected_total{reason=\"malformed\"} 1\n"));

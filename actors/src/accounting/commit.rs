@@ -12,7 +12,7 @@ use super::ImportSummary;
 use crate::job::{JobRecord, StepRecord};
 use crate::slurm::hostlist;
 use crate::slurm::sacct_parse::{parse_sacct_part, split_parts, Part, SacctBatch};
-use crate::store::{JobWriter, Store, StoreError};
+use crate::store::{JobWriter, OwnerChange, Store, StoreError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -131,6 +131,7 @@ struct Changes {
     jobs: usize,
     steps: usize,
     skipped_lines: usize,
+    owner_changes: Vec<OwnerChange>,
 }
 
 impl Changes {
@@ -141,6 +142,7 @@ impl Changes {
             jobs: 0,
             steps: 0,
             skipped_lines: 0,
+            owner_changes: Vec::new(),
         }
     }
 
@@ -154,7 +156,21 @@ impl Changes {
         let jobs: Vec<&JobRecord> = batch.jobs.iter().map(|(job, _)| job).collect();
         let steps: Vec<&StepRecord> = batch.jobs.iter().flat_map(|(_, steps)| steps).collect();
         let before = writer.write(&jobs, &steps)?;
+        let refused = writer.take_owner_changes();
+        for change in &refused {
+            tracing::error!(
+                job = %change.job,
+                stored_user = %change.stored_user,
+                stored_uid = ?change.stored_uid,
+                new_user = %change.new_user,
+                new_uid = ?change.new_uid,
+                "ALARM: accounting record would change a stored job's owner; refused, the stored job is kept"
+            );
+        }
         for (job, was) in jobs.iter().zip(before) {
+            if refused.iter().any(|c| c.job == job.id && c.new_user == job.user && c.new_uid == job.uid) {
+                continue;
+            }
             if was.is_none() {
                 self.event.new.push(job.id);
             }
@@ -167,8 +183,9 @@ impl Changes {
                 }
             }
         }
-        self.jobs += jobs.len();
+        self.jobs += jobs.len() - refused.len().min(jobs.len());
         self.steps += steps.len();
+        self.owner_changes.extend(refused);
         drop((jobs, steps));
         Ok(batch)
     }
@@ -181,6 +198,7 @@ impl Changes {
             jobs: self.jobs,
             steps: self.steps,
             skipped_lines: self.skipped_lines,
+            owner_changes: self.owner_changes,
             event: self.event,
             parse_cpu,
             store_cpu,

@@ -61,6 +61,9 @@ pub struct ImportSummary {
     pub jobs: usize,
     pub steps: usize,
     pub skipped_lines: usize,
+    /// Records refused because they would change a stored job's owner (each logged as an
+    /// alarm; counted in `meta.jobs_owner_change_refused`).
+    pub owner_changes: Vec<crate::store::OwnerChange>,
     pub event: ImportChanges,
     /// CPU time spent parsing and storing (they overlap in wall time: see [`import_text`]).
     pub parse_cpu: Duration,

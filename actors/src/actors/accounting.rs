@@ -65,6 +65,7 @@ impl AccountingImporter {
                 m.import_watermark.set(summary.event.until);
                 m.jobs_imported_total.add(summary.jobs as u64);
                 m.sacct_lines_malformed_total.add(summary.skipped_lines as u64);
+                m.jobs_owner_change_refused_total.add(summary.owner_changes.len() as u64);
                 importer.restarts.succeeded();
                 (importer.max_span, importer.failures_at_min) = (None, 0);
                 for subscriber in &importer.subscribers {

@@ -7,13 +7,18 @@
 //! authorisation: a service user may report any job; any other uid only the steps of jobs it
 //! owns, where ownership comes from trusted sources (the store's accounting record, else SLURM),
 //! never from the report. Foreign steps are dropped and counted (`meta.ingest_rejected_steps`);
-//! a report with nothing left is refused (403). The answer 200 is sent only after the commit.
+//! a report with nothing left is refused (403). Then plausibility, in the store's transaction
+//! (`Store::store_checked_report`, `sample::plausible`): each sample must fit its job's run,
+//! CPUs and node, refusals are counted by reason (`samples_refused_total`) and never stored, and
+//! a series the service's scrapers report cannot be touched by an owner's report. The answer 200
+//! is sent only after the commit.
 
 use super::shared::Shared;
 use crate::job::JobId;
 use crate::munge::{decode_credential, payload_for, MungeError, CREDENTIAL_HEADER};
+use crate::sample::plausible::Limits;
 use crate::slurm::SlurmRunner;
-use crate::store::{ReportContent, Stored};
+use crate::store::{Checks, ReportContent, Stored};
 use crate::wire::format::{decode_report, Report};
 use crate::wire::REPORT_PATH;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -98,7 +103,7 @@ async fn ingest_report(
     let (report, rejected) =
         if service { (report, 0) } else { keep_own_steps(&shared, &state, report, decoded.uid).await };
     if rejected > 0 {
-        tracing::warn!(uid = decoded.uid, user = %decoded.user, rejected, node = %report.node, "report steps of other users' jobs refused");
+        tracing::warn!(uid = decoded.uid, user = %decoded.user, rejected, node = %report.node.chars().take(64).collect::<String>(), "report steps of other users' jobs refused");
         shared.metrics.reject("foreign_job");
         let store = shared.store.clone();
         let _ = web::block(move || store.bump_counter(REJECTED_STEPS_KEY, rejected as u64)).await;
@@ -109,23 +114,46 @@ async fn ingest_report(
             ));
         }
     }
+    let report_node: String = report.node.chars().take(64).collect();
     let sender = format!("{}/{}", report.node, decoded.uid);
     let samples = report.sample_count();
     let (id, node) = (report.id, report.node.clone());
     let content = content_of(report);
     let store = shared.store.clone();
-    let stored =
-        web::block(move || store.store_report_once(&sender, id, crate::clock::unix_now(), &node, &content)).await;
+    // Every sample is checked against its job's accounting record and the series' previous
+    // sample in the store's transaction; only what passes is stored (`sample::plausible`).
+    let stored = web::block(move || {
+        let limits = Limits::default();
+        let checks = Checks { limits: &limits, from_service: service, plausibility: true };
+        store.store_checked_report(&sender, id, crate::clock::unix_now(), &node, &content, &checks)
+    })
+    .await;
     match stored {
-        Ok(Ok(outcome)) => {
+        Ok(Ok(ingested)) => {
             shared.metrics.reports_received_total.inc();
-            if outcome == Stored::New {
-                shared.metrics.samples_stored_total.add(samples as u64);
+            shared.metrics.samples_stored_total.add(ingested.samples);
+            shared.metrics.refuse_samples(&ingested.refused);
+            let refused = ingested.refused.total();
+            if refused > 0 {
+                let reasons: Vec<String> =
+                    ingested.refused.by_reason().map(|(r, n)| format!("{}={n}", r.as_str())).collect();
+                tracing::warn!(uid = decoded.uid, user = %decoded.user, node = %report_node, refused, reasons = %reasons.join(","), "implausible samples refused");
             }
-            let outcome = if outcome == Stored::New { "stored" } else { "duplicate" };
-            tracing::info!(report_id = format!("{id:016x}"), samples, outcome, rejected, "report received");
-            HttpResponse::Ok()
-                .json(serde_json::json!({"outcome": outcome, "samples": samples, "rejected_steps": rejected}))
+            if ingested.corrupt_blocks > 0 {
+                tracing::error!(
+                    blocks = ingested.corrupt_blocks,
+                    "corrupt sample blocks replaced while storing a report"
+                );
+            }
+            let outcome = if ingested.stored == Stored::New { "stored" } else { "duplicate" };
+            tracing::info!(report_id = format!("{id:016x}"), samples, outcome, rejected, refused, "report received");
+            HttpResponse::Ok().json(serde_json::json!({
+                "outcome": outcome,
+                "samples": samples,
+                "stored_samples": ingested.samples,
+                "refused_samples": refused,
+                "rejected_steps": rejected,
+            }))
         }
         Ok(Err(err)) => {
             shared.metrics.reject("store_error");

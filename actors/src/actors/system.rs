@@ -32,6 +32,7 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
     let mailer = actix::Supervisor::start(move |_| mailer);
     let stop = signals::listen(Some(mailer.clone().recipient()), SecondStop::Exit);
     watch_scraper_jobs(&shared);
+    prune_reports_seen(&shared);
     let cycle = crate::period::cycle::Cycle::new(&shared.config, crate::clock::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
     let rollover =
@@ -94,6 +95,8 @@ async fn metrics_endpoint(shared: actix_web::web::Data<Shared>) -> actix_web::Ht
     if let Ok(meta) = std::fs::metadata(shared.store.path()) {
         shared.metrics.store_size_bytes.set(meta.len());
     }
+    shared.metrics.store_healthy.set(u64::from(shared.store.healthy()));
+    shared.metrics.store_reopens.set(shared.store.reopen_count());
     let now = crate::clock::unix_now();
     actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(shared.metrics.render(now))
 }
@@ -109,6 +112,34 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
         .context("store open task")?
         .context("opening the store ([store] path)")?;
     Ok(Arc::new(store))
+}
+
+/// How long a report's `(sender, report id)` mark is kept: a scraper resends a report only
+/// while it is spooled, and a later resend merges into the same samples anyway.
+pub const REPORTS_SEEN_KEEP: Duration = Duration::from_secs(7 * 86_400);
+
+/// How often old report marks are pruned.
+const REPORTS_SEEN_PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Prunes the store's `reports_seen` marks older than [`REPORTS_SEEN_KEEP`] every hour (its
+/// growth is otherwise one entry per report, forever). A failure is logged and retried next
+/// time; after a disk-full error this call is also what reopens an idle store.
+fn prune_reports_seen(shared: &Shared) {
+    let store = shared.store.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(REPORTS_SEEN_PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let before = crate::clock::unix_now().saturating_sub(REPORTS_SEEN_KEEP.as_secs());
+            match actix_web::rt::task::spawn_blocking(move || store.prune_reports_seen(before)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => tracing::info!(removed, "old report marks pruned"),
+                Ok(Err(err)) => tracing::warn!(error = %err, "pruning report marks failed"),
+                Err(err) => tracing::warn!(error = %err, "pruning task failed"),
+            }
+        }
+    });
 }
 
 /// How often the server counts scraper jobs for `/metrics`.

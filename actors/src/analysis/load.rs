@@ -16,7 +16,7 @@ pub fn load_job(store: &Store, job: JobRecord) -> Result<JobInput, StoreError> {
 }
 
 fn input(job: JobRecord, data: JobData) -> JobInput {
-    let JobData { steps, samples, gpu, apps } = data;
+    let JobData { steps, samples, gpu, apps, .. } = data;
     JobInput { steps, samples, gpu, apps, job }
 }
 
@@ -41,6 +41,13 @@ pub fn analyze_period(
         let skipped = skip_users.contains(&job.user) || params.is_service_job(job);
         !skipped && job.start_at.is_some() && belongs_to(job, period)
     })?;
+    if data.corrupt_blocks > 0 {
+        tracing::error!(
+            period = period.start,
+            blocks = data.corrupt_blocks,
+            "corrupt sample blocks skipped in the period's analysis"
+        );
+    }
     let mut by_user: BTreeMap<String, Vec<JobInput>> = BTreeMap::new();
     for (job, job_data) in data.jobs {
         by_user.entry(job.user.clone()).or_default().push(input(job, job_data));

@@ -16,6 +16,7 @@ pub mod cgroup_v1;
 pub mod cgroup_v2;
 pub mod collect;
 pub mod gpu;
+pub mod plausible;
 pub mod process_cache;
 pub mod procfs;
 pub mod proctree;

@@ -9,13 +9,25 @@
 //! scraper still has the report spooled and resends it), a crash after it has stored everything
 //! and the mark (the resend is recognised and only acknowledged). The server acknowledges a
 //! report only after this commit returns.
+//!
+//! Hostile input ([`Store::store_checked_report`]): every sample is checked against its job's
+//! accounting record and the series' previous stored sample (`sample::plausible`) inside the
+//! same transaction, and only what passes is stored; refusals are counted by reason. No block
+//! ever holds more rows than the decoder accepts (the excess is refused). A series reported by
+//! the service's scrapers is theirs (`series_source`): a job owner's own report can neither
+//! overwrite nor add to it, and the service's first report of a series an owner wrote replaces
+//! the owner's samples. A stored block that does not decode is replaced, logged and counted,
+//! never the end of the series.
 
+use super::job_blocks::{block_of, find};
+use super::job_codec::decode_job;
 use super::tables::*;
 use super::{decode_block, encode_block, Store, StoreError};
 use crate::job::{JobId, StepId};
+use crate::sample::plausible::{self, app_name_ok, check_gpu, check_sample, JobBounds, Limits, Reason, Refusals};
 use crate::sample::{GpuReading, StepSample};
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
-use std::collections::BTreeMap;
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+use std::collections::{BTreeMap, HashMap};
 
 /// What a report contributes to the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,8 +56,39 @@ pub enum Stored {
     Duplicate,
 }
 
+/// How a report is checked before it is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks<'a> {
+    pub limits: &'a Limits,
+    /// Whether the sender is one of the service's scrapers (else a job's owner).
+    pub from_service: bool,
+    /// Whether samples are checked for plausibility (rows per block and names always are).
+    pub plausibility: bool,
+}
+
+/// What storing a checked report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub stored: Stored,
+    /// Samples, GPU readings and application names refused, by reason (never stored).
+    pub refused: Refusals,
+    /// Step samples and GPU readings stored.
+    pub samples: u64,
+    pub gpus: u64,
+    /// Stored blocks that did not decode and were replaced by the new rows.
+    pub corrupt_blocks: u64,
+}
+
+/// Which kind of sender wrote a series (`series_source` values).
+const SOURCE_SERVICE: u8 = 1;
+const SOURCE_OWNER: u8 = 2;
+
+static DEFAULT_LIMITS: std::sync::LazyLock<Limits> = std::sync::LazyLock::new(Limits::default);
+
 impl Store {
     /// Stores a report of `node` once: if `(sender, report_id)` was seen, nothing is written.
+    /// The report is treated as the service's own, unchecked but for block sizes and names
+    /// (see [`Store::store_checked_report`] for reports from the network).
     pub fn store_report_once(
         &self,
         sender: &str,
@@ -54,159 +97,410 @@ impl Store {
         node: &str,
         content: &ReportContent,
     ) -> Result<Stored, StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut seen = txn.open_table(REPORTS_SEEN)?;
-            if seen.get((sender, report_id))?.is_some() {
-                return Ok(Stored::Duplicate); // the transaction is dropped: nothing written
-            }
-            seen.insert((sender, report_id), received_at)?;
+        let checks = Checks { limits: &DEFAULT_LIMITS, from_service: true, plausibility: false };
+        Ok(self.store_checked_report(sender, report_id, received_at, node, content, &checks)?.stored)
+    }
+
+    /// Stores a report of `node` once, keeping only what passes `checks` (see the module's
+    /// doc): if `(sender, report_id)` was seen, nothing is written.
+    pub fn store_checked_report(
+        &self,
+        sender: &str,
+        report_id: u64,
+        received_at: u64,
+        node: &str,
+        content: &ReportContent,
+        checks: &Checks<'_>,
+    ) -> Result<Ingested, StoreError> {
+        let mut out =
+            Ingested { stored: Stored::New, refused: Refusals::default(), samples: 0, gpus: 0, corrupt_blocks: 0 };
+        // A name beyond the bounds is never stored, not even in the report's mark.
+        if !plausible::node_name_ok(checks.limits, node) || sender.len() > checks.limits.max_node_name + 16 {
+            let rows = content.samples.len() + content.gpus.len() + content.apps.len();
+            out.refused.add(Reason::NameTooLong, rows as u64);
+            return Ok(out);
         }
-        write_samples(&txn, node, &content.samples)?;
-        write_gpu_readings(&txn, node, &content.gpus)?;
-        write_apps(&txn, &content.apps)?;
-        txn.commit()?;
-        Ok(Stored::New)
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut seen = txn.open_table(REPORTS_SEEN)?;
+                if seen.get((sender, report_id))?.is_some() {
+                    out.stored = Stored::Duplicate;
+                    return Ok(out); // the transaction is dropped: nothing written
+                }
+                seen.insert((sender, report_id), received_at)?;
+            }
+            let mut writer = SeriesWriter::new(&txn, checks, received_at)?;
+            writer.write(node, &content.samples, &content.gpus, &mut out)?;
+            drop(writer);
+            write_apps(&txn, checks.limits, &content.apps, &mut out.refused)?;
+            txn.commit()?;
+            Ok(out)
+        })
     }
 
     /// Stores step samples of one node. Samples are merged into their hour blocks; a sample whose
     /// (series, time) is already stored replaces it, so a resent sample is stored once.
     pub fn append_samples(&self, node: &str, samples: &[(JobId, StepId, StepSample)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        write_samples(&txn, node, samples)?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let checks = Checks { limits: &DEFAULT_LIMITS, from_service: true, plausibility: false };
+            let mut out =
+                Ingested { stored: Stored::New, refused: Refusals::default(), samples: 0, gpus: 0, corrupt_blocks: 0 };
+            SeriesWriter::new(&txn, &checks, u64::MAX)?.write(node, samples, &[], &mut out)?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Records applications seen in steps.
     pub fn add_apps(&self, apps: &[(JobId, StepId, String)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        write_apps(&txn, apps)?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            write_apps(&txn, &DEFAULT_LIMITS, apps, &mut Refusals::default())?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
+    /// Drops the `reports_seen` marks received before `before` (unix seconds); returns how many.
+    /// A scraper resends a report only while it is spooled (minutes, at most days), so marks
+    /// older than a week only grow the file; a resend after that merges into the same samples.
+    pub fn prune_reports_seen(&self, before: u64) -> Result<u64, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let removed = {
+                let mut seen = txn.open_table(REPORTS_SEEN)?;
+                let len = seen.len()?;
+                seen.retain(|_, received| received >= before)?;
+                len - seen.len()?
+            };
+            txn.commit()?;
+            Ok(removed)
+        })
+    }
+
+    /// Number of `reports_seen` marks.
+    pub fn reports_seen_count(&self) -> Result<u64, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let n = txn.open_table(REPORTS_SEEN)?.len()?;
+            Ok(n)
+        })
+    }
     /// How much room the sample blocks take (for `benches/store_bytes.rs`).
     pub fn sample_block_stats(&self) -> Result<BlockStats, StoreError> {
-        let txn = self.db.begin_read()?;
-        let blocks = txn.open_table(SAMPLE_BLOCKS)?;
-        let mut value_bytes = 0;
-        for entry in blocks.iter()? {
-            value_bytes += entry?.1.value().len() as u64;
-        }
-        let stats = blocks.stats()?;
-        Ok(BlockStats {
-            blocks: blocks.len()?,
-            value_bytes,
-            leaf_pages: stats.leaf_pages(),
-            stored_bytes: stats.stored_bytes(),
-            metadata_bytes: stats.metadata_bytes(),
-            fragmented_bytes: stats.fragmented_bytes(),
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let blocks = txn.open_table(SAMPLE_BLOCKS)?;
+            let mut value_bytes = 0;
+            for entry in blocks.iter()? {
+                value_bytes += entry?.1.value().len() as u64;
+            }
+            let stats = blocks.stats()?;
+            Ok(BlockStats {
+                blocks: blocks.len()?,
+                value_bytes,
+                leaf_pages: stats.leaf_pages(),
+                stored_bytes: stats.stored_bytes(),
+                metadata_bytes: stats.metadata_bytes(),
+                fragmented_bytes: stats.fragmented_bytes(),
+            })
         })
     }
 
     /// Whether a report was stored.
     pub fn report_seen(&self, sender: &str, report_id: u64) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
-        let seen = txn.open_table(REPORTS_SEEN)?.get((sender, report_id))?.is_some();
-        Ok(seen)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let seen = txn.open_table(REPORTS_SEEN)?.get((sender, report_id))?.is_some();
+            Ok(seen)
+        })
     }
 
     /// Adds `by` to a counter in `meta` (e.g. rejected reports), returning the new value.
     pub fn bump_counter(&self, key: &str, by: u64) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let value = {
-            let mut meta = txn.open_table(META)?;
-            let value = meta.get(key)?.map(|v| v.value()).unwrap_or(0).saturating_add(by);
-            meta.insert(key, value)?;
-            value
-        };
-        txn.commit()?;
-        Ok(value)
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let value = {
+                let mut meta = txn.open_table(META)?;
+                let value = meta.get(key)?.map(|v| v.value()).unwrap_or(0).saturating_add(by);
+                meta.insert(key, value)?;
+                value
+            };
+            txn.commit()?;
+            Ok(value)
+        })
     }
 }
 
-/// Merges step samples of one node into their hour blocks inside `txn`.
-fn write_samples(
-    txn: &WriteTransaction,
-    node: &str,
-    samples: &[(JobId, StepId, StepSample)],
-) -> Result<(), StoreError> {
-    if samples.is_empty() {
-        return Ok(());
-    }
-    let node_id = intern_node(txn, node)?;
-    let mut grouped: BTreeMap<(u64, u32, u64), Vec<StepSample>> = BTreeMap::new();
-    for (job, step, sample) in samples {
-        grouped.entry((job.0, step.0, block_start(sample.at))).or_default().push(sample.clone());
-    }
-    let mut blocks = txn.open_table(SAMPLE_BLOCKS)?;
-    for ((job, step, hour), new) in grouped {
-        let key = (job, step, node_id, hour);
-        let mut merged: Vec<StepSample> = match blocks.get(key)? {
-            Some(v) => decode_block(hour, v.value()).map_err(|source| StoreError::CorruptBlock {
-                table: "sample_blocks",
-                key: format!("{key:?}"),
-                source,
-            })?,
-            None => Vec::new(),
-        };
-        merge_by_time(&mut merged, new, |s| s.at);
-        blocks.insert(key, encode_block(hour, &merged).as_slice())?;
-    }
-    Ok(())
+type SeriesTable<'txn> = Table<'txn, (u64, u32, u32, u64), &'static [u8]>;
+
+/// The tables a report's series are written to, open for one write transaction.
+struct SeriesWriter<'txn, 'c> {
+    txn: &'txn WriteTransaction,
+    checks: &'c Checks<'c>,
+    now: u64,
+    samples: SeriesTable<'txn>,
+    gpus: SeriesTable<'txn>,
+    sources: Table<'txn, (u64, u32, u32), u8>,
+    jobs: Table<'txn, u64, &'static [u8]>,
+    bounds: HashMap<JobId, Option<JobBounds>>,
 }
 
-/// Merges GPU readings of one node into their hour blocks inside `txn`.
-fn write_gpu_readings(
-    txn: &WriteTransaction,
-    node: &str,
-    readings: &[(JobId, StepId, GpuReading)],
-) -> Result<(), StoreError> {
-    if readings.is_empty() {
-        return Ok(());
+impl<'txn, 'c> SeriesWriter<'txn, 'c> {
+    fn new(txn: &'txn WriteTransaction, checks: &'c Checks<'c>, now: u64) -> Result<Self, StoreError> {
+        Ok(SeriesWriter {
+            txn,
+            checks,
+            now,
+            samples: txn.open_table(SAMPLE_BLOCKS)?,
+            gpus: txn.open_table(GPU_BLOCKS)?,
+            sources: txn.open_table(SERIES_SOURCE)?,
+            jobs: txn.open_table(JOB_BLOCKS)?,
+            bounds: HashMap::new(),
+        })
     }
-    let node_id = intern_node(txn, node)?;
-    let mut grouped: BTreeMap<(u64, u32, u64), Vec<GpuReading>> = BTreeMap::new();
-    for (job, step, reading) in readings {
-        grouped.entry((job.0, step.0, block_start(reading.at))).or_default().push(reading.clone());
+
+    fn write(
+        &mut self,
+        node: &str,
+        samples: &[(JobId, StepId, StepSample)],
+        gpus: &[(JobId, StepId, GpuReading)],
+        out: &mut Ingested,
+    ) -> Result<(), StoreError> {
+        if samples.is_empty() && gpus.is_empty() {
+            return Ok(());
+        }
+        if !plausible::node_name_ok(self.checks.limits, node) {
+            out.refused.add(Reason::NameTooLong, (samples.len() + gpus.len()) as u64);
+            return Ok(());
+        }
+        let node_id = intern_node(self.txn, node)?;
+        let mut by_series: BTreeMap<(u64, u32), (Vec<StepSample>, Vec<GpuReading>)> = BTreeMap::new();
+        for (job, step, sample) in samples {
+            by_series.entry((job.0, step.0)).or_default().0.push(sample.clone());
+        }
+        for (job, step, reading) in gpus {
+            by_series.entry((job.0, step.0)).or_default().1.push(reading.clone());
+        }
+        for ((job, step), (samples, gpus)) in by_series {
+            if !self.claim(job, step, node_id)? {
+                out.refused.add(Reason::ServiceSeries, (samples.len() + gpus.len()) as u64);
+                continue;
+            }
+            let bounds = self.bounds(JobId(job));
+            self.write_samples(job, step, node_id, bounds, samples, out)?;
+            self.write_gpus(job, step, node_id, bounds, gpus, out)?;
+        }
+        Ok(())
     }
-    let mut blocks = txn.open_table(GPU_BLOCKS)?;
-    for ((job, step, hour), new) in grouped {
-        let key = (job, step, node_id, hour);
-        let mut merged: Vec<GpuReading> = match blocks.get(key)? {
-            Some(v) => decode_block(hour, v.value()).map_err(|source| StoreError::CorruptBlock {
-                table: "gpu_blocks",
-                key: format!("{key:?}"),
-                source,
-            })?,
-            None => Vec::new(),
-        };
-        merged.retain(|old| !new.iter().any(|n| n.at == old.at && n.index == old.index));
-        merged.extend(new);
-        merged.sort_by_key(|r| (r.at, r.index));
-        blocks.insert(key, encode_block(hour, &merged).as_slice())?;
+
+    /// Whether this report may write the series; records who writes it. The service's first
+    /// report of a series an owner wrote removes the owner's samples of it.
+    fn claim(&mut self, job: u64, step: u32, node: u32) -> Result<bool, StoreError> {
+        let key = (job, step, node);
+        let source = self.sources.get(key)?.map(|v| v.value());
+        let mine = if self.checks.from_service { SOURCE_SERVICE } else { SOURCE_OWNER };
+        match (source, self.checks.from_service) {
+            (Some(SOURCE_SERVICE), false) => return Ok(false),
+            (Some(s), _) if s == mine => return Ok(true),
+            (Some(_), true) => {
+                tracing::warn!(job, step, node, "the service's scraper replaces the samples a job's owner reported");
+                let range = (job, step, node, 0)..=(job, step, node, u64::MAX);
+                self.samples.retain_in(range.clone(), |_, _| false)?;
+                self.gpus.retain_in(range, |_, _| false)?;
+            }
+            _ => {}
+        }
+        self.sources.insert(key, mine)?;
+        Ok(true)
     }
-    Ok(())
+
+    /// The job's accounting bounds, if stored (looked up once per report).
+    fn bounds(&mut self, job: JobId) -> Option<JobBounds> {
+        if let Some(b) = self.bounds.get(&job) {
+            return *b;
+        }
+        let found = (|| {
+            let block = self.jobs.get(block_of(job.0)).ok()??;
+            let value = find(job.0, block.value()).ok()??;
+            decode_job(value).ok().map(|j| JobBounds::of(&j))
+        })();
+        self.bounds.insert(job, found);
+        found
+    }
+
+    fn context(&self, job: Option<JobBounds>) -> plausible::Context<'c> {
+        plausible::Context { limits: self.checks.limits, job, now: self.now }
+    }
+
+    /// Merges step samples of one series into their hour blocks, each checked against the
+    /// sample before it.
+    fn write_samples(
+        &mut self,
+        job: u64,
+        step: u32,
+        node: u32,
+        bounds: Option<JobBounds>,
+        mut new: Vec<StepSample>,
+        out: &mut Ingested,
+    ) -> Result<(), StoreError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.context(bounds);
+        let max_rows = self.checks.limits.max_block_rows.min(plausible::DECODER_MAX_ROWS);
+        new.sort_by_key(|s| s.at);
+        for hour_new in new.chunk_by(|a, b| block_start(a.at) == block_start(b.at)) {
+            let hour = block_start(hour_new[0].at);
+            let key = (job, step, node, hour);
+            let mut merged: Vec<StepSample> = read_block(&self.samples, key, "sample_blocks", out)?;
+            // The series' last sample before this hour, for the first samples of the hour.
+            let before: Option<StepSample> = if self.checks.plausibility {
+                let last = self.samples.range((job, step, node, 0)..(job, step, node, hour))?.next_back();
+                match last {
+                    Some(entry) => {
+                        let (k, v) = entry?;
+                        decode_block::<StepSample>(k.value().3, v.value()).ok().and_then(|b| b.last().cloned())
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
+            let mut changed = false;
+            for sample in hour_new {
+                let at = merged.partition_point(|s| s.at < sample.at);
+                let replaces = merged.get(at).is_some_and(|s| s.at == sample.at);
+                if self.checks.plausibility {
+                    let prev = if at > 0 { merged.get(at - 1) } else { before.as_ref() };
+                    if let Err(reason) = check_sample(&ctx, prev, sample) {
+                        out.refused.count(reason);
+                        continue;
+                    }
+                }
+                if replaces {
+                    merged[at] = sample.clone();
+                } else if merged.len() >= max_rows {
+                    out.refused.count(Reason::BlockFull);
+                    continue;
+                } else {
+                    merged.insert(at, sample.clone());
+                }
+                out.samples += 1;
+                changed = true;
+            }
+            if changed {
+                self.samples.insert(key, encode_block(hour, &merged).as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges GPU readings of one series into their hour blocks.
+    fn write_gpus(
+        &mut self,
+        job: u64,
+        step: u32,
+        node: u32,
+        bounds: Option<JobBounds>,
+        new: Vec<GpuReading>,
+        out: &mut Ingested,
+    ) -> Result<(), StoreError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.context(bounds);
+        let max_rows = self.checks.limits.max_block_rows.min(plausible::DECODER_MAX_ROWS);
+        let mut by_hour: BTreeMap<u64, Vec<GpuReading>> = BTreeMap::new();
+        for reading in new {
+            if self.checks.plausibility {
+                if let Err(reason) = check_gpu(&ctx, &reading) {
+                    out.refused.count(reason);
+                    continue;
+                }
+            }
+            by_hour.entry(block_start(reading.at)).or_default().push(reading);
+        }
+        for (hour, new) in by_hour {
+            let key = (job, step, node, hour);
+            let old: Vec<GpuReading> = read_block(&self.gpus, key, "gpu_blocks", out)?;
+            let mut merged: BTreeMap<(u64, u32), GpuReading> = old.into_iter().map(|r| ((r.at, r.index), r)).collect();
+            let mut changed = false;
+            for reading in new {
+                let id = (reading.at, reading.index);
+                if !merged.contains_key(&id) && merged.len() >= max_rows {
+                    out.refused.count(Reason::BlockFull);
+                    continue;
+                }
+                merged.insert(id, reading);
+                out.gpus += 1;
+                changed = true;
+            }
+            if changed {
+                let rows: Vec<GpuReading> = merged.into_values().collect();
+                self.gpus.insert(key, encode_block(hour, &rows).as_slice())?;
+            }
+        }
+        Ok(())
+    }
 }
 
-fn write_apps(txn: &WriteTransaction, apps: &[(JobId, StepId, String)]) -> Result<(), StoreError> {
-    let mut table = txn.open_table(APP_USAGE)?;
-    for (job, step, app) in apps {
-        table.insert((job.0, step.0, app.as_str()), ())?;
-    }
-    Ok(())
-}
-
-/// Merges `new` into `merged` (both time-ordered by `at`); new entries replace equal times.
-fn merge_by_time<T>(merged: &mut Vec<T>, new: Vec<T>, at: impl Fn(&T) -> u64) {
-    for item in new {
-        let t = at(&item);
-        match merged.binary_search_by_key(&t, &at) {
-            Ok(pos) => merged[pos] = item,
-            Err(pos) => merged.insert(pos, item),
+/// A stored block's rows; a block that does not decode is logged, counted and read as empty
+/// (the new rows replace it).
+fn read_block<T: super::Columns>(
+    table: &SeriesTable<'_>,
+    key: (u64, u32, u32, u64),
+    name: &'static str,
+    out: &mut Ingested,
+) -> Result<Vec<T>, StoreError> {
+    let Some(value) = table.get(key)? else { return Ok(Vec::new()) };
+    match decode_block(key.3, value.value()) {
+        Ok(rows) => Ok(rows),
+        Err(err) => {
+            tracing::error!(table = name, key = ?key, error = %err, "corrupt sample block replaced");
+            out.corrupt_blocks += 1;
+            Ok(Vec::new())
         }
     }
+}
+
+fn write_apps(
+    txn: &WriteTransaction,
+    limits: &Limits,
+    apps: &[(JobId, StepId, String)],
+    refused: &mut Refusals,
+) -> Result<(), StoreError> {
+    if apps.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(APP_USAGE)?;
+    let mut known: HashMap<(u64, u32), usize> = HashMap::new();
+    for (job, step, app) in apps {
+        if !app_name_ok(limits, app) {
+            refused.count(Reason::NameTooLong);
+            continue;
+        }
+        let key = (job.0, step.0, app.as_str());
+        if table.get(key)?.is_some() {
+            continue;
+        }
+        let count = match known.get(&(job.0, step.0)) {
+            Some(n) => *n,
+            None => {
+                table.range((job.0, step.0, "")..=(job.0, step.0, "\u{10ffff}"))?.take(limits.max_apps_per_step).count()
+            }
+        };
+        if count >= limits.max_apps_per_step {
+            refused.count(Reason::TooManyApps);
+            known.insert((job.0, step.0), count);
+            continue;
+        }
+        table.insert(key, ())?;
+        known.insert((job.0, step.0), count + 1);
+    }
+    Ok(())
 }
 
 fn intern_node(txn: &WriteTransaction, node: &str) -> Result<u32, StoreError> {

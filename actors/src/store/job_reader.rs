@@ -30,6 +30,8 @@ pub struct JobData {
     pub gpu: BTreeMap<SeriesKey, Vec<GpuReading>>,
     /// Applications seen, by step.
     pub apps: Vec<(StepId, String)>,
+    /// Sample and GPU blocks that did not decode: skipped (and logged), not the end of the read.
+    pub corrupt_blocks: u64,
 }
 
 /// What the analysis of a period reads, from one read transaction.
@@ -39,6 +41,8 @@ pub struct PeriodData {
     pub jobs: Vec<(JobRecord, JobData)>,
     /// Every stored job of each user who has a job in `jobs`, by id (trends, right-sizing).
     pub history: BTreeMap<String, Vec<JobRecord>>,
+    /// Sample and GPU blocks of those jobs that did not decode and were skipped.
+    pub corrupt_blocks: u64,
 }
 
 type Blocks = ReadOnlyTable<u64, &'static [u8]>;
@@ -67,11 +71,13 @@ impl JobTables {
     }
 
     fn data(&self, id: JobId) -> Result<JobData, StoreError> {
+        let mut corrupt_blocks = 0;
         Ok(JobData {
             steps: read_steps(&self.blocks, id)?,
-            samples: read_series(&self.samples, &self.names, id, "sample_blocks")?,
-            gpu: read_series(&self.gpus, &self.names, id, "gpu_blocks")?,
+            samples: read_series(&self.samples, &self.names, id, "sample_blocks", &mut corrupt_blocks)?,
+            gpu: read_series(&self.gpus, &self.names, id, "gpu_blocks", &mut corrupt_blocks)?,
             apps: read_apps(&self.apps, id)?,
+            corrupt_blocks,
         })
     }
 }
@@ -79,74 +85,93 @@ impl JobTables {
 impl Store {
     /// One job, if stored.
     pub fn job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_job(&txn.open_table(JOB_BLOCKS)?, id)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_job(&txn.open_table(JOB_BLOCKS)?, id)
+        })
     }
 
     /// The steps of a job, in step-id order.
     pub fn steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_steps(&txn.open_table(JOB_BLOCKS)?, id)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_steps(&txn.open_table(JOB_BLOCKS)?, id)
+        })
     }
 
     /// Jobs that were running at some time in `[from, to)`: ended at or after `from` (or still
     /// running) and started before `to`; by end time (running last), then id.
     pub fn jobs_in_window(&self, from: u64, to: u64) -> Result<Vec<JobRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &txn.open_table(JOB_BLOCKS)?, from, to)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &txn.open_table(JOB_BLOCKS)?, from, to)
+        })
     }
 
     /// Ids of a user's jobs, ascending.
     pub fn job_ids_of_user(&self, user: &str) -> Result<Vec<JobId>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_user_ids(&txn.open_table(JOBS_BY_USER_BUCKETS)?, user)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_user_ids(&txn.open_table(JOBS_BY_USER_BUCKETS)?, user)
+        })
     }
 
     /// All samples of a job, by series, in time order.
     pub fn samples_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "sample_blocks")
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "sample_blocks", &mut 0)
+        })
     }
 
     /// All GPU readings of a job, by series, in time order.
     pub fn gpu_readings_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<GpuReading>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "gpu_blocks")
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "gpu_blocks", &mut 0)
+        })
     }
 
     /// Applications seen in a job, by step.
     pub fn apps_of_job(&self, job: JobId) -> Result<Vec<(StepId, String)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        read_apps(&txn.open_table(APP_USAGE)?, job)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_apps(&txn.open_table(APP_USAGE)?, job)
+        })
     }
 
     /// A job's steps, samples, GPU readings and applications, read in one transaction.
     pub fn job_data(&self, job: JobId) -> Result<JobData, StoreError> {
-        let txn = self.db.begin_read()?;
-        JobTables::open(&txn)?.data(job)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            JobTables::open(&txn)?.data(job)
+        })
     }
 
     /// Everything the analysis of `[from, to)` reads, in one transaction: the jobs of the window
     /// (see [`Store::jobs_in_window`]) for which `keep` is true, each with its data, and the
     /// job history of every user among them.
     pub fn period_data(&self, from: u64, to: u64, keep: impl Fn(&JobRecord) -> bool) -> Result<PeriodData, StoreError> {
-        let txn = self.db.begin_read()?;
-        let tables = JobTables::open(&txn)?;
-        let mut out = PeriodData::default();
-        for job in read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &tables.blocks, from, to)? {
-            if keep(&job) {
-                let data = tables.data(job.id)?;
-                out.jobs.push((job, data));
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let tables = JobTables::open(&txn)?;
+            let mut out = PeriodData::default();
+            for job in read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &tables.blocks, from, to)? {
+                if keep(&job) {
+                    let data = tables.data(job.id)?;
+                    out.corrupt_blocks += data.corrupt_blocks;
+                    out.jobs.push((job, data));
+                }
             }
-        }
-        let by_user = txn.open_table(JOBS_BY_USER_BUCKETS)?;
-        for (job, _) in &out.jobs {
-            if !out.history.contains_key(&job.user) {
-                let ids = read_user_ids(&by_user, &job.user)?;
-                out.history.insert(job.user.clone(), read_jobs(&tables.blocks, &ids)?);
+            let by_user = txn.open_table(JOBS_BY_USER_BUCKETS)?;
+            for (job, _) in &out.jobs {
+                if !out.history.contains_key(&job.user) {
+                    let ids = read_user_ids(&by_user, &job.user)?;
+                    out.history.insert(job.user.clone(), read_jobs(&tables.blocks, &ids)?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
@@ -211,11 +236,12 @@ fn read_window(
     let mut out = Vec::new();
     for [_, id] in ended {
         let Some(block) = blocks.get(block_of(id))? else { continue };
-        if let Some(value) = job_value(JobId(id), block.value())? {
-            let job = decode_job_value(id, value)?;
-            if job.start_at.is_some_and(|s| s < to) {
-                out.push(job);
-            }
+        // A job that does not decode is skipped (and logged), not the end of the window.
+        let job = job_value(JobId(id), block.value()).and_then(|v| v.map(|v| decode_job_value(id, v)).transpose());
+        match job {
+            Ok(Some(job)) if job.start_at.is_some_and(|s| s < to) => out.push(job),
+            Ok(_) => {}
+            Err(err) => tracing::error!(job = id, error = %err, "corrupt job skipped"),
         }
     }
     Ok(out)
@@ -239,21 +265,26 @@ fn read_user_ids(
 }
 
 /// A job's series from a block table (`sample_blocks` or `gpu_blocks`), by series, in time order.
+/// A block that does not decode is skipped, logged and counted in `corrupt`.
 fn read_series<T: Columns>(
     blocks: &SeriesBlocks,
     names: &Names,
     job: JobId,
     table: &'static str,
+    corrupt: &mut u64,
 ) -> Result<BTreeMap<SeriesKey, Vec<T>>, StoreError> {
     let mut out: BTreeMap<SeriesKey, Vec<T>> = BTreeMap::new();
     for entry in blocks.range((job.0, 0, 0, 0)..=(job.0, u32::MAX, u32::MAX, u64::MAX))? {
         let (key, value) = entry?;
         let (job_id, step, node, hour) = key.value();
-        let records: Vec<T> = decode_block(hour, value.value()).map_err(|source| StoreError::CorruptBlock {
-            table,
-            key: format!("{:?}", key.value()),
-            source,
-        })?;
+        let records: Vec<T> = match decode_block(hour, value.value()) {
+            Ok(records) => records,
+            Err(source) => {
+                tracing::error!(table, key = ?key.value(), error = %source, "corrupt sample block skipped");
+                *corrupt += 1;
+                continue;
+            }
+        };
         let node = node_name(names, node)?;
         out.entry(SeriesKey { job: JobId(job_id), step: StepId(step), node }).or_default().extend(records);
     }

@@ -12,13 +12,18 @@
 //! replaced step by step (a step stored before and missing from a later import is kept), and a
 //! job imported without steps keeps the steps it had. Steps given without their job are added to
 //! the stored job, or dropped if there is none. The number of jobs is kept in `meta`.
+//!
+//! A stored job never changes owner: a record of a stored job id with another user (or uid) is
+//! refused, the stored job and its steps kept, and the refusal counted in `meta`
+//! (`jobs_owner_change_refused`) and handed to the importer ([`JobWriter::take_owner_changes`])
+//! to raise an alarm.
 
 use super::job_blocks::{block_of, entries, BlockBuilder};
 use super::job_codec::{decode_job, decode_job_steps, encode_job, job_end};
 use super::postings::{self, end_bucket, ID_BUCKET};
 use super::tables::{IMPORT_WATERMARK_KEY, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, JOB_COUNT_KEY, META};
 use super::{Store, StoreError};
-use crate::job::{JobRecord, StepRecord};
+use crate::job::{JobId, JobRecord, StepRecord};
 use redb::{ReadableTable, Table, WriteTransaction};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -34,7 +39,26 @@ pub struct JobWriter<'txn> {
     buf: Vec<u8>,
     /// Jobs that were not stored before, for the count in `meta`.
     added: u64,
+    /// Records refused because they would change a stored job's owner.
+    owner_changes: Vec<OwnerChange>,
+    /// How many of them [`JobWriter::take_owner_changes`] has handed out (all are counted).
+    owner_changes_counted: u64,
 }
+
+/// A record refused by the import: a job id already stored with another owner. The stored job
+/// is kept; a changed owner means a forged record (e.g. one hidden in a job's name or submit
+/// line) or a reused id, and is an alarm for the operator, never a silent rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerChange {
+    pub job: JobId,
+    pub stored_user: String,
+    pub stored_uid: Option<u32>,
+    pub new_user: String,
+    pub new_uid: Option<u32>,
+}
+
+/// `meta` counter of imported records refused because they changed a stored job's owner.
+pub const OWNER_CHANGE_REFUSED_KEY: &str = "jobs_owner_change_refused";
 
 /// One job (by its index in the write) or steps alone, to be written into a block.
 struct Op<'a> {
@@ -42,6 +66,9 @@ struct Op<'a> {
     job: Option<usize>,
     steps: &'a [&'a StepRecord],
 }
+
+/// What writing one op found: its job's old end time if it was stored, and whether it was refused.
+type Written = (Option<Option<u64>>, bool);
 
 /// Index entries to remove and add, by bucket.
 type Changes<K, const N: usize> = BTreeMap<K, (Vec<[u64; N]>, Vec<[u64; N]>)>;
@@ -55,12 +82,14 @@ impl Store {
         watermark: Option<u64>,
         write: impl FnOnce(&mut JobWriter<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write()?;
-        let mut writer = JobWriter::open(&txn)?;
-        let out = write(&mut writer)?;
-        writer.finish(&txn, watermark)?;
-        txn.commit()?;
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let mut writer = JobWriter::open(&txn)?;
+            let out = write(&mut writer)?;
+            writer.finish(&txn, watermark)?;
+            txn.commit()?;
+            Ok(out)
+        })
     }
 
     /// Inserts or replaces jobs and their steps, and (optionally) advances the import watermark,
@@ -85,20 +114,34 @@ impl<'txn> JobWriter<'txn> {
             by_user: txn.open_table(JOBS_BY_USER_BUCKETS)?,
             buf: Vec::with_capacity(16 << 10),
             added: 0,
+            owner_changes: Vec::new(),
+            owner_changes_counted: 0,
         })
     }
 
     /// Closes the tables, adds the new jobs to the job count and, if given, moves the watermark.
     fn finish(self, txn: &WriteTransaction, watermark: Option<u64>) -> Result<(), StoreError> {
         let added = self.added;
+        let refused = self.owner_changes_counted + self.owner_changes.len() as u64;
         drop(self);
         let mut meta = txn.open_table(META)?;
         let count = meta.get(JOB_COUNT_KEY)?.map(|v| v.value()).unwrap_or(0);
         meta.insert(JOB_COUNT_KEY, count + added)?;
+        if refused > 0 {
+            let before = meta.get(OWNER_CHANGE_REFUSED_KEY)?.map(|v| v.value()).unwrap_or(0);
+            meta.insert(OWNER_CHANGE_REFUSED_KEY, before.saturating_add(refused))?;
+        }
         if let Some(mark) = watermark {
             meta.insert(IMPORT_WATERMARK_KEY, mark)?;
         }
         Ok(())
+    }
+
+    /// The records refused since the last call because they would change a stored job's owner
+    /// (each stays counted in `meta` under [`OWNER_CHANGE_REFUSED_KEY`] when the write commits).
+    pub fn take_owner_changes(&mut self) -> Vec<OwnerChange> {
+        self.owner_changes_counted += self.owner_changes.len() as u64;
+        std::mem::take(&mut self.owner_changes)
     }
 
     /// Inserts or replaces `jobs` and `steps` (the steps of any jobs, in any order); returns
@@ -120,26 +163,34 @@ impl<'txn> JobWriter<'txn> {
         let mut ends: Changes<(u64, u64), 2> = BTreeMap::new();
         let mut users: Changes<(&str, u64), 1> = BTreeMap::new();
         let mut carried: Option<Option<u64>> = None;
+        // The end of the last copy of a job written in this call (a job given twice), if any.
+        let mut accepted: Option<u64> = None;
         for block_ops in ops.chunk_by(|a, b| block_of(a.id) == block_of(b.id)) {
             let olds = self.write_block(jobs, block_ops)?;
-            for (n, (op, old_end)) in block_ops.iter().zip(olds).enumerate() {
+            for (n, (op, (old_end, refused))) in block_ops.iter().zip(olds).enumerate() {
                 let Some(i) = op.job else { continue };
                 let job = jobs[i];
                 let id = op.id;
                 before[i] = old_end.map(|end| end.is_some());
-                let end = job.end_at.unwrap_or(u64::MAX);
+                if !refused {
+                    accepted = Some(job.end_at.unwrap_or(u64::MAX));
+                    users.entry((job.user.as_str(), id / ID_BUCKET)).or_default().1.push([id]);
+                }
                 // The index entry stored now: the old value's, or for a job given twice (adjacent
                 // after the sort) the one carried from its first copy, whose own is never written.
                 let indexed = carried.take().unwrap_or(old_end.map(|e| e.unwrap_or(u64::MAX)));
                 if block_ops.get(n + 1).is_some_and(|next| next.id == id) {
                     carried = Some(indexed);
-                } else if indexed != Some(end) {
+                    continue;
+                }
+                // A refused copy leaves the index as the stored value (or an earlier copy) has it.
+                let Some(end) = accepted.take() else { continue };
+                if indexed != Some(end) {
                     if let Some(old) = indexed {
                         ends.entry(end_bucket(old, id)).or_default().0.push([old, id]);
                     }
                     ends.entry(end_bucket(end, id)).or_default().1.push([end, id]);
                 }
-                users.entry((job.user.as_str(), id / ID_BUCKET)).or_default().1.push([id]);
             }
         }
         for (key, (remove, add)) in ends {
@@ -162,8 +213,9 @@ impl<'txn> JobWriter<'txn> {
         Ok(before)
     }
 
-    /// Writes the ops of one block; returns for each op its job's old end time if it was stored.
-    fn write_block(&mut self, jobs: &[&JobRecord], ops: &[Op<'_>]) -> Result<Vec<Option<Option<u64>>>, StoreError> {
+    /// Writes the ops of one block; returns for each op its job's old end time if it was stored,
+    /// and whether the op was refused (a stored job given with another owner: kept as stored).
+    fn write_block(&mut self, jobs: &[&JobRecord], ops: &[Op<'_>]) -> Result<Vec<Written>, StoreError> {
         let block = block_of(ops[0].id);
         let stored = self.blocks.get(block)?.map(|v| v.value().to_vec());
         let fresh = ops.windows(2).all(|w| w[0].id < w[1].id) && ops.iter().all(|op| op.job.is_some());
@@ -176,7 +228,7 @@ impl<'txn> JobWriter<'txn> {
                     if let Some(i) = op.job {
                         builder.push(op.id, |out| encode_job(jobs[i], op.steps, out));
                     }
-                    olds.push(None);
+                    olds.push((None, false));
                 }
                 self.added += ops.len() as u64;
             }
@@ -193,18 +245,35 @@ impl<'txn> JobWriter<'txn> {
                     let at = state.binary_search_by_key(&op.id, |(id, _)| *id);
                     let old = at.ok().map(|at| state[at].1.as_slice());
                     let record = match (op.job, old) {
-                        (Some(i), _) => Some(Cow::Borrowed(jobs[i])),
+                        (Some(i), Some(old)) => {
+                            let stored = decode_job(old).map_err(|e| corrupt("jobs", op.id, e))?;
+                            let new = jobs[i];
+                            let uid_changed = stored.uid.is_some() && new.uid.is_some() && stored.uid != new.uid;
+                            if stored.user != new.user || uid_changed {
+                                self.owner_changes.push(OwnerChange {
+                                    job: new.id,
+                                    stored_user: stored.user,
+                                    stored_uid: stored.uid,
+                                    new_user: new.user.clone(),
+                                    new_uid: new.uid,
+                                });
+                                olds.push((Some(stored.end_at), true));
+                                continue;
+                            }
+                            Some(Cow::Borrowed(new))
+                        }
+                        (Some(i), None) => Some(Cow::Borrowed(jobs[i])),
                         (None, Some(old)) => Some(Cow::Owned(decode_job(old).map_err(|e| corrupt("jobs", op.id, e))?)),
                         (None, None) => None,
                     };
                     let Some(record) = record else {
                         tracing::debug!(job = op.id, steps = op.steps.len(), "steps without a stored job dropped");
-                        olds.push(None);
+                        olds.push((None, false));
                         continue;
                     };
                     let mut value = Vec::new();
                     let old_end = merged_value(&record, op.steps, old, &mut value)?;
-                    olds.push(old_end);
+                    olds.push((old_end, false));
                     match at {
                         Ok(at) => state[at].1 = value,
                         Err(at) => {

@@ -32,9 +32,9 @@ pub mod tables;
 
 pub use codec::{decode_block, encode_block};
 pub use columns::{CodecError, Columns};
-pub use ingest::{BlockStats, ReportContent, Stored};
+pub use ingest::{BlockStats, Checks, Ingested, ReportContent, Stored};
 pub use job_reader::{JobData, PeriodData};
-pub use job_writer::{Before, JobWriter};
+pub use job_writer::{Before, JobWriter, OwnerChange, OWNER_CHANGE_REFUSED_KEY};
 pub use migrate::{create_v1, CURRENT_SCHEMA};
 pub use outbox::{OutboxEntry, OutboxState};
 pub use records::{decode_record, encode_record, RecordError};
@@ -43,6 +43,8 @@ pub use reports::{PeriodRecord, UserReport};
 use crate::job::{JobId, StepId};
 use redb::Database;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::RwLock;
 use tables::*;
 
 /// What can go wrong in the store.
@@ -76,6 +78,23 @@ macro_rules! from_redb {
 }
 from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
+impl StoreError {
+    /// Whether this is a storage I/O error (disk full, EIO…), after which redb refuses every
+    /// operation of that `Database` until it is reopened.
+    pub fn is_io(&self) -> bool {
+        match self {
+            StoreError::Db(err) => matches!(**err, redb::Error::Io(_) | redb::Error::PreviousIo),
+            StoreError::Open { source, .. } => {
+                matches!(
+                    **source,
+                    redb::DatabaseError::Storage(redb::StorageError::Io(_) | redb::StorageError::PreviousIo)
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A series of samples: which step on which node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeriesKey {
@@ -84,29 +103,132 @@ pub struct SeriesKey {
     pub node: String,
 }
 
+/// Opens the database file (a test may put a failing storage backend under it).
+type Opener = Box<dyn Fn(&Path) -> Result<Database, redb::DatabaseError> + Send + Sync>;
+
 /// The database handle. Cheap to share behind an `Arc`.
+///
+/// Disk full: after one storage I/O error redb refuses every later operation of that
+/// `Database` (`PreviousIo`) until it is reopened. The store notices the error, marks itself
+/// broken and reopens the file on its next call (or on [`Store::reopen`]), so a running server
+/// works again once space returns; whatever was committed before is in the reopened file (a
+/// commit that failed was never acknowledged). Every call holds the handle's read lock for its
+/// whole transaction, so a reopen (the write lock) waits for the calls in flight.
 pub struct Store {
-    db: Database,
+    db: RwLock<Option<Database>>,
+    broken: AtomicBool,
+    reopens: AtomicU64,
     path: PathBuf,
+    opener: Opener,
+}
+
+/// The open database, for tests that look at tables directly.
+#[cfg(test)]
+struct DbGuard<'a>(std::sync::RwLockReadGuard<'a, Option<Database>>);
+
+#[cfg(test)]
+impl std::ops::Deref for DbGuard<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        self.0.as_ref().unwrap()
+    }
+}
+
+fn open_db(opener: &Opener, path: &Path) -> Result<Database, StoreError> {
+    let db = opener(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source: Box::new(source) })?;
+    let txn = db.begin_write()?;
+    let found = migrate::migrate(&txn)?;
+    txn.commit()?;
+    if found != 0 && found != CURRENT_SCHEMA {
+        tracing::info!(from = found, to = CURRENT_SCHEMA, "store schema migrated");
+    }
+    Ok(db)
 }
 
 impl Store {
     /// Opens (or creates) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path)
-            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source: Box::new(source) })?;
-        let txn = db.begin_write()?;
-        let found = migrate::migrate(&txn)?;
-        txn.commit()?;
-        if found != 0 && found != CURRENT_SCHEMA {
-            tracing::info!(from = found, to = CURRENT_SCHEMA, "store schema migrated");
+        Store::open_with(path, Box::new(|path| Database::create(path)))
+    }
+
+    fn open_with(path: &Path, opener: Opener) -> Result<Store, StoreError> {
+        let db = open_db(&opener, path)?;
+        Ok(Store {
+            db: RwLock::new(Some(db)),
+            broken: AtomicBool::new(false),
+            reopens: AtomicU64::new(0),
+            path: path.to_path_buf(),
+            opener,
+        })
+    }
+
+    /// Runs one store call on the open database; reopens it first if an I/O error broke it, and
+    /// marks it broken if this call meets one.
+    fn with_db<T>(&self, call: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if self.broken.load(Ordering::Acquire) {
+            self.reopen()?;
         }
-        Ok(Store { db, path: path.to_path_buf() })
+        let guard = {
+            let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                drop(guard);
+                self.reopen()?;
+                self.db.read().unwrap_or_else(|e| e.into_inner())
+            } else {
+                guard
+            }
+        };
+        let Some(db) = guard.as_ref() else {
+            return Err(StoreError::Worker("store is closed after an I/O error and could not be reopened"));
+        };
+        let out = call(db);
+        drop(guard);
+        if let Err(err) = &out {
+            if err.is_io() && !self.broken.swap(true, Ordering::AcqRel) {
+                tracing::error!(error = %err, path = %self.path.display(), "store I/O error: reopening the database on the next call");
+            }
+        }
+        out
+    }
+
+    /// The open database, for tests that look at tables directly.
+    #[cfg(test)]
+    fn test_db(&self) -> DbGuard<'_> {
+        DbGuard(self.db.read().unwrap())
+    }
+
+    /// Closes and reopens the database file (after an I/O error such as a full disk). On failure
+    /// the store stays broken and the next call tries again.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if !self.broken.load(Ordering::Acquire) && db.is_some() {
+            return Ok(()); // another call reopened it meanwhile
+        }
+        // The old handle must be closed (its file lock released) before the file opens again.
+        *db = None;
+        let fresh = open_db(&self.opener, &self.path)?;
+        *db = Some(fresh);
+        self.broken.store(false, Ordering::Release);
+        self.reopens.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(path = %self.path.display(), "store reopened after an I/O error");
+        Ok(())
+    }
+
+    /// False while an I/O error has left the store waiting to be reopened.
+    pub fn healthy(&self) -> bool {
+        !self.broken.load(Ordering::Acquire)
+    }
+
+    /// How often the database was reopened after an I/O error.
+    pub fn reopen_count(&self) -> u64 {
+        self.reopens.load(Ordering::Relaxed)
     }
 
     /// Gives free pages back to the file system (after large deletions or many block rewrites).
     pub fn compact(&mut self) -> Result<bool, StoreError> {
-        self.db.compact().map_err(|e| StoreError::Db(Box::new(e.into())))
+        let db = self.db.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(db) = db.as_mut() else { return Err(StoreError::Worker("store is closed")) };
+        db.compact().map_err(|e| StoreError::Db(Box::new(e.into())))
     }
 
     /// The database file.
@@ -121,18 +243,22 @@ impl Store {
 
     /// Reads a `meta` value.
     pub fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(META)?;
-        let value = table.get(key)?.map(|v| v.value());
-        Ok(value)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(META)?;
+            let value = table.get(key)?.map(|v| v.value());
+            Ok(value)
+        })
     }
 
     /// Writes a `meta` value.
     pub fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?.insert(key, value)?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?.insert(key, value)?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Number of jobs stored.
@@ -141,6 +267,10 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
+mod reopen_tests;
 #[cfg(test)]
 mod tests;
 

@@ -70,84 +70,92 @@ impl Store {
     /// Inserts, in one transaction, the entries whose (period, user) has none yet; returns how
     /// many were inserted.
     pub fn add_outbox_entries(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
-        let txn = self.db.begin_write()?;
-        let mut added = 0;
-        {
-            let mut table = txn.open_table(OUTBOX)?;
-            let mut queued = txn.open_table(OUTBOX_QUEUED)?;
-            for entry in entries {
-                if table.get((entry.period_start, entry.user.as_str()))?.is_some() {
-                    continue;
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let mut added = 0;
+            {
+                let mut table = txn.open_table(OUTBOX)?;
+                let mut queued = txn.open_table(OUTBOX_QUEUED)?;
+                for entry in entries {
+                    if table.get((entry.period_start, entry.user.as_str()))?.is_some() {
+                        continue;
+                    }
+                    put(&mut table, &mut queued, entry)?;
+                    added += 1;
                 }
-                put(&mut table, &mut queued, entry)?;
-                added += 1;
             }
-        }
-        txn.commit()?;
-        Ok(added)
+            txn.commit()?;
+            Ok(added)
+        })
     }
 
     /// All entries, or those of one period, in (period, user) order.
     pub fn outbox_entries(&self, period_start: Option<u64>) -> Result<Vec<OutboxEntry>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(OUTBOX)?;
-        let (lo, hi) = match period_start {
-            Some(p) => (p, p),
-            None => (0, u64::MAX),
-        };
-        let mut out = Vec::new();
-        for entry in table.range((lo, "")..=(hi, "\u{10ffff}"))? {
-            let (key, value) = entry?;
-            let (p, u) = key.value();
-            out.push(decode(p, u, value.value())?);
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(OUTBOX)?;
+            let (lo, hi) = match period_start {
+                Some(p) => (p, p),
+                None => (0, u64::MAX),
+            };
+            let mut out = Vec::new();
+            for entry in table.range((lo, "")..=(hi, "\u{10ffff}"))? {
+                let (key, value) = entry?;
+                let (p, u) = key.value();
+                out.push(decode(p, u, value.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// The next entry due for sending at `now` (queued, its time come, oldest period first), and
     /// how many entries are queued.
     pub fn next_due_mail(&self, now: u64) -> Result<(Option<OutboxEntry>, u64), StoreError> {
-        let txn = self.db.begin_read()?;
-        let queued = txn.open_table(OUTBOX_QUEUED)?;
-        let table = txn.open_table(OUTBOX)?;
-        let count = queued.len()?;
-        for item in queued.iter()? {
-            let (key, at) = item?;
-            if at.value() > now {
-                continue;
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let queued = txn.open_table(OUTBOX_QUEUED)?;
+            let table = txn.open_table(OUTBOX)?;
+            let count = queued.len()?;
+            for item in queued.iter()? {
+                let (key, at) = item?;
+                if at.value() > now {
+                    continue;
+                }
+                let (p, u) = key.value();
+                let Some(value) = table.get((p, u))? else { continue };
+                let entry = decode(p, u, value.value())?;
+                if entry.state == OutboxState::Queued && entry.next_attempt_at <= now {
+                    return Ok((Some(entry), count));
+                }
             }
-            let (p, u) = key.value();
-            let Some(value) = table.get((p, u))? else { continue };
-            let entry = decode(p, u, value.value())?;
-            if entry.state == OutboxState::Queued && entry.next_attempt_at <= now {
-                return Ok((Some(entry), count));
-            }
-        }
-        Ok((None, count))
+            Ok((None, count))
+        })
     }
 
     /// Rebuilds the queued index from the outbox in one transaction (at mailer start; stores
     /// from before the index existed get it here). Returns how many entries are queued.
     pub fn rebuild_outbox_queue(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let count = {
-            let table = txn.open_table(OUTBOX)?;
-            let mut queued = txn.open_table(OUTBOX_QUEUED)?;
-            queued.retain(|_, _| false)?;
-            let mut count = 0;
-            for item in table.iter()? {
-                let (key, value) = item?;
-                let (p, u) = key.value();
-                let entry = decode(p, u, value.value())?;
-                if entry.state == OutboxState::Queued {
-                    queued.insert((p, u), entry.next_attempt_at)?;
-                    count += 1;
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let count = {
+                let table = txn.open_table(OUTBOX)?;
+                let mut queued = txn.open_table(OUTBOX_QUEUED)?;
+                queued.retain(|_, _| false)?;
+                let mut count = 0;
+                for item in table.iter()? {
+                    let (key, value) = item?;
+                    let (p, u) = key.value();
+                    let entry = decode(p, u, value.value())?;
+                    if entry.state == OutboxState::Queued {
+                        queued.insert((p, u), entry.next_attempt_at)?;
+                        count += 1;
+                    }
                 }
-            }
-            count
-        };
-        txn.commit()?;
-        Ok(count)
+                count
+            };
+            txn.commit()?;
+            Ok(count)
+        })
     }
 
     /// Changes an entry in one transaction, only if its state is one of `from`; returns the new
@@ -159,25 +167,27 @@ impl Store {
         from: &[OutboxState],
         change: impl FnOnce(&mut OutboxEntry),
     ) -> Result<Option<OutboxEntry>, StoreError> {
-        let txn = self.db.begin_write()?;
-        let updated = {
-            let mut table = txn.open_table(OUTBOX)?;
-            let mut queued = txn.open_table(OUTBOX_QUEUED)?;
-            let current = match table.get((period_start, user))? {
-                Some(v) => Some(decode(period_start, user, v.value())?),
-                None => None,
-            };
-            match current {
-                Some(mut entry) if from.contains(&entry.state) => {
-                    change(&mut entry);
-                    put(&mut table, &mut queued, &entry)?;
-                    Some(entry)
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let updated = {
+                let mut table = txn.open_table(OUTBOX)?;
+                let mut queued = txn.open_table(OUTBOX_QUEUED)?;
+                let current = match table.get((period_start, user))? {
+                    Some(v) => Some(decode(period_start, user, v.value())?),
+                    None => None,
+                };
+                match current {
+                    Some(mut entry) if from.contains(&entry.state) => {
+                        change(&mut entry);
+                        put(&mut table, &mut queued, &entry)?;
+                        Some(entry)
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        };
-        txn.commit()?;
-        Ok(updated)
+            };
+            txn.commit()?;
+            Ok(updated)
+        })
     }
 }
 
@@ -220,7 +230,7 @@ mod tests {
         assert_eq!((due.map(|e| (e.period_start, e.user)), count), (Some((200, "alice".into())), 2));
         assert_eq!(s.next_due_mail(60).unwrap().0.map(|e| e.period_start), Some(100), "oldest period first");
         // An index lost (a store from before it existed) comes back from the outbox.
-        let txn = s.db.begin_write().unwrap();
+        let txn = s.test_db().begin_write().unwrap();
         txn.delete_table(OUTBOX_QUEUED).unwrap();
         txn.commit().unwrap();
         assert_eq!(s.rebuild_outbox_queue().unwrap(), 2);

@@ -40,74 +40,84 @@ pub struct UserReport {
 impl Store {
     /// Inserts or replaces a period.
     pub fn put_period(&self, period: &PeriodRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(PERIODS)?.insert(period.start, encode_record(period).as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(PERIODS)?.insert(period.start, encode_record(period).as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// All periods, oldest first.
     pub fn periods(&self) -> Result<Vec<PeriodRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PERIODS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            out.push(decode_record(value.value()).map_err(|source| StoreError::Corrupt {
-                table: "periods",
-                key: key.value().to_string(),
-                source,
-            })?);
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(PERIODS)?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                out.push(decode_record(value.value()).map_err(|source| StoreError::Corrupt {
+                    table: "periods",
+                    key: key.value().to_string(),
+                    source,
+                })?);
+            }
+            Ok(out)
+        })
     }
 
     /// Replaces the reports of a period in one transaction (users missing from `reports` lose
     /// their old report for that period).
     pub fn put_reports(&self, period_start: u64, reports: &[UserReport]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(FINDINGS)?;
-            let old: Vec<String> = table
-                .range((period_start, "")..=(period_start, "\u{10ffff}"))?
-                .map(|e| e.map(|(k, _)| k.value().1.to_string()))
-                .collect::<Result<_, _>>()?;
-            for user in &old {
-                table.remove((period_start, user.as_str()))?;
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(FINDINGS)?;
+                let old: Vec<String> = table
+                    .range((period_start, "")..=(period_start, "\u{10ffff}"))?
+                    .map(|e| e.map(|(k, _)| k.value().1.to_string()))
+                    .collect::<Result<_, _>>()?;
+                for user in &old {
+                    table.remove((period_start, user.as_str()))?;
+                }
+                for report in reports {
+                    table.insert((period_start, report.user.as_str()), encode_record(report).as_slice())?;
+                }
             }
-            for report in reports {
-                table.insert((period_start, report.user.as_str()), encode_record(report).as_slice())?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// One user's report for a period.
     pub fn report(&self, period_start: u64, user: &str) -> Result<Option<UserReport>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(FINDINGS)?;
-        let value = table.get((period_start, user))?;
-        value
-            .map(|v| {
-                decode_record(v.value()).map_err(|source| StoreError::Corrupt {
-                    table: "findings",
-                    key: format!("{period_start}/{user}"),
-                    source,
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(FINDINGS)?;
+            let value = table.get((period_start, user))?;
+            value
+                .map(|v| {
+                    decode_record(v.value()).map_err(|source| StoreError::Corrupt {
+                        table: "findings",
+                        key: format!("{period_start}/{user}"),
+                        source,
+                    })
                 })
-            })
-            .transpose()
+                .transpose()
+        })
     }
 
     /// Users with a report in a period.
     pub fn report_users(&self, period_start: u64) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(FINDINGS)?;
-        let mut out = Vec::new();
-        for entry in table.range((period_start, "")..=(period_start, "\u{10ffff}"))? {
-            out.push(entry?.0.value().1.to_string());
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(FINDINGS)?;
+            let mut out = Vec::new();
+            for entry in table.range((period_start, "")..=(period_start, "\u{10ffff}"))? {
+                out.push(entry?.0.value().1.to_string());
+            }
+            Ok(out)
+        })
     }
 }
 

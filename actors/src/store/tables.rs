@@ -70,6 +70,12 @@ pub const OUTBOX: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("ou
 /// `outbox` (written in the same transactions) and rebuilt from it when the mailer starts.
 pub const OUTBOX_QUEUED: TableDefinition<(u64, &str), u64> = TableDefinition::new("outbox_queued");
 
+/// (job, step, node) → who writes that series: 1 the service's scrapers, 2 the job's owner (see
+/// `ingest.rs`: the service's series win). Created by the first write that needs it and read only
+/// in write transactions, so it needs no migration; a series stored before it existed has no
+/// entry and is treated as nobody's (the first report claims it).
+pub const SERIES_SOURCE: TableDefinition<(u64, u32, u32), u8> = TableDefinition::new("series_source");
+
 /// (sender, report id) → time received: reports already stored, so a resend is not stored twice.
 pub const REPORTS_SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new("reports_seen");
 

@@ -224,7 +224,7 @@ fn schema_2_file_is_migrated_with_its_steps_and_indexes() {
     let window: Vec<u64> = store.jobs_in_window(15, 45).unwrap().iter().map(|j| j.id.0).collect();
     assert_eq!(window, [21, 23, 22]);
     // Jobs with steps were rewritten in format 2, one without kept its format-1 value.
-    let txn = store.db.begin_read().unwrap();
+    let txn = store.test_db().begin_read().unwrap();
     let blocks = txn.open_table(JOB_BLOCKS).unwrap();
     let block = blocks.get(1).unwrap().unwrap();
     let formats: Vec<(u64, u8)> =
@@ -290,7 +290,7 @@ fn newer_schema_is_refused() {
 fn corrupt_job_value_is_an_error_naming_the_key() {
     let path = temp_db("corrupt");
     let store = Store::open(&path).unwrap();
-    let txn = store.db.begin_write().unwrap();
+    let txn = store.test_db().begin_write().unwrap();
     let mut block = Vec::new();
     job_blocks::BlockBuilder::new(&mut block).push(99, |out| out.extend_from_slice(&[1u8, 0xff, 0xff]));
     txn.open_table(JOB_BLOCKS).unwrap().insert(99 / 16, block.as_slice()).unwrap();
@@ -309,7 +309,7 @@ fn schema_3_file_loses_its_unread_tables_and_keeps_its_data() {
         let store = Store::open(&path).unwrap();
         store.upsert_jobs(&[job(31, "frank", 7_000, Some(8_000))], &[], Some(9_000)).unwrap();
         store.append_samples("n1", &[(JobId(31), StepId(0), sample(7_200, 1))]).unwrap();
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.test_db().begin_write().unwrap();
         txn.open_table(SAMPLE_HOURS).unwrap().insert((7_200, 31, 0, 0), ()).unwrap();
         txn.open_table(STEP_CPUS).unwrap().insert((31, 0, 0), 4).unwrap();
         txn.open_table(META).unwrap().insert(SCHEMA_VERSION_KEY, 3).unwrap();
@@ -317,7 +317,7 @@ fn schema_3_file_loses_its_unread_tables_and_keeps_its_data() {
     }
     let store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), CURRENT_SCHEMA);
-    let txn = store.db.begin_read().unwrap();
+    let txn = store.test_db().begin_read().unwrap();
     let names: Vec<String> = txn.list_tables().unwrap().map(|t| redb::TableHandle::name(&t).to_string()).collect();
     assert!(!names.iter().any(|n| ["sample_blocks_by_time", "step_cpus"].contains(&n.as_str())), "{names:?}");
     drop(txn);
@@ -326,7 +326,7 @@ fn schema_3_file_loses_its_unread_tables_and_keeps_its_data() {
     assert_eq!(store.meta(IMPORT_WATERMARK_KEY).unwrap(), Some(9_000));
     // New files are created without them too.
     let fresh = Store::open(&temp_db("fresh-v4")).unwrap();
-    let txn = fresh.db.begin_read().unwrap();
+    let txn = fresh.test_db().begin_read().unwrap();
     assert!(!txn
         .list_tables()
         .unwrap()
