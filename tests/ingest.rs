@@ -8,16 +8,16 @@ use std::time::Duration;
 use turingwatch::job::{JobId, StepId};
 use turingwatch::munge::{encode_credential, CREDENTIAL_HEADER};
 use turingwatch::sample::StepSample;
-use turingwatch::wire::format::{encode_report, Report, StepReport, VERSION};
+use turingwatch::wire::format::{encode_batch, Batch, StepBatch, VERSION};
 use turingwatch::wire::send::post;
 
 fn report_of(job: u64, node: &str) -> Vec<u8> {
-    encode_report(&Report {
+    encode_batch(&Batch {
         version: VERSION,
         id: rand_id(),
         node: node.into(),
         made_at: 0,
-        steps: vec![StepReport {
+        steps: vec![StepBatch {
             job: JobId(job),
             step: StepId::BATCH,
             samples: vec![StepSample { at: 1_800_000_000, cpu_user_cs: 1, ..Default::default() }],
@@ -191,15 +191,15 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
     let gpus: Vec<GpuReading> = (0..3_600u64)
         .flat_map(|t| (0..20u32).map(move |index| GpuReading { at: hour + t, index, ..Default::default() }))
         .collect();
-    let step = |samples: Vec<StepSample>, gpus: Vec<GpuReading>| StepReport {
+    let step = |samples: Vec<StepSample>, gpus: Vec<GpuReading>| StepBatch {
         job: JobId(job),
         step: StepId::BATCH,
         samples,
         gpus,
         apps: vec!["x".repeat(100_000)],
     };
-    let report = |node: String, steps: Vec<StepReport>| {
-        encode_report(&Report { version: VERSION, id: rand_id(), node, made_at: now, steps })
+    let report = |node: String, steps: Vec<StepBatch>| {
+        encode_batch(&Batch { version: VERSION, id: rand_id(), node, made_at: now, steps })
     };
     let leap = vec![
         StepSample { at: now - 20, cpu_user_cs: 100, ..Default::default() },

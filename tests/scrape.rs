@@ -7,7 +7,7 @@ use crate::util::{cluster, run, wait_job_done};
 use std::process::Stdio;
 use std::time::Duration;
 use turingwatch::job::StepId;
-use turingwatch::wire::format::decode_report;
+use turingwatch::wire::format::decode_batch;
 
 const HOG_MIB: u64 = 400;
 
@@ -118,7 +118,7 @@ fn a_scraper_started_while_the_server_is_down_spools_and_delivers_exactly_once()
     let mut spooled = 0;
     let mut ids = Vec::new();
     for file in &files {
-        let report = decode_report(&std::fs::read(file).unwrap()).unwrap();
+        let report = decode_batch(&std::fs::read(file).unwrap()).unwrap();
         spooled += report.steps.iter().filter(|s| s.job.0 == job).map(|s| s.samples.len()).sum::<usize>();
         ids.push(report.id);
     }

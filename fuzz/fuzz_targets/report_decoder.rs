@@ -3,11 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use turingwatch::wire::format::{decode_report, encode_report};
+use turingwatch::wire::format::{decode_batch, encode_batch};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(report) = decode_report(data) {
-        let again = encode_report(&report);
-        assert_eq!(decode_report(&again).ok().map(|r| encode_report(&r)), Some(again));
+    if let Ok(report) = decode_batch(data) {
+        let again = encode_batch(&report);
+        assert_eq!(decode_batch(&again).ok().map(|r| encode_batch(&r)), Some(again));
     }
 });

@@ -8,7 +8,7 @@
 //! owns, where ownership comes from trusted sources (the store's accounting record, else SLURM),
 //! never from the report. Foreign steps are dropped and counted (`meta.ingest_rejected_steps`);
 //! a report with nothing left is refused (403). Then plausibility, in the store's transaction
-//! (`Store::store_checked_report`, `sample::plausible`): each sample must fit its job's run,
+//! (`Store::store_checked_batch`, `sample::plausible`): each sample must fit its job's run,
 //! CPUs and node, refusals are counted by reason (`samples_refused_total`) and never stored, and
 //! a series the service's scrapers report cannot be touched by an owner's report. The answer 200
 //! is sent only after the commit.
@@ -18,9 +18,9 @@ use crate::job::JobId;
 use crate::munge::{decode_credential, payload_for, MungeError, CREDENTIAL_HEADER};
 use crate::sample::plausible::Limits;
 use crate::slurm::SlurmRunner;
-use crate::store::{Checks, ReportContent, Stored};
-use crate::wire::format::{decode_report, Report};
-use crate::wire::REPORT_PATH;
+use crate::store::{BatchContent, Checks, Stored};
+use crate::wire::format::{decode_batch, Batch};
+use crate::wire::INGEST_PATH;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ pub struct IngestState {
 
 /// Adds the ingest endpoint to the HTTP app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::Data::new(IngestState::default())).route(REPORT_PATH, web::post().to(ingest_report));
+    cfg.app_data(web::Data::new(IngestState::default())).route(INGEST_PATH, web::post().to(ingest_report));
 }
 
 async fn refuse(shared: &Shared, status: actix_web::http::StatusCode, reason: &str, detail: &str) -> HttpResponse {
@@ -95,7 +95,7 @@ async fn ingest_report(
         return refuse(&shared, StatusCode::UNAUTHORIZED, "unauthenticated", &format!("credential is {age} s old"))
             .await;
     }
-    let report = match decode_report(&body) {
+    let report = match decode_batch(&body) {
         Ok(report) => report,
         Err(err) => return refuse(&shared, StatusCode::BAD_REQUEST, "malformed", &err.to_string()).await,
     };
@@ -125,7 +125,7 @@ async fn ingest_report(
     let stored = web::block(move || {
         let limits = Limits::default();
         let checks = Checks { limits: &limits, from_service: service, plausibility: true };
-        store.store_checked_report(&sender, id, crate::clock::unix_now(), &node, &content, &checks)
+        store.store_checked_batch(&sender, id, crate::clock::unix_now(), &node, &content, &checks)
     })
     .await;
     match stored {
@@ -168,7 +168,7 @@ async fn ingest_report(
 }
 
 /// Drops the steps of jobs `uid` does not own; returns what is left and how many were dropped.
-async fn keep_own_steps(shared: &Shared, state: &IngestState, mut report: Report, uid: u32) -> (Report, usize) {
+async fn keep_own_steps(shared: &Shared, state: &IngestState, mut report: Batch, uid: u32) -> (Batch, usize) {
     let before = report.steps.len();
     let mut kept = Vec::with_capacity(before);
     for step in std::mem::take(&mut report.steps) {
@@ -209,8 +209,8 @@ async fn owner_from_slurm(slurm: &SlurmRunner, job: JobId) -> Option<u32> {
     sacct.ok().and_then(|out| out.lines().next()?.trim().parse().ok())
 }
 
-fn content_of(report: Report) -> ReportContent {
-    let mut content = ReportContent::default();
+fn content_of(report: Batch) -> BatchContent {
+    let mut content = BatchContent::default();
     for step in report.steps {
         content.samples.extend(step.samples.into_iter().map(|s| (step.job, step.step, s)));
         content.gpus.extend(step.gpus.into_iter().map(|g| (step.job, step.step, g)));

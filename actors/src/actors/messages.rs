@@ -7,7 +7,7 @@
 //! domain modules never see actix.
 
 use crate::accounting::ImportChanges;
-use crate::wire::format::StepReport;
+use crate::wire::format::StepBatch;
 use actix::Message;
 
 // --- Handled by the rollover and the allocator (published by the accounting importer). ---
@@ -63,7 +63,7 @@ pub struct Finish;
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "ReporterStats")]
 pub struct SubmitSamples {
-    pub steps: Vec<StepReport>,
+    pub steps: Vec<StepBatch>,
     pub last: bool,
 }
 

@@ -19,10 +19,10 @@ use super::supervision::Restarts;
 use crate::backoff::Backoff;
 use crate::clock::unix_now;
 use crate::munge::{encode_credential, CREDENTIAL_HEADER};
-use crate::wire::format::{encode_report, Report, StepReport, VERSION};
+use crate::wire::format::{encode_batch, Batch, StepBatch, VERSION};
 use crate::wire::send::post;
 use crate::wire::spool::{Spool, SpoolError};
-use crate::wire::REPORT_PATH;
+use crate::wire::INGEST_PATH;
 use actix::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,7 +82,7 @@ impl Reporter {
 
     /// Spools a report of `steps` (when there are any), then sends the spool; the mailbox
     /// waits until that is done.
-    fn flush(&mut self, steps: Vec<StepReport>) -> impl ActorFuture<Self, Output = ReporterStats> {
+    fn flush(&mut self, steps: Vec<StepBatch>) -> impl ActorFuture<Self, Output = ReporterStats> {
         let spool = self.spool.take();
         let (dir, max, to) = (self.spool_dir.clone(), self.spool_max_bytes, self.to.clone());
         let work = tokio::task::spawn_blocking(move || {
@@ -179,9 +179,9 @@ impl Handler<SubmitSamples> for Reporter {
 }
 
 /// Makes a report of `steps` and spools it; if it cannot be spooled, sends it directly.
-fn spool_report(spool: &mut Spool, to: &Destination, steps: Vec<StepReport>) {
-    let report = Report { version: VERSION, id: rand::random(), node: to.node.clone(), made_at: unix_now(), steps };
-    let bytes = encode_report(&report);
+fn spool_report(spool: &mut Spool, to: &Destination, steps: Vec<StepBatch>) {
+    let report = Batch { version: VERSION, id: rand::random(), node: to.node.clone(), made_at: unix_now(), steps };
+    let bytes = encode_batch(&report);
     if let Err(err) = spool.put(report.made_at, report.id, &bytes) {
         tracing::error!(error = %err, "cannot spool a report; sending it directly");
         let _ = send(to, &bytes);
@@ -224,7 +224,7 @@ fn send(to: &Destination, bytes: &[u8]) -> Delivery {
         Ok(c) => c,
         Err(err) => return Delivery::Later(err.to_string()),
     };
-    match post(&to.server, REPORT_PATH, &[(CREDENTIAL_HEADER, &credential)], bytes, Duration::from_secs(30)) {
+    match post(&to.server, INGEST_PATH, &[(CREDENTIAL_HEADER, &credential)], bytes, Duration::from_secs(30)) {
         Ok(answer) if answer.status == 200 => Delivery::Taken,
         // 401 may be a clock or munged hiccup on either side: worth a resend with a new credential.
         Ok(answer) if answer.status == 401 || answer.status >= 500 || answer.status == 429 => {
@@ -269,8 +269,8 @@ mod tests {
         assert_eq!(std::fs::read_dir(&spool_dir).unwrap().count(), 1);
     }
 
-    fn step() -> StepReport {
-        StepReport {
+    fn step() -> StepBatch {
+        StepBatch {
             job: crate::job::JobId(1),
             step: crate::job::StepId::BATCH,
             samples: Vec::new(),

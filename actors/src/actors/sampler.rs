@@ -17,7 +17,7 @@ use super::supervision::Restarts;
 use crate::clock::unix_now;
 use crate::job::{JobId, StepId};
 use crate::sample::collect::{Sampler, StepReading};
-use crate::wire::format::StepReport;
+use crate::wire::format::StepBatch;
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,7 +43,7 @@ pub struct NodeSampler {
     sampler: Option<Sampler>,
     make: MakeSampler,
     schedule: Schedule,
-    pending: BTreeMap<(JobId, StepId), StepReport>,
+    pending: BTreeMap<(JobId, StepId), StepBatch>,
     last_report: Instant,
     reporter: Recipient<SubmitSamples>,
     failures: u32,
@@ -125,7 +125,7 @@ impl NodeSampler {
         self.schedule_next(ctx, Duration::ZERO);
     }
 
-    fn take_pending(&mut self) -> Vec<StepReport> {
+    fn take_pending(&mut self) -> Vec<StepBatch> {
         self.last_report = Instant::now();
         std::mem::take(&mut self.pending).into_values().collect()
     }
@@ -181,9 +181,9 @@ impl Handler<Finish> for NodeSampler {
     }
 }
 
-fn add_readings(pending: &mut BTreeMap<(JobId, StepId), StepReport>, readings: Vec<StepReading>) {
+fn add_readings(pending: &mut BTreeMap<(JobId, StepId), StepBatch>, readings: Vec<StepReading>) {
     for r in readings {
-        let entry = pending.entry((r.job, r.step)).or_insert_with(|| StepReport {
+        let entry = pending.entry((r.job, r.step)).or_insert_with(|| StepBatch {
             job: r.job,
             step: r.step,
             samples: Vec::new(),

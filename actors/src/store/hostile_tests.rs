@@ -28,8 +28,8 @@ fn samples(job: u64, times: impl IntoIterator<Item = u64>) -> Vec<(JobId, StepId
         .collect()
 }
 
-fn content(samples: Vec<(JobId, StepId, StepSample)>) -> ReportContent {
-    ReportContent { samples, ..Default::default() }
+fn content(samples: Vec<(JobId, StepId, StepSample)>) -> BatchContent {
+    BatchContent { samples, ..Default::default() }
 }
 
 fn count<T>(map: &std::collections::BTreeMap<SeriesKey, Vec<T>>) -> usize {
@@ -67,10 +67,10 @@ fn more_gpu_readings_in_an_hour_than_a_block_holds_are_refused_not_stored_as_an_
     let mut packed = vec![3u8];
     packed.extend(super::bitpack::encode_packed(START, &rows));
     assert!(decode_block::<GpuReading>(START, &packed).is_err());
-    let report = ReportContent { gpus, ..Default::default() };
+    let report = BatchContent { gpus, ..Default::default() };
     let limits = Limits::default();
     let checks = Checks { limits: &limits, from_service: true, plausibility: true };
-    let out = store.store_checked_report("n1/0", 1, START + 3_700, "n1", &report, &checks).unwrap();
+    let out = store.store_checked_batch("n1/0", 1, START + 3_700, "n1", &report, &checks).unwrap();
     assert_eq!(out.gpus, 65_536);
     assert_eq!(out.refused.get(Reason::BlockFull), 72_000 - 65_536);
     // Every read of the job and its period still works.
@@ -79,7 +79,7 @@ fn more_gpu_readings_in_an_hour_than_a_block_holds_are_refused_not_stored_as_an_
     assert_eq!(period.jobs.len(), 1);
     assert_eq!(period.corrupt_blocks, 0);
     // The unchecked door caps rows the same way.
-    assert_eq!(store.store_report_once("n2/0", 2, START, "n2", &report).unwrap(), Stored::New);
+    assert_eq!(store.store_batch_once("n2/0", 2, START, "n2", &report).unwrap(), Stored::New);
     assert_eq!(count(&store.gpu_readings_of_job(JobId(9)).unwrap()), 2 * 65_536);
 }
 
@@ -107,7 +107,7 @@ fn a_corrupt_block_is_skipped_and_counted_by_reads_and_replaced_by_the_next_writ
     // New samples of that hour replace the corrupt block.
     let limits = Limits::default();
     let checks = Checks { limits: &limits, from_service: true, plausibility: true };
-    let out = store.store_checked_report("n1/0", 1, START + 4_000, "n1", &content(samples(3, [30])), &checks).unwrap();
+    let out = store.store_checked_batch("n1/0", 1, START + 4_000, "n1", &content(samples(3, [30])), &checks).unwrap();
     assert_eq!((out.samples, out.corrupt_blocks), (1, 1));
     assert_eq!(store.job_data(JobId(3)).unwrap().corrupt_blocks, 0);
     assert_eq!(count(&store.samples_of_job(JobId(3)).unwrap()), 3);
@@ -121,7 +121,7 @@ fn implausible_samples_are_refused_by_reason_and_the_rest_stored() {
     let checks = Checks { limits: &limits, from_service: false, plausibility: true };
     // The previous hour's last sample bounds the first of the next hour.
     let first =
-        store.store_checked_report("n1/1000", 1, START + 4_000, "n1", &content(samples(4, [3_590])), &checks).unwrap();
+        store.store_checked_batch("n1/1000", 1, START + 4_000, "n1", &content(samples(4, [3_590])), &checks).unwrap();
     assert_eq!(first.samples, 1);
     let mut hostile = samples(4, [3_600, 3_610]);
     hostile.push((
@@ -136,7 +136,7 @@ fn implausible_samples_are_refused_by_reason_and_the_rest_stored() {
         StepId(0),
         StepSample { at: START + 3_640, cpu_user_cs: 3_640 * 300, rss_kib: u64::MAX, ..Default::default() },
     ));
-    let out = store.store_checked_report("n1/1000", 2, START + 4_000, "n1", &content(hostile), &checks).unwrap();
+    let out = store.store_checked_batch("n1/1000", 2, START + 4_000, "n1", &content(hostile), &checks).unwrap();
     assert_eq!(out.samples, 2);
     assert_eq!(
         out.refused.by_reason().map(|(r, n)| (r.as_str(), n)).collect::<Vec<_>>(),
@@ -156,29 +156,29 @@ fn the_services_series_win_over_the_owners() {
     let service = Checks { limits: &limits, from_service: true, plausibility: true };
     let now = START + 4_000;
     // The owner reports first: stored.
-    let out = store.store_checked_report("n1/1000", 1, now, "n1", &content(samples(5, [10, 20, 30])), &owner).unwrap();
+    let out = store.store_checked_batch("n1/1000", 1, now, "n1", &content(samples(5, [10, 20, 30])), &owner).unwrap();
     assert_eq!(out.samples, 3);
     // The service's scraper reports the series: the owner's samples are gone, the service's kept.
-    let out = store.store_checked_report("n1/0", 1, now, "n1", &content(samples(5, [15, 25])), &service).unwrap();
+    let out = store.store_checked_batch("n1/0", 1, now, "n1", &content(samples(5, [15, 25])), &service).unwrap();
     assert_eq!(out.samples, 2);
     let stored = store.samples_of_job(JobId(5)).unwrap();
     assert_eq!(stored.values().flatten().map(|s| s.at - START).collect::<Vec<_>>(), [15, 25]);
     // From now on the owner can neither overwrite nor add to it.
-    let out = store.store_checked_report("n1/1000", 2, now, "n1", &content(samples(5, [15, 35])), &owner).unwrap();
+    let out = store.store_checked_batch("n1/1000", 2, now, "n1", &content(samples(5, [15, 35])), &owner).unwrap();
     assert_eq!((out.samples, out.refused.get(Reason::ServiceSeries)), (0, 2));
-    let gpus = ReportContent {
+    let gpus = BatchContent {
         gpus: vec![(JobId(5), StepId(0), GpuReading { at: START + 40, ..Default::default() })],
         ..Default::default()
     };
-    let out = store.store_checked_report("n1/1000", 3, now, "n1", &gpus, &owner).unwrap();
+    let out = store.store_checked_batch("n1/1000", 3, now, "n1", &gpus, &owner).unwrap();
     assert_eq!(out.refused.get(Reason::ServiceSeries), 1);
     assert_eq!(store.samples_of_job(JobId(5)).unwrap(), stored);
     assert_eq!(count(&store.gpu_readings_of_job(JobId(5)).unwrap()), 0);
     // A series the service does not report (another node) is the owner's to write.
-    let out = store.store_checked_report("n2/1000", 4, now, "n2", &content(samples(5, [10])), &owner).unwrap();
+    let out = store.store_checked_batch("n2/1000", 4, now, "n2", &content(samples(5, [10])), &owner).unwrap();
     assert_eq!(out.samples, 1);
     // The service writes on to its own series.
-    let out = store.store_checked_report("n1/0", 2, now, "n1", &content(samples(5, [35])), &service).unwrap();
+    let out = store.store_checked_batch("n1/0", 2, now, "n1", &content(samples(5, [35])), &service).unwrap();
     assert_eq!(out.samples, 1);
 }
 
@@ -215,9 +215,9 @@ fn a_stored_job_never_changes_owner_on_import() {
 #[test]
 fn report_marks_are_pruned_by_age_and_names_are_bounded() {
     let store = temp_store("growth");
-    let empty = ReportContent::default();
-    store.store_report_once("n1/0", 1, 100, "n1", &empty).unwrap();
-    store.store_report_once("n1/0", 2, 200, "n1", &empty).unwrap();
+    let empty = BatchContent::default();
+    store.store_batch_once("n1/0", 1, 100, "n1", &empty).unwrap();
+    store.store_batch_once("n1/0", 2, 200, "n1", &empty).unwrap();
     assert_eq!(store.reports_seen_count().unwrap(), 2);
     assert_eq!(store.prune_reports_seen(150).unwrap(), 1);
     assert!(!store.report_seen("n1/0", 1).unwrap());
@@ -230,10 +230,10 @@ fn report_marks_are_pruned_by_age_and_names_are_bounded() {
     let mut report = content(samples(6, [10]));
     report.apps = (0..5).map(|i| (JobId(6), StepId(0), format!("app{i}"))).collect();
     report.apps.push((JobId(6), StepId(0), "a".repeat(257)));
-    let out = store.store_checked_report(&format!("{long}/0"), 3, START + 100, &long, &report, &checks).unwrap();
+    let out = store.store_checked_batch(&format!("{long}/0"), 3, START + 100, &long, &report, &checks).unwrap();
     assert_eq!((out.samples, out.refused.get(Reason::NameTooLong)), (0, 7), "nothing of a report from a long name");
     assert_eq!(store.reports_seen_count().unwrap(), 1, "not even its mark");
-    let out = store.store_checked_report("n1/0", 3, START + 100, "n1", &report, &checks).unwrap();
+    let out = store.store_checked_batch("n1/0", 3, START + 100, "n1", &report, &checks).unwrap();
     assert_eq!(out.samples, 1);
     assert_eq!(out.refused.get(Reason::NameTooLong), 1, "the long app");
     assert_eq!(out.refused.get(Reason::TooManyApps), 2);

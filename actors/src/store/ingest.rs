@@ -10,7 +10,7 @@
 //! and the mark (the resend is recognised and only acknowledged). The server acknowledges a
 //! report only after this commit returns.
 //!
-//! Hostile input ([`Store::store_checked_report`]): every sample is checked against its job's
+//! Hostile input ([`Store::store_checked_batch`]): every sample is checked against its job's
 //! accounting record and the series' previous stored sample (`sample::plausible`) inside the
 //! same transaction, and only what passes is stored; refusals are counted by reason. No block
 //! ever holds more rows than the decoder accepts (the excess is refused). A series reported by
@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// What a report contributes to the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReportContent {
+pub struct BatchContent {
     pub samples: Vec<(JobId, StepId, StepSample)>,
     pub gpus: Vec<(JobId, StepId, GpuReading)>,
     pub apps: Vec<(JobId, StepId, String)>,
@@ -88,28 +88,28 @@ static DEFAULT_LIMITS: std::sync::LazyLock<Limits> = std::sync::LazyLock::new(Li
 impl Store {
     /// Stores a report of `node` once: if `(sender, report_id)` was seen, nothing is written.
     /// The report is treated as the service's own, unchecked but for block sizes and names
-    /// (see [`Store::store_checked_report`] for reports from the network).
-    pub fn store_report_once(
+    /// (see [`Store::store_checked_batch`] for reports from the network).
+    pub fn store_batch_once(
         &self,
         sender: &str,
         report_id: u64,
         received_at: u64,
         node: &str,
-        content: &ReportContent,
+        content: &BatchContent,
     ) -> Result<Stored, StoreError> {
         let checks = Checks { limits: &DEFAULT_LIMITS, from_service: true, plausibility: false };
-        Ok(self.store_checked_report(sender, report_id, received_at, node, content, &checks)?.stored)
+        Ok(self.store_checked_batch(sender, report_id, received_at, node, content, &checks)?.stored)
     }
 
     /// Stores a report of `node` once, keeping only what passes `checks` (see the module's
     /// doc): if `(sender, report_id)` was seen, nothing is written.
-    pub fn store_checked_report(
+    pub fn store_checked_batch(
         &self,
         sender: &str,
         report_id: u64,
         received_at: u64,
         node: &str,
-        content: &ReportContent,
+        content: &BatchContent,
         checks: &Checks<'_>,
     ) -> Result<Ingested, StoreError> {
         let mut out =
@@ -524,7 +524,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir.join("db.redb")).unwrap();
-        let content = ReportContent {
+        let content = BatchContent {
             samples: (0..3)
                 .map(|i| (JobId(7), StepId::BATCH, StepSample { at: 1_000 + i, cpu_user_cs: i, ..Default::default() }))
                 .collect(),
@@ -532,8 +532,8 @@ mod tests {
             apps: vec![(JobId(7), StepId::BATCH, "python3".into())],
         };
         assert!(!store.report_seen("n2", 42).unwrap());
-        assert_eq!(store.store_report_once("n2", 42, 5, "n2", &content).unwrap(), Stored::New);
-        assert_eq!(store.store_report_once("n2", 42, 6, "n2", &content).unwrap(), Stored::Duplicate);
+        assert_eq!(store.store_batch_once("n2", 42, 5, "n2", &content).unwrap(), Stored::New);
+        assert_eq!(store.store_batch_once("n2", 42, 6, "n2", &content).unwrap(), Stored::Duplicate);
         assert!(store.report_seen("n2", 42).unwrap());
         let samples = store.samples_of_job(JobId(7)).unwrap();
         assert_eq!(samples.values().map(Vec::len).sum::<usize>(), 3);

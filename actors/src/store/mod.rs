@@ -32,7 +32,7 @@ pub mod tables;
 
 pub use codec::{decode_block, encode_block};
 pub use columns::{CodecError, Columns};
-pub use ingest::{BlockStats, Checks, Ingested, ReportContent, Stored};
+pub use ingest::{BatchContent, BlockStats, Checks, Ingested, Stored};
 pub use job_reader::{JobData, PeriodData};
 pub use job_writer::{Before, JobWriter, OwnerChange, OWNER_CHANGE_REFUSED_KEY};
 pub use migrate::{create_v1, CURRENT_SCHEMA};

@@ -342,12 +342,12 @@ fn period_and_job_data_read_what_the_single_reads_read() {
     store.upsert_jobs(&jobs, &[], None).unwrap();
     let samples: Vec<_> = (0..5).map(|i| (JobId(2), StepId(0), sample(3_500 + 20 * i, i))).collect();
     store
-        .store_report_once(
+        .store_batch_once(
             "n1",
             1,
             5,
             "n1",
-            &ReportContent {
+            &BatchContent {
                 samples,
                 gpus: vec![(JobId(2), StepId(0), GpuReading { at: 3_600, index: 1, ..Default::default() })],
                 apps: vec![(JobId(2), StepId(0), "python3".into())],

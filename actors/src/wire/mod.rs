@@ -1,6 +1,7 @@
-//! The wire between a node's scraper and the server: the versioned report format (`format`), the
-//! scraper's spool that keeps reports on disk until the server acknowledges them (`spool`), the
-//! blocking HTTP POST that sends one (`send`), and the ingest path both sides use.
+//! The wire between a node's scraper and the server: the versioned batch format (`format`: one
+//! node's samples), the scraper's spool that keeps batches on disk until the server acknowledges
+//! them (`spool`), the blocking HTTP POST that sends one (`send`), and the ingest path both
+//! sides use.
 //!
 //! One module for both ends, so the node role and the server's ingest agree on the format and
 //! neither imports the other.
@@ -10,4 +11,4 @@ pub mod send;
 pub mod spool;
 
 /// Where the server takes scraper reports (HTTP POST, MUNGE credential in a header).
-pub const REPORT_PATH: &str = "/ingest/v1/report";
+pub const INGEST_PATH: &str = "/ingest/v1/report";
