@@ -39,8 +39,17 @@ impl Gauge {
 }
 
 /// Reasons a report can be rejected at ingest (the label values of `reports_rejected_total`).
-pub const REJECT_REASONS: &[&str] =
-    &["unauthenticated", "replayed", "oversized", "malformed", "foreign_job", "store_error"];
+pub const REJECT_REASONS: &[&str] = &[
+    "unauthenticated",
+    "replayed",
+    "oversized",
+    "malformed",
+    "foreign_job",
+    "store_error",
+    "rate_limited",
+    "busy",
+    "slow_body",
+];
 
 /// Supervised actors (the label values of `actor_restarts_total`): the server's importer
 /// (`accounting`), allocator, rollover and mailer, and the scrape role's sampler and reporter.
@@ -52,12 +61,14 @@ pub struct Metrics {
     pub import_last_success_at: Gauge,
     pub import_watermark: Gauge,
     pub import_failures_total: Counter,
+    /// Steps of batches dropped because the sender may not report their jobs.
+    pub report_steps_rejected_total: Counter,
     /// Accounting windows skipped because they kept failing (an alarm: their jobs are missing).
     pub import_windows_skipped_total: Counter,
     pub jobs_imported_total: Counter,
     pub sacct_lines_malformed_total: Counter,
     pub reports_received_total: Counter,
-    pub reports_rejected: [Counter; 6],
+    pub reports_rejected: [Counter; 9],
     pub samples_stored_total: Counter,
     /// Samples, GPU readings and names refused at ingest, per [`Reason::ALL`] entry.
     pub samples_refused: [Counter; Reason::ALL.len()],
@@ -137,6 +148,12 @@ impl Metrics {
             "counter",
             "Accounting imports that failed.",
             &one(self.import_failures_total.get()),
+        );
+        metric(
+            "report_steps_rejected_total",
+            "counter",
+            "Steps of scraper batches dropped: the sender may not report those jobs.",
+            &one(self.report_steps_rejected_total.get()),
         );
         metric(
             "import_windows_skipped_total",

@@ -1,13 +1,17 @@
 //! `POST /ingest/v1/report`: scraper reports, authenticated by MUNGE, stored exactly once.
 //!
 //! Order of checks, each with its own clear HTTP error and a log line, none of which can reach
-//! the store or crash the server: a credential header (401), the body size (413), the
+//! the store or crash the server. Before the body is read (`wire::admission`): a credential
+//! header of MUNGE's shape (401), the peer's rate (429), a free slot among the requests in
+//! flight (503). Then the body, within a deadline (408) and a size (413); the
 //! credential itself through `unmunge` — forged, expired, or replayed (401), the credential
 //! bound to this body's digest (401), its age (401), the report's format (400). Then
 //! authorisation: a service user may report any job; any other uid only the steps of jobs it
 //! owns, where ownership comes from trusted sources (the store's accounting record, else SLURM),
-//! never from the report. Foreign steps are dropped and counted (`meta.ingest_rejected_steps`);
-//! a report with nothing left is refused (403). Then plausibility, in the store's transaction
+//! never from the report, each distinct job looked up once (at most `MAX_JOBS_PER_BATCH`), owners
+//! and unknown jobs cached (`OwnerCache`). Foreign steps are dropped and counted; a batch with
+//! nothing left is refused (403). Refusals are counted in memory (`/metrics`), never in the store:
+//! a flood of refused requests costs no commit. Then plausibility, in the store's transaction
 //! (`Store::store_checked_batch`, `sample::plausible`): each sample must fit its job's run,
 //! CPUs and node, refusals are counted by reason (`samples_refused_total`) and never stored, and
 //! a series the service's scrapers report cannot be touched by an owner's report. The answer 200
@@ -19,36 +23,53 @@ use crate::munge::{decode_credential, payload_for, MungeError, CREDENTIAL_HEADER
 use crate::sample::plausible::Limits;
 use crate::slurm::SlurmRunner;
 use crate::store::{BatchContent, Checks, Stored};
+use crate::wire::admission::{credential_shape_ok, OwnerCache, RateLimiter, MAX_JOBS_PER_BATCH};
 use crate::wire::format::{decode_batch, Batch};
 use crate::wire::INGEST_PATH;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// `meta` counter of report steps refused for lack of ownership.
-pub const REJECTED_STEPS_KEY: &str = "ingest_rejected_steps";
-/// `meta` counter of whole reports refused (auth, size, format).
-pub const REJECTED_REPORTS_KEY: &str = "ingest_rejected_reports";
+/// Requests a second one peer may make, and its burst (a node sends one batch per interval; a
+/// scraper draining its spool after an outage sends them back to back).
+const PEER_RATE: f64 = 50.0;
+const PEER_BURST: f64 = 200.0;
+/// Batches being read, checked or stored at once; more are answered 503 (the scraper keeps them).
+const MAX_IN_FLIGHT: usize = 64;
+/// Longest time a body may take to arrive.
+const BODY_DEADLINE: Duration = Duration::from_secs(20);
+/// How long "no such job" is believed (a job that just started shows up soon after).
+const NEGATIVE_OWNER_TTL: Duration = Duration::from_secs(60);
 
-/// Per-worker state: job owners already looked up.
-#[derive(Default)]
+/// State shared by every worker: the rate of each peer, the slots in flight, job owners.
 pub struct IngestState {
-    owners: Mutex<HashMap<JobId, u32>>,
+    limiter: Mutex<RateLimiter>,
+    slots: tokio::sync::Semaphore,
+    owners: Mutex<OwnerCache>,
 }
 
-/// Adds the ingest endpoint to the HTTP app.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::Data::new(IngestState::default())).route(INGEST_PATH, web::post().to(ingest_report));
+impl Default for IngestState {
+    fn default() -> Self {
+        IngestState {
+            limiter: Mutex::new(RateLimiter::new(PEER_RATE, PEER_BURST, 100_000)),
+            slots: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            owners: Mutex::new(OwnerCache::new(200_000, NEGATIVE_OWNER_TTL)),
+        }
+    }
+}
+
+/// Adds the ingest endpoint to the HTTP app, with `state` shared by every worker.
+pub fn configure(state: web::Data<IngestState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(state).route(INGEST_PATH, web::post().to(ingest_report));
+    }
 }
 
 async fn refuse(shared: &Shared, status: actix_web::http::StatusCode, reason: &str, detail: &str) -> HttpResponse {
     tracing::warn!(status = status.as_u16(), reason, detail, "report refused");
     let metric = if detail.contains("Replayed") { "replayed" } else { reason };
     shared.metrics.reject(metric);
-    let store = shared.store.clone();
-    let _ = web::block(move || store.bump_counter(REJECTED_REPORTS_KEY, 1)).await;
     HttpResponse::build(status).content_type("text/plain").body(format!("{reason}: {detail}\n"))
 }
 
@@ -64,18 +85,42 @@ async fn ingest_report(
     else {
         return refuse(&shared, StatusCode::UNAUTHORIZED, "unauthenticated", "no MUNGE credential header").await;
     };
-    let max = config.max_report_bytes;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let Ok(chunk) = chunk else {
-            return refuse(&shared, StatusCode::BAD_REQUEST, "malformed", "body could not be read").await;
-        };
-        if (body.len() + chunk.len()) as u64 > max {
-            return refuse(&shared, StatusCode::PAYLOAD_TOO_LARGE, "oversized", &format!("more than {max} bytes"))
+    if !credential_shape_ok(&credential) {
+        return refuse(&shared, StatusCode::UNAUTHORIZED, "unauthenticated", "not a MUNGE credential").await;
+    }
+    if let Some(peer) = request.peer_addr().map(|a| a.ip()) {
+        let allowed = state.limiter.lock().map(|mut l| l.allow(peer, Instant::now())).unwrap_or(true);
+        if !allowed {
+            return refuse(&shared, StatusCode::TOO_MANY_REQUESTS, "rate_limited", &format!("{peer} sends too fast"))
                 .await;
         }
-        body.extend_from_slice(&chunk);
     }
+    let Ok(_slot) = state.slots.try_acquire() else {
+        return refuse(&shared, StatusCode::SERVICE_UNAVAILABLE, "busy", "too many batches in flight; resend later")
+            .await;
+    };
+    let max = config.max_report_bytes;
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let Ok(chunk) = chunk else {
+                return Err((StatusCode::BAD_REQUEST, "malformed", "body could not be read".to_string()));
+            };
+            if (body.len() + chunk.len()) as u64 > max {
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, "oversized", format!("more than {max} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    let body = match tokio::time::timeout(BODY_DEADLINE, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err((status, reason, detail))) => return refuse(&shared, status, reason, &detail).await,
+        Err(_) => {
+            let detail = format!("body not received within {} s", BODY_DEADLINE.as_secs());
+            return refuse(&shared, StatusCode::REQUEST_TIMEOUT, "slow_body", &detail).await;
+        }
+    };
     let decoded = match decode_credential(&config.unmunge_command, &credential, Duration::from_secs(10)).await {
         Ok(decoded) => decoded,
         Err(MungeError::Refused { status }) => {
@@ -100,13 +145,17 @@ async fn ingest_report(
         Err(err) => return refuse(&shared, StatusCode::BAD_REQUEST, "malformed", &err.to_string()).await,
     };
     let service = config.service_users.contains(&decoded.user);
+    let jobs: std::collections::BTreeSet<JobId> = report.steps.iter().map(|s| s.job).collect();
+    if jobs.len() > MAX_JOBS_PER_BATCH {
+        let detail = format!("{} jobs in one batch (at most {MAX_JOBS_PER_BATCH})", jobs.len());
+        return refuse(&shared, StatusCode::BAD_REQUEST, "malformed", &detail).await;
+    }
     let (report, rejected) =
-        if service { (report, 0) } else { keep_own_steps(&shared, &state, report, decoded.uid).await };
+        if service { (report, 0) } else { keep_own_steps(&shared, &state, report, &jobs, decoded.uid).await };
     if rejected > 0 {
         tracing::warn!(uid = decoded.uid, user = %decoded.user, rejected, node = %report.node.chars().take(64).collect::<String>(), "report steps of other users' jobs refused");
         shared.metrics.reject("foreign_job");
-        let store = shared.store.clone();
-        let _ = web::block(move || store.bump_counter(REJECTED_STEPS_KEY, rejected as u64)).await;
+        shared.metrics.report_steps_rejected_total.add(rejected as u64);
         if report.steps.is_empty() {
             return HttpResponse::Forbidden().body(format!(
                 "forbidden: uid {} may report only its own jobs ({rejected} steps refused)\n",
@@ -167,46 +216,72 @@ async fn ingest_report(
     }
 }
 
-/// Drops the steps of jobs `uid` does not own; returns what is left and how many were dropped.
-async fn keep_own_steps(shared: &Shared, state: &IngestState, mut report: Batch, uid: u32) -> (Batch, usize) {
-    let before = report.steps.len();
-    let mut kept = Vec::with_capacity(before);
-    for step in std::mem::take(&mut report.steps) {
-        if job_owner(shared, state, step.job).await == Some(uid) {
-            kept.push(step);
+/// Drops the steps of jobs `uid` does not own (each of the batch's distinct `jobs` looked up
+/// once); returns what is left and how many steps were dropped.
+async fn keep_own_steps(
+    shared: &Shared,
+    state: &IngestState,
+    mut report: Batch,
+    jobs: &std::collections::BTreeSet<JobId>,
+    uid: u32,
+) -> (Batch, usize) {
+    let mut own = std::collections::BTreeSet::new();
+    for &job in jobs {
+        if job_owner(shared, state, job).await == Some(uid) {
+            own.insert(job);
         }
     }
-    report.steps = kept;
+    let before = report.steps.len();
+    let foreign: Vec<u64> = jobs.iter().filter(|j| !own.contains(j)).map(|j| j.0).take(16).collect();
+    if !foreign.is_empty() {
+        tracing::debug!(uid, jobs = ?foreign, "jobs the sender does not own");
+    }
+    report.steps.retain(|step| own.contains(&step.job));
     let rejected = before - report.steps.len();
     (report, rejected)
 }
 
-/// The uid owning a job: the accounting record in the store, else `squeue`, else `sacct`.
+/// The uid owning a job: the accounting record in the store, else `squeue`, else `sacct`; the
+/// answer, "unknown" included (briefly), is cached.
 async fn job_owner(shared: &Shared, state: &IngestState, job: JobId) -> Option<u32> {
-    if let Some(uid) = state.owners.lock().ok().and_then(|m| m.get(&job).copied()) {
-        return Some(uid);
+    if let Some(known) = state.owners.lock().ok().and_then(|c| c.get(job, Instant::now())) {
+        return known;
     }
     let store = shared.store.clone();
     let from_store = web::block(move || store.job(job)).await.ok().and_then(|r| r.ok()).flatten().and_then(|j| j.uid);
-    let uid = match from_store {
-        Some(uid) => Some(uid),
+    let answer = match from_store {
+        Some(uid) => Ok(Some(uid)),
         None => owner_from_slurm(&SlurmRunner::new(&shared.config.slurm), job).await,
-    }?;
-    if let Ok(mut owners) = state.owners.lock() {
-        owners.insert(job, uid);
+    };
+    match answer {
+        Ok(uid) => {
+            // "Nobody knows this job" is cached too (briefly): a batch naming many unknown ids
+            // costs SLURM calls once, not per batch. A failed SLURM call is not an answer.
+            if let Ok(mut owners) = state.owners.lock() {
+                owners.put(job, uid, Instant::now());
+            }
+            uid
+        }
+        Err(()) => None,
     }
-    Some(uid)
 }
 
-async fn owner_from_slurm(slurm: &SlurmRunner, job: JobId) -> Option<u32> {
+/// The owner from `squeue`, else `sacct`: `Ok(None)` when both answered and neither knows the
+/// job, `Err` when neither could answer.
+async fn owner_from_slurm(slurm: &SlurmRunner, job: JobId) -> Result<Option<u32>, ()> {
     let id = job.to_string();
     let squeue = slurm.run("squeue", &["-h".into(), "-j".into(), id.clone(), "-o".into(), "%U".into()]).await;
+    let squeue_answered = squeue.is_ok();
     if let Some(uid) = squeue.ok().and_then(|out| out.lines().next()?.trim().parse().ok()) {
-        return Some(uid);
+        return Ok(Some(uid));
     }
     let sacct =
         slurm.run("sacct", &["-n".into(), "-X".into(), "-P".into(), "-j".into(), id, "-o".into(), "UID".into()]).await;
-    sacct.ok().and_then(|out| out.lines().next()?.trim().parse().ok())
+    match sacct {
+        Ok(out) => Ok(out.lines().next().and_then(|l| l.trim().parse().ok())),
+        Err(_) if squeue_answered => Ok(None),
+        Err(_) => Err(()),
+    }
 }
 
 fn content_of(report: Batch) -> BatchContent {

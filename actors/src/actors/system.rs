@@ -55,6 +55,7 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
         &shared.config.web,
         Arc::new(crate::web_backend::StoreBackend::new(Arc::clone(&shared.store), &shared.config)),
     ));
+    let ingest_state = actix_web::web::Data::new(ingest::IngestState::default());
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();
         actix_web::App::new()
@@ -63,7 +64,7 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
             .route("/metrics", actix_web::web::get().to(metrics_endpoint))
-            .configure(ingest::configure)
+            .configure(ingest::configure(ingest_state.clone()))
             .configure(turingwatch_web::routes::mount(web_state.clone()))
     })
     .workers(2)

@@ -183,6 +183,29 @@ fn the_services_series_win_over_the_owners() {
 }
 
 #[test]
+fn an_implausible_service_batch_does_not_wipe_the_owners_series() {
+    let store = temp_store("whose-implausible");
+    store.upsert_jobs(&[running_job(5, "alice")], &[], None).unwrap();
+    let limits = Limits::default();
+    let owner = Checks { limits: &limits, from_service: false, plausibility: true };
+    let service = Checks { limits: &limits, from_service: true, plausibility: true };
+    let now = START + 4_000;
+    let out = store.store_checked_batch("n1/1000", 1, now, "n1", &content(samples(5, [10, 20, 30])), &owner).unwrap();
+    assert_eq!(out.samples, 3);
+    // A service batch whose only sample lies far before the job's start is refused whole, and the
+    // owner's samples stay (the service has not taken the series over).
+    let before_start = BatchContent {
+        samples: vec![(JobId(5), StepId(0), StepSample { at: START - 86_400, ..Default::default() })],
+        ..Default::default()
+    };
+    let out = store.store_checked_batch("n1/0", 1, now, "n1", &before_start, &service).unwrap();
+    assert_eq!(out.samples, 0);
+    assert_eq!(count(&store.samples_of_job(JobId(5)).unwrap()), 3);
+    let out = store.store_checked_batch("n1/1000", 2, now, "n1", &content(samples(5, [40])), &owner).unwrap();
+    assert_eq!(out.samples, 1, "the series is still the owner's");
+}
+
+#[test]
 fn a_stored_job_never_changes_owner_on_import() {
     let store = temp_store("owner");
     store.upsert_jobs(&[job(7, "alice", START, Some(START + 60))], &[], None).unwrap();

@@ -285,11 +285,18 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
             by_series.entry((job.0, step.0)).or_default().1.push(reading.clone());
         }
         for ((job, step), (samples, gpus)) in by_series {
-            if !self.claim(job, step, node_id)? {
+            let bounds = self.bounds(JobId(job));
+            // The service takes an owner's series over only with data that passes the checks
+            // on its own: an implausible service batch must not wipe what the owner reported.
+            let plausible_alone = !self.checks.plausibility || {
+                let ctx = self.context(bounds);
+                samples.iter().any(|s| check_sample(&ctx, None, s).is_ok())
+                    || gpus.iter().any(|g| check_gpu(&ctx, g).is_ok())
+            };
+            if !self.claim(job, step, node_id, plausible_alone)? {
                 out.refused.add(Reason::ServiceSeries, (samples.len() + gpus.len()) as u64);
                 continue;
             }
-            let bounds = self.bounds(JobId(job));
             self.write_samples(job, step, node_id, bounds, samples, out)?;
             self.write_gpus(job, step, node_id, bounds, gpus, out)?;
         }
@@ -297,14 +304,16 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
     }
 
     /// Whether this report may write the series; records who writes it. The service's first
-    /// report of a series an owner wrote removes the owner's samples of it.
-    fn claim(&mut self, job: u64, step: u32, node: u32) -> Result<bool, StoreError> {
+    /// report of a series an owner wrote removes the owner's samples of it, when the service's
+    /// data is `plausible` on its own (else the owner's series stays and the batch is refused).
+    fn claim(&mut self, job: u64, step: u32, node: u32, plausible: bool) -> Result<bool, StoreError> {
         let key = (job, step, node);
         let source = self.sources.get(key)?.map(|v| v.value());
         let mine = if self.checks.from_service { SOURCE_SERVICE } else { SOURCE_OWNER };
         match (source, self.checks.from_service) {
             (Some(SOURCE_SERVICE), false) => return Ok(false),
             (Some(s), _) if s == mine => return Ok(true),
+            (Some(_), true) if !plausible => return Ok(false),
             (Some(_), true) => {
                 tracing::warn!(job, step, node, "the service's scraper replaces the samples a job's owner reported");
                 let range = (job, step, node, 0)..=(job, step, node, u64::MAX);

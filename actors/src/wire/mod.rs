@@ -6,6 +6,7 @@
 //! One module for both ends, so the node role and the server's ingest agree on the format and
 //! neither imports the other.
 
+pub mod admission;
 pub mod format;
 pub mod send;
 pub mod spool;
