@@ -7,6 +7,22 @@ use std::process::Command;
 
 struct Mount(std::path::PathBuf);
 
+impl Mount {
+    /// An 8 MiB tmpfs at `dir/small` (root only: without root the test is skipped, or fails
+    /// under TURINGWATCH_E2E=1).
+    fn small_tmpfs(dir: &std::path::Path) -> Option<Mount> {
+        let mnt = dir.join("small");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8M", "tmpfs"]).arg(&mnt).status();
+        if !mounted.is_ok_and(|s| s.success()) {
+            assert!(!e2e_required(), "cannot mount a tmpfs for the disk-full test (needs root)");
+            eprintln!("skipping: cannot mount tmpfs");
+            return None;
+        }
+        Some(Mount(mnt))
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -16,15 +32,8 @@ impl Drop for Mount {
 #[test]
 fn store_survives_a_full_disk_and_recovers() {
     let dir = test_dir("disk_full");
-    let mnt = dir.join("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8M", "tmpfs"]).arg(&mnt).status();
-    if !mounted.is_ok_and(|s| s.success()) {
-        assert!(!e2e_required(), "cannot mount a tmpfs for the disk-full test (needs root)");
-        eprintln!("skipping: cannot mount tmpfs");
-        return;
-    }
-    let _guard = Mount(mnt.clone());
+    let Some(mount) = Mount::small_tmpfs(&dir) else { return };
+    let mnt = mount.0.clone();
     let db = mnt.join("store.redb");
 
     // Some committed rounds first.
@@ -67,15 +76,8 @@ fn a_running_store_recovers_from_a_full_disk_without_a_restart() {
     use turingwatch::sample::StepSample;
     use turingwatch::store::Store;
     let dir = test_dir("disk_full_running");
-    let mnt = dir.join("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8M", "tmpfs"]).arg(&mnt).status();
-    if !mounted.is_ok_and(|s| s.success()) {
-        assert!(!e2e_required(), "cannot mount a tmpfs for the disk-full test (needs root)");
-        eprintln!("skipping: cannot mount tmpfs");
-        return;
-    }
-    let _guard = Mount(mnt.clone());
+    let Some(mount) = Mount::small_tmpfs(&dir) else { return };
+    let mnt = mount.0.clone();
     let store = Store::open(&mnt.join("store.redb")).unwrap();
     let batch = |round: u64| -> Vec<(JobId, StepId, StepSample)> {
         (0..200u64)
