@@ -147,17 +147,24 @@ fn implausible_samples_are_refused_by_reason_and_the_rest_stored() {
     assert!(stored.values().flatten().all(|s| s.cpu_user_cs < 2_000_000));
 }
 
+/// A store with alice's running job 5 and three samples its owner reported from n1.
+fn store_with_owners_series(name: &str) -> Store {
+    let store = temp_store(name);
+    store.upsert_jobs(&[running_job(5, "alice")], &[], None).unwrap();
+    let owner = Checks { limits: &Limits::default(), from_service: false, plausibility: true };
+    let out = store.store_checked_batch("n1/1000", 1, START + 4_000, "n1", &content(samples(5, [10, 20, 30])), &owner);
+    assert_eq!(out.unwrap().samples, 3);
+    store
+}
+
 #[test]
 fn the_services_series_win_over_the_owners() {
-    let store = temp_store("whose");
-    store.upsert_jobs(&[running_job(5, "alice")], &[], None).unwrap();
+    // The owner reports first: stored.
+    let store = store_with_owners_series("whose");
     let limits = Limits::default();
     let owner = Checks { limits: &limits, from_service: false, plausibility: true };
     let service = Checks { limits: &limits, from_service: true, plausibility: true };
     let now = START + 4_000;
-    // The owner reports first: stored.
-    let out = store.store_checked_batch("n1/1000", 1, now, "n1", &content(samples(5, [10, 20, 30])), &owner).unwrap();
-    assert_eq!(out.samples, 3);
     // The service's scraper reports the series: the owner's samples are gone, the service's kept.
     let out = store.store_checked_batch("n1/0", 1, now, "n1", &content(samples(5, [15, 25])), &service).unwrap();
     assert_eq!(out.samples, 2);
@@ -184,14 +191,11 @@ fn the_services_series_win_over_the_owners() {
 
 #[test]
 fn an_implausible_service_batch_does_not_wipe_the_owners_series() {
-    let store = temp_store("whose-implausible");
-    store.upsert_jobs(&[running_job(5, "alice")], &[], None).unwrap();
+    let store = store_with_owners_series("whose-implausible");
     let limits = Limits::default();
     let owner = Checks { limits: &limits, from_service: false, plausibility: true };
     let service = Checks { limits: &limits, from_service: true, plausibility: true };
     let now = START + 4_000;
-    let out = store.store_checked_batch("n1/1000", 1, now, "n1", &content(samples(5, [10, 20, 30])), &owner).unwrap();
-    assert_eq!(out.samples, 3);
     // A service batch whose only sample lies far before the job's start is refused whole, and the
     // owner's samples stay (the service has not taken the series over).
     let before_start = BatchContent {
