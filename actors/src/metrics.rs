@@ -49,6 +49,9 @@ pub const REJECT_REASONS: &[&str] = &[
     "rate_limited",
     "busy",
     "slow_body",
+    "wrong_node",
+    "unknown_node",
+    "lookup_budget",
 ];
 
 /// Supervised actors (the label values of `actor_restarts_total`): the server's importer
@@ -68,7 +71,7 @@ pub struct Metrics {
     pub jobs_imported_total: Counter,
     pub sacct_lines_malformed_total: Counter,
     pub reports_received_total: Counter,
-    pub reports_rejected: [Counter; 9],
+    pub reports_rejected: [Counter; REJECT_REASONS.len()],
     pub samples_stored_total: Counter,
     /// Samples, GPU readings and names refused at ingest, per [`Reason::ALL`] entry.
     pub samples_refused: [Counter; Reason::ALL.len()],

@@ -191,8 +191,13 @@ pub struct IngestConfig {
     pub max_credential_age: Span,
     /// `munge` program used by scrapers to encode credentials.
     pub munge_command: String,
-    /// `unmunge` program used by the server to decode them.
+    /// `unmunge` program used by the server to decode them when `munge_library` is empty or
+    /// cannot be loaded.
     pub unmunge_command: String,
+    /// libmunge, loaded at start, which decodes credentials in-process (no program per report).
+    pub munge_library: String,
+    /// Whether a report's node must be the host that encoded its credential (or the peer).
+    pub bind_nodes: bool,
 }
 
 impl Default for IngestConfig {
@@ -203,6 +208,8 @@ impl Default for IngestConfig {
             max_credential_age: Span::secs(300),
             munge_command: "munge".into(),
             unmunge_command: "unmunge".into(),
+            munge_library: "libmunge.so.2".into(),
+            bind_nodes: true,
         }
     }
 }
