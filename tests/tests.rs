@@ -17,6 +17,7 @@ mod disk_full;
 mod fidelity;
 mod hostile;
 mod ingest;
+mod load;
 mod mail;
 mod outage;
 mod scrape;
