@@ -305,3 +305,25 @@ fn a_step_reported_from_a_node_its_job_never_ran_on_is_refused() {
     assert_eq!(out.refused.get(Reason::NotJobNode), 0);
     assert_eq!(count(&store.samples_of_job(JobId(21)).unwrap()), 2);
 }
+
+#[test]
+fn a_sample_sent_late_must_fit_the_ones_after_it() {
+    let store = temp_store("late-sample");
+    store.upsert_jobs(&[running_job(23, "alice")], &[], None).unwrap();
+    let limits = Limits::default();
+    let checks = Checks { limits: &limits, from_service: true, plausibility: true };
+    let now = START + 3_700;
+    let at =
+        |t: u64, cpu: u64| (JobId(23), StepId(0), StepSample { at: START + t, cpu_user_cs: cpu, ..Default::default() });
+    let first = content(vec![at(100, 1_000), at(200, 2_000)]);
+    assert_eq!(store.store_checked_batch("n1/0", 1, now, "n1", &first, &checks).unwrap().samples, 2);
+    // Before the first stored sample with more CPU than it: the series would go back. Between
+    // two: fine if it fits both; replacing one with a leap the next could not follow: refused.
+    let late = content(vec![at(50, 5_000), at(150, 1_500), at(150, 1_000_000)]);
+    let out = store.store_checked_batch("n1/0", 2, now, "n1", &late, &checks).unwrap();
+    assert_eq!(out.samples, 1, "{:?}", out.refused);
+    assert_eq!((out.refused.get(Reason::CounterDecreased), out.refused.get(Reason::CpuLeap)), (1, 1));
+    let series: Vec<(u64, u64)> =
+        store.samples_of_job(JobId(23)).unwrap().values().flatten().map(|s| (s.at - START, s.cpu_user_cs)).collect();
+    assert_eq!(series, [(100, 1_000), (150, 1_500), (200, 2_000)]);
+}

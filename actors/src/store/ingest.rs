@@ -391,7 +391,12 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
                 let replaces = merged.get(at).is_some_and(|s| s.at == sample.at);
                 if self.checks.plausibility {
                     let prev = if at > 0 { merged.get(at - 1) } else { before.as_ref() };
-                    if let Err(reason) = check_sample(&ctx, prev, sample) {
+                    // A sample that lands before ones already stored must fit them too: its
+                    // successor may not then go back or leap from it.
+                    let next = merged.get(if replaces { at + 1 } else { at });
+                    let fits = check_sample(&ctx, prev, sample)
+                        .and_then(|()| next.map_or(Ok(()), |n| check_sample(&ctx, Some(sample), n)));
+                    if let Err(reason) = fits {
                         out.refused.count(reason);
                         continue;
                     }
