@@ -39,10 +39,11 @@ wait_for() { # description, command…
   say "$what"
 }
 api() { curl -fsS -H "X-AuthUser: $1" "http://127.0.0.1:8080$2"; }
-wait_for "server answers" curl -fsS -o /dev/null http://127.0.0.1:8080/healthz
-jobs_line() { grep -m1 '^demo jobs:' "$log"; }
+answers() { curl -fsS -o /dev/null http://127.0.0.1:8080/healthz 2>/dev/null; }
+wait_for "server answers" answers
+jobs_line() { grep -m1 '^demo job ids:' "$log"; }
 wait_for "demo jobs submitted" jobs_line
-read -r idle big fine < <(jobs_line | sed -E 's/^demo jobs: ([0-9]+) .* ([0-9]+) .* ([0-9]+) .*/\1 \2 \3/')
+read -r idle big fine < <(jobs_line | sed 's/^demo job ids: //')
 sampled() { # user job: the job's page has sample series (what its plots draw)
   api "$1" "/api/jobs/$2" 2>/dev/null |
     python3 -c 'import json, sys; sys.exit(0 if sum(len(s["t"]) for s in json.load(sys.stdin)["series"]) >= 2 else 1)'
