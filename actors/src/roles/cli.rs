@@ -103,8 +103,8 @@ pub struct DistributeArgs {
     pub scraper_output: String,
     /// The distributor's directory: scraper outputs, scraper step spools (default
     /// $STATE_DIRECTORY, else the directory of [store] path).
-    #[arg(long, default_value = "")]
-    pub state_dir: PathBuf,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Serve /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9105.
     #[arg(long)]
     pub metrics_bind: Option<String>,
@@ -164,7 +164,7 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
                 config_path: config_path(&loaded.source),
                 only_nodes: args.only_nodes,
                 scraper_output: args.scraper_output,
-                state_dir: args.state_dir,
+                state_dir: args.state_dir.unwrap_or_default(),
             },
             args.metrics_bind.as_deref(),
         ),
