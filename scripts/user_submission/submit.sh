@@ -46,6 +46,7 @@ results_dir = "$TW_DIR/results"
 # Your own jobs only, and only recent ones: this server is yours.
 user = "$tw_user"
 first_window = "1day"
+interval = "1m"
 [web]
 bind = "0.0.0.0:$1"
 # This node is shared: anyone on it can reach the port, so no identity header is trusted from
