@@ -71,6 +71,9 @@ pub struct AccountingConfig {
     pub reconnect_wait: Span,
     /// Users whose jobs are imported but never analysed or mailed (original seed: root).
     pub skip_users: Vec<String>,
+    /// Only this user's jobs are imported (`sacct --user`; the user-mode server inside a job).
+    /// Empty: every user's (`--allusers`).
+    pub user: String,
 }
 
 impl Default for AccountingConfig {
@@ -81,6 +84,7 @@ impl Default for AccountingConfig {
             reconnect_max: 5,
             reconnect_wait: Span::secs(60),
             skip_users: vec!["root".into()],
+            user: String::new(),
         }
     }
 }

@@ -17,6 +17,11 @@ pub mod sacct_print;
 mod sacct_records;
 pub mod units;
 
+/// Name of the scraper steps turingwatch starts inside users' jobs (the distributor's steps on
+/// packed nodes, the user-mode template's). The accounting import leaves such steps out of the
+/// job (`sacct_parse`): they are the scraper's work, not the user's.
+pub const SCRAPER_STEP_NAME: &str = "tw-scraper";
+
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::process::Command;
