@@ -139,9 +139,10 @@ impl Actor for Allocator {
             );
         } else {
             tracing::warn!(
-                "not root: nodes whose CPUs are all allocated cannot be sampled by the distributor (SLURM lets only a \
-                 job's owner start a step in it); they are counted in turingwatch_packed_nodes_unsampled; run the node \
-                 agent (systemd/turingwatch-scrape.service) or the distributor as root to cover them"
+                "not root: on nodes whose CPUs are all allocated only this user's own jobs get a scraper step (SLURM \
+                 lets only a job's owner start a step in it); nodes left unsampled are counted in \
+                 turingwatch_packed_nodes_unsampled; run the node agent (systemd/turingwatch-scrape.service) or the \
+                 distributor as root to cover them"
             );
         }
         let dir = self.ctx.options.resolved_state_dir(config).join("scrapers");
@@ -450,8 +451,9 @@ async fn packed_uncovered(ctx: &Context, rounds: &Rounds, busy: &[(String, u32)]
         .collect()
 }
 
-/// Starts a scraper step in every running job on `packed` nodes that has none (root only;
-/// otherwise counts those nodes as unsampled).
+/// Starts a scraper step in every running job on `packed` nodes that has none (as root, as each
+/// job's owner; otherwise only in the distributor's own user's jobs) and counts the packed nodes
+/// left with a job unsampled.
 fn place_steps(
     ctx: &Context,
     rounds: &mut Rounds,
@@ -461,18 +463,16 @@ fn place_steps(
     (me, binary): (&str, &str),
     now: u64,
 ) {
-    if !ctx.privileged {
-        ctx.metrics.packed_nodes_unsampled.set(packed.len() as u64);
-        if !packed.is_empty() {
-            tracing::debug!(nodes = ?packed, "packed nodes left unsampled (not root)");
-        }
-        return;
-    }
     let mut unsampled = std::collections::BTreeSet::new();
     let name = &ctx.config.distributor.job_name;
     for job in jobs.iter().filter(|j| j.state == "RUNNING" && !(j.name == *name && j.user == me)) {
         for node in job.nodes.iter().filter(|n| packed.contains(n)) {
             if steps.has(job.id, node) {
+                continue;
+            }
+            // Not root: only the distributor's own user's jobs (user mode) can take a step.
+            if !ctx.privileged && job.user != me {
+                unsampled.insert(node.clone());
                 continue;
             }
             if rounds.backing_off(node, now) || steps.len() >= steps::MAX_STEPS {

@@ -62,7 +62,7 @@ impl Steps {
 
     /// Starts `step`; its output is drained, only the first line kept.
     pub fn start(&mut self, slurm: &SlurmRunner, step: &ScraperStep, now: u64) -> std::io::Result<()> {
-        let (program, args) = step_command(slurm, step);
+        let (program, args) = step_command(slurm, step, own_uid());
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .stdin(std::process::Stdio::null())
@@ -151,8 +151,13 @@ pub fn user_ids(name: &str) -> Option<(u32, u32)> {
 
 /// Whether this process can start steps as other users (it runs as root).
 pub fn privileged() -> bool {
+    own_uid() == 0
+}
+
+/// The uid this process runs as.
+pub fn own_uid() -> u32 {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]

@@ -411,15 +411,17 @@ pub struct ScraperStep {
     pub command: Vec<String>,
 }
 
-/// The program and arguments that start `step`: setpriv to the owner, then srun.
-pub fn step_command(slurm: &SlurmRunner, step: &ScraperStep) -> (String, Vec<String>) {
+/// The program and arguments that start `step`: setpriv to the owner, then srun; srun alone when
+/// this process already runs as the owner (`self_uid`: a user's own distributor, user mode).
+pub fn step_command(slurm: &SlurmRunner, step: &ScraperStep, self_uid: u32) -> (String, Vec<String>) {
     let minutes = step.time_limit_secs.div_ceil(60).max(1);
+    let srun = slurm.program("srun").display().to_string();
     let mut a = vec![
         format!("--reuid={}", step.uid),
         format!("--regid={}", step.gid),
         "--init-groups".into(),
         "--".into(),
-        slurm.program("srun").display().to_string(),
+        srun.clone(),
         format!("--jobid={}", step.job),
         "--overlap".into(),
         format!("--nodelist={}", step.node),
@@ -432,6 +434,10 @@ pub fn step_command(slurm: &SlurmRunner, step: &ScraperStep) -> (String, Vec<Str
         "--quiet".into(),
     ];
     a.extend(step.command.iter().cloned());
+    if step.uid == self_uid {
+        a.drain(..5);
+        return (srun, a);
+    }
     ("setpriv".into(), a)
 }
 
@@ -539,7 +545,11 @@ mod tests {
             time_limit_secs: 960,
             command: vec!["/usr/bin/turingwatch".into(), "scrape".into()],
         };
-        let (program, a) = step_command(&slurm, &step);
+        // Alice's own distributor runs srun itself.
+        let (program, own) = step_command(&slurm, &step, 1001);
+        assert_eq!(program, "/opt/slurm/bin/srun");
+        assert_eq!(own[0], "--jobid=77");
+        let (program, a) = step_command(&slurm, &step, 0);
         assert_eq!(program, "setpriv");
         assert_eq!(a[..4], ["--reuid=1001", "--regid=1001", "--init-groups", "--"]);
         assert_eq!(a[4], "/opt/slurm/bin/srun");
