@@ -57,7 +57,7 @@ fn a_scraper_job_that_dies_at_once_is_counted_backed_off_and_logged_with_its_fir
         .arg(env!("CARGO_BIN_EXE_turingwatch"))
         .arg("--config")
         .arg(&setup.config)
-        .args(["distribute", "--only-nodes", "n2", "--metrics-bind", "127.0.0.1:18601", "--state-dir"])
+        .args(["distribute", "--only-nodes", "n2", "--metrics-bind", "127.0.0.1:18621", "--state-dir"])
         .arg(&state)
         .current_dir("/tmp")
         .stdout(Stdio::null())
@@ -67,7 +67,7 @@ fn a_scraper_job_that_dies_at_once_is_counted_backed_off_and_logged_with_its_fir
     let mut distributor = ChildGuard(distributor);
     let log = || read(&setup.dir.join("distributor.log"));
     let counted = eventually(Duration::from_secs(60), || {
-        metric(18_601, "turingwatch_scraper_jobs_failed_total{reason=\"failed\"} ") >= 1
+        metric(18_621, "turingwatch_scraper_jobs_failed_total{reason=\"failed\"} ") >= 1
     });
     assert!(counted, "the failed scraper job is not counted on /metrics:\n{}", log());
     // Logged once for the node and reason, with why the scraper could not start.
@@ -80,7 +80,7 @@ fn a_scraper_job_that_dies_at_once_is_counted_backed_off_and_logged_with_its_fir
     std::thread::sleep(Duration::from_secs(12));
     let submitted = log().matches("scraper job submitted").count();
     assert_eq!(submitted, 1, "resubmitted while backing off:\n{}", log());
-    assert_eq!(metric(18_601, "turingwatch_scraper_steps_possible "), 0, "turingwatch is not root");
+    assert_eq!(metric(18_621, "turingwatch_scraper_steps_possible "), 0, "turingwatch is not root");
     // Outputs are read and removed, not left to pile up.
     let outputs = std::fs::read_dir(state.join("scrapers")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(outputs, 0, "scraper outputs left behind");

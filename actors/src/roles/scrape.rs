@@ -151,6 +151,7 @@ pub fn make_sampler(config: &Config, node: &str, only_job: Option<JobId>) -> Sam
         GpuChoice::None => None,
     };
     let me = std::process::id();
+    let proc_dir = std::path::PathBuf::from(&config.scrape.proc_root);
     let own_job = std::env::var("SLURM_JOB_ID").ok().and_then(|j| j.parse::<u64>().ok());
     let scraper_job = std::env::var("SLURM_JOB_NAME").is_ok_and(|n| n == config.distributor.job_name);
     let skip_job = own_job.filter(|_| scraper_job).map(JobId);
@@ -159,7 +160,20 @@ pub fn make_sampler(config: &Config, node: &str, only_job: Option<JobId>) -> Sam
         .with_process_budget(Some(budget))
         .with_scan_every(config.scrape.process_scan_every)
         .skipping(move |job, _, pids| {
-            Some(job) == skip_job || only_job.is_some_and(|only| only != job) || pids.binary_search(&me).is_ok()
+            Some(job) == skip_job
+                || only_job.is_some_and(|only| only != job)
+                || pids.binary_search(&me).is_ok()
+                || is_scraper_step(&proc_dir, pids)
+        })
+}
+
+/// Whether a step is another scraper's (a scraper step in a user's job, `tw-scraper`): one or two
+/// processes, all `turingwatch`. Scrapers never sample each other.
+fn is_scraper_step(proc_root: &std::path::Path, pids: &[u32]) -> bool {
+    (1..=2).contains(&pids.len())
+        && pids.iter().all(|pid| {
+            std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
+                .is_ok_and(|c| c.trim() == "turingwatch")
         })
 }
 
