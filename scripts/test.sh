@@ -13,8 +13,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Tests that stop shared daemons (slurmdbd, slurmctld) run alone afterwards, so they cannot
 # disturb the others.
+# The unit boot test runs a distributor as its unit does (no --only-nodes): it places scraper
+# jobs on every busy node.
 serial=(accounting::a_slurmdbd_outage_is_backed_off_and_the_missed_window_imported
-        outage::the_distributor_rides_out_a_slurmctld_outage)
+        outage::the_distributor_rides_out_a_slurmctld_outage
+        units::the_units_boot_and_each_role_works_as_shipped)
 skips=(); for t in "${serial[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace -- --test-threads=2 "${skips[@]}"
 for t in "${serial[@]}"; do cargo test --test e2e -- --exact "$t"; done
