@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Verifies every unit in systemd/ (with its drop-ins) with `systemd-analyze verify`, pointing
-# ExecStart at a built turingwatch binary (verify checks that the program exists). systemd-analyze exits 0 even when
-# it reports problems, so any diagnostic it prints fails this check.
+# ExecStart at a built turingwatch binary (verify checks that the program exists).
+# systemd-analyze exits 0 even when it reports problems, so any diagnostic it prints fails this
+# check.
 #   scripts/check-systemd.sh [BINARY] [UNIT_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

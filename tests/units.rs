@@ -552,3 +552,38 @@ fn the_server_unit_with_the_sendmail_dropin_mails_through_postfix() {
         None => assert!(master, "{message_id} is not in Postfix's maildrop:\n{}", server.log()),
     }
 }
+
+/// A scraper that cannot start (run as the service user, as a distributor-placed scraper job
+/// is) exits with the configuration-error code and one line on stderr naming the key and the
+/// fix — the "Permission denied" on /var/spool/turingwatch, a spool that is not
+/// writable, and a server URL that is not http://host:port.
+#[test]
+fn a_scraper_that_cannot_start_says_which_key_to_fix() {
+    let dir = test_dir("units_cannot_start");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let install = Install::new(&dir);
+    let readonly = dir.join("readonly-spool");
+    std::fs::create_dir_all(readonly.join("n1")).unwrap();
+    let cases = [
+        ("spool_dir = \"/var/spool/turingwatch\"\nserver_url = \"http://127.0.0.1:9\"", "[scrape] spool_dir"),
+        (&*format!("spool_dir = \"{}\"\nserver_url = \"http://127.0.0.1:9\"", readonly.display()), "not writable"),
+        ("server_url = \"https://head:8443\"", "[scrape] server_url"),
+    ];
+    for (i, (scrape, want)) in cases.iter().enumerate() {
+        let config = dir.join(format!("case{i}.toml"));
+        std::fs::write(&config, format!("[scrape]\n{scrape}\n")).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = run(Command::new("runuser")
+            .args(["-u", "turingwatch", "--"])
+            .arg(&install.binary)
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-format", "json", "scrape", "--node", "n1", "--duration", "2s"])
+            .current_dir("/"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line: Vec<&str> = stderr.lines().filter(|l| l.starts_with("turingwatch: ")).collect();
+        assert_eq!(out.status.code(), Some(78), "case {i}: {stderr}");
+        assert_eq!(line.len(), 1, "case {i}: one line: {stderr}");
+        assert!(line[0].contains(want) && line[0].contains("set "), "case {i}: {}", line[0]);
+    }
+}

@@ -70,7 +70,7 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
     }
     let spool = match open_spool(config, options, &node) {
         Ok(spool) => spool,
-        Err(err) => return Ok(cannot_start(&format!("{err:#}"))),
+        Err(why) => return Ok(cannot_start(&why)),
     };
     tracing::info!(spool = %spool.dir().display(), server = %server, "reporting");
     let to = Destination { node: node.clone(), server, munge: config.ingest.munge_command.clone() };
@@ -118,25 +118,32 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
 /// The node's spool, `<root>/<node>`, opened (and created). The root is `--spool-dir`, else
 /// `[scrape] spool_dir`, else `wire::spool::default_root` (the unit's state directory, or a
 /// private per-uid directory under /var/tmp).
-fn open_spool(config: &Config, options: &ScrapeOptions, node: &str) -> anyhow::Result<Spool> {
+fn open_spool(config: &Config, options: &ScrapeOptions, node: &str) -> Result<Spool, String> {
+    const FIX: &str =
+        "make it writable by this user, or set [scrape] spool_dir (empty: a private directory under /var/tmp)";
     let root = match (&options.spool_dir, config.scrape.spool_dir.as_str()) {
         (Some(dir), _) => dir.clone(),
         (None, "") => {
             let state = std::env::var("STATE_DIRECTORY").ok();
-            crate::wire::spool::default_root(state.as_deref())
-                .context("no usable default spool ([scrape] spool_dir is empty); set [scrape] spool_dir to a directory this user may create")?
+            crate::wire::spool::default_root(state.as_deref()).map_err(|err| {
+                format!("no usable default spool ([scrape] spool_dir is empty): {err}; set [scrape] spool_dir to a directory this user may create")
+            })?
         }
         (None, dir) => PathBuf::from(dir),
     };
     let dir = root.join(node);
-    let spool = Spool::open(&dir, config.scrape.spool_max_bytes).with_context(|| {
-        format!("opening the spool {} ([scrape] spool_dir): make it writable by this user, or set [scrape] spool_dir (empty: a private directory under /var/tmp)", dir.display())
+    let spool = Spool::open(&dir, config.scrape.spool_max_bytes).map_err(|err| {
+        let cause = match &err {
+            crate::wire::spool::SpoolError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        format!("opening the spool {} ([scrape] spool_dir): {cause}; {FIX}", dir.display())
     })?;
     // Writable now, not only creatable: a read-only spool would fail at the first report.
     let probe = dir.join(".probe.tmp");
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
-        .with_context(|| format!("the spool {} ([scrape] spool_dir) is not writable: make it writable by this user, or set [scrape] spool_dir (empty: a private directory under /var/tmp)", dir.display()))?;
+        .map_err(|err| format!("the spool {} ([scrape] spool_dir) is not writable: {err}; {FIX}", dir.display()))?;
     Ok(spool)
 }
 
@@ -144,7 +151,7 @@ fn open_spool(config: &Config, options: &ScrapeOptions, node: &str) -> anyhow::R
 fn cannot_start(why: &str) -> ExitCode {
     tracing::error!(why, "the scraper cannot start");
     eprintln!("turingwatch: scraper cannot start: {why}");
-    ExitCode::from(crate::roles::cli::EXIT_CONFIG)
+    ExitCode::from(super::EXIT_CONFIG)
 }
 
 /// `--server`, else `[scrape] server_url`, else `http://<web.bind>`.

@@ -376,8 +376,8 @@ mod tests {
         assert_eq!(root, base.join("spool"));
         // A state directory that does not exist here (inherited through SLURM): the fallback.
         let missing = default_root(Some("/nonexistent/turingwatch")).unwrap();
-        assert!(
-            missing.starts_with("/var/tmp") && missing.ends_with(format!("turingwatch-{}", unsafe { libc::geteuid() }))
-        );
+        // SAFETY: as in default_root.
+        let uid = unsafe { libc::geteuid() };
+        assert!(missing.starts_with("/var/tmp") && missing.ends_with(format!("turingwatch-{uid}")));
     }
 }
