@@ -10,10 +10,10 @@
 //!
 //! A report the server refused for good (a 4xx other than 401/408/429: resending it cannot
 //! help) is never deleted silently: it is moved to `<spool>/rejected/`, with the HTTP status in
-//! its name, where an admin can look at it (`turingwatch debug` can decode it) after the log
-//! line that named the status and the server's reason. That directory has its own bound
-//! (`rejected_max_bytes`, an eighth of the spool's): past it the oldest refused reports go
-//! first, and are counted.
+//! its name, where an admin finds it after the log line that named the status and the server's
+//! reason; moved back into the spool directory once the cause is fixed, it is sent again by the
+//! next scraper run. That directory has its own bound (`rejected_max_bytes`, an eighth of the
+//! spool's): past it the oldest refused reports go first, and are counted.
 //!
 //! Where the spool lives when `[scrape] spool_dir` is empty: see [`default_root`].
 
