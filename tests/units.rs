@@ -180,7 +180,10 @@ fn bind_rw(args: &mut Vec<String>, host: &Path, target: &Path) {
     push(&["--tmpfs", &parent.display().to_string()]);
     for entry in std::fs::read_dir(parent).unwrap().flatten() {
         let p = entry.path().display().to_string();
-        push(&["--ro-bind", &p, &p]);
+        match std::fs::read_link(entry.path()) {
+            Ok(link) => push(&["--symlink", &link.display().to_string(), &p]),
+            Err(_) => push(&["--ro-bind", &p, &p]),
+        }
     }
     push(&["--bind", &host.display().to_string(), &target.display().to_string()]);
     push(&["--remount-ro", &parent.display().to_string()]);
