@@ -31,6 +31,14 @@ fn rand_id() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
+/// A MUNGE credential alice makes for `body`.
+fn alice_credential(body: &[u8]) -> String {
+    let payload = turingwatch::munge::payload_for(body);
+    let out = run(std::process::Command::new("runuser").args(["-u", "alice", "--", "munge", "-s", &payload]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn send(setup: &Setup, credential: Option<&str>, body: &[u8]) -> (u16, String) {
     let headers: Vec<(&str, &str)> = credential.map(|c| vec![(CREDENTIAL_HEADER, c)]).unwrap_or_default();
     let answer = post(&setup.url(), "/ingest/v1/report", &headers, body, Duration::from_secs(20)).unwrap();
@@ -218,19 +226,22 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
         StepSample { at: now + 86_400, cpu_user_cs: 200, ..Default::default() },
         StepSample { at: 1, cpu_user_cs: 50, ..Default::default() },
     ];
-    let bodies = [report("n3".into(), vec![step(leap, gpus)]), report("n".repeat(1 << 20), vec![step(vec![], vec![])])];
-    for body in &bodies {
-        let cred = run(std::process::Command::new("runuser").args([
-            "-u",
-            "alice",
-            "--",
-            "munge",
-            "-s",
-            &turingwatch::munge::payload_for(body),
-        ]))
-        .stdout;
-        let (status, text) = send(&setup, Some(String::from_utf8(cred).unwrap().trim()), body);
+    // Accepted (200) with what is implausible refused: the leaps, 72 000 GPU readings in an
+    // hour, a 100 kB application name, and the same job claimed from a node it does not run on.
+    let accepted = [
+        report("n3".into(), vec![step(leap, gpus)]),
+        report("n1".into(), vec![step(vec![StepSample { at: now - 5, ..Default::default() }], vec![])]),
+    ];
+    for body in &accepted {
+        let (status, text) = send(&setup, Some(&alice_credential(body)), body);
         assert_eq!(status, 200, "{text}\n{}", setup.server_log());
+    }
+    // Refused whole (403): a 1 MiB node name, a node SLURM does not have.
+    for node in ["n".repeat(1 << 20), "n9".into()] {
+        let body = report(node, vec![step(vec![], vec![])]);
+        let (status, text) = send(&setup, Some(&alice_credential(&body)), &body);
+        assert_eq!(status, 403, "{text}");
+        assert!(text.starts_with("unknown_node"), "{text}");
     }
     let (status, metrics) = crate::server::http_get(setup.port, "/metrics").expect("the server is up");
     assert_eq!(status, 200);
@@ -242,6 +253,8 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
     assert!(count("outside_run") >= 1, "{metrics}");
     assert!(count("block_full") + count("outside_run") >= 72_000 - 65_536, "{metrics}");
     assert!(count("name_too_long") >= 1, "{metrics}");
+    assert!(count("not_job_node") >= 1, "{metrics}");
+    assert!(metrics.contains("turingwatch_reports_rejected_total{reason=\"unknown_node\"} 2\n"), "{metrics}");
     server.stop();
     cancel(job);
 
@@ -252,4 +265,111 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
     assert!(samples.iter().all(|s| s.cpu_user_cs < 1_000_000_000 && s.at > 1 && s.at <= now + 120), "{samples:?}");
     assert!(data.gpu.values().all(|v| v.len() <= 65_536));
     assert!(data.apps.iter().all(|(_, a)| a.len() <= 256));
+}
+
+/// An authenticated user invents 10⁵ job ids and 100 node names: the SLURM commands this costs
+/// stay within the per-uid budget, her real job is still accepted, and a period closes and mails
+/// go out meanwhile.
+#[test]
+fn invented_jobs_and_nodes_cost_bounded_slurm_calls_and_the_period_still_mails() {
+    use std::os::unix::fs::PermissionsExt;
+    if !cluster() {
+        return;
+    }
+    // Every SLURM command the server runs goes through a wrapper that logs it.
+    let bin = setup_dir("hostile_flood").join("slurm-bin");
+    let calls = setup_dir("hostile_flood").join("slurm-calls.log");
+    let setup = Setup::new(
+        "hostile_flood",
+        18_231,
+        &format!(
+            "[slurm]\nbin_dir = \"{bin}\"\n[accounting]\ninterval = \"10s\"\nfirst_window = \"1h\"\n\
+             [analysis]\nperiod = \"1m\"\ntimezone = \"UTC\"\nresults_dir = \"{d}/results\"\n[findings]\nmin_runtime = \"5s\"\n\
+             [mail]\ntransport = \"file\"\nfile_dir = \"{d}/mail-out\"\ndomain = \"example.org\"\nrate_limit = \"1s\"\nrate_jitter = \"0s\"\n\
+             [log]\nformat = \"json\"\n",
+            bin = bin.display(),
+            d = setup_dir("hostile_flood").display()
+        ),
+    );
+    std::fs::create_dir_all(&bin).unwrap();
+    for program in ["sacct", "squeue", "scontrol", "sacctmgr", "sinfo", "sbatch", "scancel"] {
+        let which = run(std::process::Command::new("bash").args(["-c", &format!("command -v {program}")]));
+        let real = String::from_utf8(which.stdout).unwrap();
+        let script = format!("#!/bin/sh\necho \"{program} $*\" >> {}\nexec {} \"$@\"\n", calls.display(), real.trim());
+        std::fs::write(bin.join(program), script).unwrap();
+        std::fs::set_permissions(bin.join(program), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let period = crate::mail::seed_previous_period(&setup.dir.join("db.redb"), |start| {
+        let mut job = crate::mail::seeded_job(9_400_001, "twflood", start + 5, 40);
+        job.alloc_cpus = 2;
+        job.usage.total_cpu_ms = 100;
+        vec![job]
+    });
+    let job = python_job("alice", Some("n3"), "100M", &hog_program(10, 90));
+    wait_running(job, Duration::from_secs(90));
+    let server = setup.server();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let imported =
+        crate::util::eventually(Duration::from_secs(60), || {
+            setup.server_log().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
+                v["message"] == "accounting import committed" && v["until"].as_u64().is_some_and(|u| u >= now + 8)
+            })
+        });
+    assert!(imported, "no import past the job's start: {}", setup.server_log());
+    let flood_start = std::time::Instant::now();
+    let batch = |node: &str, jobs: std::ops::Range<u64>| {
+        let steps = jobs
+            .map(|id| StepBatch {
+                job: JobId(id),
+                step: StepId::BATCH,
+                samples: vec![StepSample { at: now, ..Default::default() }],
+                gpus: vec![],
+                apps: vec![],
+            })
+            .collect();
+        encode_batch(&Batch { version: VERSION, id: rand_id(), node: node.into(), made_at: now, steps })
+    };
+    let mut answers = std::collections::BTreeMap::<u16, u32>::new();
+    for i in 0..100u64 {
+        let body = batch("n3", 800_000_000 + i * 1_000..800_000_000 + (i + 1) * 1_000);
+        *answers.entry(send(&setup, Some(&alice_credential(&body)), &body).0).or_default() += 1;
+        let body = batch(&format!("fake{i}"), job..job + 1);
+        *answers.entry(send(&setup, Some(&alice_credential(&body)), &body).0).or_default() += 1;
+    }
+    let flood_secs = flood_start.elapsed().as_secs_f64();
+    // Her own job, from its node, is still taken (owner and node already known: no lookup).
+    let body = batch("n3", job..job + 1);
+    let (status, text) = send(&setup, Some(&alice_credential(&body)), &body);
+    assert_eq!(status, 200, "{text}");
+    let (status, metrics) = crate::server::http_get(setup.port, "/metrics").expect("the server is up");
+    assert_eq!(status, 200);
+    let log = std::fs::read_to_string(&calls).unwrap_or_default();
+    let lookups = log
+        .lines()
+        .filter(|l| {
+            l.starts_with("squeue -h -j") || l.contains("JobIDRaw,UID") || l.starts_with("scontrol -o show node")
+        })
+        .count();
+    // 20 lookups of burst plus one every 2 s, each at most two commands.
+    let bound = 2 * (20 + (flood_secs / 2.0).ceil() as usize + 1);
+    assert!(lookups <= bound, "{lookups} SLURM lookups in {flood_secs:.0} s (bound {bound}); answers {answers:?}");
+    assert!(answers.get(&429).copied().unwrap_or(0) >= 100, "most of the flood is refused: {answers:?}");
+    assert!(!metrics.contains("turingwatch_reports_rejected_total{reason=\"lookup_budget\"} 0\n"), "{metrics}");
+    // Meanwhile the period closed and its mail went out.
+    let mailed = crate::util::eventually(Duration::from_secs(90), || {
+        std::fs::read_dir(setup.dir.join("mail-out")).map(|d| d.count() > 0).unwrap_or(false)
+    });
+    assert!(mailed, "no mail for the period: {}", setup.server_log());
+    server.stop();
+    cancel(job);
+    let store = setup.store();
+    assert!(store.periods().unwrap().iter().any(|p| p.start == period && p.closed));
+    // No invented job or node left anything in the store.
+    assert!(store.job_data(JobId(800_000_000)).unwrap().samples.is_empty());
+    eprintln!("flood: {lookups} SLURM lookups in {flood_secs:.1} s, answers {answers:?}");
+}
+
+/// The directory `Setup::new(name, …)` makes (and empties).
+fn setup_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join("turingwatch-tests").join(name)
 }

@@ -360,6 +360,15 @@ fn plotted_points(port: u16, user: &str, job: u64) -> usize {
     json["series"][0]["t"].as_array().map_or(0, Vec::len)
 }
 
+/// Reports set aside as refused in a spool root (`<root>/<node>/rejected/*`).
+fn refused_reports(root: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let nodes = std::fs::read_dir(root).into_iter().flatten().flatten();
+    nodes
+        .flat_map(|n| std::fs::read_dir(n.path().join("rejected")).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect()
+}
+
 /// The dev node with the most idle CPUs (a scraper job needs one beside the user's job).
 fn idlest_node() -> String {
     let out = run(Command::new("sinfo").args(["-h", "-N", "-o", "%N %C"]));
@@ -444,6 +453,9 @@ fn the_units_boot_and_each_role_works_as_shipped() {
     // The distributor places a scraper job (as turingwatch) that samples alice's running job.
     let alice = python_job("alice", Some(&idlest_node()), "100M", &hog_program(30, 60));
     let alice_node = wait_running(alice, Duration::from_secs(60));
+    let (tw_uid, _, _) = ids("turingwatch");
+    let spool = PathBuf::from(format!("/var/tmp/turingwatch-{tw_uid}"));
+    let refused_before = refused_reports(&spool);
     let distributor_unit = Unit::load("turingwatch.distributor.service", &[]);
     assert_eq!(distributor_unit.get("User"), Some("turingwatch"));
     let mut distributor = boot(&distributor_unit, &dir, &install, &[], "distributor");
@@ -467,12 +479,10 @@ fn the_units_boot_and_each_role_works_as_shipped() {
     assert!(cancelled, "the distributor left its scraper jobs behind");
     assert!(scrapers.lines().any(|l| l.contains("|turingwatch|")), "scraper jobs not run as turingwatch: {scrapers}");
     // Their spool: the default, a private directory of the service user (no unit made one).
-    let (tw_uid, _, _) = ids("turingwatch");
-    let spool = PathBuf::from(format!("/var/tmp/turingwatch-{tw_uid}"));
     let meta = std::fs::symlink_metadata(&spool).expect("the scraper jobs' default spool");
     assert!(meta.is_dir() && meta.uid() == tw_uid && meta.mode() & 0o777 == 0o700, "{meta:?}");
-    let rejected = spool.join(&alice_node).join("rejected");
-    assert!(!rejected.exists() || std::fs::read_dir(&rejected).unwrap().count() == 0, "reports were refused");
+    let refused = refused_reports(&spool);
+    assert!(refused.is_subset(&refused_before), "reports were refused: {:?}", refused.difference(&refused_before));
 
     // The node agent (root, its own state directory) samples bob's job on its node.
     let bob = python_job("bob", None, "100M", &hog_program(30, 40));

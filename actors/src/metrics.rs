@@ -49,6 +49,27 @@ pub const REJECT_REASONS: &[&str] = &[
     "rate_limited",
     "busy",
     "slow_body",
+    "wrong_node",
+    "unknown_node",
+    "lookup_budget",
+];
+
+/// Why a scraper placement failed (the label values of `scraper_jobs_failed_total`): the
+/// submission (`submit_error`, `no_partition`), still pending at the allocation timeout
+/// (`pending_timeout`), how sacct says the job ended (`failed`, `out_of_memory`, `timeout`,
+/// `node_fail`, `cancelled`, `other`), or a scraper step in a job that exited non-zero
+/// (`step_failed`).
+pub const SCRAPER_FAILURE_REASONS: &[&str] = &[
+    "submit_error",
+    "no_partition",
+    "pending_timeout",
+    "failed",
+    "out_of_memory",
+    "timeout",
+    "node_fail",
+    "cancelled",
+    "other",
+    "step_failed",
 ];
 
 /// Supervised actors (the label values of `actor_restarts_total`): the server's importer
@@ -68,7 +89,7 @@ pub struct Metrics {
     pub jobs_imported_total: Counter,
     pub sacct_lines_malformed_total: Counter,
     pub reports_received_total: Counter,
-    pub reports_rejected: [Counter; 9],
+    pub reports_rejected: [Counter; REJECT_REASONS.len()],
     pub samples_stored_total: Counter,
     /// Samples, GPU readings and names refused at ingest, per [`Reason::ALL`] entry.
     pub samples_refused: [Counter; Reason::ALL.len()],
@@ -80,7 +101,15 @@ pub struct Metrics {
     pub store_reopens: Gauge,
     pub scraper_jobs_pending: Gauge,
     pub scraper_jobs_running: Gauge,
-    pub scraper_jobs_failed_total: Counter,
+    /// Failed scraper placements, per [`SCRAPER_FAILURE_REASONS`] entry.
+    pub scraper_jobs_failed: [Counter; 10],
+    /// Scraper steps running inside users' jobs on packed nodes.
+    pub scraper_steps_running: Gauge,
+    /// 1 when the distributor can start scraper steps inside users' jobs (it runs as root).
+    pub scraper_steps_possible: Gauge,
+    /// Nodes with every CPU allocated that no scraper samples (the distributor cannot start
+    /// steps there; a node agent can).
+    pub packed_nodes_unsampled: Gauge,
     pub mails_queued: Gauge,
     pub mails_sent_total: Counter,
     pub mails_failed_total: Counter,
@@ -103,6 +132,18 @@ impl Metrics {
                 self.samples_refused[i].add(n);
             }
         }
+    }
+
+    /// Counts a failed scraper placement under one of [`SCRAPER_FAILURE_REASONS`] (unknown
+    /// reasons count as `other`).
+    pub fn scraper_failed(&self, reason: &str) {
+        let i = SCRAPER_FAILURE_REASONS.iter().position(|r| *r == reason).unwrap_or(8);
+        self.scraper_jobs_failed[i].inc();
+    }
+
+    /// Failed scraper placements of `reason` so far.
+    pub fn scraper_failures(&self, reason: &str) -> u64 {
+        SCRAPER_FAILURE_REASONS.iter().position(|r| *r == reason).map_or(0, |i| self.scraper_jobs_failed[i].get())
     }
 
     /// Counts a supervised restart of one of [`ACTORS`] (an unknown name is not counted).
@@ -212,11 +253,34 @@ impl Metrics {
                 ("{state=\"running\"}".to_string(), self.scraper_jobs_running.get()),
             ],
         );
+        let failed: Vec<(String, u64)> = SCRAPER_FAILURE_REASONS
+            .iter()
+            .zip(&self.scraper_jobs_failed)
+            .map(|(reason, c)| (format!("{{reason=\"{reason}\"}}"), c.get()))
+            .collect();
         metric(
             "scraper_jobs_failed_total",
             "counter",
-            "Scraper allocations that failed or timed out (counted when the distributor runs in the server).",
-            &one(self.scraper_jobs_failed_total.get()),
+            "Scraper placements that failed, by reason (counted where the distributor runs: in the server, or its own --metrics-bind).",
+            &failed,
+        );
+        metric(
+            "scraper_steps_running",
+            "gauge",
+            "Scraper steps running inside users' jobs on nodes whose CPUs are all allocated.",
+            &one(self.scraper_steps_running.get()),
+        );
+        metric(
+            "scraper_steps_possible",
+            "gauge",
+            "1 when the distributor can start scraper steps inside users' jobs (it runs as root), else 0.",
+            &one(self.scraper_steps_possible.get()),
+        );
+        metric(
+            "packed_nodes_unsampled",
+            "gauge",
+            "Nodes with every CPU allocated that no distributor scraper samples (run the node agent there).",
+            &one(self.packed_nodes_unsampled.get()),
         );
         metric("mails_queued", "gauge", "Mails waiting in the outbox.", &one(self.mails_queued.get()));
         metric("mails_sent_total", "counter", "Mails sent.", &one(self.mails_sent_total.get()));
@@ -257,6 +321,8 @@ mod tests {
         m.actor_restarted("accounting");
         m.actor_restarted("accounting");
         m.import_watermark.set(1_000);
+        m.scraper_failed("failed");
+        m.scraper_failed("bogus");
         let mut refused = Refusals::default();
         refused.add(Reason::CpuLeap, 2);
         m.refuse_samples(&refused);
@@ -270,6 +336,9 @@ mod tests {
         assert!(text.contains("turingwatch_actor_restarts_total{actor=\"mailer\"} 0\n"));
         assert_eq!((m.restarts_of("accounting"), m.restarts_of("nonsense")), (2, 0));
         assert!(text.contains("turingwatch_import_lag_seconds 60\n"));
+        assert!(text.contains("turingwatch_scraper_jobs_failed_total{reason=\"failed\"} 1\n"), "{text}");
+        assert!(text.contains("turingwatch_scraper_jobs_failed_total{reason=\"other\"} 1\n"));
+        assert_eq!(m.scraper_failures("failed"), 1);
         assert!(text.contains("# TYPE turingwatch_mails_sent_total counter\n"));
         // Every sample line belongs to a declared metric.
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -71,6 +71,9 @@ pub struct AccountingConfig {
     pub reconnect_wait: Span,
     /// Users whose jobs are imported but never analysed or mailed (original seed: root).
     pub skip_users: Vec<String>,
+    /// Only this user's jobs are imported (`sacct --user`; the user-mode server inside a job).
+    /// Empty: every user's (`--allusers`).
+    pub user: String,
 }
 
 impl Default for AccountingConfig {
@@ -81,6 +84,7 @@ impl Default for AccountingConfig {
             reconnect_max: 5,
             reconnect_wait: Span::secs(60),
             skip_users: vec!["root".into()],
+            user: String::new(),
         }
     }
 }
@@ -193,8 +197,13 @@ pub struct IngestConfig {
     pub max_credential_age: Span,
     /// `munge` program used by scrapers to encode credentials.
     pub munge_command: String,
-    /// `unmunge` program used by the server to decode them.
+    /// `unmunge` program used by the server to decode them when `munge_library` is empty or
+    /// cannot be loaded.
     pub unmunge_command: String,
+    /// libmunge, loaded at start, which decodes credentials in-process (no program per report).
+    pub munge_library: String,
+    /// Whether a report's node must be the host that encoded its credential (or the peer).
+    pub bind_nodes: bool,
 }
 
 impl Default for IngestConfig {
@@ -205,6 +214,8 @@ impl Default for IngestConfig {
             max_credential_age: Span::secs(300),
             munge_command: "munge".into(),
             unmunge_command: "unmunge".into(),
+            munge_library: "libmunge.so.2".into(),
+            bind_nodes: true,
         }
     }
 }

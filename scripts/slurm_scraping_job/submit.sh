@@ -9,6 +9,7 @@
 # Scrapers placed by the distributor report to this job's node: set [scrape] server_url to
 # http://<this node>:<port> — done below through TURINGWATCH_SCRAPE_SERVER_URL.
 set -uo pipefail
+umask 077   # the store, results and logs of this server are the submitting user's alone
 bin=${TURINGWATCH_BIN:-turingwatch}
 node=$(hostname -f 2>/dev/null || hostname)
 port=${TURINGWATCH_PORT:-8080}

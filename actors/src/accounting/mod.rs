@@ -141,6 +141,8 @@ pub struct ImportJob {
     runner: SlurmRunner,
     tz: jiff::tz::TimeZone,
     first_window_secs: u64,
+    /// Only this user's jobs (`[accounting] user`); `None`: every user's.
+    user: Option<String>,
     reconnect_max: u32,
     reconnect_wait: Duration,
 }
@@ -154,6 +156,7 @@ impl ImportJob {
             runner: SlurmRunner::new(&config.slurm),
             tz: jiff::tz::TimeZone::system(),
             first_window_secs: acct.first_window.as_secs(),
+            user: (!acct.user.is_empty()).then(|| acct.user.clone()),
             reconnect_max: acct.reconnect_max,
             reconnect_wait: acct.reconnect_wait.get(),
         }
@@ -173,6 +176,7 @@ impl ImportJob {
         loop {
             let now = unix_now();
             let mut window = next_window(watermark, now, self.first_window_secs);
+            window.user = self.user.clone();
             if let Some(span) = max_span {
                 window.to = window.to.min(window.from.saturating_add(span));
             }

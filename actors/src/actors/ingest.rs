@@ -3,27 +3,35 @@
 //! Order of checks, each with its own clear HTTP error and a log line, none of which can reach
 //! the store or crash the server. Before the body is read (`wire::admission`): a credential
 //! header of MUNGE's shape (401), the peer's rate (429), a free slot among the requests in
-//! flight (503). Then the body, within a deadline (408) and a size (413); the
-//! credential itself through `unmunge` — forged, expired, or replayed (401), the credential
-//! bound to this body's digest (401), its age (401), the report's format (400). Then
-//! authorisation: a service user may report any job; any other uid only the steps of jobs it
-//! owns, where ownership comes from trusted sources (the store's accounting record, else SLURM),
-//! never from the report, each distinct job looked up once (at most `MAX_JOBS_PER_BATCH`), owners
-//! and unknown jobs cached (`OwnerCache`). Foreign steps are dropped and counted; a batch with
-//! nothing left is refused (403). Refusals are counted in memory (`/metrics`), never in the store:
-//! a flood of refused requests costs no commit. Then plausibility, in the store's transaction
+//! flight (503). Then the body, within a deadline (408) and a size (413); the credential itself
+//! (`munge::Decoder`: libmunge in-process, a bounded number at once) — forged, expired, or
+//! replayed (401), the credential bound to this body's digest (401), its age (401), the report's
+//! format (400). Then where it comes from: the node it names must be one SLURM knows (403) and,
+//! with `[ingest] bind_nodes`, the host that encoded the credential or sent it (403,
+//! `admission::sent_from_node`); the node's memory bounds its samples. Then authorisation: a
+//! service user may report any job; any other uid only the steps of jobs it owns, where
+//! ownership comes from trusted sources (the store's accounting record, else SLURM), never from
+//! the report: each distinct job looked up once (at most `MAX_JOBS_PER_BATCH`), all a batch's
+//! unknown jobs in one `squeue` and one `sacct` call, owners, unknown jobs and nodes cached, and
+//! SLURM lookups within a per-uid budget, so invented job ids or node names cannot turn into
+//! SLURM load. Foreign steps are dropped and counted; a batch with nothing left is refused
+//! (403). Refusals are counted in memory (`/metrics`), never in the store: a flood of refused
+//! requests costs no commit. Then plausibility, in the store's transaction
 //! (`Store::store_checked_batch`, `sample::plausible`): each sample must fit its job's run,
-//! CPUs and node, refusals are counted by reason (`samples_refused_total`) and never stored, and
-//! a series the service's scrapers report cannot be touched by an owner's report. The answer 200
-//! is sent only after the commit.
+//! CPUs and nodes, refusals are counted by reason (`samples_refused_total`) and never stored,
+//! and a series the service's scrapers report cannot be touched by an owner's report. The answer
+//! 200 is sent only after the commit.
 
 use super::shared::Shared;
 use crate::job::JobId;
-use crate::munge::{decode_credential, payload_for, MungeError, CREDENTIAL_HEADER};
+use crate::munge::{payload_for, Decoder, MungeError, CREDENTIAL_HEADER};
 use crate::sample::plausible::Limits;
-use crate::slurm::SlurmRunner;
+use crate::slurm::{node_info, SlurmRunner};
 use crate::store::{BatchContent, Checks, Stored};
-use crate::wire::admission::{credential_shape_ok, OwnerCache, RateLimiter, MAX_JOBS_PER_BATCH};
+use crate::wire::admission::{
+    credential_shape_ok, node_name_shape_ok, sent_from_node, NodeCache, NodeFacts, OwnerCache, RateLimiter,
+    MAX_JOBS_PER_BATCH,
+};
 use crate::wire::format::{decode_batch, Batch};
 use crate::wire::INGEST_PATH;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -41,21 +49,43 @@ const MAX_IN_FLIGHT: usize = 64;
 const BODY_DEADLINE: Duration = Duration::from_secs(20);
 /// How long "no such job" is believed (a job that just started shows up soon after).
 const NEGATIVE_OWNER_TTL: Duration = Duration::from_secs(60);
+/// How long a node's addresses and memory are believed, and "no such node".
+const NODE_TTL: Duration = Duration::from_secs(600);
+const NEGATIVE_NODE_TTL: Duration = Duration::from_secs(60);
+/// SLURM lookups (one `scontrol`, or one `squeue` + `sacct` pair) a uid may cause a second, and
+/// its burst. A node's scraper needs one when a job starts; a flood of invented ids gets no more.
+const LOOKUP_RATE: f64 = 0.5;
+const LOOKUP_BURST: f64 = 20.0;
+/// Longest wait for munged.
+const MUNGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// State shared by every worker: the rate of each peer, the slots in flight, job owners.
+/// State shared by every worker: the rate of each peer, the slots in flight, the MUNGE
+/// decoder, job owners and nodes already looked up, each uid's budget of SLURM lookups.
 pub struct IngestState {
     limiter: Mutex<RateLimiter>,
     slots: tokio::sync::Semaphore,
     owners: Mutex<OwnerCache>,
+    nodes: Mutex<NodeCache>,
+    lookups: Mutex<RateLimiter<u32>>,
+    decoder: Decoder,
 }
 
-impl Default for IngestState {
-    fn default() -> Self {
+impl IngestState {
+    /// The state for `[ingest]` settings (loads libmunge, or says why not).
+    pub fn new(config: &turingwatch_config::IngestConfig) -> IngestState {
         IngestState {
             limiter: Mutex::new(RateLimiter::new(PEER_RATE, PEER_BURST, 100_000)),
             slots: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             owners: Mutex::new(OwnerCache::new(200_000, NEGATIVE_OWNER_TTL)),
+            nodes: Mutex::new(NodeCache::new(100_000, NODE_TTL, NEGATIVE_NODE_TTL)),
+            lookups: Mutex::new(RateLimiter::new(LOOKUP_RATE, LOOKUP_BURST, 100_000)),
+            decoder: Decoder::new(&config.munge_library, &config.unmunge_command, MUNGE_TIMEOUT),
         }
+    }
+
+    /// Takes one SLURM lookup from `uid`'s budget.
+    fn may_look_up(&self, uid: u32) -> bool {
+        self.lookups.lock().map(|mut l| l.allow(uid, Instant::now())).unwrap_or(false)
     }
 }
 
@@ -121,7 +151,7 @@ async fn ingest_report(
             return refuse(&shared, StatusCode::REQUEST_TIMEOUT, "slow_body", &detail).await;
         }
     };
-    let decoded = match decode_credential(&config.unmunge_command, &credential, Duration::from_secs(10)).await {
+    let decoded = match state.decoder.decode(&credential).await {
         Ok(decoded) => decoded,
         Err(MungeError::Refused { status }) => {
             return refuse(&shared, StatusCode::UNAUTHORIZED, "unauthenticated", &format!("MUNGE: {status}")).await
@@ -151,8 +181,22 @@ async fn ingest_report(
         let detail = format!("{} jobs in one batch (at most {MAX_JOBS_PER_BATCH})", jobs.len());
         return refuse(&shared, StatusCode::BAD_REQUEST, "malformed", &detail).await;
     }
-    let (report, rejected) =
-        if service { (report, 0) } else { keep_own_steps(&shared, &state, report, &jobs, decoded.uid).await };
+    let mut limits = Limits::default();
+    if !report.steps.is_empty() {
+        let peer = request.peer_addr().map(|a| a.ip());
+        match check_node(&shared, &state, &report.node, &decoded, peer).await {
+            Ok(facts) => limits.mem_kib = facts.memory_bound_kib().unwrap_or(limits.mem_kib),
+            Err(refusal) => return refusal,
+        }
+    }
+    let (report, rejected) = if service {
+        (report, 0)
+    } else {
+        match keep_own_steps(&shared, &state, report, &jobs, decoded.uid).await {
+            Ok(kept) => kept,
+            Err(refusal) => return refusal,
+        }
+    };
     if rejected > 0 {
         tracing::warn!(uid = decoded.uid, user = %decoded.user, rejected, node = %report.node.chars().take(64).collect::<String>(), "report steps of other users' jobs refused");
         shared.metrics.reject("foreign_job");
@@ -173,7 +217,6 @@ async fn ingest_report(
     // Every sample is checked against its job's accounting record and the series' previous
     // sample in the store's transaction; only what passes is stored (`sample::plausible`).
     let stored = web::block(move || {
-        let limits = Limits::default();
         let checks = Checks { limits: &limits, from_service: service, plausibility: true };
         store.store_checked_batch(&sender, id, crate::clock::unix_now(), &node, &content, &checks)
     })
@@ -217,21 +260,95 @@ async fn ingest_report(
     }
 }
 
+/// What SLURM says of the node a report names, once it is known to be a node SLURM has and
+/// (with `[ingest] bind_nodes`) the one that sent the report; else the answer to send.
+async fn check_node(
+    shared: &Shared,
+    state: &IngestState,
+    node: &str,
+    decoded: &crate::munge::Decoded,
+    peer: Option<std::net::IpAddr>,
+) -> Result<NodeFacts, HttpResponse> {
+    use actix_web::http::StatusCode;
+    let shown: String = node.chars().take(64).collect();
+    if !node_name_shape_ok(node) {
+        return Err(
+            refuse(shared, StatusCode::FORBIDDEN, "unknown_node", &format!("{shown:?} is not a node name")).await
+        );
+    }
+    let cached = state.nodes.lock().ok().and_then(|c| c.get(node, Instant::now()));
+    let facts = match cached {
+        Some(facts) => facts,
+        None => {
+            if !state.may_look_up(decoded.uid) {
+                let detail = format!("uid {} asked about too many unknown nodes or jobs; resend later", decoded.uid);
+                return Err(refuse(shared, StatusCode::TOO_MANY_REQUESTS, "lookup_budget", &detail).await);
+            }
+            match node_facts(&SlurmRunner::new(&shared.config.slurm), node).await {
+                Ok(facts) => {
+                    if let Ok(mut nodes) = state.nodes.lock() {
+                        nodes.put(node, facts.clone(), Instant::now());
+                    }
+                    facts
+                }
+                Err(err) => {
+                    tracing::error!(node = %shown, error = %err, "cannot ask SLURM about a report's node");
+                    return Err(HttpResponse::ServiceUnavailable().body("cannot check the node now; resend later\n"));
+                }
+            }
+        }
+    };
+    let Some(facts) = facts else {
+        let detail = format!("SLURM has no node {shown:?}");
+        return Err(refuse(shared, StatusCode::FORBIDDEN, "unknown_node", &detail).await);
+    };
+    if shared.config.ingest.bind_nodes && !sent_from_node(&facts, decoded.encode_addr, peer) {
+        let encode = decoded.encode_addr.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        let from = peer.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        let detail = format!(
+            "report for node {shown} made on {encode}, sent from {from}: neither is that node ([ingest] bind_nodes)"
+        );
+        return Err(refuse(shared, StatusCode::FORBIDDEN, "wrong_node", &detail).await);
+    }
+    Ok(facts)
+}
+
+/// `scontrol show node` and the node's addresses (NodeAddr, NodeHostName and the name itself,
+/// resolved): `Ok(None)` for a node SLURM does not know.
+async fn node_facts(slurm: &SlurmRunner, node: &str) -> Result<Option<NodeFacts>, crate::slurm::SlurmError> {
+    let Some(shown) = node_info::show_node(slurm, node).await? else { return Ok(None) };
+    let mut addrs = Vec::new();
+    for name in [shown.addr.as_str(), shown.hostname.as_str(), node] {
+        if name.is_empty() {
+            continue;
+        }
+        if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+            addrs.push(ip);
+            continue;
+        }
+        // A name that does not resolve adds nothing; the others may still match.
+        if let Ok(Ok(found)) = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((name, 0))).await {
+            addrs.extend(found.map(|a| a.ip()));
+        }
+    }
+    addrs.sort();
+    addrs.dedup();
+    Ok(Some(NodeFacts { addrs, real_memory_kib: shown.real_memory_mib.map(|m| m.saturating_mul(1024)) }))
+}
+
 /// Drops the steps of jobs `uid` does not own (each of the batch's distinct `jobs` looked up
-/// once); returns what is left and how many steps were dropped.
+/// once); returns what is left and how many steps were dropped, or the refusal to send when the
+/// jobs cannot be looked up now.
 async fn keep_own_steps(
     shared: &Shared,
     state: &IngestState,
     mut report: Batch,
     jobs: &std::collections::BTreeSet<JobId>,
     uid: u32,
-) -> (Batch, usize) {
-    let mut own = std::collections::BTreeSet::new();
-    for &job in jobs {
-        if job_owner(shared, state, job).await == Some(uid) {
-            own.insert(job);
-        }
-    }
+) -> Result<(Batch, usize), HttpResponse> {
+    let owners = job_owners(shared, state, jobs, uid).await?;
+    let own: std::collections::BTreeSet<JobId> =
+        jobs.iter().copied().filter(|j| owners.get(j).copied().flatten() == Some(uid)).collect();
     let before = report.steps.len();
     let foreign: Vec<u64> = jobs.iter().filter(|j| !own.contains(j)).map(|j| j.0).take(16).collect();
     if !foreign.is_empty() {
@@ -239,48 +356,120 @@ async fn keep_own_steps(
     }
     report.steps.retain(|step| own.contains(&step.job));
     let rejected = before - report.steps.len();
-    (report, rejected)
+    Ok((report, rejected))
 }
 
-/// The uid owning a job: the accounting record in the store, else `squeue`, else `sacct`; the
-/// answer, "unknown" included (briefly), is cached.
-async fn job_owner(shared: &Shared, state: &IngestState, job: JobId) -> Option<u32> {
-    if let Some(known) = state.owners.lock().ok().and_then(|c| c.get(job, Instant::now())) {
-        return known;
+/// The uid owning each of `jobs`: the cache, else the accounting record in the store, else
+/// SLURM — all the rest in one `squeue` and one `sacct` call, within `uid`'s lookup budget. The
+/// answers, "unknown" included (briefly), are cached.
+async fn job_owners(
+    shared: &Shared,
+    state: &IngestState,
+    jobs: &std::collections::BTreeSet<JobId>,
+    uid: u32,
+) -> Result<std::collections::HashMap<JobId, Option<u32>>, HttpResponse> {
+    let mut owners = std::collections::HashMap::new();
+    let mut unknown: Vec<JobId> = Vec::new();
+    if let Ok(cache) = state.owners.lock() {
+        let now = Instant::now();
+        for &job in jobs {
+            match cache.get(job, now) {
+                Some(answer) => {
+                    owners.insert(job, answer);
+                }
+                None => unknown.push(job),
+            }
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(owners);
     }
     let store = shared.store.clone();
-    let from_store = web::block(move || store.job(job)).await.ok().and_then(|r| r.ok()).flatten().and_then(|j| j.uid);
-    let answer = match from_store {
-        Some(uid) => Ok(Some(uid)),
-        None => owner_from_slurm(&SlurmRunner::new(&shared.config.slurm), job).await,
-    };
-    match answer {
-        Ok(uid) => {
-            // "Nobody knows this job" is cached too (briefly): a batch naming many unknown ids
-            // costs SLURM calls once, not per batch. A failed SLURM call is not an answer.
-            if let Ok(mut owners) = state.owners.lock() {
-                owners.put(job, uid, Instant::now());
-            }
-            uid
+    let asked = unknown.clone();
+    let stored = web::block(move || {
+        asked.into_iter().map(|job| (job, store.job(job).ok().flatten().and_then(|j| j.uid))).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut from_store = std::collections::HashSet::new();
+    for (job, owner) in stored {
+        if let Some(owner) = owner {
+            owners.insert(job, Some(owner));
+            from_store.insert(job);
         }
-        Err(()) => None,
+    }
+    unknown.retain(|j| !from_store.contains(j));
+    if unknown.is_empty() {
+        cache_owners(state, &owners);
+        return Ok(owners);
+    }
+    if !state.may_look_up(uid) {
+        use actix_web::http::StatusCode;
+        let detail = format!("uid {uid} asked about too many unknown jobs or nodes; resend later");
+        return Err(refuse(shared, StatusCode::TOO_MANY_REQUESTS, "lookup_budget", &detail).await);
+    }
+    match owners_from_slurm(&SlurmRunner::new(&shared.config.slurm), &unknown).await {
+        Ok(found) => {
+            for job in unknown {
+                owners.insert(job, found.get(&job).copied());
+            }
+        }
+        // A failed SLURM call is not an answer: nothing is cached, the jobs count as not owned.
+        Err(()) => tracing::warn!(jobs = unknown.len(), "cannot ask SLURM who owns a report's jobs"),
+    }
+    cache_owners(state, &owners);
+    Ok(owners)
+}
+
+fn cache_owners(state: &IngestState, owners: &std::collections::HashMap<JobId, Option<u32>>) {
+    if let Ok(mut cache) = state.owners.lock() {
+        let now = Instant::now();
+        for (&job, &owner) in owners {
+            cache.put(job, owner, now);
+        }
     }
 }
 
-/// The owner from `squeue`, else `sacct`: `Ok(None)` when both answered and neither knows the
-/// job, `Err` when neither could answer.
-async fn owner_from_slurm(slurm: &SlurmRunner, job: JobId) -> Result<Option<u32>, ()> {
-    let id = job.to_string();
-    let squeue = slurm.run("squeue", &["-h".into(), "-j".into(), id.clone(), "-o".into(), "%U".into()]).await;
-    let squeue_answered = squeue.is_ok();
-    if let Some(uid) = squeue.ok().and_then(|out| out.lines().next()?.trim().parse().ok()) {
-        return Ok(Some(uid));
+/// The owners `squeue` knows, then `sacct` for the rest, each asked once for all of `jobs`
+/// (`%A %U` / `JobIDRaw,UID`: numbers only, no user text). `Err` when neither could answer.
+async fn owners_from_slurm(slurm: &SlurmRunner, jobs: &[JobId]) -> Result<std::collections::HashMap<JobId, u32>, ()> {
+    fn pairs(text: &str, sep: char, into: &mut std::collections::HashMap<JobId, u32>) {
+        for line in text.lines() {
+            let mut parts = line.trim().split(sep);
+            let (Some(id), Some(uid)) = (parts.next(), parts.next()) else { continue };
+            if let (Ok(id), Ok(uid)) = (id.trim().parse::<u64>(), uid.trim().parse::<u32>()) {
+                into.insert(JobId(id), uid);
+            }
+        }
     }
-    let sacct =
-        slurm.run("sacct", &["-n".into(), "-X".into(), "-P".into(), "-j".into(), id, "-o".into(), "UID".into()]).await;
+    let list = |jobs: &[JobId]| jobs.iter().map(|j| j.to_string()).collect::<Vec<_>>().join(",");
+    let mut found = std::collections::HashMap::new();
+    let squeue = slurm.run("squeue", &["-h".into(), "-j".into(), list(jobs), "-o".into(), "%A %U".into()]).await;
+    let squeue_answered = match &squeue {
+        Ok(text) => {
+            pairs(text, ' ', &mut found);
+            true
+        }
+        // squeue asked about one job it does not know says so and exits 1.
+        Err(crate::slurm::SlurmError::Failed { stderr, .. }) => stderr.contains("Invalid job id"),
+        Err(_) => false,
+    };
+    let rest: Vec<JobId> = jobs.iter().copied().filter(|j| !found.contains_key(j)).collect();
+    if rest.is_empty() {
+        return Ok(found);
+    }
+    let sacct = slurm
+        .run(
+            "sacct",
+            &["-n".into(), "-X".into(), "-P".into(), "-j".into(), list(&rest), "-o".into(), "JobIDRaw,UID".into()],
+        )
+        .await;
     match sacct {
-        Ok(out) => Ok(out.lines().next().and_then(|l| l.trim().parse().ok())),
-        Err(_) if squeue_answered => Ok(None),
+        Ok(text) => {
+            pairs(&text, '|', &mut found);
+            Ok(found)
+        }
+        Err(_) if squeue_answered => Ok(found),
         Err(_) => Err(()),
     }
 }

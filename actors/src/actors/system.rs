@@ -55,7 +55,7 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
         &shared.config.web,
         Arc::new(crate::web_backend::StoreBackend::new(Arc::clone(&shared.store), &shared.config)),
     ));
-    let ingest_state = actix_web::web::Data::new(ingest::IngestState::default());
+    let ingest_state = actix_web::web::Data::new(ingest::IngestState::new(&shared.config.ingest));
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();
         actix_web::App::new()

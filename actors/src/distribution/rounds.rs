@@ -5,15 +5,35 @@
 //! after the allocation timeout (then cancelled) goes to the back of the round's queue once, and
 //! its failures back off exponentially across rounds. At most `limit` scraper jobs are pending
 //! or running at once. Scraper jobs found in squeue but unknown here are adopted (a restart).
+//!
+//! A scraper job that leaves squeue is not forgotten at once: its final state is read from
+//! sacct ([`Rounds::awaiting_final`], [`Rounds::settle`]), so one that died (a spool it cannot
+//! open, a missing binary) counts as a failure of its node, backs the node off, and is told
+//! apart from one that ran its time and completed.
 
 use crate::backoff::Backoff;
 use crate::job::JobId;
-use crate::slurm::queue::QueuedJob;
-use std::collections::{HashMap, VecDeque};
+use crate::slurm::queue::{FinalState, QueuedJob};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 /// Chances a node gets per round.
 const CHANCES_PER_ROUND: u32 = 2;
+
+/// Ticks an ended scraper job waits for sacct to show its final state before it is given up.
+const FINAL_STATE_TRIES: u32 = 15;
+
+/// Most (node, reason) pairs remembered as logged; past it the memory starts again.
+const LOGGED_MAX: usize = 4_096;
+
+/// An ended scraper job whose final state was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub placement: Placement,
+    pub state: FinalState,
+    /// The failure reason (`FinalState::failure`); `None`: it completed.
+    pub failure: Option<&'static str>,
+}
 
 /// One scraper job the distributor knows about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +57,10 @@ pub struct Rounds {
     failing: HashMap<String, (Backoff, u64)>,
     /// Failed allocations per node since start.
     pub failures: HashMap<String, u64>,
+    /// Scraper jobs that left squeue, waiting for sacct's final state (with the tries spent).
+    ending: VecDeque<(Placement, u32)>,
+    /// (node, reason) pairs already logged.
+    logged: HashSet<(String, String)>,
 }
 
 impl Rounds {
@@ -51,6 +75,8 @@ impl Rounds {
             tries: HashMap::new(),
             failing: HashMap::new(),
             failures: HashMap::new(),
+            ending: VecDeque::new(),
+            logged: HashSet::new(),
         }
     }
 
@@ -77,7 +103,10 @@ impl Rounds {
     /// Takes in squeue's view of our scraper jobs (adopting unknown ones: a restart), forgets
     /// ended ones, and returns pending ones past the allocation timeout, which the caller cancels.
     pub fn observe(&mut self, own: &[QueuedJob], now: u64) -> Vec<JobId> {
-        self.placements.retain(|p| own.iter().any(|j| j.id == p.job));
+        let (kept, ended): (Vec<Placement>, Vec<Placement>) =
+            std::mem::take(&mut self.placements).into_iter().partition(|p| own.iter().any(|j| j.id == p.job));
+        self.placements = kept;
+        self.ending.extend(ended.into_iter().map(|p| (p, 0)));
         for job in own {
             let running = job.state == "RUNNING" || job.state == "COMPLETING";
             match self.placements.iter_mut().find(|p| p.job == job.id) {
@@ -147,11 +176,59 @@ impl Rounds {
     pub fn forget_all(&mut self) {
         self.placements.clear();
         self.queue.clear();
+        self.ending.clear();
     }
 
-    /// A node's scraper job started: its failures are forgotten.
+    /// A node's scraper completed: its failures are forgotten.
     pub fn succeeded(&mut self, node: &str) {
         self.failing.remove(node);
+    }
+
+    /// Whether `node` is backing off after a failure at `now`.
+    pub fn backing_off(&self, node: &str, now: u64) -> bool {
+        self.failing.get(node).is_some_and(|(_, until)| *until > now)
+    }
+
+    /// Ended scraper jobs whose final state is wanted (oldest first, at most `max`).
+    pub fn awaiting_final(&self, max: usize) -> Vec<JobId> {
+        self.ending.iter().take(max).map(|(p, _)| p.job).collect()
+    }
+
+    /// Takes in sacct's final states for [`Rounds::awaiting_final`]'s jobs: a completed job
+    /// clears its node's backoff, a failed one counts as the node's failure (backoff, and a
+    /// second chance in the round). Jobs sacct does not show as finished yet wait for the next
+    /// call, at most [`FINAL_STATE_TRIES`] calls. `asked` are the ids that were asked for.
+    pub fn settle(&mut self, asked: &[JobId], states: &[FinalState], now: u64) -> Vec<Settled> {
+        let mut out = Vec::new();
+        let mut waiting = VecDeque::new();
+        for (placement, tries) in std::mem::take(&mut self.ending) {
+            if !asked.contains(&placement.job) {
+                waiting.push_back((placement, tries));
+                continue;
+            }
+            match states.iter().find(|s| s.id == placement.job).filter(|s| !s.unfinished()) {
+                Some(state) => {
+                    let failure = state.failure();
+                    match failure {
+                        Some(_) => self.failed(&placement.node, now),
+                        None => self.succeeded(&placement.node),
+                    }
+                    out.push(Settled { placement, state: state.clone(), failure });
+                }
+                None if tries + 1 < FINAL_STATE_TRIES => waiting.push_back((placement, tries + 1)),
+                None => tracing::debug!(job_id = placement.job.0, "no final state from sacct; given up"),
+            }
+        }
+        self.ending = waiting;
+        out
+    }
+
+    /// True the first time `(node, reason)` is seen: such a failure is logged once.
+    pub fn first_time(&mut self, node: &str, reason: &str) -> bool {
+        if self.logged.len() >= LOGGED_MAX {
+            self.logged.clear();
+        }
+        self.logged.insert((node.to_string(), reason.to_string()))
     }
 }
 
@@ -221,6 +298,48 @@ mod tests {
         assert_eq!(r.next_nodes(0), [("n1".to_string(), 1)]);
         r.failed("n1", 0);
         assert!(r.next_nodes(0).is_empty(), "two chances per round, no more");
+    }
+
+    fn final_state(id: u64, state: &str) -> FinalState {
+        FinalState { id: JobId(id), state: state.into(), exit_code: "1:0".into(), reason: "NonZeroExitCode".into() }
+    }
+
+    #[test]
+    fn a_scraper_job_that_dies_at_once_is_a_failure_of_its_node_and_backs_it_off() {
+        let mut r = rounds(1);
+        r.start_round(&busy(&["n1"]));
+        assert_eq!(r.next_nodes(0), [("n1".to_string(), 0)]);
+        r.submitted("n1", JobId(5), 0);
+        // Gone from squeue before we even saw it run.
+        r.observe(&[], 2);
+        assert_eq!(r.awaiting_final(10), [JobId(5)]);
+        // sacct lags: not final yet, asked again next time.
+        assert!(r.settle(&[JobId(5)], &[final_state(5, "RUNNING")], 3).is_empty());
+        let settled = r.settle(&[JobId(5)], &[final_state(5, "FAILED")], 4);
+        assert_eq!(settled.len(), 1);
+        assert_eq!((settled[0].failure, settled[0].placement.node.as_str()), (Some("failed"), "n1"));
+        assert_eq!(r.failures["n1"], 1);
+        assert!(r.backing_off("n1", 10) && !r.backing_off("n1", 65));
+        assert!(r.awaiting_final(10).is_empty());
+        assert!(r.first_time("n1", "failed") && !r.first_time("n1", "failed") && r.first_time("n2", "failed"));
+        // A scraper that ran its time and completed clears the backoff.
+        r.submitted("n1", JobId(6), 70);
+        r.observe(&[], 80);
+        let done = r.settle(&[JobId(6)], &[final_state(6, "COMPLETED")], 90);
+        assert_eq!(done[0].failure, None);
+        assert!(!r.backing_off("n1", 91));
+    }
+
+    #[test]
+    fn a_final_state_never_shown_is_given_up_after_a_bound() {
+        let mut r = rounds(1);
+        r.submitted("n1", JobId(9), 0);
+        r.observe(&[], 1);
+        for t in 0..FINAL_STATE_TRIES {
+            assert_eq!(r.awaiting_final(10), [JobId(9)], "try {t}");
+            r.settle(&[JobId(9)], &[], 2);
+        }
+        assert!(r.awaiting_final(10).is_empty());
     }
 
     #[test]

@@ -96,9 +96,17 @@ pub struct DistributeArgs {
     /// Only place scrapers on these nodes (comma-separated; default: every node with running jobs).
     #[arg(long, value_delimiter = ',')]
     pub only_nodes: Vec<String>,
-    /// Output file of scraper jobs (sbatch --output, `%j` = job id).
-    #[arg(long, default_value = "/dev/null")]
+    /// Output file of scraper jobs (sbatch --output, `%j` = job id; default
+    /// `<state dir>/scrapers/scraper-%j.out`, read when a job fails, then deleted).
+    #[arg(long, default_value = "")]
     pub scraper_output: String,
+    /// The distributor's directory: scraper outputs, scraper step spools (default
+    /// $STATE_DIRECTORY, else the directory of [store] path).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Serve /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9105.
+    #[arg(long)]
+    pub metrics_bind: Option<String>,
 }
 
 /// `turingwatch job` options.
@@ -155,7 +163,9 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
                 config_path: config_path(&loaded.source),
                 only_nodes: args.only_nodes,
                 scraper_output: args.scraper_output,
+                state_dir: args.state_dir.unwrap_or_default(),
             },
+            args.metrics_bind.as_deref(),
         ),
         Command::Scrape(args) => crate::roles::scrape::run(
             config,

@@ -46,10 +46,12 @@ pub enum Reason {
     NameTooLong,
     /// More applications in a step than kept.
     TooManyApps,
+    /// The job's accounting record lists its nodes, and the report's node is not one of them.
+    NotJobNode,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::OutsideRun,
         Reason::CounterDecreased,
         Reason::CpuLeap,
@@ -61,6 +63,7 @@ impl Reason {
         Reason::ServiceSeries,
         Reason::NameTooLong,
         Reason::TooManyApps,
+        Reason::NotJobNode,
     ];
 
     /// The label used in logs and metrics.
@@ -77,6 +80,7 @@ impl Reason {
             Reason::ServiceSeries => "service_series",
             Reason::NameTooLong => "name_too_long",
             Reason::TooManyApps => "too_many_apps",
+            Reason::NotJobNode => "not_job_node",
         }
     }
 
@@ -187,12 +191,31 @@ pub struct JobBounds {
     pub end_at: Option<u64>,
     /// CPUs allocated to the job (an upper bound of those on any one of its nodes); 0 unknown.
     pub alloc_cpus: u32,
+    /// Whether the report's node is one of the job's; `None` when the record lists no nodes
+    /// (stored while pending).
+    pub on_node: Option<bool>,
 }
 
 impl JobBounds {
-    pub fn of(job: &JobRecord) -> JobBounds {
-        JobBounds { start_at: job.start_at, end_at: job.end_at, alloc_cpus: job.alloc_cpus }
+    /// The bounds of `job` for a report from `node`.
+    pub fn of(job: &JobRecord, node: &str) -> JobBounds {
+        JobBounds {
+            start_at: job.start_at,
+            end_at: job.end_at,
+            alloc_cpus: job.alloc_cpus,
+            on_node: on_job_node(&job.node_list, node),
+        }
     }
+}
+
+/// Whether `node` is in the SLURM host list `node_list` (`n[1-3,7]`); `None` when the list is
+/// empty or "None assigned" (a job that has not started), or cannot be read.
+pub fn on_job_node(node_list: &str, node: &str) -> Option<bool> {
+    let list = node_list.trim();
+    if list.is_empty() || list.starts_with("None") || list == "(null)" {
+        return None;
+    }
+    crate::slurm::hostlist::expand(list).ok().map(|nodes| nodes.iter().any(|n| n == node))
 }
 
 /// What a sample is checked against.
@@ -305,7 +328,12 @@ mod tests {
     fn ctx(limits: &Limits, cpus: u32) -> Context<'_> {
         Context {
             limits,
-            job: Some(JobBounds { start_at: Some(START), end_at: Some(START + 3_600), alloc_cpus: cpus }),
+            job: Some(JobBounds {
+                start_at: Some(START),
+                end_at: Some(START + 3_600),
+                alloc_cpus: cpus,
+                on_node: None,
+            }),
             now: START + 4_000,
         }
     }
@@ -376,7 +404,8 @@ mod tests {
         assert_eq!(check_sample(&running, None, &at(3_600 + 121, 0)), Ok(()));
         assert_eq!(check_sample(&running, None, &at(4_000 + 121, 0)), Err(Reason::OutsideRun), "from the future");
         // Imported while pending: started since, only the future is out.
-        let pending = Context { job: Some(JobBounds { start_at: None, end_at: None, alloc_cpus: 4 }), ..c };
+        let pending =
+            Context { job: Some(JobBounds { start_at: None, end_at: None, alloc_cpus: 4, on_node: None }), ..c };
         assert_eq!(check_sample(&pending, None, &at(10, 0)), Ok(()));
         assert_eq!(check_sample(&pending, None, &at(4_000 + 121, 0)), Err(Reason::OutsideRun));
         let mem = StepSample { rss_kib: (64 << 30) + 1, ..at(10, 0) };
@@ -417,5 +446,15 @@ mod tests {
         assert!(node_name_ok(&limits, &"n".repeat(64)));
         assert!(!node_name_ok(&limits, ""));
         assert!(!app_name_ok(&limits, &"a".repeat(257)));
+    }
+
+    #[test]
+    fn a_step_is_on_its_jobs_nodes_only_when_the_record_lists_them() {
+        assert_eq!(on_job_node("n[1-3,7]", "n2"), Some(true));
+        assert_eq!(on_job_node("n[1-3,7]", "n7"), Some(true));
+        assert_eq!(on_job_node("n[1-3,7]", "n4"), Some(false));
+        assert_eq!(on_job_node("gpu01", "gpu01"), Some(true));
+        assert_eq!(on_job_node("None assigned", "n1"), None);
+        assert_eq!(on_job_node("", "n1"), None);
     }
 }

@@ -3,17 +3,24 @@
 //!
 //! Parsing is pure (`parse_*`, tested on recorded output in `tests/fixtures/sacct/`); running is
 //! async (`SlurmRunner::run`, tokio::process with a timeout, the child killed when it expires).
-//! Submodules: `units` (SLURM's time, memory and TRES notations), `hostlist` (`n[1-3,05]`).
+//! Submodules: `units` (SLURM's time, memory and TRES notations), `hostlist` (`n[1-3,05]`),
+//! `node_info` (what `scontrol show node` says of one node).
 
 pub mod delimited;
 pub mod hostlist;
 pub mod local_time;
+pub mod node_info;
 pub mod queue;
 pub mod sacct;
 pub mod sacct_parse;
 pub mod sacct_print;
 mod sacct_records;
 pub mod units;
+
+/// Name of the scraper steps turingwatch starts inside users' jobs (the distributor's steps on
+/// packed nodes, the user-mode template's). The accounting import leaves such steps out of the
+/// job (`sacct_parse`): they are the scraper's work, not the user's.
+pub const SCRAPER_STEP_NAME: &str = "tw-scraper";
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -115,7 +122,13 @@ impl SlurmRunner {
             return Err(SlurmError::Failed {
                 program: program.to_string(),
                 status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().chars().take(2_000).collect(),
+                // Some commands print their error on stdout (`scontrol show node x`: "Node x
+                // not found"): the message is wherever the program put it.
+                stderr: {
+                    let text =
+                        if output.stderr.iter().all(u8::is_ascii_whitespace) { &output.stdout } else { &output.stderr };
+                    String::from_utf8_lossy(text).trim().chars().take(2_000).collect()
+                },
             });
         }
         Ok(output.stdout)

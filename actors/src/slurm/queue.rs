@@ -289,9 +289,156 @@ pub async fn submit(slurm: &SlurmRunner, job: &ScraperJob) -> Result<JobId, Slur
     })
 }
 
+/// A job's state from squeue (`RUNNING`, …); an error when squeue no longer knows it.
+pub async fn job_state(slurm: &SlurmRunner, id: JobId) -> Result<String, SlurmError> {
+    let out = slurm.run("squeue", &args(&["-h", "-j", &id.to_string(), "-o", "%T"])).await?;
+    Ok(out.lines().next().unwrap_or("").trim().to_string())
+}
+
 /// Cancels one job.
 pub async fn cancel(slurm: &SlurmRunner, id: JobId) -> Result<(), SlurmError> {
     slurm.run("scancel", &[id.to_string()]).await.map(|_| ())
+}
+
+/// How a job ended, from `sacct -X` (one line per job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalState {
+    pub id: JobId,
+    /// The first word of sacct's State (`CANCELLED by 0` is `CANCELLED`).
+    pub state: String,
+    /// ExitCode as sacct prints it (`1:0`: status 1, signal 0).
+    pub exit_code: String,
+    /// sacct's Reason (why it was pending or ended: `None`, `NonZeroExitCode`, …).
+    pub reason: String,
+}
+
+impl FinalState {
+    /// Whether sacct still shows the job as not finished (accounting lags a little).
+    pub fn unfinished(&self) -> bool {
+        ["PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING", ""].contains(&self.state.as_str())
+    }
+
+    /// Why a scraper job failed, as one of the distributor's failure reasons; `None` when it
+    /// completed (or has not finished yet).
+    pub fn failure(&self) -> Option<&'static str> {
+        if self.unfinished() {
+            return None;
+        }
+        Some(match self.state.as_str() {
+            "COMPLETED" => return None,
+            "FAILED" => "failed",
+            "OUT_OF_MEMORY" => "out_of_memory",
+            "TIMEOUT" => "timeout",
+            "NODE_FAIL" => "node_fail",
+            "CANCELLED" => "cancelled",
+            _ => "other",
+        })
+    }
+}
+
+/// sacct's fields for final states; none holds user text, so `|` separates them safely.
+const FINAL_FIELDS: &str = "JobIDRaw,State,ExitCode,Reason";
+
+/// Parses `sacct -X -n -P --format=JobIDRaw,State,ExitCode,Reason` (step lines and junk skipped).
+pub fn parse_final_states(text: &str) -> Vec<FinalState> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split('|');
+            let id = JobId(f.next()?.trim().parse().ok()?);
+            let state = f.next()?.split_whitespace().next().unwrap_or("").to_string();
+            let exit_code = f.next()?.trim().to_string();
+            let reason = f.next().unwrap_or("").trim().to_string();
+            Some(FinalState { id, state, exit_code, reason })
+        })
+        .collect()
+}
+
+/// Final states of `ids` from sacct (at most [`MAX_FINAL_STATES`] per call; the rest are left
+/// for the caller's next call).
+pub async fn final_states(slurm: &SlurmRunner, ids: &[JobId]) -> Result<Vec<FinalState>, SlurmError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = ids.iter().take(MAX_FINAL_STATES).map(|id| id.to_string()).collect();
+    let mut words = args(&["-X", "-n", "-P"]);
+    words.push(format!("--format={FINAL_FIELDS}"));
+    words.push(format!("--jobs={}", list.join(",")));
+    if let Some(cluster) = slurm.cluster() {
+        words.push(format!("--clusters={cluster}"));
+    }
+    Ok(parse_final_states(&slurm.run("sacct", &words).await?))
+}
+
+/// Most job ids asked of sacct at once.
+pub const MAX_FINAL_STATES: usize = 64;
+
+/// Nodes whose CPUs are all allocated (`sinfo -N -o '%N|%C'`: allocated/idle/other/total; a
+/// node in several partitions shows once per partition).
+pub fn parse_packed_nodes(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            let (node, cpus) = line.trim().split_once('|')?;
+            let n: Vec<u64> = cpus.split('/').map(|c| c.trim().parse().ok()).collect::<Option<_>>()?;
+            let [alloc, idle, _other, total] = n[..] else { return None };
+            (total > 0 && idle == 0 && alloc > 0).then(|| node.to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Nodes whose CPUs are all allocated, from sinfo.
+pub async fn packed_nodes(slurm: &SlurmRunner) -> Result<Vec<String>, SlurmError> {
+    Ok(parse_packed_nodes(&slurm.run("sinfo", &args(&["-N", "-h", "-o", "%N|%C"])).await?))
+}
+
+/// A scraper step inside a running job on one node (`srun --jobid --overlap`). SLURM lets only
+/// the job's owner create a step in a job (root and SlurmUser are refused), so the step is
+/// started as that user by a root distributor (`setpriv`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScraperStep {
+    pub job: JobId,
+    pub node: String,
+    /// The job's owner: the step runs as this user.
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub memory: String,
+    pub time_limit_secs: u64,
+    /// The command the step runs (the binary and its arguments).
+    pub command: Vec<String>,
+}
+
+/// The program and arguments that start `step`: setpriv to the owner, then srun; srun alone when
+/// this process already runs as the owner (`self_uid`: a user's own distributor, user mode).
+pub fn step_command(slurm: &SlurmRunner, step: &ScraperStep, self_uid: u32) -> (String, Vec<String>) {
+    let minutes = step.time_limit_secs.div_ceil(60).max(1);
+    let srun = slurm.program("srun").display().to_string();
+    let mut a = vec![
+        format!("--reuid={}", step.uid),
+        format!("--regid={}", step.gid),
+        "--init-groups".into(),
+        "--".into(),
+        srun.clone(),
+        format!("--jobid={}", step.job),
+        "--overlap".into(),
+        format!("--nodelist={}", step.node),
+        "--nodes=1".into(),
+        "--ntasks=1".into(),
+        format!("--mem={}", step.memory),
+        format!("--job-name={}", super::SCRAPER_STEP_NAME),
+        format!("--time={minutes}"),
+        "--kill-on-bad-exit=0".into(),
+        "--quiet".into(),
+    ];
+    a.extend(step.command.iter().cloned());
+    if step.uid == self_uid {
+        a.drain(..5);
+        return (srun, a);
+    }
+    ("setpriv".into(), a)
 }
 
 fn args(words: &[&str]) -> Vec<String> {
@@ -355,6 +502,61 @@ mod tests {
         );
         assert_eq!(choose_account_partition("n3", &["dev".into()], &parts, "", "gpu"), None);
         assert_eq!(choose_account_partition("n9", &accounts, &parts, "", ""), None);
+    }
+
+    #[test]
+    fn final_states_tell_failures_by_reason() {
+        let text = "41|FAILED|1:0|NonZeroExitCode\n41.batch|FAILED|1:0|\n42|COMPLETED|0:0|None\n43|CANCELLED by 0|0:15|None\n44|RUNNING|0:0|None\n45|OUT_OF_MEMORY|0:125|OutOfMemory\njunk\n";
+        let states = parse_final_states(text);
+        assert_eq!(states.len(), 5);
+        assert_eq!(
+            states[0],
+            FinalState {
+                id: JobId(41),
+                state: "FAILED".into(),
+                exit_code: "1:0".into(),
+                reason: "NonZeroExitCode".into()
+            }
+        );
+        let failures: Vec<Option<&str>> = states.iter().map(FinalState::failure).collect();
+        assert_eq!(failures, [Some("failed"), None, Some("cancelled"), None, Some("out_of_memory")]);
+        assert!(states[3].unfinished());
+    }
+
+    #[test]
+    fn packed_nodes_are_those_with_no_idle_cpu() {
+        let text = "n1|2/0/0/2\nn1|2/0/0/2\nn2|1/1/0/2\nn3|0/2/0/2\nn4|0/0/2/2\nbad\nn5|x/0/0/2\n";
+        assert_eq!(parse_packed_nodes(text), ["n1"]);
+    }
+
+    #[test]
+    fn a_scraper_step_runs_as_the_jobs_owner_inside_its_allocation() {
+        let slurm = SlurmRunner::new(&turingwatch_config::SlurmConfig {
+            bin_dir: "/opt/slurm/bin".into(),
+            ..Default::default()
+        });
+        let step = ScraperStep {
+            job: JobId(77),
+            node: "n2".into(),
+            user: "alice".into(),
+            uid: 1001,
+            gid: 1001,
+            memory: "64M".into(),
+            time_limit_secs: 960,
+            command: vec!["/usr/bin/turingwatch".into(), "scrape".into()],
+        };
+        // Alice's own distributor runs srun itself.
+        let (program, own) = step_command(&slurm, &step, 1001);
+        assert_eq!(program, "/opt/slurm/bin/srun");
+        assert_eq!(own[0], "--jobid=77");
+        let (program, a) = step_command(&slurm, &step, 0);
+        assert_eq!(program, "setpriv");
+        assert_eq!(a[..4], ["--reuid=1001", "--regid=1001", "--init-groups", "--"]);
+        assert_eq!(a[4], "/opt/slurm/bin/srun");
+        for want in ["--jobid=77", "--overlap", "--nodelist=n2", "--mem=64M", "--job-name=tw-scraper", "--time=16"] {
+            assert!(a.contains(&want.to_string()), "{want} missing from {a:?}");
+        }
+        assert_eq!(a[a.len() - 2..], ["/usr/bin/turingwatch", "scrape"]);
     }
 
     #[test]

@@ -155,9 +155,25 @@ pub fn parse_sacct_part(text: &str, tz: &jiff::tz::TimeZone, imported_at: u64, l
         }
     }
     for (job, steps) in &mut batch.jobs {
+        drop_scraper_steps(job, steps);
         fold_steps_into_job(job, steps);
     }
     batch
+}
+
+/// Scraper steps in a user's job (numbered steps named [`super::SCRAPER_STEP_NAME`]) are not the
+/// user's work: they are dropped and their CPU time taken off the job's (sacct counts every
+/// step in the job line's TotalCPU).
+pub(crate) fn drop_scraper_steps(job: &mut JobRecord, steps: &mut Vec<StepRecord>) {
+    let (scrapers, kept): (Vec<StepRecord>, Vec<StepRecord>) =
+        std::mem::take(steps).into_iter().partition(|s| s.step.is_numbered() && s.name == super::SCRAPER_STEP_NAME);
+    *steps = kept;
+    for s in scrapers {
+        let usage = &mut job.usage;
+        usage.total_cpu_ms = usage.total_cpu_ms.saturating_sub(s.usage.total_cpu_ms);
+        usage.user_cpu_ms = usage.user_cpu_ms.saturating_sub(s.usage.user_cpu_ms);
+        usage.system_cpu_ms = usage.system_cpu_ms.saturating_sub(s.usage.system_cpu_ms);
+    }
 }
 
 /// Memory figures exist per step only (22.05 leaves them empty on the job line): the job gets

@@ -247,3 +247,23 @@ fn memory_used_is_the_sum_of_task_peaks_per_step_the_largest_step() {
     let step0 = steps.iter().find(|s| s.step == StepId(0)).unwrap();
     assert_eq!(step0.usage.mem_used_bytes, Some(634_855_424));
 }
+
+#[test]
+fn scraper_steps_in_a_users_job_are_left_out_with_their_cpu_time() {
+    let plain = parse(WINDOW);
+    let (job5, steps5) = job(&plain, 5);
+    let step1 = steps5.iter().find(|s| s.step == StepId(1)).unwrap();
+    // The same job, its step 1 named like our scraper steps.
+    let mut j = job5.clone();
+    let mut steps = steps5.clone();
+    steps.iter_mut().find(|s| s.step == StepId(1)).unwrap().name = crate::slurm::SCRAPER_STEP_NAME.into();
+    drop_scraper_steps(&mut j, &mut steps);
+    assert!(!steps.iter().any(|s| s.step == StepId(1)), "the scraper step is dropped");
+    assert_eq!(steps.len(), steps5.len() - 1);
+    assert_eq!(j.usage.total_cpu_ms, job5.usage.total_cpu_ms - step1.usage.total_cpu_ms);
+    // A batch step is never taken for a scraper, whatever its name.
+    let mut steps = steps5.clone();
+    steps[0].name = crate::slurm::SCRAPER_STEP_NAME.into();
+    drop_scraper_steps(&mut job5.clone(), &mut steps);
+    assert_eq!(steps.len(), steps5.len());
+}

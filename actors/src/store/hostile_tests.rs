@@ -147,10 +147,10 @@ fn implausible_samples_are_refused_by_reason_and_the_rest_stored() {
     assert!(stored.values().flatten().all(|s| s.cpu_user_cs < 2_000_000));
 }
 
-/// A store with alice's running job 5 and three samples its owner reported from n1.
+/// A store with alice's running job 5 (on n1 and n2) and three samples its owner reported from n1.
 fn store_with_owners_series(name: &str) -> Store {
     let store = temp_store(name);
-    store.upsert_jobs(&[running_job(5, "alice")], &[], None).unwrap();
+    store.upsert_jobs(&[JobRecord { node_list: "n[1-2]".into(), ..running_job(5, "alice") }], &[], None).unwrap();
     let owner = Checks { limits: &Limits::default(), from_service: false, plausibility: true };
     let out = store.store_checked_batch("n1/1000", 1, START + 4_000, "n1", &content(samples(5, [10, 20, 30])), &owner);
     assert_eq!(out.unwrap().samples, 3);
@@ -285,4 +285,45 @@ fn a_corrupt_job_value_is_skipped_by_a_period_read() {
     }
     let period = store.period_data(START, START + 3_600, |_| true).unwrap();
     assert_eq!(period.jobs.iter().map(|(j, _)| j.id).collect::<Vec<_>>(), [JobId(70)]);
+}
+
+#[test]
+fn a_step_reported_from_a_node_its_job_never_ran_on_is_refused() {
+    let store = temp_store("job-nodes");
+    let on_n1 = JobRecord { node_list: "n[1,3]".into(), ..running_job(21, "alice") };
+    let pending = JobRecord { start_at: None, node_list: "None assigned".into(), ..job(22, "alice", START, None) };
+    store.upsert_jobs(&[on_n1, pending], &[], None).unwrap();
+    let limits = Limits::default();
+    let checks = Checks { limits: &limits, from_service: true, plausibility: true };
+    let now = START + 3_700;
+    let out = store.store_checked_batch("n2/0", 1, now, "n2", &content(samples(21, [60, 120])), &checks).unwrap();
+    assert_eq!((out.samples, out.refused.get(Reason::NotJobNode)), (0, 2));
+    let out = store.store_checked_batch("n3/0", 2, now, "n3", &content(samples(21, [60, 120])), &checks).unwrap();
+    assert_eq!((out.samples, out.refused.total()), (2, 0));
+    // A job whose record names no nodes yet cannot be checked this way; its other checks apply.
+    let out = store.store_checked_batch("n2/0", 3, now, "n2", &content(samples(22, [60])), &checks).unwrap();
+    assert_eq!(out.refused.get(Reason::NotJobNode), 0);
+    assert_eq!(count(&store.samples_of_job(JobId(21)).unwrap()), 2);
+}
+
+#[test]
+fn a_sample_sent_late_must_fit_the_ones_after_it() {
+    let store = temp_store("late-sample");
+    store.upsert_jobs(&[running_job(23, "alice")], &[], None).unwrap();
+    let limits = Limits::default();
+    let checks = Checks { limits: &limits, from_service: true, plausibility: true };
+    let now = START + 3_700;
+    let at =
+        |t: u64, cpu: u64| (JobId(23), StepId(0), StepSample { at: START + t, cpu_user_cs: cpu, ..Default::default() });
+    let first = content(vec![at(100, 1_000), at(200, 2_000)]);
+    assert_eq!(store.store_checked_batch("n1/0", 1, now, "n1", &first, &checks).unwrap().samples, 2);
+    // Before the first stored sample with more CPU than it: the series would go back. Between
+    // two: fine if it fits both; replacing one with a leap the next could not follow: refused.
+    let late = content(vec![at(50, 5_000), at(150, 1_500), at(150, 1_000_000)]);
+    let out = store.store_checked_batch("n1/0", 2, now, "n1", &late, &checks).unwrap();
+    assert_eq!(out.samples, 1, "{:?}", out.refused);
+    assert_eq!((out.refused.get(Reason::CounterDecreased), out.refused.get(Reason::CpuLeap)), (1, 1));
+    let series: Vec<(u64, u64)> =
+        store.samples_of_job(JobId(23)).unwrap().values().flatten().map(|s| (s.at - START, s.cpu_user_cs)).collect();
+    assert_eq!(series, [(100, 1_000), (150, 1_500), (200, 2_000)]);
 }

@@ -285,7 +285,13 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
             by_series.entry((job.0, step.0)).or_default().1.push(reading.clone());
         }
         for ((job, step), (samples, gpus)) in by_series {
-            let bounds = self.bounds(JobId(job));
+            let bounds = self.bounds(JobId(job), node);
+            // A step runs only on its job's nodes: a report of it from another node is forged
+            // or misrouted.
+            if self.checks.plausibility && bounds.and_then(|b| b.on_node) == Some(false) {
+                out.refused.add(Reason::NotJobNode, (samples.len() + gpus.len()) as u64);
+                continue;
+            }
             // The service takes an owner's series over only with data that passes the checks
             // on its own: an implausible service batch must not wipe what the owner reported.
             let plausible_alone = !self.checks.plausibility || {
@@ -326,15 +332,16 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
         Ok(true)
     }
 
-    /// The job's accounting bounds, if stored (looked up once per report).
-    fn bounds(&mut self, job: JobId) -> Option<JobBounds> {
+    /// The job's accounting bounds for a report from `node`, if stored (looked up once per
+    /// report; a report comes from one node).
+    fn bounds(&mut self, job: JobId, node: &str) -> Option<JobBounds> {
         if let Some(b) = self.bounds.get(&job) {
             return *b;
         }
         let found = (|| {
             let block = self.jobs.get(block_of(job.0)).ok()??;
             let value = find(job.0, block.value()).ok()??;
-            decode_job(value).ok().map(|j| JobBounds::of(&j))
+            decode_job(value).ok().map(|j| JobBounds::of(&j, node))
         })();
         self.bounds.insert(job, found);
         found
@@ -384,7 +391,12 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
                 let replaces = merged.get(at).is_some_and(|s| s.at == sample.at);
                 if self.checks.plausibility {
                     let prev = if at > 0 { merged.get(at - 1) } else { before.as_ref() };
-                    if let Err(reason) = check_sample(&ctx, prev, sample) {
+                    // A sample that lands before ones already stored must fit them too: its
+                    // successor may not then go back or leap from it.
+                    let next = merged.get(if replaces { at + 1 } else { at });
+                    let fits = check_sample(&ctx, prev, sample)
+                        .and_then(|()| next.map_or(Ok(()), |n| check_sample(&ctx, Some(sample), n)));
+                    if let Err(reason) = fits {
                         out.refused.count(reason);
                         continue;
                     }

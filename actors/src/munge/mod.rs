@@ -1,13 +1,24 @@
 //! MUNGE credentials that bind a report to the uid that sent it.
 //!
 //! The cluster's own MUNGE is the authentication: the scraper runs `munge -s <payload>` and the
-//! server `unmunge`, which tells who encoded the credential (uid and name), when, and whether it
-//! was already decoded once (munged refuses replays). The payload is
+//! server decodes the credential, which tells who encoded it (uid and name), on which host,
+//! when, and whether it was already decoded once (munged refuses replays). The payload is
 //! `turingwatch-report-v1 <sha256 of the body>`, so a credential cannot be moved onto another
-//! body. The Debian `munge` tools are used rather than libmunge so no C library is linked.
+//! body.
+//!
+//! The server decodes through a [`Decoder`]: in-process with libmunge loaded at run time
+//! (`libmunge`), a bounded number at once, or, where the library is missing, through the
+//! `unmunge` program (one process per credential, said once in the log). The scraper encodes with
+//! the `munge` program: once a minute per node, a process costs nothing there.
+
+mod libmunge;
+
+pub use libmunge::{user_name, LibMunge};
 
 use sha2::{Digest, Sha256};
+use std::net::Ipv4Addr;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Prefix of the credential payload; the body's digest follows.
@@ -40,6 +51,80 @@ pub struct Decoded {
     /// When it was encoded, unix seconds.
     pub encoded_at: u64,
     pub payload: String,
+    /// The IPv4 address of the host that encoded it, as munged recorded it.
+    pub encode_addr: Option<Ipv4Addr>,
+}
+
+/// Credentials decoded at once through libmunge (each holds a blocking thread for one round
+/// trip to munged); more wait for a slot.
+const DECODES_AT_ONCE: usize = 8;
+
+/// Decodes credentials for the server: through libmunge when it loads, else `unmunge`.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    library: Option<Arc<LibMunge>>,
+    unmunge_command: String,
+    slots: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+}
+
+impl Decoder {
+    /// Loads `library` (empty: none) and falls back to `unmunge_command`, saying which in one
+    /// log line.
+    pub fn new(library: &str, unmunge_command: &str, timeout: Duration) -> Decoder {
+        let library = if library.is_empty() {
+            tracing::info!(
+                program = unmunge_command,
+                "MUNGE credentials decoded by a program per report ([ingest] munge_library is empty)"
+            );
+            None
+        } else {
+            match LibMunge::load(Some(library)) {
+                Ok(lib) => {
+                    tracing::info!(library, "MUNGE credentials decoded in-process");
+                    Some(Arc::new(lib))
+                }
+                Err(err) => {
+                    tracing::warn!(library, error = %err, program = unmunge_command, "cannot load libmunge; MUNGE credentials decoded by a program per report");
+                    None
+                }
+            }
+        };
+        Decoder {
+            library,
+            unmunge_command: unmunge_command.to_string(),
+            slots: Arc::new(tokio::sync::Semaphore::new(DECODES_AT_ONCE)),
+            timeout,
+        }
+    }
+
+    /// Whether credentials are decoded in-process.
+    pub fn in_process(&self) -> bool {
+        self.library.is_some()
+    }
+
+    /// Decodes `credential`. Refused credentials (bad, expired, replayed) are
+    /// [`MungeError::Refused`] with MUNGE's words; munged unreachable or too slow is another error.
+    pub async fn decode(&self, credential: &str) -> Result<Decoded, MungeError> {
+        let Some(library) = &self.library else {
+            return decode_credential(&self.unmunge_command, credential, self.timeout).await;
+        };
+        let work = async {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| MungeError::Failed { program: "libmunge".into(), message: "decoder closed".into() })?;
+            let (library, credential) = (library.clone(), credential.to_string());
+            tokio::task::spawn_blocking(move || library.decode(&credential))
+                .await
+                .map_err(|err| MungeError::Failed { program: "libmunge".into(), message: err.to_string() })?
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(MungeError::Timeout(self.timeout, "munged".into())),
+        }
+    }
 }
 
 /// The payload that binds a credential to `body`.
@@ -113,7 +198,10 @@ pub fn parse_unmunge(text: &str) -> Result<Decoded, MungeError> {
     let (user, uid) = name_and_number(parse_field(text, "UID").ok_or_else(bad)?).ok_or_else(bad)?;
     let (_, encoded_at) = name_and_number(parse_field(text, "ENCODE_TIME").ok_or_else(bad)?).ok_or_else(bad)?;
     let payload = text.split_once("\n\n").map(|(_, p)| p).unwrap_or("").to_string();
-    Ok(Decoded { uid: u32::try_from(uid).map_err(|_| bad())?, user, encoded_at, payload })
+    // `ENCODE_HOST:     localhost (127.0.0.1)`
+    let encode_addr = parse_field(text, "ENCODE_HOST")
+        .and_then(|v| v.rsplit_once('(')?.1.strip_suffix(')')?.parse::<Ipv4Addr>().ok());
+    Ok(Decoded { uid: u32::try_from(uid).map_err(|_| bad())?, user, encoded_at, payload, encode_addr })
 }
 
 fn parse_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
@@ -140,6 +228,7 @@ mod tests {
             (d.uid, d.user.as_str(), d.encoded_at, d.payload.as_str()),
             (1001, "alice", 1_795_644_482, "tw1 abc")
         );
+        assert_eq!(d.encode_addr, Some(Ipv4Addr::LOCALHOST));
         let replayed = OUTPUT.replace("Success (0)", "Replayed credential (17)");
         assert!(
             matches!(parse_unmunge(&replayed), Err(MungeError::Refused { status }) if status.starts_with("Replayed"))
@@ -168,5 +257,39 @@ mod tests {
         assert!(matches!(again, Err(MungeError::Refused { .. })), "{again:?}");
         let forged = decode_credential("unmunge", "MUNGE:AAAAforged:", Duration::from_secs(10)).await;
         assert!(matches!(forged, Err(MungeError::Refused { .. })), "{forged:?}");
+    }
+
+    /// libmunge and `unmunge` agree on who, when, where and what; both refuse replays and
+    /// forgeries; a missing library falls back to the program.
+    #[actix_rt::test]
+    async fn libmunge_decodes_like_unmunge_and_refuses_the_same() {
+        if std::process::Command::new("munge").arg("-V").output().is_err() {
+            eprintln!("skipping: munge is not installed");
+            return;
+        }
+        let decoder = Decoder::new("libmunge.so.2", "unmunge", Duration::from_secs(10));
+        assert!(decoder.in_process(), "libmunge.so.2 is installed with munge; it must load");
+        let cred = encode_credential("munge", b"body").unwrap();
+        let by_lib = decoder.decode(&cred).await.unwrap();
+        let cred2 = encode_credential("munge", b"body").unwrap();
+        let by_program = decode_credential("unmunge", &cred2, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(by_lib.payload, payload_for(b"body"));
+        assert_eq!(
+            (by_lib.uid, &by_lib.user, by_lib.encode_addr),
+            (by_program.uid, &by_program.user, by_program.encode_addr)
+        );
+        assert!(by_lib.encoded_at.abs_diff(by_program.encoded_at) <= 5);
+        for (bad, want) in
+            [(cred.as_str(), "Replayed"), ("MUNGE:AAAAforged:", "Invalid"), ("", "Invalid"), ("MUNGE:\0x:", "")]
+        {
+            match decoder.decode(bad).await {
+                Err(MungeError::Refused { status }) => assert!(status.contains(want), "{bad:?}: {status}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let fallback = Decoder::new("/nonexistent/libmunge.so.2", "unmunge", Duration::from_secs(10));
+        assert!(!fallback.in_process());
+        let cred3 = encode_credential("munge", b"x").unwrap();
+        assert_eq!(fallback.decode(&cred3).await.unwrap().payload, payload_for(b"x"));
     }
 }
