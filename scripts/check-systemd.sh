@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Verifies every unit in systemd/ with `systemd-analyze verify`, pointing ExecStart at a built
-# turingwatch binary (verify checks that the program exists). systemd-analyze exits 0 even when
-# it reports problems, so any diagnostic it prints fails this check.
+# Verifies every unit in systemd/ (with its drop-ins) with `systemd-analyze verify`, pointing
+# ExecStart at a built turingwatch binary (verify checks that the program exists).
+# systemd-analyze exits 0 even when it reports problems, so any diagnostic it prints fails this
+# check.
 #   scripts/check-systemd.sh [BINARY] [UNIT_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +16,8 @@ shopt -s nullglob
 files=("$units"/*.service "$units"/*.timer)
 ((${#files[@]})) || { echo "check-systemd: no units in $units" >&2; exit 1; }
 for f in "${files[@]}"; do sed "s#/usr/local/bin/turingwatch#$bin#g" "$f" >"$work/$(basename "$f")"; done
+# Drop-ins (<unit>.d/*.conf) are verified with their unit, as systemd loads them.
+for d in "$units"/*.service.d; do mkdir -p "$work/$(basename "$d")"; cp "$d"/*.conf "$work/$(basename "$d")/"; done
 cd "$work"
 out=$(SYSTEMD_LOG_LEVEL=notice systemd-analyze verify ./*.service ./*.timer 2>&1 || echo "systemd-analyze exited with $?")
 # Lines about units outside ours (e.g. missing munge.service on a build host) are not ours to fix.

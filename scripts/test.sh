@@ -12,11 +12,13 @@ bash scripts/check-layers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Tests that stop shared daemons (slurmdbd, slurmctld), fill every CPU or measure latency run
-# alone afterwards, so they cannot disturb the others nor be disturbed.
+# alone afterwards, so they cannot disturb the others nor be disturbed. The unit boot test runs a
+# distributor as its unit does (no --only-nodes): it places scraper jobs on every busy node.
 serial=(accounting::a_slurmdbd_outage_is_backed_off_and_the_missed_window_imported
         outage::the_distributor_rides_out_a_slurmctld_outage
         distribute::every_job_on_a_packed_cluster_is_sampled_within_one_round
-        load::slow_bodies_and_junk_credentials_cost_no_commit_and_leave_the_web_fast)
+        load::slow_bodies_and_junk_credentials_cost_no_commit_and_leave_the_web_fast
+        units::the_units_boot_and_each_role_works_as_shipped)
 skips=(); for t in "${serial[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace -- --test-threads=2 "${skips[@]}"
 for t in "${serial[@]}"; do cargo test --test e2e -- --exact "$t"; done

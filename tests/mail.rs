@@ -37,11 +37,13 @@ pub fn smtp_sink(dir: &Path, port: u16) -> SmtpSink {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 -m aiosmtpd (pip install aiosmtpd; scripts/setup.sh does)");
+    // Dropped (killed) if it does not come up; Python starts slowly on a loaded machine.
+    let sink = SmtpSink { child, maildir };
     assert!(
-        eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        eventually(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
         "aiosmtpd did not listen on {port}"
     );
-    SmtpSink { child, maildir }
+    sink
 }
 
 /// One received mail: raw text and the decoded bodies of its parts, by content type.
@@ -363,7 +365,7 @@ fn a_mail_unacknowledged_at_a_crash_is_not_resent_but_can_be_by_hand() {
         .spawn()
         .expect("python3 aiosmtpd");
     let sink = SmtpSink { child, maildir: maildir.clone() };
-    assert!(eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", 18_340)).is_ok()));
+    assert!(eventually(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", 18_340)).is_ok()));
     let config = server_config(&dir, 18_341, 18_340, "1s");
     let period = seed_previous_period(&dir.join("store.redb"), |start| vec![wasteful_cpu(9_300_001, "twslow", start)]);
 

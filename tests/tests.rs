@@ -26,4 +26,5 @@ mod scrape;
 mod scrape_support;
 mod server;
 mod slurm;
+mod units;
 mod web;

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod munge;
 pub mod period;
 pub mod sample;
+pub mod service_user;
 pub mod slurm;
 pub mod store;
 pub mod web_backend;

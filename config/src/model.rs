@@ -101,7 +101,9 @@ pub struct ScrapeConfig {
     pub concurrent_nodes: u32,
     /// Where scrapers send reports. Empty: `http://<web.bind>` of this host.
     pub server_url: String,
-    /// Local spool for reports the server has not acknowledged yet.
+    /// Local spool for reports the server has not acknowledged yet (a per-node subdirectory is
+    /// used). Empty: `$STATE_DIRECTORY/spool` under a unit with `StateDirectory=`, else a private
+    /// per-uid directory under /var/tmp.
     pub spool_dir: String,
     /// Largest size the spool may grow to; the oldest reports are dropped past it (and counted).
     pub spool_max_bytes: u64,
@@ -127,7 +129,7 @@ impl Default for ScrapeConfig {
             time_per_node: Span::secs(900),
             concurrent_nodes: 4,
             server_url: String::new(),
-            spool_dir: "/var/spool/turingwatch".into(),
+            spool_dir: String::new(),
             spool_max_bytes: 256 * 1024 * 1024,
             report_every: Span::secs(60),
             ignored_apps: ["slurmstepd", "slurm_script", "srun", "turingwatch", "sleep"].map(String::from).to_vec(),

@@ -174,7 +174,8 @@ async fn ingest_report(
         Ok(report) => report,
         Err(err) => return refuse(&shared, StatusCode::BAD_REQUEST, "malformed", &err.to_string()).await,
     };
-    let service = config.service_users.contains(&decoded.user);
+    let service =
+        crate::service_user::ServiceUsers::of_this_process(&config.service_users).trusts(&decoded.user, decoded.uid);
     let jobs: std::collections::BTreeSet<JobId> = report.steps.iter().map(|s| s.job).collect();
     if jobs.len() > MAX_JOBS_PER_BATCH {
         let detail = format!("{} jobs in one batch (at most {MAX_JOBS_PER_BATCH})", jobs.len());

@@ -74,4 +74,6 @@ pub struct ReporterStats {
     pub sent: u64,
     /// Reports still in the spool.
     pub left_in_spool: usize,
+    /// Reports the server refused for good (set aside in the spool's `rejected/`).
+    pub rejected: u64,
 }

@@ -45,7 +45,8 @@ pub struct Params {
     pub rightsize_margin_frac: f64,
     pub period_secs: u64,
     /// The service's own scraper jobs: `[distributor] job_name` submitted by one of
-    /// `[ingest] service_users`. They are neither analysed, mailed nor counted as waste.
+    /// the service users (`service_user`: `[ingest] service_users` and the server's own user).
+    /// They are neither analysed, mailed nor counted as waste.
     pub service_job_name: String,
     pub service_users: Vec<String>,
 }
@@ -65,7 +66,7 @@ impl Params {
             rightsize_margin_frac: config.analysis.rightsize_margin_frac,
             period_secs: config.analysis.period.as_secs().max(1),
             service_job_name: config.distributor.job_name.clone(),
-            service_users: config.ingest.service_users.clone(),
+            service_users: crate::service_user::ServiceUsers::of_this_process(&config.ingest.service_users).names(),
         }
     }
 

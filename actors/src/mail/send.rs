@@ -23,6 +23,8 @@ pub enum MailError {
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("sendmail: {0}")]
     Sendmail(#[from] lettre::transport::sendmail::Error),
+    #[error("sendmail did not finish within {0} s (Postfix's postdrop retries forever when it cannot write its maildrop: see systemd/README.md, \"Mail\")")]
+    SendmailTimeout(u64),
     #[error("file transport: {0}")]
     File(#[from] lettre::transport::file::Error),
 }
@@ -70,6 +72,9 @@ pub fn build_message(config: &MailConfig, mail: &Outgoing<'_>) -> Result<Message
         .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(mail.html.to_string()));
     Ok(builder.multipart(body)?)
 }
+
+/// Longest a sendmail program may take to accept one message.
+const SENDMAIL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A configured transport.
 pub enum Transport {
@@ -119,7 +124,9 @@ impl Transport {
                 t.send(message).await?;
             }
             Transport::Sendmail(t) => {
-                t.send(message).await?;
+                tokio::time::timeout(SENDMAIL_TIMEOUT, t.send(message))
+                    .await
+                    .map_err(|_| MailError::SendmailTimeout(SENDMAIL_TIMEOUT.as_secs()))??;
             }
             Transport::File(t) => {
                 t.send(message).await?;

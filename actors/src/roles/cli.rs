@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use turingwatch_config::{LogFormat, Source};
 
-/// Exit code for a configuration error (sysexits EX_CONFIG).
-pub const EXIT_CONFIG: u8 = 78;
+pub use super::EXIT_CONFIG;
 
 /// turingwatch: how well SLURM jobs use what they asked for.
 #[derive(Debug, Parser)]

@@ -21,6 +21,10 @@ use anyhow::Context;
 use std::path::Path;
 use turingwatch_config::Config;
 
+/// Exit code for a configuration error (sysexits EX_CONFIG); the units set
+/// `RestartPreventExitStatus=78`.
+pub const EXIT_CONFIG: u8 = 78;
+
 /// Opens the store for a one-shot role (the server must not hold it).
 pub(crate) fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(Path::new(&config.store.path)).with_context(|| {

@@ -60,12 +60,20 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let spool = open_spool(config, options, &node)?;
-    let to = Destination {
-        node: node.clone(),
-        server: server_url(config, options),
-        munge: config.ingest.munge_command.clone(),
+    // What cannot work is said now, in one line naming the key and the fix, with the
+    // configuration-error exit code (units do not restart on it), not after the first sample.
+    let server = server_url(config, options);
+    if let Err(err) = crate::wire::send::parse_url(&server) {
+        return Ok(cannot_start(&format!(
+            "{err}: set [scrape] server_url (or TURINGWATCH_SCRAPE_SERVER_URL, or --server) to the server's http://host:port as compute nodes reach it"
+        )));
+    }
+    let spool = match open_spool(config, options, &node) {
+        Ok(spool) => spool,
+        Err(why) => return Ok(cannot_start(&why)),
     };
+    tracing::info!(spool = %spool.dir().display(), server = %server, "reporting");
+    let to = Destination { node: node.clone(), server, munge: config.ingest.munge_command.clone() };
     let interval = options.interval.unwrap_or(config.scrape.interval.get()).max(Duration::from_millis(100));
     let schedule = Schedule {
         interval,
@@ -99,6 +107,7 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
         node = %node,
         reports_sent = stats.sent,
         left_in_spool = stats.left_in_spool,
+        reports_rejected = stats.rejected,
         sampler_restarts = metrics.restarts_of("sampler"),
         reporter_restarts = metrics.restarts_of("reporter"),
         "scraper finished"
@@ -106,11 +115,43 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The node's spool (`[scrape] spool_dir`/<node>), opened (and created).
-fn open_spool(config: &Config, options: &ScrapeOptions, node: &str) -> anyhow::Result<Spool> {
-    let dir = options.spool_dir.clone().unwrap_or_else(|| PathBuf::from(&config.scrape.spool_dir)).join(node);
-    Spool::open(&dir, config.scrape.spool_max_bytes)
-        .with_context(|| format!("opening the spool {} ([scrape] spool_dir)", dir.display()))
+/// The node's spool, `<root>/<node>`, opened (and created). The root is `--spool-dir`, else
+/// `[scrape] spool_dir`, else `wire::spool::default_root` (the unit's state directory, or a
+/// private per-uid directory under /var/tmp).
+fn open_spool(config: &Config, options: &ScrapeOptions, node: &str) -> Result<Spool, String> {
+    const FIX: &str =
+        "make it writable by this user, or set [scrape] spool_dir (empty: a private directory under /var/tmp)";
+    let root = match (&options.spool_dir, config.scrape.spool_dir.as_str()) {
+        (Some(dir), _) => dir.clone(),
+        (None, "") => {
+            let state = std::env::var("STATE_DIRECTORY").ok();
+            crate::wire::spool::default_root(state.as_deref()).map_err(|err| {
+                format!("no usable default spool ([scrape] spool_dir is empty): {err}; set [scrape] spool_dir to a directory this user may create")
+            })?
+        }
+        (None, dir) => PathBuf::from(dir),
+    };
+    let dir = root.join(node);
+    let spool = Spool::open(&dir, config.scrape.spool_max_bytes).map_err(|err| {
+        let cause = match &err {
+            crate::wire::spool::SpoolError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        format!("opening the spool {} ([scrape] spool_dir): {cause}; {FIX}", dir.display())
+    })?;
+    // Writable now, not only creatable: a read-only spool would fail at the first report.
+    let probe = dir.join(".probe.tmp");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|err| format!("the spool {} ([scrape] spool_dir) is not writable: {err}; {FIX}", dir.display()))?;
+    Ok(spool)
+}
+
+/// Says why the scraper cannot start, on one line of stderr; the configuration-error exit code.
+fn cannot_start(why: &str) -> ExitCode {
+    tracing::error!(why, "the scraper cannot start");
+    eprintln!("turingwatch: scraper cannot start: {why}");
+    ExitCode::from(super::EXIT_CONFIG)
 }
 
 /// `--server`, else `[scrape] server_url`, else `http://<web.bind>`.
