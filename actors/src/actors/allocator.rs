@@ -146,7 +146,7 @@ impl Actor for Allocator {
             );
         }
         let dir = self.ctx.options.resolved_state_dir(config).join("scrapers");
-        if self.ctx.options.scraper_output.is_empty() {
+        if self.ctx.options.outputs_in_state_dir() {
             if let Err(err) = std::fs::create_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %err, "cannot create the scraper output directory");
             }
@@ -321,7 +321,7 @@ async fn tick(
             tracing::debug!(nodes = busy.len(), packed = packed.len(), "distribution round");
             rounds.start_round(&busy);
             next_round = now + ctx.config.distributor.round_interval.get().as_secs().max(1);
-            if ctx.options.scraper_output.is_empty() {
+            if ctx.options.outputs_in_state_dir() {
                 prune_outputs(&ctx.options.resolved_state_dir(&ctx.config).join("scrapers"));
             }
         }
@@ -499,8 +499,9 @@ fn place_steps(
     ctx.metrics.packed_nodes_unsampled.set(unsampled.len() as u64);
 }
 
-/// The scraper step for `job` on `node`: `scrape --job` for that job only, spooling in a
-/// directory of the owner's under the state directory.
+/// The scraper step for `job` on `node`: `scrape --job` for that job only, spooling where a
+/// scraper of that user spools by default on that node (`wire::spool`: a private per-uid
+/// directory), not under the distributor's state directory, which compute nodes need not have.
 fn scraper_step(
     ctx: &Context,
     binary: &str,
@@ -509,7 +510,6 @@ fn scraper_step(
     (uid, gid): (u32, u32),
 ) -> queue::ScraperStep {
     let scrape_secs = ctx.config.scrape.time_per_node.get().as_secs();
-    let spool = step_spool(ctx, &job.user, uid, gid);
     let mut command = vec![binary.to_string()];
     if let Some(path) = &ctx.options.config_path {
         command.extend(["--config".to_string(), path.display().to_string()]);
@@ -522,8 +522,6 @@ fn scraper_step(
         job.id.to_string(),
         "--duration".into(),
         format!("{scrape_secs}s"),
-        "--spool-dir".into(),
-        spool.display().to_string(),
     ]);
     queue::ScraperStep {
         job: job.id,
@@ -535,21 +533,6 @@ fn scraper_step(
         time_limit_secs: scrape_secs + 60,
         command,
     }
-}
-
-/// `<state_dir>/step-spool/<user>`, owned by the user, mode 0700 (made here, as root).
-fn step_spool(ctx: &Context, user: &str, uid: u32, gid: u32) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let base = ctx.options.resolved_state_dir(&ctx.config).join("step-spool");
-    let dir = base.join(user);
-    let made = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)))
-        .and_then(|()| std::os::unix::fs::chown(&dir, Some(uid), Some(gid)))
-        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
-    if let Err(err) = made {
-        tracing::warn!(dir = %dir.display(), error = %err, "cannot prepare a scraper step's spool");
-    }
-    dir
 }
 
 /// The service account's name and the binary scraper jobs run.

@@ -48,13 +48,26 @@ impl DistributeOptions {
 
     /// The sbatch `--output` pattern of scraper jobs.
     pub fn output_pattern(&self, config: &Config) -> String {
-        if self.scraper_output.is_empty() {
-            self.resolved_state_dir(config).join("scrapers").join("scraper-%j.out").display().to_string()
-        } else {
-            self.scraper_output.clone()
+        match self.scraper_output.as_str() {
+            // Compute nodes write this file: only a path they share with this host works, so by
+            // default the output is dropped and a failure is told by SLURM's exit state alone.
+            "" => "/dev/null".into(),
+            AUTO_OUTPUT => {
+                self.resolved_state_dir(config).join("scrapers").join("scraper-%j.out").display().to_string()
+            }
+            pattern => pattern.to_string(),
         }
     }
+
+    /// Whether scraper outputs go to the state directory (which it then creates and prunes).
+    pub fn outputs_in_state_dir(&self) -> bool {
+        self.scraper_output == AUTO_OUTPUT
+    }
 }
+
+/// `--scraper-output auto`: outputs under `<state dir>/scrapers/` (a directory the compute nodes
+/// share with the distributor's host).
+pub const AUTO_OUTPUT: &str = "auto";
 
 /// Most scraper output files kept; older ones are pruned each round.
 pub const OUTPUTS_KEPT: usize = 256;

@@ -96,12 +96,14 @@ pub struct DistributeArgs {
     /// Only place scrapers on these nodes (comma-separated; default: every node with running jobs).
     #[arg(long, value_delimiter = ',')]
     pub only_nodes: Vec<String>,
-    /// Output file of scraper jobs (sbatch --output, `%j` = job id; default
-    /// `<state dir>/scrapers/scraper-%j.out`, read when a job fails, then deleted).
+    /// Output file of scraper jobs (sbatch --output, `%j` = job id), written on the compute
+    /// node. Default: none (/dev/null; a failure is told by SLURM's exit state). `auto`:
+    /// `<state dir>/scrapers/scraper-%j.out`, read when a job fails, then deleted — only where
+    /// the compute nodes share that directory with this host.
     #[arg(long, default_value = "")]
     pub scraper_output: String,
-    /// The distributor's directory: scraper outputs, scraper step spools (default
-    /// $STATE_DIRECTORY, else the directory of [store] path).
+    /// The distributor's directory, for `--scraper-output auto` (default $STATE_DIRECTORY, else
+    /// the directory of [store] path).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Serve /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9105.
