@@ -13,7 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/dev-cluster.sh start
-cargo build --release --bin turingwatch
+# TURINGWATCH_PROFILE=debug reuses the test suite's build (scripts/check-demo.sh in CI).
+profile=${TURINGWATCH_PROFILE:-release}
+if [[ $profile == release ]]; then cargo build --release --bin turingwatch; else cargo build --bin turingwatch; fi
 mkdir -p dev
 umask 022
 if [[ ! -f dev/turingwatch.toml ]]; then
@@ -64,4 +66,4 @@ if [[ ${DEMO_JOBS:-1} != 0 ]]; then
   ) &
 fi
 echo "turingwatch server on http://127.0.0.1:8080 (config dev/turingwatch.toml); Ctrl-C stops it"
-exec target/release/turingwatch server --config dev/turingwatch.toml
+exec "target/$profile/turingwatch" server --config dev/turingwatch.toml

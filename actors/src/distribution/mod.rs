@@ -171,6 +171,10 @@ mod tests {
             job.command,
             ["/usr/bin/turingwatch", "--config", "/etc/tw.toml", "scrape", "--node", "n7", "--duration", "900s"]
         );
+        // The output is written on the compute node: none unless a shared path is asked for.
+        assert_eq!(job.output, "/dev/null");
+        let auto = DistributeOptions { scraper_output: AUTO_OUTPUT.into(), ..options.clone() };
+        let job = scraper_job(&config, &auto, "/usr/bin/turingwatch", "n7", None, None);
         assert!(job.output.starts_with('/') && job.output.ends_with("/scrapers/scraper-%j.out"), "{}", job.output);
     }
 
