@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The demo: sets up a fresh machine and runs the whole turingwatch loop against the dev SLURM
 # cluster. Installs packages, starts the cluster (scripts/dev-cluster.sh), builds, writes
-# dev/turingwatch.toml and runs `turingwatch server` with the distributor inside it, 5-minute
+# dev/turingwatch.toml and runs `turingwatch server` with the distributor inside it, 2-minute
 # periods and mail written to files. Once the server answers it submits three demo jobs
 # (scripts/demo-jobs.sh: alice wastes CPUs, alice wastes memory, bob uses what he asked for),
 # which the scrapers sample while they run; when they end, their period closes and each user's
-# report mail appears in dev/mail-out/ (about 10 minutes after the server starts).
+# report mail appears in dev/mail-out/ (about 5 minutes after the server starts).
 #   scripts/run-dev.sh              demo: server in the foreground, Ctrl-C stops it
 #   DEMO_JOBS=0 scripts/run-dev.sh  the same without the demo jobs
 # What to look at, and when: README.md, "The demo".
@@ -40,8 +40,8 @@ round_interval = "30s"
 allocation_timeout = "1m"
 backoff_initial = "30s"
 [analysis]
-period = "5m"
-close_grace = "2m"
+period = "2m"
+close_grace = "1m"
 results_dir = "dev/analysis_result"
 timezone = "UTC"
 [findings]
