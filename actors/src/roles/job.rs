@@ -18,7 +18,9 @@ use turingwatch_config::Config;
 pub fn run(config: &Config, job_text: &str, json: bool) -> anyhow::Result<ExitCode> {
     let params = Params::from_config(config);
     let from_store = match job_text.parse::<u64>() {
-        Ok(id) => match Store::open(Path::new(&config.store.path)) {
+        // Never `Store::open`: that creates the file where `[store] path` points (by default in
+        // the caller's working directory) and migrates it.
+        Ok(id) => match Store::open_existing(Path::new(&config.store.path)) {
             Ok(store) => match store.job(JobId(id))? {
                 Some(job) => Some(load_job(&store, job)?),
                 None => None,
