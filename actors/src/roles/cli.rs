@@ -45,7 +45,7 @@ pub enum Command {
     /// Analyse one period now and write its result bundle.
     Analyze(super::analyze::AnalyzeArgs),
     /// Report on one job, like seff/jobstats.
-    Job(JobArgs),
+    Job(super::job::JobArgs),
     /// Print what the accounting import would import (touches nothing).
     Accounting(super::accounting::AccountingArgs),
     /// Send or preview report mails by hand.
@@ -108,16 +108,6 @@ pub struct DistributeArgs {
     /// Serve /metrics (Prometheus text) on this address, e.g. 127.0.0.1:9105.
     #[arg(long)]
     pub metrics_bind: Option<String>,
-}
-
-/// `turingwatch job` options.
-#[derive(Debug, Args)]
-pub struct JobArgs {
-    /// The job id (`123`, `123_4`, `123+1`).
-    pub job_id: String,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs the binary; returns its exit code.
@@ -183,7 +173,7 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             },
         ),
         Command::Analyze(args) => super::analyze::run(config, &args),
-        Command::Job(args) => super::job::run(config, &args.job_id, args.json),
+        Command::Job(args) => super::job::run(config, &args),
         Command::Accounting(args) => super::accounting::run(config, &args),
         Command::Mail(args) => super::mail::run(config, &args),
     }
