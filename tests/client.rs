@@ -85,7 +85,7 @@ fn get_status(port: u16, path: &str, credential: &str) -> u16 {
     answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not HTTP: {answer:?}"))
 }
 
-/// alice sees her running job's samples through the server; bob is refused and gets what
+/// alice sees her running job's samples through the server, and so does an admin; bob is refused and gets what
 /// sacct shows; a credential for another request, a replayed one, a bad id are refused; with
 /// the server down the fallback says so.
 #[test]
@@ -94,6 +94,9 @@ fn job_asks_the_server_as_the_credentialed_user() {
         return;
     }
     let setup = Setup::new("client_job_asks_the_server", PORT, "");
+    // root is one of `[web] admins`: it may see any job.
+    let text = std::fs::read_to_string(&setup.config).unwrap().replacen("[web]\n", "[web]\nadmins = [\"root\"]\n", 1);
+    std::fs::write(&setup.config, text).unwrap();
     let id = python_job("alice", Some("n1"), "200M", &hog_program(50, 60));
     wait_running(id, Duration::from_secs(90));
     let server = setup.server();
@@ -120,6 +123,10 @@ fn job_asks_the_server_as_the_credentialed_user() {
     let (source, samples, stderr) = job_json(&setup, "bob", id, &[]);
     assert_eq!((source.as_str(), samples), ("slurm", 0), "{stderr}");
     assert!(stderr.contains("refused: 403") && own_lines(&stderr) == 1, "{stderr}");
+
+    // An admin gets anyone's job.
+    let (source, samples, stderr) = job_json(&setup, "root", id, &[]);
+    assert!(source == "server" && samples > 0, "root ([web] admins): {source} {samples} {stderr}");
 
     // The credential binds the request, once: another job's path, a replay, a bad id.
     let path = format!("/client/v1/jobs/{id}");
