@@ -11,6 +11,7 @@ mod util;
 mod accounting;
 mod analysis;
 mod cli;
+mod client;
 mod crash;
 mod deploy;
 mod disk_full;

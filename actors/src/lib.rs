@@ -15,6 +15,7 @@ pub mod actors;
 pub mod accounting;
 pub mod analysis;
 pub mod backoff;
+pub mod client;
 pub mod clock;
 pub mod distribution;
 pub mod job;

@@ -11,6 +11,7 @@
 pub mod accounting;
 /// The allocator: places scraper jobs on busy nodes through SLURM.
 pub mod allocator;
+pub mod client_api;
 /// `POST /ingest/v1/report`: scraper reports into the store, exactly once.
 pub mod ingest;
 /// The mailer: sends due outbox entries when a period closed (or on SIGUSR1).

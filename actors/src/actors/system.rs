@@ -3,12 +3,12 @@
 //!
 //! Actors get their collaborators here (as `Addr`/`Recipient` values), never from a global
 //! registry, so tests can wire probes instead. The HTTP app is composed from the parts that own
-//! routes (the web crate's report site and API, the ingest endpoint) with `App::configure`.
+//! routes (the web crate's report site and API, the ingest endpoint, the client API) with `App::configure`.
 
 use super::messages::CancelScrapers;
 use super::shared::Shared;
 use super::signals::{self, SecondStop};
-use super::{accounting, allocator, ingest, mailer, rollover};
+use super::{accounting, allocator, client_api, ingest, mailer, rollover};
 use crate::distribution::DistributeOptions;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -56,6 +56,7 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
         Arc::new(crate::web_backend::StoreBackend::new(Arc::clone(&shared.store), &shared.config)),
     ));
     let ingest_state = actix_web::web::Data::new(ingest::IngestState::new(&shared.config.ingest));
+    let client_state = actix_web::web::Data::new(client_api::ClientApiState::new(&shared.config.ingest));
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();
         actix_web::App::new()
@@ -65,6 +66,7 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
             .route("/metrics", actix_web::web::get().to(metrics_endpoint))
             .configure(ingest::configure(ingest_state.clone()))
+            .configure(client_api::configure(client_state.clone()))
             .configure(turingwatch_web::routes::mount(web_state.clone()))
     })
     .workers(2)

@@ -24,6 +24,9 @@ use std::time::Duration;
 /// Prefix of the credential payload; the body's digest follows.
 pub const PAYLOAD_PREFIX: &str = "turingwatch-report-v1 ";
 
+/// Prefix of the client API's credential payload; the method and path follow.
+pub const CLIENT_PAYLOAD_PREFIX: &str = "turingwatch-client-v1 ";
+
 /// The HTTP header carrying the credential.
 pub const CREDENTIAL_HEADER: &str = "X-Munge-Credential";
 
@@ -138,10 +141,22 @@ pub fn payload_for(body: &[u8]) -> String {
     out
 }
 
+/// The payload that binds a client API credential to one request: `turingwatch-client-v1 GET
+/// /client/v1/jobs/42`. A credential made for one request is refused for any other, and munged
+/// refuses a second decode of the same credential.
+pub fn client_payload(method: &str, path: &str) -> String {
+    format!("{CLIENT_PAYLOAD_PREFIX}{method} {path}")
+}
+
 /// Makes a credential for `body` with `munge_command` (blocking; the scraper is a thread).
 pub fn encode_credential(munge_command: &str, body: &[u8]) -> Result<String, MungeError> {
+    encode_payload(munge_command, &payload_for(body))
+}
+
+/// Makes a credential carrying `payload` with `munge_command` (blocking).
+pub fn encode_payload(munge_command: &str, payload: &str) -> Result<String, MungeError> {
     let output = std::process::Command::new(munge_command)
-        .args(["-s", &payload_for(body)])
+        .args(["-s", payload])
         .stdin(Stdio::null())
         .output()
         .map_err(|source| MungeError::Spawn { program: munge_command.to_string(), source })?;
@@ -242,6 +257,13 @@ mod tests {
         assert_eq!(payload_for(b"").len(), PAYLOAD_PREFIX.len() + 64);
         // SHA-256 of the empty string.
         assert!(payload_for(b"").ends_with("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    }
+
+    #[test]
+    fn the_client_payload_binds_method_and_path() {
+        assert_eq!(client_payload("GET", "/client/v1/jobs/42"), "turingwatch-client-v1 GET /client/v1/jobs/42");
+        assert_ne!(client_payload("GET", "/client/v1/jobs/42"), client_payload("GET", "/client/v1/jobs/43"));
+        assert!(!payload_for(b"GET /client/v1/jobs/42").starts_with(CLIENT_PAYLOAD_PREFIX));
     }
 
     #[actix_rt::test]

@@ -44,7 +44,7 @@ pub enum Command {
     /// Analyse one period now and write its result bundle.
     Analyze(super::analyze::AnalyzeArgs),
     /// Report on one job, like seff/jobstats.
-    Job(JobArgs),
+    Job(super::job::JobArgs),
     /// Print what the accounting import would import (touches nothing).
     Accounting(super::accounting::AccountingArgs),
     /// Send or preview report mails by hand.
@@ -111,16 +111,6 @@ pub struct DistributeArgs {
     pub metrics_bind: Option<String>,
 }
 
-/// `turingwatch job` options.
-#[derive(Debug, Args)]
-pub struct JobArgs {
-    /// The job id (`123`, `123_4`, `123+1`).
-    pub job_id: String,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// Runs the binary; returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -184,7 +174,7 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
             },
         ),
         Command::Analyze(args) => super::analyze::run(config, &args),
-        Command::Job(args) => super::job::run(config, &args.job_id, args.json),
+        Command::Job(args) => super::job::run(config, &args),
         Command::Accounting(args) => super::accounting::run(config, &args),
         Command::Mail(args) => super::mail::run(config, &args),
     }

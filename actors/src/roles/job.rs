@@ -1,38 +1,53 @@
-//! `turingwatch job ID`: one job's report like seff/jobstats, from the store (with samples) or
-//! from SLURM's accounting; `text` renders it for a terminal.
+//! `turingwatch job ID`: one job's report like seff/jobstats, from the server's client API
+//! (with samples, live for running jobs), else a local store that exists, else SLURM's
+//! accounting; `text` renders it for a terminal. It never creates or writes a store.
 
 pub mod text;
 
 use super::runtime;
 use crate::analysis::load::load_job;
 use crate::analysis::summary::{analyze_job, JobInput, Params};
+use crate::client::{fetch_job, parse_job_id};
 use crate::job::JobId;
 use crate::store::Store;
 use anyhow::Context;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 use text::{render_job_text, Source};
 use turingwatch_config::Config;
 
-/// `turingwatch job ID`: one job's report, from the store (with samples) or from SLURM.
-pub fn run(config: &Config, job_text: &str, json: bool) -> anyhow::Result<ExitCode> {
+/// `turingwatch job` options.
+#[derive(Debug, clap::Args)]
+pub struct JobArgs {
+    /// The job id (`123`, `123_4`, `123+1`).
+    pub job_id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Server to ask (default [scrape] server_url, else http://<web.bind>); without an answer
+    /// from it, the local store or SLURM's accounting.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+/// How long the server may take to answer (connect, send, read each).
+const SERVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `turingwatch job ID`: one job's report, from the server, a local store or SLURM.
+pub fn run(config: &Config, args: &JobArgs) -> anyhow::Result<ExitCode> {
+    let job_text = args.job_id.as_str();
     let params = Params::from_config(config);
-    let from_store = match job_text.parse::<u64>() {
-        Ok(id) => match Store::open(Path::new(&config.store.path)) {
-            Ok(store) => match store.job(JobId(id))? {
-                Some(job) => Some(load_job(&store, job)?),
-                None => None,
-            },
-            Err(err) => {
-                tracing::debug!(error = %err, "store not readable; asking SLURM");
-                None
-            }
-        },
-        Err(_) => None,
+    let id = parse_job_id(job_text);
+    let from_server = id.and_then(|id| ask_server(config, args, id));
+    let from_store = match (&from_server, id) {
+        (None, Some(id)) => from_local_store(config, id)?,
+        _ => None,
     };
-    let (input, source) = match from_store {
-        Some(input) => (input, Source::Store),
-        None => match runtime()?.block_on(from_slurm(config, job_text))? {
+    let (input, source) = match (from_server, from_store) {
+        (Some(input), _) => (input, Source::Server),
+        (None, Some(input)) => (input, Source::Store),
+        (None, None) => match runtime()?.block_on(from_slurm(config, job_text))? {
             Some(input) => (input, Source::Slurm),
             None => {
                 eprintln!("turingwatch job: job {job_text} is not in the store nor in SLURM's accounting");
@@ -41,13 +56,53 @@ pub fn run(config: &Config, job_text: &str, json: bool) -> anyhow::Result<ExitCo
         },
     };
     let analysis = analyze_job(&input, &params);
-    if json {
+    if args.json {
         let value = serde_json::json!({"source": source, "job": analysis});
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render_job_text(&analysis, source));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--server`, else `[scrape] server_url`, else `http://<web.bind>` (as the scraper finds it).
+fn server_url(config: &Config, args: &JobArgs) -> String {
+    args.server.clone().unwrap_or_else(|| {
+        if config.scrape.server_url.is_empty() {
+            format!("http://{}", config.web.bind)
+        } else {
+            config.scrape.server_url.clone()
+        }
+    })
+}
+
+/// The job's data from the server's client API; `None`, with one line on stderr saying why,
+/// when the server cannot or will not give it.
+fn ask_server(config: &Config, args: &JobArgs, id: JobId) -> Option<JobInput> {
+    let url = server_url(config, args);
+    let why = match fetch_job(&url, id, &config.ingest.munge_command, SERVER_TIMEOUT) {
+        Ok(Some(answer)) => return Some(answer.into_input()),
+        Ok(None) => format!("server {url} has no job {id}"),
+        Err(err) => format!("{err} ({url})"),
+    };
+    eprintln!("turingwatch job: {why}; using the local store or SLURM accounting");
+    None
+}
+
+/// The job from a local store, if one exists and can be opened (it is never created).
+fn from_local_store(config: &Config, id: JobId) -> anyhow::Result<Option<JobInput>> {
+    // Never `Store::open`: that creates the file where `[store] path` points (by default in
+    // the caller's working directory) and migrates it.
+    match Store::open_existing(Path::new(&config.store.path)) {
+        Ok(store) => match store.job(id)? {
+            Some(job) => Ok(Some(load_job(&store, job)?)),
+            None => Ok(None),
+        },
+        Err(err) => {
+            tracing::debug!(error = %err, "store not readable; asking SLURM");
+            Ok(None)
+        }
+    }
 }
 
 /// Asks SLURM's accounting for one job (any job sacct knows, as seff does).

@@ -65,6 +65,10 @@ pub enum StoreError {
     CorruptBlock { table: &'static str, key: String, source: CodecError },
     #[error("{0}")]
     Worker(&'static str),
+    #[error("no database at {0}")]
+    Missing(PathBuf),
+    #[error("database schema {found} is not this turingwatch's ({supported}); a read-only open does not migrate")]
+    NotCurrent { found: u64, supported: u64 },
 }
 
 macro_rules! from_redb {
@@ -120,6 +124,8 @@ pub struct Store {
     reopens: AtomicU64,
     path: PathBuf,
     opener: Opener,
+    /// Opened by [`Store::open_existing`]: never migrated, never created.
+    read_only: bool,
 }
 
 /// The open database, for tests that look at tables directly.
@@ -134,8 +140,22 @@ impl std::ops::Deref for DbGuard<'_> {
     }
 }
 
-fn open_db(opener: &Opener, path: &Path) -> Result<Database, StoreError> {
+fn open_db(opener: &Opener, path: &Path, read_only: bool) -> Result<Database, StoreError> {
     let db = opener(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source: Box::new(source) })?;
+    if read_only {
+        let found = {
+            let txn = db.begin_read()?;
+            match txn.open_table(META) {
+                Ok(meta) => meta.get(SCHEMA_VERSION_KEY)?.map(|v| v.value()).unwrap_or(0),
+                Err(redb::TableError::TableDoesNotExist(_)) => 0,
+                Err(err) => return Err(err.into()),
+            }
+        };
+        if found != CURRENT_SCHEMA {
+            return Err(StoreError::NotCurrent { found, supported: CURRENT_SCHEMA });
+        }
+        return Ok(db);
+    }
     let txn = db.begin_write()?;
     let found = migrate::migrate(&txn)?;
     txn.commit()?;
@@ -151,14 +171,30 @@ impl Store {
         Store::open_with(path, Box::new(|path| Database::create(path)))
     }
 
+    /// Opens a database that exists, for reading (`turingwatch job`): a missing file is
+    /// [`StoreError::Missing`] (nothing is created), and a file of another schema is
+    /// [`StoreError::NotCurrent`] (nothing is migrated). redb opens the file read-write and locks
+    /// it, so this fails while the server holds the store, and for users who may not write it.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        Store::build(path, Box::new(|path| Database::open(path)), true)
+    }
+
     fn open_with(path: &Path, opener: Opener) -> Result<Store, StoreError> {
-        let db = open_db(&opener, path)?;
+        Store::build(path, opener, false)
+    }
+
+    fn build(path: &Path, opener: Opener, read_only: bool) -> Result<Store, StoreError> {
+        let db = open_db(&opener, path, read_only)?;
         Ok(Store {
             db: RwLock::new(Some(db)),
             broken: AtomicBool::new(false),
             reopens: AtomicU64::new(0),
             path: path.to_path_buf(),
             opener,
+            read_only,
         })
     }
 
@@ -206,7 +242,7 @@ impl Store {
         }
         // The old handle must be closed (its file lock released) before the file opens again.
         *db = None;
-        let fresh = open_db(&self.opener, &self.path)?;
+        let fresh = open_db(&self.opener, &self.path, self.read_only)?;
         *db = Some(fresh);
         self.broken.store(false, Ordering::Release);
         self.reopens.fetch_add(1, Ordering::Relaxed);

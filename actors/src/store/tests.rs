@@ -58,6 +58,34 @@ fn temp_db(name: &str) -> PathBuf {
     dir.join("test.redb")
 }
 
+/// A read-only open creates nothing, migrates nothing, and reads what a writer stored.
+#[test]
+fn open_existing_never_creates_nor_migrates() {
+    let path = temp_db("existing");
+    assert!(matches!(Store::open_existing(&path), Err(StoreError::Missing(_))));
+    assert!(!path.exists(), "a read-only open created {}", path.display());
+    {
+        let store = Store::open(&path).unwrap();
+        store.upsert_jobs(&[job(7, "alice", 100, None)], &[], Some(150)).unwrap();
+    }
+    let store = Store::open_existing(&path).unwrap();
+    assert_eq!(store.job(JobId(7)).unwrap().unwrap().user, "alice");
+    drop(store);
+    // A file of an older schema is refused, not migrated.
+    let old = temp_db("existing-old");
+    {
+        let db = Database::create(&old).unwrap();
+        let txn = db.begin_write().unwrap();
+        create_v1(&txn).unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(matches!(Store::open_existing(&old), Err(StoreError::NotCurrent { found: 1, .. })));
+    let db = Database::open(&old).unwrap();
+    let txn = db.begin_read().unwrap();
+    let version = txn.open_table(META).unwrap().get(SCHEMA_VERSION_KEY).unwrap().map(|v| v.value());
+    assert_eq!(version, Some(1));
+}
+
 #[test]
 fn jobs_round_trip_and_upsert_replaces() {
     let store = Store::open(&temp_db("upsert")).unwrap();

@@ -12,6 +12,8 @@ use std::fmt::Write;
 pub enum Source {
     /// The turingwatch store (accounting import, plus samples when scraped).
     Store,
+    /// The server's client API (its store, with the samples of running jobs).
+    Server,
     /// SLURM's accounting, asked directly (the job is not in the store, or the store is busy).
     Slurm,
 }
@@ -117,6 +119,7 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
         "Source: {}",
         match source {
             Source::Store => "turingwatch store",
+            Source::Server => "turingwatch server",
             Source::Slurm => "SLURM accounting (sacct)",
         }
     );

@@ -1,0 +1,158 @@
+//! `GET /client/v1/jobs/{id}`: one job's stored data for `turingwatch job`, authenticated by
+//! MUNGE (the format is `client::JobAnswer`, documented in `docs/design.md`, "Client API").
+//!
+//! Order of checks, each with its own HTTP error and a log line, bounded like ingest: a
+//! credential header of MUNGE's shape (401), the peer's rate (429), a free slot among the
+//! requests in flight (503), a job id of digits (400); then the credential (`munge::Decoder`:
+//! forged, expired or replayed, 401), made for this very request — method and path,
+//! `munge::client_payload` (401) — and not older than `[ingest] max_credential_age` (401). The
+//! caller's uid comes from the credential only. Then the job: unknown to the store (404);
+//! visible to its owner (the uid of the store's accounting record) and to `[web] admins`, to
+//! nobody else (403). The store is read and the answer serialised off the async threads.
+
+use super::shared::Shared;
+use crate::client::{parse_job_id, JobAnswer};
+use crate::munge::{client_payload, Decoder, MungeError, CREDENTIAL_HEADER};
+use crate::wire::admission::{credential_shape_ok, RateLimiter};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Requests a second one peer may make, and its burst (a user runs the command by hand; a
+/// script over many jobs gets its answers at this pace).
+const PEER_RATE: f64 = 20.0;
+const PEER_BURST: f64 = 60.0;
+/// Requests being checked or answered at once; more are answered 503.
+const MAX_IN_FLIGHT: usize = 16;
+/// Longest wait for munged.
+const MUNGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State shared by every worker: each peer's rate, the slots in flight, the MUNGE decoder.
+pub struct ClientApiState {
+    limiter: Mutex<RateLimiter>,
+    slots: tokio::sync::Semaphore,
+    decoder: Decoder,
+}
+
+impl ClientApiState {
+    /// The state for the `[ingest]` MUNGE settings (the same decoder choice as ingest).
+    pub fn new(config: &turingwatch_config::IngestConfig) -> ClientApiState {
+        ClientApiState {
+            limiter: Mutex::new(RateLimiter::new(PEER_RATE, PEER_BURST, 100_000)),
+            slots: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            decoder: Decoder::new(&config.munge_library, &config.unmunge_command, MUNGE_TIMEOUT),
+        }
+    }
+}
+
+/// Adds the client API to the HTTP app, with `state` shared by every worker.
+pub fn configure(state: web::Data<ClientApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(state).route("/client/v1/jobs/{id}", web::get().to(job));
+    }
+}
+
+fn refuse(status: StatusCode, reason: &str, detail: &str) -> HttpResponse {
+    tracing::warn!(status = status.as_u16(), reason, detail, "client request refused");
+    HttpResponse::build(status).content_type("text/plain").body(format!("{reason}: {detail}\n"))
+}
+
+async fn job(
+    request: HttpRequest,
+    id: web::Path<String>,
+    shared: web::Data<Shared>,
+    state: web::Data<ClientApiState>,
+) -> HttpResponse {
+    let Some(credential) = request.headers().get(CREDENTIAL_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
+    else {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "no MUNGE credential header");
+    };
+    if !credential_shape_ok(&credential) {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "not a MUNGE credential");
+    }
+    if let Some(peer) = request.peer_addr().map(|a| a.ip()) {
+        let allowed = state.limiter.lock().map(|mut l| l.allow(peer, Instant::now())).unwrap_or(true);
+        if !allowed {
+            return refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &format!("{peer} asks too fast"));
+        }
+    }
+    let Ok(_slot) = state.slots.try_acquire() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in flight; ask again later");
+    };
+    let Some(job_id) = parse_job_id(&id) else {
+        let shown: String = id.chars().take(32).collect();
+        return refuse(StatusCode::BAD_REQUEST, "bad_id", &format!("{shown:?} is not a job id"));
+    };
+    let decoded = match state.decoder.decode(&credential).await {
+        Ok(decoded) => decoded,
+        Err(MungeError::Refused { status }) => {
+            return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &format!("MUNGE: {status}"))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot check MUNGE credentials");
+            return HttpResponse::ServiceUnavailable().body("cannot check credentials now\n");
+        }
+    };
+    if decoded.payload != client_payload("GET", &crate::client::job_path(job_id)) {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "credential was made for another request");
+    }
+    let age = crate::clock::unix_now().saturating_sub(decoded.encoded_at);
+    if age > shared.config.ingest.max_credential_age.get().as_secs() {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &format!("credential is {age} s old"));
+    }
+    let admin = shared.config.web.admins.contains(&decoded.user);
+    let (uid, user) = (decoded.uid, decoded.user.clone());
+    let store = shared.store.clone();
+    let answer = web::block(move || -> Result<Answer, crate::store::StoreError> {
+        let Some(record) = store.job(job_id)? else { return Ok(Answer::Unknown) };
+        let owner = match record.uid {
+            Some(owner) => owner == uid,
+            None => record.user == user,
+        };
+        if !admin && !owner {
+            return Ok(Answer::Foreign(record.user));
+        }
+        let input = crate::analysis::load::load_job(&store, record)?;
+        let samples: usize = input.samples.values().map(Vec::len).sum();
+        match serde_json::to_vec(&JobAnswer::from_input(&input)) {
+            Ok(body) => Ok(Answer::Data { body, samples }),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot serialise a job's data");
+                Ok(Answer::Unserialisable)
+            }
+        }
+    })
+    .await;
+    match answer {
+        Ok(Ok(Answer::Data { body, samples })) => {
+            tracing::info!(job = job_id.0, uid = decoded.uid, user = %decoded.user, admin, samples, bytes = body.len(), "client job answered");
+            HttpResponse::Ok().content_type("application/json").body(body)
+        }
+        Ok(Ok(Answer::Unknown)) => {
+            tracing::info!(job = job_id.0, uid = decoded.uid, "client asked for a job the store does not have");
+            HttpResponse::NotFound().content_type("text/plain").body(format!("no job {} in the store\n", job_id.0))
+        }
+        Ok(Ok(Answer::Foreign(owner))) => refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("{} (uid {}) may not see job {} of {owner}", decoded.user, decoded.uid, job_id.0),
+        ),
+        Ok(Ok(Answer::Unserialisable)) => HttpResponse::InternalServerError().body("cannot serialise the job\n"),
+        Ok(Err(err)) => {
+            tracing::error!(job = job_id.0, error = %err, "cannot read a job for a client");
+            HttpResponse::InternalServerError().body("store error; ask again later\n")
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "client job task failed");
+            HttpResponse::InternalServerError().body("store error; ask again later\n")
+        }
+    }
+}
+
+enum Answer {
+    Data { body: Vec<u8>, samples: usize },
+    Unknown,
+    Foreign(String),
+    Unserialisable,
+}
