@@ -522,6 +522,9 @@ fn scraper_step(
         job.id.to_string(),
         "--duration".into(),
         format!("{scrape_secs}s"),
+        // The owner's private spool on that node, not the service's `[scrape] spool_dir`.
+        "--spool-dir".into(),
+        "auto".into(),
     ]);
     queue::ScraperStep {
         job: job.id,

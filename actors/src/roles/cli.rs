@@ -82,7 +82,7 @@ pub struct ScrapeArgs {
     /// Server URL (default [scrape] server_url, else http://<web.bind>).
     #[arg(long)]
     pub server: Option<String>,
-    /// Spool directory (default [scrape] spool_dir).
+    /// Spool directory (default [scrape] spool_dir; `auto`: a private per-user directory, whatever the config says).
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
     /// Only sample this job's steps (user mode).

@@ -115,15 +115,21 @@ pub fn run(config: &Config, options: &ScrapeOptions) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The node's spool, `<root>/<node>`, opened (and created). The root is `--spool-dir`, else
+/// `--spool-dir auto`: the private default whatever `[scrape] spool_dir` says (scraper steps the
+/// distributor starts in users' jobs run as the job's owner, who cannot write the service's spool).
+pub const AUTO_SPOOL: &str = "auto";
+
+/// The node's spool, `<root>/<node>`, opened (and created). The root is `--spool-dir` (`auto`:
+/// the default below), else
 /// `[scrape] spool_dir`, else `wire::spool::default_root` (the unit's state directory, or a
 /// private per-uid directory under /var/tmp).
 fn open_spool(config: &Config, options: &ScrapeOptions, node: &str) -> Result<Spool, String> {
     const FIX: &str =
         "make it writable by this user, or set [scrape] spool_dir (empty: a private directory under /var/tmp)";
+    let automatic = options.spool_dir.as_deref() == Some(std::path::Path::new(AUTO_SPOOL));
     let root = match (&options.spool_dir, config.scrape.spool_dir.as_str()) {
-        (Some(dir), _) => dir.clone(),
-        (None, "") => {
+        (Some(dir), _) if !automatic => dir.clone(),
+        (Some(_), _) | (None, "") => {
             let state = std::env::var("STATE_DIRECTORY").ok();
             crate::wire::spool::default_root(state.as_deref()).map_err(|err| {
                 format!("no usable default spool ([scrape] spool_dir is empty): {err}; set [scrape] spool_dir to a directory this user may create")

@@ -67,6 +67,8 @@ pub enum StoreError {
     Worker(&'static str),
     #[error("no database at {0}")]
     Missing(PathBuf),
+    #[error("cannot create database {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
     #[error("database schema {found} is not this turingwatch's ({supported}); a read-only open does not migrate")]
     NotCurrent { found: u64, supported: u64 },
 }
@@ -140,6 +142,37 @@ impl std::ops::Deref for DbGuard<'_> {
     }
 }
 
+/// Creates a new database at `path` whole or not at all: made and given its tables under a
+/// temporary name, synced, then linked into place (never replacing a file another process made
+/// meanwhile). A crash while a database is first created (redb writes its header and first
+/// pages in several steps) leaves only the temporary file, which the next start removes, and
+/// never an unopenable `path`.
+fn create_whole(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Create { path: path.to_path_buf(), source };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "store".into());
+    let tmp = path.with_file_name(format!(".{name}.creating"));
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io(err)),
+    }
+    let opener: Opener = Box::new(|path| Database::create(path));
+    drop(open_db(&opener, &tmp, false)?);
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        // Another process created it first: theirs is the database.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(io(err)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
 fn open_db(opener: &Opener, path: &Path, read_only: bool) -> Result<Database, StoreError> {
     let db = opener(path).map_err(|source| StoreError::Open { path: path.to_path_buf(), source: Box::new(source) })?;
     if read_only {
@@ -168,6 +201,9 @@ fn open_db(opener: &Opener, path: &Path, read_only: bool) -> Result<Database, St
 impl Store {
     /// Opens (or creates) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            create_whole(path)?;
+        }
         Store::open_with(path, Box::new(|path| Database::create(path)))
     }
 

@@ -397,3 +397,22 @@ fn period_and_job_data_read_what_the_single_reads_read() {
     let one = store.job_data(JobId(2)).unwrap();
     assert_eq!((one.samples, one.gpu, one.apps), (data2.samples.clone(), data2.gpu.clone(), data2.apps.clone()));
 }
+
+#[test]
+fn a_database_is_created_whole_and_a_crash_mid_creation_leaves_nothing_to_trip_on() {
+    let dir = std::env::temp_dir().join(format!("tw-create-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("db.redb");
+    // What a process killed while creating leaves: a half-written file under the temporary name.
+    std::fs::write(dir.join(".db.redb.creating"), b"redb\x1a\x0a\xa9 half a header").unwrap();
+    let store = Store::open(&db).unwrap();
+    drop(store);
+    assert!(!dir.join(".db.redb.creating").exists());
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["db.redb"]);
+    // And it is a complete database: it opens again, as an existing one too.
+    drop(Store::open(&db).unwrap());
+    drop(Store::open_existing(&db).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
