@@ -92,8 +92,8 @@ fn the_user_template_keeps_its_server_private_and_imports_only_the_users_jobs() 
     assert_eq!(numbered.len(), 1, "series {:?}", series.keys().collect::<Vec<_>>());
 }
 
-/// The long SLURM job, submitted by alice with `run.sh`: a server and a distributor in one job;
-/// the distributor's scraper jobs sample alice's other job into that server, and cancelling
+/// The long SLURM job, submitted by an ordinary user with `run.sh`: a server and a distributor in
+/// one job; the distributor's scrapers sample the user's other job into that server, and cancelling
 /// the long job cancels the scrapers too.
 #[test]
 fn the_long_slurm_job_runs_server_and_distributor_and_samples_the_users_jobs() {
@@ -102,9 +102,15 @@ fn the_long_slurm_job_runs_server_and_distributor_and_samples_the_users_jobs() {
     }
     let setup = Setup::new("long_slurm_job_mode", 18_640, "");
     let burn_log = setup.dir.join("burn.log");
-    let burner = python_job("alice", Some("n2"), "200M", &burner_program(100, &burn_log));
+    // A user of its own: the distributor samples every job of its user, and the other tests'
+    // jobs are alice's and bob's.
+    let user = "twlong";
+    if !run(Command::new("id").arg(user)).status.success() {
+        run(Command::new("useradd").args(["--create-home", user]));
+    }
+    let burner = python_job(user, Some("n2"), "200M", &burner_program(100, &burn_log));
     wait_running(burner, Duration::from_secs(90));
-    let out = run(as_user("alice")
+    let out = run(as_user(user)
         .arg("env")
         .arg(format!("TURINGWATCH_BIN={}", env!("CARGO_BIN_EXE_turingwatch")))
         .arg("TURINGWATCH_PORT=18640")
@@ -116,7 +122,7 @@ fn the_long_slurm_job_runs_server_and_distributor_and_samples_the_users_jobs() {
         .current_dir(&setup.dir));
     assert!(out.status.success(), "run.sh: {}", String::from_utf8_lossy(&out.stderr));
     let long: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    // Scraper jobs on nodes with a free CPU, scraper steps in alice's own jobs on packed ones.
+    // Scraper jobs on nodes with a free CPU, scraper steps in the user's own jobs on packed ones.
     let scrapers = || {
         let jobs = run(Command::new("squeue").args(["-h", "-n", "tw-test-18640", "-o", "%i %u %T"]));
         let steps = run(Command::new("squeue").args(["-h", "-s", "-o", "%i %j %u"]));
@@ -124,21 +130,24 @@ fn the_long_slurm_job_runs_server_and_distributor_and_samples_the_users_jobs() {
         let steps: String = steps.lines().filter(|l| l.contains(" tw-scraper ")).map(|l| format!("{l}\n")).collect();
         format!("{}{steps}", String::from_utf8_lossy(&jobs.stdout)).trim().to_string()
     };
+    // The user asks the in-job server about the burner (`turingwatch job`, MUNGE as the user)
+    // until its samples are there.
     let stored = eventually(Duration::from_secs(100), || {
-        crate::server::http_get(18_640, "/metrics")
-            .and_then(|(_, b)| {
-                b.lines().find_map(|l| l.strip_prefix("turingwatch_samples_stored_total ")?.parse::<u64>().ok())
-            })
-            .is_some_and(|n| n >= 5)
+        let out = run(as_user(user)
+            .arg(env!("CARGO_BIN_EXE_turingwatch"))
+            .args(["job", &burner.to_string(), "--json", "--server", "http://127.0.0.1:18640"])
+            .current_dir("/tmp"));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|v| v["source"] == "server" && v["job"]["samples"].as_u64().unwrap_or(0) >= 3)
     });
     let log = || std::fs::read_to_string(setup.dir.join("long.out")).unwrap_or_default();
     assert!(stored, "no samples reached the in-job server; scrapers: {}\n{}", scrapers(), log());
-    assert!(scrapers().contains("alice"), "the scrapers are not alice's: {}", scrapers());
+    assert!(scrapers().contains(user), "the scrapers are not {user}'s: {}", scrapers());
     cancel(long);
     wait_job_done(long, Duration::from_secs(60));
     let gone = eventually(Duration::from_secs(40), || scrapers().is_empty());
     assert!(gone, "scraper jobs outlived the long job: {}\n{}", scrapers(), log());
     cancel(burner);
     let samples = step_samples(&setup.store(), burner, StepId::BATCH, "n2");
-    assert!(samples.len() >= 3, "only {} samples of alice's job\n{}", samples.len(), log());
+    assert!(samples.len() >= 3, "only {} samples of {user}'s job\n{}", samples.len(), log());
 }
