@@ -214,14 +214,18 @@ pub fn make_sampler(config: &Config, node: &str, only_job: Option<JobId>) -> Sam
         })
 }
 
-/// Whether a step is another scraper's (a scraper step in a user's job, `tw-scraper`): one or two
-/// processes, all `turingwatch`. Scrapers never sample each other.
+/// Whether a step is another scraper's (a scraper step in a user's job, `tw-scraper`): a
+/// `turingwatch` process and nothing else but the step's `slurmstepd` (cgroup v1 lists it in the
+/// step's own directory). Scrapers never sample each other.
 fn is_scraper_step(proc_root: &std::path::Path, pids: &[u32]) -> bool {
-    (1..=2).contains(&pids.len())
-        && pids.iter().all(|pid| {
-            std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
-                .is_ok_and(|c| c.trim() == "turingwatch")
-        })
+    if pids.is_empty() || pids.len() > 3 {
+        return false;
+    }
+    let comm = |pid: &u32| {
+        std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm")).unwrap_or_default().trim().to_string()
+    };
+    let comms: Vec<String> = pids.iter().map(comm).collect();
+    comms.iter().any(|c| c == "turingwatch") && comms.iter().all(|c| c == "turingwatch" || c == "slurmstepd")
 }
 
 /// Two samples `interval` apart, with rates, as JSON.
@@ -255,4 +259,25 @@ pub fn once_json(sampler: &mut Sampler, node: &str, interval: Duration) -> anyho
         "interval_secs": (wall * 1000.0).round() / 1000.0,
         "steps": steps,
     }))
+}
+
+#[cfg(test)]
+mod scraper_step_tests {
+    use super::is_scraper_step;
+
+    #[test]
+    fn another_scrapers_step_is_told_by_its_processes() {
+        let root = std::env::temp_dir().join(format!("tw-proc-{}", std::process::id()));
+        for (pid, comm) in [(1, "slurmstepd"), (2, "turingwatch"), (3, "python3"), (4, "turingwatch")] {
+            std::fs::create_dir_all(root.join(pid.to_string())).unwrap();
+            std::fs::write(root.join(pid.to_string()).join("comm"), format!("{comm}\n")).unwrap();
+        }
+        assert!(is_scraper_step(&root, &[1, 2]), "v1: the step's slurmstepd and the scraper");
+        assert!(is_scraper_step(&root, &[2]));
+        assert!(!is_scraper_step(&root, &[1]), "only a slurmstepd: not a scraper");
+        assert!(!is_scraper_step(&root, &[1, 2, 3]), "a user's program beside it");
+        assert!(!is_scraper_step(&root, &[]));
+        assert!(!is_scraper_step(&root, &[1, 2, 4, 2]));
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

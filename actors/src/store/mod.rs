@@ -143,11 +143,12 @@ impl std::ops::Deref for DbGuard<'_> {
 }
 
 /// Creates a new database at `path` whole or not at all: made and given its tables under a
-/// temporary name, synced, then linked into place (never replacing a file another process made
-/// meanwhile). A crash while a database is first created (redb writes its header and first
-/// pages in several steps) leaves only the temporary file, which the next start removes, and
-/// never an unopenable `path`.
-fn create_whole(path: &Path) -> Result<(), StoreError> {
+/// temporary name (redb writes its header and first pages in several steps), then linked into
+/// place, never replacing a file another process made meanwhile. A crash while a database is
+/// first created leaves only the temporary file, which the next start removes, and never an
+/// unopenable `path`. Returns the open database, or `None` when another process created `path`
+/// first (open theirs).
+fn create_whole(path: &Path, opener: &Opener) -> Result<Option<Database>, StoreError> {
     let io = |source| StoreError::Create { path: path.to_path_buf(), source };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "store".into());
     let tmp = path.with_file_name(format!(".{name}.creating"));
@@ -156,21 +157,19 @@ fn create_whole(path: &Path) -> Result<(), StoreError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(io(err)),
     }
-    let opener: Opener = Box::new(|path| Database::create(path));
-    drop(open_db(&opener, &tmp, false)?);
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    // The handle stays open across the link: the file is the same inode under its final name.
+    let db = open_db(opener, &tmp, false)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => {}
-        // Another process created it first: theirs is the database.
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
         Err(err) => return Err(io(err)),
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
-    Ok(())
+    Ok(Some(db))
 }
 
 fn open_db(opener: &Opener, path: &Path, read_only: bool) -> Result<Database, StoreError> {
@@ -201,10 +200,13 @@ fn open_db(opener: &Opener, path: &Path, read_only: bool) -> Result<Database, St
 impl Store {
     /// Opens (or creates) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let opener: Opener = Box::new(|path| Database::create(path));
         if !path.exists() {
-            create_whole(path)?;
+            if let Some(db) = create_whole(path, &opener)? {
+                return Ok(Store::from_db(path, db, opener, false));
+            }
         }
-        Store::open_with(path, Box::new(|path| Database::create(path)))
+        Store::open_with(path, opener)
     }
 
     /// Opens a database that exists, for reading (`turingwatch job`): a missing file is
@@ -224,14 +226,18 @@ impl Store {
 
     fn build(path: &Path, opener: Opener, read_only: bool) -> Result<Store, StoreError> {
         let db = open_db(&opener, path, read_only)?;
-        Ok(Store {
+        Ok(Store::from_db(path, db, opener, read_only))
+    }
+
+    fn from_db(path: &Path, db: Database, opener: Opener, read_only: bool) -> Store {
+        Store {
             db: RwLock::new(Some(db)),
             broken: AtomicBool::new(false),
             reopens: AtomicU64::new(0),
             path: path.to_path_buf(),
             opener,
             read_only,
-        })
+        }
     }
 
     /// Runs one store call on the open database; reopens it first if an I/O error broke it, and
