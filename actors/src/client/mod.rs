@@ -14,7 +14,6 @@ use crate::sample::{GpuReading, StepSample};
 use crate::store::SeriesKey;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 /// The path of a job's data (the id follows).
@@ -145,16 +144,9 @@ pub fn fetch_job(
     let (addr, prefix) = crate::wire::send::parse_url(url).map_err(|_| ClientError::BadUrl(url.to_string()))?;
     let path = job_path(id);
     let credential = encode_payload(munge_command, &client_payload("GET", &path))?;
-    let unreachable = |source| ClientError::Unreachable { addr: addr.clone(), source };
-    let target = addr
-        .to_socket_addrs()
-        .map_err(unreachable)?
-        .next()
-        .ok_or_else(|| unreachable(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))?;
-    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(unreachable)?;
+    let mut stream = crate::wire::send::connect(&addr, timeout)
+        .map_err(|source| ClientError::Unreachable { addr: addr.clone(), source })?;
     let io = |source| ClientError::Io { addr: addr.clone(), source };
-    stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let head = format!(
         "GET {prefix}{path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{CREDENTIAL_HEADER}: {credential}\r\nConnection: close\r\n\r\n"
     );

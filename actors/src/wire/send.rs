@@ -53,16 +53,8 @@ pub fn post(
     timeout: Duration,
 ) -> Result<Answer, SendError> {
     let (addr, prefix) = parse_url(url)?;
-    let connect = |source| SendError::Connect { addr: addr.clone(), source };
-    let target = addr
-        .to_socket_addrs()
-        .map_err(connect)?
-        .next()
-        .ok_or_else(|| connect(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))?;
-    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(connect)?;
+    let mut stream = connect(&addr, timeout).map_err(|source| SendError::Connect { addr: addr.clone(), source })?;
     let io = |source| SendError::Io { addr: addr.clone(), source };
-    stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut head = format!(
         "POST {prefix}{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -76,6 +68,19 @@ pub fn post(
     let mut response = Vec::new();
     stream.take(1 << 20).read_to_end(&mut response).map_err(io)?;
     parse_response(&response).ok_or(SendError::NotHttp { addr })
+}
+
+/// A connection to `addr` (`host:port`, resolved, first address) within `timeout`, whose reads
+/// and writes time out after `timeout` too.
+pub fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    let target = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let stream = TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
 }
 
 fn parse_response(bytes: &[u8]) -> Option<Answer> {
