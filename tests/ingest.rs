@@ -31,6 +31,18 @@ fn rand_id() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
+/// Waits until the server's accounting import has passed `now` (so a job running since then is
+/// in the store: the checks use its start and CPUs). The server logs JSON.
+fn wait_imported_past(setup: &Setup, now: u64) {
+    let imported =
+        crate::util::eventually(Duration::from_secs(60), || {
+            setup.server_log().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
+                v["message"] == "accounting import committed" && v["until"].as_u64().is_some_and(|u| u >= now + 8)
+            })
+        });
+    assert!(imported, "no import past the job's start: {}", setup.server_log());
+}
+
 /// A MUNGE credential alice makes for `body`.
 fn alice_credential(body: &[u8]) -> String {
     let payload = turingwatch::munge::payload_for(body);
@@ -198,14 +210,7 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
     wait_running(job, Duration::from_secs(90));
     let server = setup.server();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    // The job's accounting record is in the store (the checks use its start and CPUs).
-    let imported =
-        crate::util::eventually(Duration::from_secs(60), || {
-            setup.server_log().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
-                v["message"] == "accounting import committed" && v["until"].as_u64().is_some_and(|u| u >= now + 8)
-            })
-        });
-    assert!(imported, "no import past the job's start: {}", setup.server_log());
+    wait_imported_past(&setup, now);
     let hour = now - now % 3_600;
     let gpus: Vec<GpuReading> = (0..3_600u64)
         .flat_map(|t| (0..20u32).map(move |index| GpuReading { at: hour + t, index, ..Default::default() }))
@@ -309,13 +314,7 @@ fn invented_jobs_and_nodes_cost_bounded_slurm_calls_and_the_period_still_mails()
     wait_running(job, Duration::from_secs(90));
     let server = setup.server();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let imported =
-        crate::util::eventually(Duration::from_secs(60), || {
-            setup.server_log().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
-                v["message"] == "accounting import committed" && v["until"].as_u64().is_some_and(|u| u >= now + 8)
-            })
-        });
-    assert!(imported, "no import past the job's start: {}", setup.server_log());
+    wait_imported_past(&setup, now);
     let flood_start = std::time::Instant::now();
     let batch = |node: &str, jobs: std::ops::Range<u64>| {
         let steps = jobs

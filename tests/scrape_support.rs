@@ -192,3 +192,16 @@ pub fn read_burn_log(path: &Path) -> Vec<(f64, f64)> {
         })
         .collect()
 }
+
+/// `scripts/user_submission/submit.sh` with its example workload and time limit shortened for a
+/// test, written to `dir/submit.sh`.
+pub fn short_user_template(dir: &Path) -> PathBuf {
+    let template = crate::util::read(&crate::util::repo_root().join("scripts/user_submission/submit.sh"));
+    let script = template
+        .replace("while time.time() - t < 30: pass", "while time.time() - t < 8: pass")
+        .replace("#SBATCH --time=00:30:00", "#SBATCH --time=00:02:00");
+    assert_ne!(script, template, "the template's example workload changed; update this test");
+    let path = dir.join("submit.sh");
+    std::fs::write(&path, script).unwrap();
+    path
+}
