@@ -129,7 +129,7 @@ fn job_json(config: &Path, id: &str) -> serde_json::Value {
 }
 
 fn wait_running(id: u64) {
-    let running = eventually(Duration::from_secs(60), || {
+    let running = eventually(Duration::from_secs(300), || {
         let out = run(Command::new("squeue").args(["-h", "-j", &id.to_string(), "-o", "%T"]));
         String::from_utf8_lossy(&out.stdout).trim() == "RUNNING"
     });
