@@ -1,7 +1,7 @@
 //! Fidelity end to end: `turingwatch job ID --json` against `reportseff` (PyPI, the tool users
 //! run; installed by `scripts/setup.sh`) on the job shapes users have: serial, several processes
 //! in one task, several tasks on one node, `--mem-per-cpu`, two nodes, an array task, a
-//! cancelled job, a TIMEOUT, an OOM-killed job. CPU and memory efficiency must agree within 1
+//! cancelled job, a TIMEOUT, an OOM-killed job, each component of a heterogeneous job. CPU and memory efficiency must agree within 1
 //! percentage point.
 //!
 //! reportseff reads TotalCPU to whole seconds (it drops the milliseconds sacct prints) and
@@ -31,8 +31,9 @@ struct Shape {
     name: &'static str,
     args: Vec<String>,
     script: String,
-    /// What `turingwatch job` and reportseff are given (the array task's `ID_N`).
-    id_suffix: &'static str,
+    /// What `turingwatch job` and reportseff are given, one per part compared: the job id
+    /// plus `""`, the array task's `_N`, or a heterogeneous job's components `+0`, `+1`.
+    id_suffixes: &'static [&'static str],
     /// The states the job may end in (OOM: COMPLETED where cgroups do not enforce memory).
     states: &'static [&'static str],
 }
@@ -45,14 +46,14 @@ fn shapes() -> Vec<Shape> {
             name: "timeout",
             args: s(&["-n1", "--mem=200M", "-t", "1"]),
             script: burn(50, 600),
-            id_suffix: "",
+            id_suffixes: &[""],
             states: &["TIMEOUT"],
         },
         Shape {
             name: "cancelled",
             args: s(&["-n1", "--mem=200M", "-t", "5"]),
             script: burn(50, 600),
-            id_suffix: "",
+            id_suffixes: &[""],
             states: &["CANCELLED"],
         },
         Shape {
@@ -60,49 +61,56 @@ fn shapes() -> Vec<Shape> {
             args: s(&["-n1", "--mem=100M", "-t", "5"]),
             // Runs a few seconds first: a job killed within its first second has no elapsed time.
             script: format!("{}; python3 -c \"b = b'x' * (400 << 20); import time; time.sleep(5)\"", burn(20, 10)),
-            id_suffix: "",
+            id_suffixes: &[""],
             states: &["OUT_OF_MEMORY", "FAILED", "COMPLETED"],
         },
         Shape {
             name: "serial, no time limit",
             args: s(&["-n1", "-c1", "--mem=400M"]),
             script: burn(200, 30),
-            id_suffix: "",
+            id_suffixes: &[""],
             states: &["COMPLETED"],
         },
         Shape {
             name: "2 processes in one task (-c2)",
             args: s(&["-n1", "-c2", "--mem=1G", "-t", "5"]),
             script: format!("{b} & {b} & wait", b = burn(200, 30)),
-            id_suffix: "",
+            id_suffixes: &[""],
             states: &["COMPLETED"],
         },
         Shape {
             name: "2 tasks on one node (-N1 -n2 --mem=1G)",
             args: s(&["-N1", "-n2", "--mem=1G", "-t", "5"]),
             script: format!("srun {}", burn(300, 30)),
-            id_suffix: "",
+            id_suffixes: &[""],
             states: &["COMPLETED"],
         },
         Shape {
             name: "--mem-per-cpu (-N1 -n2 --mem-per-cpu=700M)",
             args: s(&["-N1", "-n2", "--mem-per-cpu=700M", "-t", "5"]),
             script: format!("srun {}", burn(300, 30)),
-            id_suffix: "",
+            id_suffixes: &[""],
             states: &["COMPLETED"],
         },
         Shape {
             name: "two nodes (-N2 -n2 --mem=1G)",
             args: s(&["-N2", "-n2", "--mem=1G", "-t", "5"]),
             script: format!("srun {}", burn(300, 30)),
-            id_suffix: "",
+            id_suffixes: &[""],
             states: &["COMPLETED"],
         },
         Shape {
             name: "array task (--array=3-3)",
             args: s(&["-n1", "--mem=400M", "-t", "5", "--array=3-3"]),
             script: burn(100, 30),
-            id_suffix: "_3",
+            id_suffixes: &["_3"],
+            states: &["COMPLETED"],
+        },
+        Shape {
+            name: "heterogeneous job (-n1 --mem=200M : -n1 --mem=300M, srun --het-group=0,1)",
+            args: s(&["-n1", "--mem=200M", "-t", "5", ":", "-n1", "--mem=300M", "-t", "5"]),
+            script: format!("srun --het-group=0,1 {}", burn(100, 30)),
+            id_suffixes: &["+0", "+1"],
             states: &["COMPLETED"],
         },
     ]
@@ -158,9 +166,10 @@ fn every_job_shape_agrees_with_reportseff() {
     let shapes = shapes();
     let mut ids = Vec::new();
     for shape in &shapes {
-        let mut args: Vec<&str> = shape.args.iter().map(String::as_str).collect();
+        // The name first: a heterogeneous job's options after `:` are its second component's.
         let name = format!("tw-fid-{}", ids.len());
-        args.extend(["-J", &name]);
+        let mut args: Vec<&str> = vec!["-J", &name];
+        args.extend(shape.args.iter().map(String::as_str));
         ids.push(sbatch(Some("alice"), &args, &shape.script));
     }
     let cancelled = ids[1];
@@ -175,8 +184,9 @@ fn every_job_shape_agrees_with_reportseff() {
         "| shape | state | CPU reportseff | CPU turingwatch | memory reportseff | memory turingwatch | time reportseff | time turingwatch |\n|---|---|---|---|---|---|---|---|\n",
     );
     let mut failures = Vec::new();
-    for (shape, id) in shapes.iter().zip(&ids) {
-        let id = format!("{id}{}", shape.id_suffix);
+    let parts = shapes.iter().zip(&ids).flat_map(|(shape, id)| shape.id_suffixes.iter().map(move |x| (shape, id, x)));
+    for (shape, id, suffix) in parts {
+        let id = format!("{id}{suffix}");
         // sacct may show the job's steps a moment after the job line settles.
         let (rs_state, rs_cpu, rs_mem, rs_time) = {
             let mut got = reportseff(&id);
@@ -198,8 +208,9 @@ fn every_job_shape_agrees_with_reportseff() {
         let tw_time = e["time_frac"].as_f64().map(|f| f * 100.0);
         let _ = writeln!(
             table,
-            "| {} | {state} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {state} | {} | {} | {} | {} | {} | {} |",
             shape.name,
+            if suffix.starts_with('+') { format!(", component {suffix}") } else { String::new() },
             pct(rs_cpu),
             pct(tw_cpu),
             pct(rs_mem),

@@ -23,6 +23,7 @@ mod load;
 mod mail;
 mod modes;
 mod outage;
+mod sampled;
 mod scrape;
 mod scrape_support;
 mod server;

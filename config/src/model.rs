@@ -280,10 +280,14 @@ pub struct FindingsConfig {
     pub time_limit_use_frac: f64,
     /// Jobs shorter than this get no efficiency findings (too short to judge).
     pub min_runtime: Span,
-    /// Idle allocation: no active process (or a GPU at 0 %) for at least this long.
+    /// Idle allocation: no active process (or a GPU at 0 %) for at least this long, either
+    /// continuously or in most of the sampling windows observed over at least this long.
     pub idle_for: Span,
-    /// Page faults (minor + major) per second above which page-fault churn is reported.
+    /// Page faults (minor + major) per second above which page-fault churn is reported...
     pub fault_churn_per_sec: f64,
+    /// ...when the rate stays above it for at least this long, over at least three
+    /// consecutive sampling intervals (a program first touching its memory is not churn).
+    pub fault_churn_for: Span,
     /// Path of the turingwatch preload library named in system-time and page-fault fixes.
     pub preload_library: String,
 }
@@ -302,6 +306,7 @@ impl Default for FindingsConfig {
             min_runtime: Span::secs(300),
             idle_for: Span::secs(3_600),
             fault_churn_per_sec: 1_000.0,
+            fault_churn_for: Span::secs(300),
             preload_library: "/usr/lib/turingwatch/libturingwatch_preload.so".into(),
         }
     }

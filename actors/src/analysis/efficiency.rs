@@ -8,9 +8,11 @@
 //!   `job::step_memory`), the largest over the steps.
 //! - time efficiency = Elapsed / time limit; none for an unlimited limit
 //!
-//! A running job has no CPU figure: SLURM reports a step's CPU time when the step ends, so
-//! TotalCPU / (Elapsed × AllocCPUS) would read 0 % for a job that is busy. The figure is then
-//! absent with the reason ([`NoData`]), never 0.
+//! A running job has no CPU figure from accounting: SLURM reports a step's CPU time when the
+//! step ends, so TotalCPU / (Elapsed × AllocCPUS) would read 0 % for a job that is busy. Where
+//! scrapers sampled it, the figures come from the samples instead ([`with_live_samples`]:
+//! cores busy over the sampled time, resident peak), marked `cpu_live` / `mem_live`; otherwise they are absent
+//! with the reason ([`NoData`]), never 0.
 //!
 //! `turingwatch job` prints these, and tests check them against seff's own arithmetic on sacct's
 //! numbers, so users can trust that our figures are the ones they already know.
@@ -69,6 +71,41 @@ pub struct Efficiency {
     pub core_secs: u64,
     /// Core-seconds that went unused.
     pub wasted_core_secs: u64,
+    /// A running job's CPU figure comes from its samples, not accounting.
+    #[serde(default)]
+    pub cpu_live: bool,
+    /// A running job's memory figure comes from its samples (resident peak).
+    #[serde(default)]
+    pub mem_live: bool,
+}
+
+/// A running job's CPU and memory figures from its samples: cores busy on average over the
+/// sampled intervals of each node, summed over nodes, per allocated core; resident peaks summed
+/// over nodes, per requested byte. Finished jobs, and figures the samples cannot give, keep
+/// accounting's.
+pub fn with_live_samples(
+    mut eff: Efficiency,
+    job: &JobRecord,
+    stats: &crate::analysis::series::SeriesStats,
+) -> Efficiency {
+    if !job.is_running() {
+        return eff;
+    }
+    let sampled: Vec<_> = stats.nodes.iter().filter(|n| n.samples >= 2).collect();
+    if !sampled.is_empty() && job.alloc_cpus > 0 {
+        let cores: f64 = sampled.iter().map(|n| n.mean_cores).sum();
+        eff.cpu_frac = Some(cores / f64::from(job.alloc_cpus));
+        eff.cpu_no_data = None;
+        eff.cpu_live = true;
+    }
+    let resident: u64 = stats.nodes.iter().map(|n| n.peak_mem_bytes).fold(0, u64::saturating_add);
+    if let (Some(req), true) = (job.req_mem_bytes.filter(|r| *r > 0), resident > 0 && eff.mem_frac.is_none()) {
+        eff.mem_frac = Some(resident as f64 / req as f64);
+        eff.mem_no_data = None;
+        eff.mem_used_bytes = Some(resident);
+        eff.mem_live = true;
+    }
+    eff
 }
 
 /// Computes seff's figures for a job.
@@ -105,6 +142,8 @@ pub fn efficiency(job: &JobRecord) -> Efficiency {
         mem_used_bytes,
         core_secs,
         wasted_core_secs: core_secs.saturating_sub(used_core_secs),
+        cpu_live: false,
+        mem_live: false,
     }
 }
 
@@ -205,5 +244,35 @@ mod tests {
         assert_eq!(two.usage.mem_used_bytes, Some(634_855_424));
         assert_eq!(two.usage.mem_node_peak_bytes, Some(317_427_712));
         assert!((efficiency(&two).mem_frac.unwrap() * 100.0 - 29.6).abs() < 0.1);
+    }
+
+    #[test]
+    fn a_running_job_reads_its_samples_and_a_finished_one_its_accounting() {
+        use crate::analysis::series::{
+            series_stats,
+            tests::{burn, params},
+        };
+        use crate::job::StepId;
+        use crate::store::SeriesKey;
+        use std::collections::BTreeMap;
+        let mut j = job(7, "alice", 0, None);
+        (j.state, j.elapsed_secs, j.usage) = ("RUNNING".into(), 400, Default::default());
+        j.alloc_cpus = 4;
+        j.req_mem_bytes = Some(1 << 30);
+        let mut samples = BTreeMap::new();
+        samples.insert(SeriesKey { job: j.id, step: StepId::BATCH, node: "n1".into() }, burn(10, 3.0, 256));
+        let stats = series_stats(&samples, &BTreeMap::new(), 400, &params());
+        let live = with_live_samples(efficiency(&j), &j, &stats);
+        assert!((live.cpu_frac.unwrap() - 0.75).abs() < 1e-6, "{live:?}");
+        assert!((live.mem_frac.unwrap() - 0.25).abs() < 1e-9);
+        assert!(live.cpu_live && live.mem_live && live.cpu_no_data.is_none());
+        // Without samples it stays "no data yet", never 0 %.
+        let none = with_live_samples(efficiency(&j), &j, &Default::default());
+        assert_eq!((none.cpu_frac, none.cpu_no_data), (None, Some(NoData::Running)));
+        // Finished: accounting's figure, whatever the samples say.
+        (j.state, j.end_at) = ("COMPLETED".into(), Some(400));
+        j.usage.total_cpu_ms = 400_000;
+        let done = with_live_samples(efficiency(&j), &j, &stats);
+        assert!((done.cpu_frac.unwrap() - 0.25).abs() < 1e-9 && !done.cpu_live);
     }
 }

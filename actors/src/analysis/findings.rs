@@ -358,11 +358,27 @@ fn sample_findings(
             "--cpus-per-task=1, or parallelise the program".to_string(),
         );
     }
+    let idle_fix = "end the job when its work is done (scancel), or use a shorter --time";
     if cpu_sampled && s.longest_idle_secs >= cfg.idle_for.as_secs() {
         push(
             FindingKind::IdleAllocation,
             format!("no CPU activity for {}", duration_text(s.longest_idle_secs)),
-            "end the job when its work is done (scancel), or use a shorter --time".to_string(),
+            idle_fix.to_string(),
+        );
+    } else if s.idle_windows.mostly_idle_over(cfg.idle_for.as_secs()) {
+        // Scrapers that come and go (the distributor's windows) never see an hour at a stretch.
+        let w = &s.idle_windows;
+        push(
+            FindingKind::IdleAllocation,
+            format!(
+                "no CPU activity in {} of {} sampling windows over {} ({} idle of {} observed)",
+                w.idle_windows,
+                w.windows,
+                duration_text(w.idle_span_secs),
+                duration_text(w.idle_secs),
+                duration_text(w.observed_secs)
+            ),
+            idle_fix.to_string(),
         );
     }
     if s.sys_ratio.is_high() {
@@ -377,8 +393,21 @@ fn sample_findings(
             preload.to_string(),
         );
     }
-    if s.max_fault_rate > cfg.fault_churn_per_sec {
-        push(FindingKind::PageFaultChurn, format!("up to {:.0} page faults/s", s.max_fault_rate), preload.to_string());
+    // Sustained, not one burst: a program touching its arrays for the first time faults fast
+    // for an interval or two.
+    let churn = &s.fault_churn;
+    if churn.intervals >= 3 && churn.secs >= cfg.fault_churn_for.as_secs() {
+        push(
+            FindingKind::PageFaultChurn,
+            format!(
+                "at least {:.0} page faults/s for {} ({} sampling intervals in a row; up to {:.0}/s)",
+                churn.min_rate,
+                duration_text(churn.secs),
+                churn.intervals,
+                s.max_fault_rate
+            ),
+            preload.to_string(),
+        );
     }
     if gpus > 0 {
         let busy = s.gpus.iter().filter(|g| g.zero_util < g.readings).count() as u64;

@@ -20,7 +20,18 @@ pub struct NodeUse {
     pub samples: u32,
     pub mean_cores: f64,
     pub max_cores: f64,
+    /// Peak resident memory of the job's steps on the node (anonymous, mapped and shared
+    /// memory; page cache excluded): what findings judge.
     pub peak_mem_bytes: u64,
+    /// Most page cache seen charged to the job's steps on the node at one sample.
+    pub peak_cache_bytes: u64,
+    /// Peak memory as the cgroup charges it (`memory.peak` / `max_usage_in_bytes`, page cache
+    /// included), the figure the kernel compares with the limit; the resident peak where the
+    /// cgroup gives none.
+    pub peak_charged_bytes: u64,
+    /// CPU time the job's steps used on the node up to the last sample (the cumulative
+    /// counters, so time before the first sample counts), seconds.
+    pub cpu_secs: f64,
     /// CPUs in the job's cpuset on this node (0 when unknown).
     pub cpus: u32,
     /// Samples by cores in use (rounded up): index = cores, value = count.
@@ -90,6 +101,47 @@ pub struct SeriesStats {
     pub sys_ratio: SysRatio,
     /// Highest page-fault rate (minor + major) on a node over an interval, per second.
     pub max_fault_rate: f64,
+    /// The longest run of consecutive observed intervals on a node whose fault rate stayed
+    /// above `SeriesParams::fault_churn_per_sec`: its length and its lowest rate.
+    pub fault_churn: FaultRun,
+    /// Idle time judged on the sampling windows actually observed (see [`IdleWindows`]), on
+    /// the node where it is worst.
+    pub idle_windows: IdleWindows,
+}
+
+/// A run of consecutive intervals with a high page-fault rate.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct FaultRun {
+    pub intervals: u32,
+    pub secs: u64,
+    /// The lowest rate in the run, faults per second.
+    pub min_rate: f64,
+}
+
+/// Idleness over the windows a scraper observed. Scrapers placed by the distributor sample a
+/// job for a while, then leave it for a while, so an hour of continuous samples may never
+/// exist; a job idle in most of the windows seen over a long stretch of its run is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct IdleWindows {
+    /// Windows (runs of intervals without a gap) observed on the node.
+    pub windows: u32,
+    /// Windows idle in at least [`IDLE_WINDOW_FRAC`] of their observed time.
+    pub idle_windows: u32,
+    /// From the start of the first idle window to the end of the last, seconds.
+    pub idle_span_secs: u64,
+    /// Observed seconds, and of them idle.
+    pub observed_secs: u64,
+    pub idle_secs: u64,
+}
+
+/// A window counts as idle when this share of its observed time had (almost) no CPU use.
+pub const IDLE_WINDOW_FRAC: f64 = 0.9;
+
+impl IdleWindows {
+    /// More than half of at least two windows idle, spanning at least `span_secs` of the job.
+    pub fn mostly_idle_over(&self, span_secs: u64) -> bool {
+        self.windows >= 2 && self.idle_windows * 2 > self.windows && self.idle_span_secs >= span_secs
+    }
 }
 
 /// Thresholds the sample statistics need.
@@ -101,6 +153,8 @@ pub struct SeriesParams {
     pub sys_ratio_min_sys_cs: u64,
     /// GPU utilisation below this counts as low.
     pub gpu_low_util_pct: f64,
+    /// Page faults per second above which an interval counts towards a churn run.
+    pub fault_churn_per_sec: f64,
 }
 
 /// Last bucket of a node's cores-in-use histogram: rates above it count there. Far above any
@@ -112,7 +166,10 @@ struct Point {
     cpu_cs: u64,
     user_cs: u64,
     sys_cs: u64,
-    mem_bytes: u64,
+    /// Resident memory, or a lower bound of it from the cgroup's peak (see `node_points`).
+    resident_bytes: u64,
+    cache_bytes: u64,
+    charged_bytes: u64,
     faults: u64,
 }
 
@@ -135,22 +192,30 @@ pub fn series_stats(
         let points = node_points(&series);
         let cpus = series.iter().filter_map(|s| s.iter().map(|x| x.cpus).max()).max().unwrap_or(0);
         stats.samples += points.len() as u64;
+        let peak = |f: fn(&Point) -> u64| points.iter().map(|(_, p)| f(p)).max().unwrap_or(0);
         let mut node_use = NodeUse {
             node: node.to_string(),
             samples: points.len() as u32,
             mean_cores: 0.0,
             max_cores: 0.0,
-            peak_mem_bytes: points.iter().map(|(_, p)| p.mem_bytes).max().unwrap_or(0),
+            peak_mem_bytes: peak(|p| p.resident_bytes),
+            peak_cache_bytes: peak(|p| p.cache_bytes),
+            peak_charged_bytes: peak(|p| p.charged_bytes),
+            cpu_secs: points.last().map_or(0.0, |(_, p)| p.cpu_cs as f64 / 100.0),
             cpus,
             cores_histogram: Vec::new(),
         };
         let (mut busy_cs, mut span_secs, mut idle_run) = (0u64, 0u64, 0u64);
+        let mut churn = FaultRun::default();
+        let mut windows = WindowScan::default();
         let mut node_covered = if points.len() == 1 { params.max_gap_secs.min(elapsed_secs) } else { 0 };
         for pair in points.windows(2) {
             let ((t0, p0), (t1, p1)) = (pair[0], pair[1]);
             let dt = t1.saturating_sub(t0);
             if dt == 0 || dt > params.max_gap_secs {
                 idle_run = 0;
+                churn = FaultRun::default();
+                windows.gap();
                 continue;
             }
             node_covered += dt;
@@ -165,7 +230,9 @@ pub fn series_stats(
                 node_use.cores_histogram.resize(bucket + 1, 0);
             }
             node_use.cores_histogram[bucket] += 1;
-            if cores < IDLE_CORES {
+            let idle = cores < IDLE_CORES;
+            windows.interval(t0, t1, idle);
+            if idle {
                 idle_run += dt;
                 stats.longest_idle_secs = stats.longest_idle_secs.max(idle_run);
             } else {
@@ -178,9 +245,25 @@ pub fn series_stats(
             }
             let rate = p1.faults.saturating_sub(p0.faults) as f64 / dt as f64;
             stats.max_fault_rate = stats.max_fault_rate.max(rate);
+            if rate > params.fault_churn_per_sec {
+                churn.min_rate = if churn.intervals == 0 { rate } else { churn.min_rate.min(rate) };
+                churn.intervals += 1;
+                churn.secs += dt;
+                if churn.secs > stats.fault_churn.secs {
+                    stats.fault_churn = churn;
+                }
+            } else {
+                churn = FaultRun::default();
+            }
         }
         if span_secs > 0 {
             node_use.mean_cores = busy_cs as f64 / 100.0 / span_secs as f64;
+        }
+        let idle = windows.finish();
+        if (idle.mostly_idle_over(0), idle.idle_span_secs)
+            > (stats.idle_windows.mostly_idle_over(0), stats.idle_windows.idle_span_secs)
+        {
+            stats.idle_windows = idle;
         }
         stats.max_cores = stats.max_cores.max(node_use.max_cores);
         covered_secs = covered_secs.max(node_covered);
@@ -193,27 +276,77 @@ pub fn series_stats(
     stats
 }
 
-/// Sums the steps of one node at each sampling instant.
-fn node_points(series: &[&Vec<StepSample>]) -> Vec<(u64, Point)> {
-    let point = |s: &StepSample| Point {
-        cpu_cs: s.cpu_user_cs.saturating_add(s.cpu_sys_cs),
-        user_cs: s.cpu_user_cs,
-        sys_cs: s.cpu_sys_cs,
-        mem_bytes: s.mem_peak_kib.max(s.mem_current_kib).max(s.rss_kib).saturating_mul(1024),
-        faults: s.minor_faults.saturating_add(s.major_faults),
-    };
-    if let [only] = series {
-        return only.iter().map(|s| (s.at, point(s))).collect();
+/// Splits a node's intervals into windows at gaps and counts the idle ones.
+#[derive(Default)]
+struct WindowScan {
+    done: IdleWindows,
+    /// The open window: start, end, observed and idle seconds.
+    open: Option<(u64, u64, u64, u64)>,
+    first_idle_start: Option<u64>,
+}
+
+impl WindowScan {
+    fn interval(&mut self, t0: u64, t1: u64, idle: bool) {
+        let w = self.open.get_or_insert((t0, t0, 0, 0));
+        w.1 = t1;
+        w.2 += t1 - t0;
+        if idle {
+            w.3 += t1 - t0;
+        }
     }
+
+    fn gap(&mut self) {
+        if let Some((start, end, observed, idle)) = self.open.take() {
+            let d = &mut self.done;
+            d.windows += 1;
+            d.observed_secs += observed;
+            d.idle_secs += idle;
+            if observed > 0 && idle as f64 >= IDLE_WINDOW_FRAC * observed as f64 {
+                d.idle_windows += 1;
+                let first = *self.first_idle_start.get_or_insert(start);
+                d.idle_span_secs = end.saturating_sub(first);
+            }
+        }
+    }
+
+    fn finish(mut self) -> IdleWindows {
+        self.gap();
+        self.done
+    }
+}
+
+/// Sums the steps of one node at each sampling instant.
+///
+/// Resident memory has no high-water mark in any cgroup version, so a peak between two samples
+/// is only seen in the cgroup's peak, which counts page cache too. The cgroup's peak less the
+/// most cache the step was ever seen holding is a resident figure the step certainly reached if
+/// its cache never exceeded what was seen; the larger of that and the sampled resident memory is
+/// taken. Samples without the split (format 1) have no cache figure, so their peak stays
+/// whole: the figure of builds before the split.
+fn node_points(series: &[&Vec<StepSample>]) -> Vec<(u64, Point)> {
     let mut merged: BTreeMap<u64, Point> = BTreeMap::new();
-    for s in series.iter().flat_map(|v| v.iter()) {
-        let p = point(s);
-        let m = merged.entry(s.at).or_default();
-        m.cpu_cs = m.cpu_cs.saturating_add(p.cpu_cs);
-        m.user_cs = m.user_cs.saturating_add(p.user_cs);
-        m.sys_cs = m.sys_cs.saturating_add(p.sys_cs);
-        m.mem_bytes = m.mem_bytes.saturating_add(p.mem_bytes);
-        m.faults = m.faults.saturating_add(p.faults);
+    for steps in series {
+        let most_cache = steps.iter().map(|s| s.cache_kib).max().unwrap_or(0);
+        for s in steps.iter() {
+            let charged = s.mem_peak_kib.max(s.mem_current_kib);
+            let p = Point {
+                cpu_cs: s.cpu_user_cs.saturating_add(s.cpu_sys_cs),
+                user_cs: s.cpu_user_cs,
+                sys_cs: s.cpu_sys_cs,
+                resident_bytes: s.resident().max(s.mem_peak_kib.saturating_sub(most_cache)).saturating_mul(1024),
+                cache_bytes: s.cache_kib.saturating_mul(1024),
+                charged_bytes: charged.max(s.resident()).saturating_mul(1024),
+                faults: s.minor_faults.saturating_add(s.major_faults),
+            };
+            let m = merged.entry(s.at).or_default();
+            m.cpu_cs = m.cpu_cs.saturating_add(p.cpu_cs);
+            m.user_cs = m.user_cs.saturating_add(p.user_cs);
+            m.sys_cs = m.sys_cs.saturating_add(p.sys_cs);
+            m.resident_bytes = m.resident_bytes.saturating_add(p.resident_bytes);
+            m.cache_bytes = m.cache_bytes.saturating_add(p.cache_bytes);
+            m.charged_bytes = m.charged_bytes.saturating_add(p.charged_bytes);
+            m.faults = m.faults.saturating_add(p.faults);
+        }
     }
     merged.into_iter().collect()
 }
@@ -289,7 +422,12 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn params() -> SeriesParams {
-        SeriesParams { max_gap_secs: 60, sys_ratio_min_sys_cs: 100, gpu_low_util_pct: 13.0 }
+        SeriesParams {
+            max_gap_secs: 60,
+            sys_ratio_min_sys_cs: 100,
+            gpu_low_util_pct: 13.0,
+            fault_churn_per_sec: 1_000.0,
+        }
     }
 
     fn key(step: StepId, node: &str) -> SeriesKey {
@@ -362,6 +500,93 @@ pub(crate) mod tests {
         // 3 intervals of 20 s idle, a gap of 940 s, 2 intervals busy: 100 s of 1200 covered.
         assert_eq!(s.longest_idle_secs, 60);
         assert!((s.coverage_frac - 100.0 / 1_200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn page_cache_is_kept_apart_from_resident_memory() {
+        // A step holding 100 MiB that streamed a file: the cgroup charged it 1 GiB (cache).
+        let mut series = burn(10, 1.0, 100);
+        for (i, s) in series.iter_mut().enumerate() {
+            s.resident_kib = 100 << 10;
+            s.cache_kib = (900 << 10) - (i as u64 % 3) * 1024;
+            s.mem_current_kib = s.resident_kib + s.cache_kib;
+            s.mem_peak_kib = 1 << 20;
+        }
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId::BATCH, "n1"), series.clone());
+        let node = series_stats(&samples, &BTreeMap::new(), 180, &params()).nodes.remove(0);
+        assert_eq!(
+            (node.peak_mem_bytes, node.peak_cache_bytes, node.peak_charged_bytes),
+            (
+                124 << 20, // the cgroup's 1 GiB peak less the 900 MiB of cache ever seen
+                900 << 20,
+                1 << 30
+            )
+        );
+        // A spike between samples of a step without cache shows through the cgroup's peak.
+        for s in &mut series {
+            s.cache_kib = 0;
+            s.mem_current_kib = s.resident_kib;
+        }
+        samples.insert(key(StepId::BATCH, "n1"), series.clone());
+        assert_eq!(series_stats(&samples, &BTreeMap::new(), 180, &params()).nodes[0].peak_mem_bytes, 1 << 30);
+        // Samples of format 1 (no split): the peak stays whole, as before the split.
+        for s in &mut series {
+            (s.resident_kib, s.cache_kib, s.mem_current_kib) = (0, 0, 1 << 20);
+        }
+        samples.insert(key(StepId::BATCH, "n1"), series);
+        let node = series_stats(&samples, &BTreeMap::new(), 180, &params()).nodes.remove(0);
+        assert_eq!((node.peak_mem_bytes, node.peak_charged_bytes), (1 << 30, 1 << 30));
+    }
+
+    #[test]
+    fn idle_windows_count_what_the_scrapers_saw() {
+        // Windows of 5 minutes every 30 minutes over 3 hours (intervals of 20 s, gaps of 25 min).
+        let window = |start: u64, cores: f64| -> Vec<StepSample> {
+            burn(16, cores, 10)
+                .into_iter()
+                .map(|mut s| {
+                    s.at += start;
+                    s
+                })
+                .collect()
+        };
+        let mut series = Vec::new();
+        let mut cpu = 0;
+        for w in 0..7u64 {
+            let cores = if w == 2 { 1.0 } else { 0.0 };
+            for mut s in window(w * 1_800, cores) {
+                s.cpu_user_cs += cpu;
+                series.push(s);
+            }
+            cpu = series.last().map_or(0, |s: &StepSample| s.cpu_user_cs);
+        }
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId::BATCH, "n1"), series);
+        let s = series_stats(&samples, &BTreeMap::new(), 11_100, &params());
+        let w = s.idle_windows;
+        assert_eq!((w.windows, w.idle_windows, w.observed_secs, w.idle_secs), (7, 6, 7 * 300, 6 * 300));
+        assert_eq!(w.idle_span_secs, 6 * 1_800 + 300);
+        assert!(w.mostly_idle_over(3_600));
+        assert!(s.longest_idle_secs < 3_600, "no continuous hour was observed");
+    }
+
+    #[test]
+    fn fault_churn_runs_break_at_quiet_intervals_and_gaps() {
+        let mut series = burn(12, 1.0, 10);
+        // Faults per 20 s interval: a burst of one interval, then four high in a row.
+        let per_interval = [50_000, 0, 0, 30_000, 40_000, 25_000, 30_000, 0, 0, 0, 0];
+        let mut total = 0;
+        for (s, add) in series.iter_mut().skip(1).zip(per_interval) {
+            total += add;
+            s.minor_faults = total;
+        }
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId::BATCH, "n1"), series);
+        let s = series_stats(&samples, &BTreeMap::new(), 240, &params());
+        assert_eq!((s.fault_churn.intervals, s.fault_churn.secs), (4, 80));
+        assert!((s.fault_churn.min_rate - 1_250.0).abs() < 1e-9);
+        assert!((s.max_fault_rate - 2_500.0).abs() < 1e-9);
     }
 
     #[test]

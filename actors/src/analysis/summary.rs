@@ -1,7 +1,7 @@
 //! The analysis proper: jobs in, per-job and per-user results out. Pure functions over loaded
 //! data (see `load.rs` for reading the store), so the benchmark and the tests run them directly.
 
-use super::efficiency::{efficiency, Efficiency};
+use super::efficiency::{efficiency, with_live_samples, Efficiency};
 use super::findings::{job_findings, Finding, FindingKind, Rules, Severity};
 use super::period::Period;
 use super::rightsize::{rightsize, RightSize};
@@ -61,6 +61,7 @@ impl Params {
                 max_gap_secs: config.scrape.interval.as_secs().max(1) * 3,
                 sys_ratio_min_sys_cs: config.findings.sys_ratio_min_sys.as_secs() * 100,
                 gpu_low_util_pct: config.findings.gpu_low_util_pct,
+                fault_churn_per_sec: config.findings.fault_churn_per_sec,
             },
             rightsize_min_jobs: config.analysis.rightsize_min_jobs,
             rightsize_margin_frac: config.analysis.rightsize_margin_frac,
@@ -196,9 +197,12 @@ impl StepFigures<'_> {
 /// Analyses one job from its record and (when present) its samples.
 pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
     let job = &input.job;
-    let eff = efficiency(job);
     let stats: Option<SeriesStats> = (!input.samples.is_empty() || !input.gpu.is_empty())
         .then(|| series_stats(&input.samples, &input.gpu, job.elapsed_secs, &params.series));
+    let eff = match &stats {
+        Some(s) => with_live_samples(efficiency(job), job, s),
+        None => efficiency(job),
+    };
     let mut apps: Vec<String> = input.apps.iter().map(|(_, a)| a.clone()).collect();
     apps.sort();
     apps.dedup();

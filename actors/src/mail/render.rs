@@ -68,6 +68,9 @@ struct KindView {
     cause: &'static str,
     impact: &'static str,
     solution: &'static str,
+    /// The concrete fix of one job with this finding (`job 12: LD_PRELOAD=… <your program>`),
+    /// so the command reaches the mail even when the job is not among the worst.
+    example: String,
 }
 
 #[derive(Serialize)]
@@ -266,6 +269,14 @@ pub fn render_mail(
                     cause: k.cause,
                     impact: k.impact,
                     solution: k.solution,
+                    example: a
+                        .jobs
+                        .iter()
+                        .find_map(|j| {
+                            let f = j.findings.iter().find(|f| f.kind == k.kind)?;
+                            Some(format!("job {}: {}", j.record.display_id, f.fix))
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect(),

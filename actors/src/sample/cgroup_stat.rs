@@ -71,9 +71,62 @@ pub fn parse_memory_stat_faults(text: &str) -> Option<(u64, u64)> {
     Some((all.saturating_sub(major), major))
 }
 
+/// A step's memory split into what its processes hold and what is page cache, KiB.
+///
+/// Why: `memory.current` / `memory.peak` (v2) and `memory.usage_in_bytes` /
+/// `memory.max_usage_in_bytes` (v1) count the page cache of every file the step read or wrote,
+/// so a job that streams files looks as if it needed far more memory than it does (and the
+/// kernel reclaims that cache before it would kill the job). Findings use the resident part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemSplit {
+    /// Anonymous memory, plus file pages the processes have mapped and shared memory (tmpfs,
+    /// `/dev/shm`), which cannot be dropped either; never more than anonymous + file.
+    pub resident_kib: u64,
+    /// The rest of the file pages: cache the kernel may reclaim.
+    pub cache_kib: u64,
+}
+
+/// `memory.stat` as (resident, cache). v1 keeps hierarchical sums (`total_rss`,
+/// `total_cache`, `total_mapped_file`, `total_shmem`); v2's `anon`, `file`, `file_mapped` and
+/// `shmem` are hierarchical already. Mapped shared memory is counted in both `mapped_file` and
+/// `shmem`, so the resident figure is capped at anonymous + file memory.
+pub fn parse_memory_stat_split(text: &str) -> Option<MemSplit> {
+    let v1 = |k: &str| flat_value(text, &format!("total_{k}"));
+    let (anon, file, mapped, shmem) = match v1("rss") {
+        Some(rss) => (rss, v1("cache")?, v1("mapped_file").unwrap_or(0), v1("shmem").unwrap_or(0)),
+        None => (
+            flat_value(text, "anon")?,
+            flat_value(text, "file")?,
+            flat_value(text, "file_mapped").unwrap_or(0),
+            flat_value(text, "shmem").unwrap_or(0),
+        ),
+    };
+    let kept_file = mapped.saturating_add(shmem).min(file);
+    Some(MemSplit { resident_kib: anon.saturating_add(kept_file) / 1024, cache_kib: (file - kept_file) / 1024 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_stat_splits_resident_from_page_cache() {
+        // v1, recorded on the dev cluster: a step that wrote 300 MiB and then held 100 MiB.
+        let v1 = include_str!("../../../tests/fixtures/cgroup/memory-stat/v1-step-wrote-300MiB-holds-100MiB.stat");
+        assert_eq!(
+            parse_memory_stat_split(v1),
+            Some(MemSplit {
+                resident_kib: (108_015_616 + 2_928_640) / 1024,
+                cache_kib: (321_318_912 - 2_928_640) / 1024
+            })
+        );
+        // v2: shared memory stays resident; mapped shmem is not counted twice past `file`.
+        let v2 = "anon 1048576\nfile 4194304\nkernel 0\nshmem 3145728\nfile_mapped 2097152\n";
+        assert_eq!(parse_memory_stat_split(v2), Some(MemSplit { resident_kib: 5_120, cache_kib: 0 }));
+        let v2_cache = "anon 1048576\nfile 4194304\nshmem 0\nfile_mapped 1048576\n";
+        assert_eq!(parse_memory_stat_split(v2_cache), Some(MemSplit { resident_kib: 2_048, cache_kib: 3_072 }));
+        assert_eq!(parse_memory_stat_split("pgfault 1\n"), None);
+    }
 
     #[test]
     fn v2_cpu_stat_gives_user_and_system_microseconds() {

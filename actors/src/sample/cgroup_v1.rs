@@ -10,7 +10,7 @@
 //! controller where SLURM made the step a cpuacct cgroup (`jobacct_gather/cgroup`), faults from
 //! the memory controller's `memory.stat` (see `cgroup_stat`).
 
-use super::cgroup_stat::{parse_cpuacct_stat, parse_memory_stat_faults, CgroupCounters};
+use super::cgroup_stat::{parse_cpuacct_stat, parse_memory_stat_faults, parse_memory_stat_split, CgroupCounters};
 use super::procfs::host_clk_tck;
 use super::{count_cpu_list, read_small, read_u64, CgroupStep, SampleError};
 use crate::job::{JobId, StepId};
@@ -83,7 +83,8 @@ impl CgroupV1 {
         let memory = self.root.join("memory").join(rel);
         let cpu = read_small(&self.root.join("cpuacct").join(rel).join("cpuacct.stat"))
             .and_then(|t| parse_cpuacct_stat(&t, self.clk_tck));
-        let faults = read_small(&memory.join("memory.stat")).and_then(|t| parse_memory_stat_faults(&t));
+        let mem_stat = read_small(&memory.join("memory.stat"));
+        let faults = mem_stat.as_deref().and_then(parse_memory_stat_faults);
         CgroupStep {
             job,
             step,
@@ -93,6 +94,7 @@ impl CgroupV1 {
             cpus,
             mem_current_kib: read_u64(&memory.join("memory.usage_in_bytes")).map(|b| b / 1024),
             mem_peak_kib: read_u64(&memory.join("memory.max_usage_in_bytes")).map(|b| b / 1024),
+            mem_split: mem_stat.as_deref().and_then(parse_memory_stat_split),
             counters: CgroupCounters::from_parts(cpu, faults),
         }
     }

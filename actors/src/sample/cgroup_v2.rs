@@ -8,7 +8,7 @@
 //! on a tree laid out as SLURM makes it (`tests/fixtures/cgroup/v2/`). CPU time and faults come
 //! from the step's own `cpu.stat` and `memory.stat` (see `cgroup_stat`).
 
-use super::cgroup_stat::{parse_cpu_stat_v2, parse_memory_stat_faults, CgroupCounters};
+use super::cgroup_stat::{parse_cpu_stat_v2, parse_memory_stat_faults, parse_memory_stat_split, CgroupCounters};
 use super::cgroup_v1::subdirs;
 use super::{count_cpu_list, read_small, read_u64, CgroupStep, SampleError};
 use crate::job::{JobId, StepId};
@@ -70,7 +70,8 @@ impl CgroupV2 {
                     .unwrap_or(0);
                 // cpu.stat is in every v2 cgroup; memory.stat where the memory controller is on.
                 let cpu = read_small(&step_dir.join("cpu.stat")).and_then(|t| parse_cpu_stat_v2(&t));
-                let faults = read_small(&step_dir.join("memory.stat")).and_then(|t| parse_memory_stat_faults(&t));
+                let mem_stat = read_small(&step_dir.join("memory.stat"));
+                let faults = mem_stat.as_deref().and_then(parse_memory_stat_faults);
                 out.push(CgroupStep {
                     job: JobId(job),
                     step,
@@ -80,6 +81,7 @@ impl CgroupV2 {
                     cpus,
                     mem_current_kib: read_u64(&step_dir.join("memory.current")).map(|b| b / 1024),
                     mem_peak_kib: read_u64(&step_dir.join("memory.peak")).map(|b| b / 1024),
+                    mem_split: mem_stat.as_deref().and_then(parse_memory_stat_split),
                     counters: CgroupCounters::from_parts(cpu, faults),
                 });
             }

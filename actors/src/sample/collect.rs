@@ -288,6 +288,10 @@ impl Sampler {
         sample.write_kib = write_bytes / 1024;
         sample.mem_current_kib = step.mem_current_kib.unwrap_or(0);
         sample.mem_peak_kib = step.mem_peak_kib.unwrap_or(0);
+        match step.mem_split {
+            Some(split) => (sample.resident_kib, sample.cache_kib) = (split.resident_kib, split.cache_kib),
+            None => sample.resident_kib = sample.rss_kib,
+        }
         StepReading {
             job: step.job,
             step: step.step,

@@ -24,7 +24,7 @@ mod record;
 
 pub use record::{GpuReading, StepSample};
 
-pub use cgroup_stat::CgroupCounters;
+pub use cgroup_stat::{CgroupCounters, MemSplit};
 
 use crate::job::{JobId, StepId};
 use std::path::{Path, PathBuf};
@@ -53,6 +53,8 @@ pub struct CgroupStep {
     pub cpus: u32,
     pub mem_current_kib: Option<u64>,
     pub mem_peak_kib: Option<u64>,
+    /// `memory.stat` split into resident memory and page cache (absent without it).
+    pub mem_split: Option<MemSplit>,
     /// CPU time and faults as the cgroup counts them (absent in process-tree mode).
     pub counters: CgroupCounters,
 }

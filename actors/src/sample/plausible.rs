@@ -261,7 +261,7 @@ pub fn check_sample(ctx: &Context<'_>, prev: Option<&StepSample>, s: &StepSample
     if !ctx.time_ok(s.at) {
         return Err(Reason::OutsideRun);
     }
-    if s.rss_kib > limits.mem_kib || s.mem_current_kib > limits.mem_kib || s.mem_peak_kib > limits.mem_kib {
+    if [s.rss_kib, s.mem_current_kib, s.mem_peak_kib, s.resident_kib, s.cache_kib].iter().any(|m| *m > limits.mem_kib) {
         return Err(Reason::Memory);
     }
     if s.threads > limits.max_threads || s.processes > limits.max_processes || s.cpus > limits.max_cpus {

@@ -66,6 +66,7 @@ pub fn steps_from_readings<'a>(
             cpus: 0,
             mem_current_kib: None,
             mem_peak_kib: None,
+            mem_split: None,
             counters: Default::default(),
         });
     }

@@ -31,6 +31,23 @@ pub struct StepSample {
     pub processes: u32,
     /// CPUs in the step's cpuset; 0 when unknown.
     pub cpus: u32,
+    /// Resident memory as the step's cgroup counts it (anonymous, mapped file and shared
+    /// memory, from `memory.stat`), KiB; where the cgroup has no `memory.stat`, the process
+    /// RSS sum. 0 in samples of format 1, which did not carry it: readers then use `rss_kib`.
+    pub resident_kib: u64,
+    /// Page cache charged to the step's cgroup and not mapped by it, KiB; 0 when unknown.
+    pub cache_kib: u64,
+}
+
+impl StepSample {
+    /// Resident memory, KiB: the cgroup's figure, or the process RSS sum for samples without it.
+    pub fn resident(&self) -> u64 {
+        if self.resident_kib > 0 {
+            self.resident_kib
+        } else {
+            self.rss_kib
+        }
+    }
 }
 
 /// One reading of one GPU used (or allocated) by a job step.

@@ -169,8 +169,8 @@ fn get_column(cursor: &mut &[u8], rows: usize, out: &mut Vec<u64>) -> Result<(),
     Ok(())
 }
 
-/// The body of a format-3 block (after the format byte).
-pub fn encode_packed<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
+/// The body of a format-3 block (after the format byte) of the first `fields` fields.
+pub fn encode_packed<T: Columns>(base_at: u64, records: &[T], fields: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(records.len() * 6 + 16);
     put_varint(&mut out, records.len() as u64);
     let mut deltas = Vec::with_capacity(records.len());
@@ -180,7 +180,7 @@ pub fn encode_packed<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
         prev = r.at();
     }
     put_column(&mut out, &deltas);
-    for i in 0..T::FIELDS {
+    for i in 0..fields.min(T::FIELDS) {
         let predictor = predictor_of::<T>(i);
         deltas.clear();
         let mut prev = 0u64;
@@ -194,12 +194,13 @@ pub fn encode_packed<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
     out
 }
 
-/// Decodes the body of a format-3 block.
-pub fn decode_packed<T: Columns>(base_at: u64, body: &[u8]) -> Result<Vec<T>, CodecError> {
+/// Decodes the body of a format-3 block holding `stored` fields per record (at most
+/// `T::FIELDS`; the ones after them read as 0).
+pub fn decode_packed<T: Columns>(base_at: u64, body: &[u8], stored: usize) -> Result<Vec<T>, CodecError> {
     let mut cursor = body;
     let rows = get_varint(&mut cursor)?;
     // Every column takes at least two bytes of header: bounds a sane row count cheaply too.
-    if rows > MAX_ROWS || (rows > 0 && cursor.len() < 2 * (T::FIELDS + 1)) {
+    if rows > MAX_ROWS || (rows > 0 && cursor.len() < 2 * (stored + 1)) {
         return Err(CodecError::Truncated);
     }
     let rows = rows as usize;
@@ -212,7 +213,7 @@ pub fn decode_packed<T: Columns>(base_at: u64, body: &[u8]) -> Result<Vec<T>, Co
         times.push(prev);
     }
     let mut fields = vec![0u64; rows * T::FIELDS];
-    for i in 0..T::FIELDS {
+    for i in 0..stored.min(T::FIELDS) {
         get_column(&mut cursor, rows, &mut column)?;
         let predictor = predictor_of::<T>(i);
         let mut prev = 0u64;

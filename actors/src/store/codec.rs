@@ -19,6 +19,8 @@ use std::io::{Read, Write};
 const FORMAT_PLAIN: u8 = 1;
 const FORMAT_DEFLATE: u8 = 2;
 const FORMAT_PACKED: u8 = 3;
+/// A byte giving the fields per record, then a block of format 1, 2 or 3 with that many.
+const FORMAT_COUNTED: u8 = 4;
 
 /// Largest decoded block accepted (guards against corrupt length fields).
 const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
@@ -26,29 +28,53 @@ const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
 /// Encodes records (sorted by time, all at or after `base_at`) into one block value.
 /// Bit-packing (format 3) wins on real counters, whose low bits are noise; deflated varints
 /// (format 2) win on regular series (deflate finds their repeats): the shorter one is kept.
+///
+/// A record type with more fields than its formats 1–3 blocks had is written as format 4,
+/// which names the field count; others keep the shorter legacy form.
 pub fn encode_block<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
-    let body = super::bitpack::encode_packed(base_at, records);
-    let varint = encode_block_varint(base_at, records);
-    if varint.len() <= body.len() {
-        return varint;
+    let body = super::bitpack::encode_packed(base_at, records, T::FIELDS);
+    let varint = encode_varint(base_at, records, T::FIELDS);
+    let mut out = Vec::with_capacity(body.len().min(varint.len()) + 3);
+    if T::FIELDS != T::LEGACY_FIELDS {
+        out.push(FORMAT_COUNTED);
+        // FIELDS is a small constant of this build (tens), so it fits a byte.
+        out.push(T::FIELDS as u8);
     }
-    let mut out = Vec::with_capacity(body.len() + 1);
-    out.push(FORMAT_PACKED);
-    out.extend_from_slice(&body);
+    if varint.len() <= body.len() {
+        out.extend_from_slice(&varint);
+    } else {
+        out.push(FORMAT_PACKED);
+        out.extend_from_slice(&body);
+    }
     out
 }
 
-/// Encodes in format 1 or 2 (varints, deflated when smaller), as stores before format 3 hold
-/// them; kept so tests and benches can make such blocks.
+/// Encodes in format 1 or 2 (varints, deflated when smaller) with the legacy fields, as stores
+/// before format 3 hold them; kept so tests can make such blocks.
+#[cfg(test)]
 pub fn encode_block_varint<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(records.len() * (T::FIELDS + 1) * 2 + 8);
+    encode_varint(base_at, records, T::LEGACY_FIELDS)
+}
+
+/// Encodes a format-3 block with the legacy fields, as stores before format 4 hold them.
+#[cfg(test)]
+pub fn encode_block_packed_legacy<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
+    let mut out = vec![FORMAT_PACKED];
+    out.extend(super::bitpack::encode_packed(base_at, records, T::LEGACY_FIELDS));
+    out
+}
+
+/// Format 1 or 2 of the first `fields` fields.
+fn encode_varint<T: Columns>(base_at: u64, records: &[T], fields: usize) -> Vec<u8> {
+    let fields = fields.min(T::FIELDS);
+    let mut body = Vec::with_capacity(records.len() * (fields + 1) * 2 + 8);
     put_varint(&mut body, records.len() as u64);
     let mut prev = base_at;
     for r in records {
         put_varint(&mut body, zigzag(r.at().wrapping_sub(prev) as i64));
         prev = r.at();
     }
-    for i in 0..T::FIELDS {
+    for i in 0..fields {
         let mut prev = 0u64;
         for r in records {
             let v = r.field(i);
@@ -68,12 +94,29 @@ pub fn encode_block_varint<T: Columns>(base_at: u64, records: &[T]) -> Vec<u8> {
     out
 }
 
-/// Decodes a block written by [`encode_block`].
+/// Decodes a block written by [`encode_block`], or by an older build (fewer fields).
 pub fn decode_block<T: Columns>(base_at: u64, bytes: &[u8]) -> Result<Vec<T>, CodecError> {
+    let (&format, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if format != FORMAT_COUNTED {
+        return decode_fields(base_at, bytes, T::LEGACY_FIELDS);
+    }
+    let (&stored, inner) = rest.split_first().ok_or(CodecError::Truncated)?;
+    let stored = usize::from(stored);
+    if stored == 0 || stored > T::FIELDS {
+        return Err(CodecError::Fields { found: stored, known: T::FIELDS });
+    }
+    if inner.first() == Some(&FORMAT_COUNTED) {
+        return Err(CodecError::UnknownFormat(FORMAT_COUNTED));
+    }
+    decode_fields(base_at, inner, stored)
+}
+
+/// Decodes a block of format 1, 2 or 3 holding `stored` fields per record.
+fn decode_fields<T: Columns>(base_at: u64, bytes: &[u8], stored: usize) -> Result<Vec<T>, CodecError> {
     let (&format, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
     let inflated;
     let body: &[u8] = match format {
-        FORMAT_PACKED => return super::bitpack::decode_packed(base_at, rest),
+        FORMAT_PACKED => return super::bitpack::decode_packed(base_at, rest, stored),
         FORMAT_PLAIN => rest,
         FORMAT_DEFLATE => {
             let mut cursor = rest;
@@ -105,7 +148,7 @@ pub fn decode_block<T: Columns>(base_at: u64, bytes: &[u8]) -> Result<Vec<T>, Co
         times.push(prev);
     }
     let mut columns = vec![0u64; count * T::FIELDS];
-    for i in 0..T::FIELDS {
+    for i in 0..stored.min(T::FIELDS) {
         let mut prev = 0u64;
         for row in 0..count {
             prev = prev.wrapping_add(unzigzag(get_varint(&mut cursor)?) as u64);
@@ -149,6 +192,7 @@ mod tests {
                 threads: 4,
                 processes: 2,
                 cpus: 1,
+                ..StepSample::default()
             })
             .collect()
     }
@@ -208,8 +252,39 @@ mod tests {
         let old = encode_block_varint(999_960, &samples);
         assert!(matches!(old[0], FORMAT_PLAIN | FORMAT_DEFLATE));
         assert_eq!(decode_block::<StepSample>(999_960, &old).unwrap(), samples);
-        // This series repeats itself (deflate's case): the varint form is kept.
-        assert_eq!(encode_block(999_960, &samples), old);
+        let packed = encode_block_packed_legacy(999_960, &samples);
+        assert_eq!(decode_block::<StepSample>(999_960, &packed).unwrap(), samples);
+        // This series repeats itself (deflate's case): the varint form is kept, behind the count.
+        let new = encode_block(999_960, &samples);
+        assert_eq!((new[0], new[1] as usize), (FORMAT_COUNTED, <StepSample as Columns>::FIELDS));
+        assert!(matches!(new[2], FORMAT_PLAIN | FORMAT_DEFLATE));
+        assert_eq!(decode_block::<StepSample>(999_960, &new).unwrap(), samples);
+    }
+
+    #[test]
+    fn resident_memory_and_cache_survive_and_older_blocks_read_them_as_absent() {
+        let mut samples = burner_samples(60, 1_000_000);
+        for (i, s) in samples.iter_mut().enumerate() {
+            s.resident_kib = s.rss_kib.saturating_sub(1_000) + i as u64;
+            s.cache_kib = 600_000 + (i as u64 % 7) * 4;
+        }
+        let block = encode_block(999_960, &samples);
+        assert_eq!(decode_block::<StepSample>(999_960, &block).unwrap(), samples);
+        // An older build's block has neither: they read as 0, and `resident()` falls back to RSS.
+        let legacy = decode_block::<StepSample>(999_960, &encode_block_varint(999_960, &samples)).unwrap();
+        assert!(legacy.iter().all(|s| s.resident_kib == 0 && s.cache_kib == 0));
+        assert_eq!(legacy[3].resident(), samples[3].rss_kib);
+        // A block from a later build with more fields than this one knows is refused, not misread.
+        let mut future = block.clone();
+        future[1] = 15;
+        assert_eq!(
+            decode_block::<StepSample>(999_960, &future),
+            Err(CodecError::Fields { found: 15, known: <StepSample as Columns>::FIELDS })
+        );
+        future[1] = 0;
+        assert!(decode_block::<StepSample>(999_960, &future).is_err());
+        assert!(decode_block::<StepSample>(999_960, &[FORMAT_COUNTED]).is_err());
+        assert!(decode_block::<StepSample>(999_960, &[FORMAT_COUNTED, 14, FORMAT_COUNTED, 14]).is_err());
     }
 
     #[test]
@@ -232,11 +307,13 @@ mod tests {
                 s.read_kib += next() % 4_096;
                 s.write_kib += next() % 1_024;
                 s.mem_current_kib = s.rss_kib + 10_000;
+                s.resident_kib = s.rss_kib - 3_000 - next() % 64;
+                s.cache_kib = 50_000 + next() % 256;
                 s.clone()
             })
             .collect();
-        let (new, old) = (encode_block(7_200, &samples), encode_block_varint(7_200, &samples));
-        assert_eq!(new[0], FORMAT_PACKED);
+        let (new, old) = (encode_block(7_200, &samples), encode_varint(7_200, &samples, 14));
+        assert_eq!(new[2], FORMAT_PACKED);
         assert!(new.len() * 100 < old.len() * 95, "format 3 {} bytes vs {} in varints", new.len(), old.len());
         assert_eq!(decode_block::<StepSample>(7_200, &new).unwrap(), samples);
     }
@@ -270,6 +347,8 @@ mod tests {
                         threads: (next() % 5) as u32,
                         processes: u32::MAX,
                         cpus: 1,
+                        resident_kib: big(next()),
+                        cache_kib: next() % 1_000_000,
                     }
                 })
                 .collect();

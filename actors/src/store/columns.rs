@@ -17,12 +17,17 @@ pub enum CodecError {
     BadDeflate,
     #[error("block has trailing bytes")]
     Trailing,
+    #[error("block holds {found} fields per record; this build reads at most {known}")]
+    Fields { found: usize, known: usize },
 }
 
 /// A record type that is stored as a fixed list of u64 fields plus its time.
 pub trait Columns: Sized + Clone {
     /// Number of fields, excluding the time.
     const FIELDS: usize;
+    /// Fields of blocks written in formats 1–3, which do not say how many they hold. Newer
+    /// blocks name their field count; fields a block lacks read as 0.
+    const LEGACY_FIELDS: usize = Self::FIELDS;
     /// (field, earlier field predicting it): the difference is stored (format 3).
     const PREDICTED_BY: &'static [(usize, usize)] = &[];
     fn at(&self) -> u64;
@@ -31,9 +36,11 @@ pub trait Columns: Sized + Clone {
 }
 
 impl Columns for StepSample {
-    const FIELDS: usize = 12;
-    // cgroup memory in use moves with RSS.
-    const PREDICTED_BY: &'static [(usize, usize)] = &[(3, 2)];
+    const FIELDS: usize = 14;
+    // Stores before resident memory and page cache were sampled.
+    const LEGACY_FIELDS: usize = 12;
+    // cgroup memory in use, and its resident part, move with RSS.
+    const PREDICTED_BY: &'static [(usize, usize)] = &[(3, 2), (12, 2)];
     fn at(&self) -> u64 {
         self.at
     }
@@ -50,7 +57,9 @@ impl Columns for StepSample {
             8 => self.write_kib,
             9 => u64::from(self.threads),
             10 => u64::from(self.processes),
-            _ => u64::from(self.cpus),
+            11 => u64::from(self.cpus),
+            12 => self.resident_kib,
+            _ => self.cache_kib,
         }
     }
     fn build(at: u64, f: &[u64]) -> Self {
@@ -69,6 +78,8 @@ impl Columns for StepSample {
             threads: small(f[9]),
             processes: small(f[10]),
             cpus: small(f[11]),
+            resident_kib: f[12],
+            cache_kib: f[13],
         }
     }
 }

@@ -65,7 +65,7 @@ fn more_gpu_readings_in_an_hour_than_a_block_holds_are_refused_not_stored_as_an_
     // the shorter one (what made every period fail).
     let rows: Vec<GpuReading> = gpus.iter().map(|(_, _, g)| g.clone()).collect();
     let mut packed = vec![3u8];
-    packed.extend(super::bitpack::encode_packed(START, &rows));
+    packed.extend(super::bitpack::encode_packed(START, &rows, 8));
     assert!(decode_block::<GpuReading>(START, &packed).is_err());
     let report = BatchContent { gpus, ..Default::default() };
     let limits = Limits::default();

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every encoded report.
 pub const MAGIC: &[u8; 4] = b"TWRP";
 
-/// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes. It also reads [`v1`] batches (scrapers of earlier
+/// builds, and their spools), whose samples lack resident memory and page cache.
+pub const VERSION: u16 = 2;
 
 /// One scraper report: samples of some steps of one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,14 +79,97 @@ pub fn encode_batch(report: &Batch) -> Vec<u8> {
 pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(WireError::BadMagic)?;
     let (version, _) = postcard::take_from_bytes::<u16>(body).map_err(|e| WireError::Malformed(e.to_string()))?;
-    if version != VERSION {
-        return Err(WireError::Version { found: version, supported: VERSION });
+    let (report, rest) = match version {
+        VERSION => postcard::take_from_bytes::<Batch>(body),
+        1 => postcard::take_from_bytes::<v1::Batch>(body).map(|(b, rest)| (b.upgrade(), rest)),
+        _ => return Err(WireError::Version { found: version, supported: VERSION }),
     }
-    let (report, rest) = postcard::take_from_bytes::<Batch>(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    .map_err(|e| WireError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(WireError::Trailing(rest.len()));
     }
     Ok(report)
+}
+
+/// Format 1, as scrapers before resident memory and page cache were sampled wrote it.
+/// Postcard is positional, so the old layout is spelled out whole.
+mod v1 {
+    use crate::job::{JobId, StepId};
+    use crate::sample::{GpuReading, StepSample};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct Batch {
+        version: u16,
+        id: u64,
+        node: String,
+        made_at: u64,
+        steps: Vec<StepBatch>,
+    }
+
+    #[derive(Deserialize)]
+    struct StepBatch {
+        job: JobId,
+        step: StepId,
+        samples: Vec<Sample>,
+        gpus: Vec<GpuReading>,
+        apps: Vec<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Sample {
+        at: u64,
+        cpu_user_cs: u64,
+        cpu_sys_cs: u64,
+        rss_kib: u64,
+        mem_current_kib: u64,
+        mem_peak_kib: u64,
+        minor_faults: u64,
+        major_faults: u64,
+        read_kib: u64,
+        write_kib: u64,
+        threads: u32,
+        processes: u32,
+        cpus: u32,
+    }
+
+    impl Batch {
+        /// The same batch in the current types; resident memory and cache read as unknown (0).
+        pub(super) fn upgrade(self) -> super::Batch {
+            let steps = self
+                .steps
+                .into_iter()
+                .map(|s| super::StepBatch {
+                    job: s.job,
+                    step: s.step,
+                    samples: s
+                        .samples
+                        .into_iter()
+                        .map(|x| StepSample {
+                            at: x.at,
+                            cpu_user_cs: x.cpu_user_cs,
+                            cpu_sys_cs: x.cpu_sys_cs,
+                            rss_kib: x.rss_kib,
+                            mem_current_kib: x.mem_current_kib,
+                            mem_peak_kib: x.mem_peak_kib,
+                            minor_faults: x.minor_faults,
+                            major_faults: x.major_faults,
+                            read_kib: x.read_kib,
+                            write_kib: x.write_kib,
+                            threads: x.threads,
+                            processes: x.processes,
+                            cpus: x.cpus,
+                            resident_kib: 0,
+                            cache_kib: 0,
+                        })
+                        .collect(),
+                    gpus: s.gpus,
+                    apps: s.apps,
+                })
+                .collect();
+            super::Batch { version: self.version, id: self.id, node: self.node, made_at: self.made_at, steps }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +190,8 @@ mod tests {
                         at: 1_700_000_000 + i * 20,
                         cpu_user_cs: 100 * i,
                         rss_kib: 300_000,
+                        resident_kib: 290_000,
+                        cache_kib: 1_200_000,
                         ..Default::default()
                     })
                     .collect(),
@@ -116,10 +202,60 @@ mod tests {
     }
 
     #[test]
+    fn a_format_1_report_still_decodes_with_resident_memory_unknown() {
+        // Bytes a format-1 scraper sent: the same report without the two memory fields.
+        #[derive(Serialize)]
+        struct OldSample(u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u32, u32, u32);
+        #[derive(Serialize)]
+        struct OldStep(JobId, StepId, Vec<OldSample>, Vec<GpuReading>, Vec<String>);
+        #[derive(Serialize)]
+        struct Old(u16, u64, String, u64, Vec<OldStep>);
+        let now = report();
+        let steps = now
+            .steps
+            .iter()
+            .map(|s| {
+                let samples = s
+                    .samples
+                    .iter()
+                    .map(|x| {
+                        OldSample(
+                            x.at,
+                            x.cpu_user_cs,
+                            x.cpu_sys_cs,
+                            x.rss_kib,
+                            x.mem_current_kib,
+                            x.mem_peak_kib,
+                            x.minor_faults,
+                            x.major_faults,
+                            x.read_kib,
+                            x.write_kib,
+                            x.threads,
+                            x.processes,
+                            x.cpus,
+                        )
+                    })
+                    .collect();
+                OldStep(s.job, s.step, samples, s.gpus.clone(), s.apps.clone())
+            })
+            .collect();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(postcard::to_stdvec(&Old(1, now.id, now.node.clone(), now.made_at, steps)).unwrap());
+        let decoded = decode_batch(&bytes).unwrap();
+        let mut expected = now.clone();
+        expected.version = 1;
+        for s in expected.steps.iter_mut().flat_map(|s| s.samples.iter_mut()) {
+            (s.resident_kib, s.cache_kib) = (0, 0);
+        }
+        assert_eq!(decoded, expected);
+        assert_eq!(decoded.steps[0].samples[0].resident(), 300_000);
+    }
+
+    #[test]
     fn a_report_round_trips_compactly() {
         let bytes = encode_batch(&report());
         assert_eq!(decode_batch(&bytes).unwrap(), report());
-        assert!(bytes.len() < 120, "{} bytes", bytes.len());
+        assert!(bytes.len() < 140, "{} bytes", bytes.len());
     }
 
     #[test]

@@ -273,3 +273,101 @@ fn memory_advice_is_per_node_and_per_cpu_as_asked() {
     let mem = f.iter().find(|f| f.kind == FindingKind::MemoryUnderused).unwrap();
     assert_eq!(mem.fix, "--mem-per-cpu=384M");
 }
+
+/// `n` samples 20 s apart from `start` of one step on n1, each given by `f(i, sample)`.
+fn shaped(
+    start: u64,
+    n: u64,
+    mut f: impl FnMut(u64, &mut crate::sample::StepSample),
+) -> Vec<crate::sample::StepSample> {
+    burn(n, 1.0, 90)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            s.at += start;
+            f(i as u64, &mut s);
+            s
+        })
+        .collect()
+}
+
+fn stats_of(j: &JobRecord, series: Vec<crate::sample::StepSample>) -> SeriesStats {
+    let mut samples = BTreeMap::new();
+    samples.insert(SeriesKey { job: j.id, step: StepId::BATCH, node: "n1".into() }, series);
+    series_stats(&samples, &BTreeMap::new(), j.elapsed_secs, &params())
+}
+
+#[test]
+fn a_job_streaming_files_is_judged_on_resident_memory_not_page_cache() {
+    // 100 MiB resident, the cgroup full of cache up to the 1 GiB limit.
+    let mut j = finished(1, 1.0, 100, 1_024);
+    j.usage.max_rss_bytes = Some(100 << 20);
+    let series = shaped(0, 60, |_, s| {
+        s.resident_kib = 100 << 10;
+        s.cache_kib = 900 << 10;
+        s.mem_current_kib = 1 << 20;
+        s.mem_peak_kib = 1 << 20;
+    });
+    let k = kinds(&j, Some(&stats_of(&j, series)), &[]);
+    assert!(!k.contains(&FindingKind::MemoryOversubscribed), "{k:?}");
+    assert!(k.contains(&FindingKind::MemoryUnderused), "{k:?}");
+    // The same charge with no cache is a job at its limit.
+    let series = shaped(0, 60, |_, s| {
+        s.resident_kib = 1 << 20;
+        s.mem_current_kib = 1 << 20;
+        s.mem_peak_kib = 1 << 20;
+    });
+    assert!(kinds(&j, Some(&stats_of(&j, series)), &[]).contains(&FindingKind::MemoryOversubscribed));
+}
+
+#[test]
+fn idle_allocation_fires_on_mostly_idle_distributor_windows() {
+    // A 3-hour job seen in 5-minute windows every 30 minutes: idle in 6 of 7.
+    let mut j = finished(2, 0.05, 90, 100);
+    j.elapsed_secs = 11_100;
+    j.time_limit_secs = Some(12_000);
+    let mut series = Vec::new();
+    let mut cpu = 0;
+    for w in 0..7u64 {
+        let busy = w == 2;
+        series.extend(shaped(w * 1_800, 16, |i, s| {
+            s.cpu_user_cs = cpu + if busy { i * 2_000 } else { 0 };
+        }));
+        cpu = series.last().map_or(0, |s: &crate::sample::StepSample| s.cpu_user_cs);
+    }
+    let stats = stats_of(&j, series.clone());
+    let cfg = cfg();
+    let rules = Rules { config: &cfg, preload_library: "/lib/pre.so" };
+    let f = job_findings(&j, &efficiency(&j), Some(&stats), &[], &rules);
+    let idle = f.iter().find(|f| f.kind == FindingKind::IdleAllocation).expect("idle allocation");
+    assert!(idle.evidence.contains("6 of 7 sampling windows"), "{}", idle.evidence);
+    // Busy in most windows: not idle.
+    let mut busy = Vec::new();
+    let mut cpu = 0;
+    for w in 0..7u64 {
+        let on = w != 2;
+        busy.extend(shaped(w * 1_800, 16, |i, s| s.cpu_user_cs = cpu + if on { i * 2_000 } else { 0 }));
+        cpu = busy.last().map_or(0, |s: &crate::sample::StepSample| s.cpu_user_cs);
+    }
+    assert!(!kinds(&j, Some(&stats_of(&j, busy)), &[]).contains(&FindingKind::IdleAllocation));
+    // Two idle windows 30 minutes apart span less than the hour: not yet.
+    let short: Vec<_> = series.into_iter().filter(|s| s.at < 2_400).collect();
+    assert!(!kinds(&j, Some(&stats_of(&j, short)), &[]).contains(&FindingKind::IdleAllocation));
+}
+
+#[test]
+fn page_fault_churn_needs_a_sustained_rate_and_names_the_preload_library() {
+    let j = finished(1, 1.0, 90, 100);
+    let cfg = cfg();
+    let rules = Rules { config: &cfg, preload_library: "/lib/pre.so" };
+    // One interval of 80 MB touched for the first time (20 480 pages in 20 s), then quiet.
+    let burst = shaped(0, 60, |i, s| s.minor_faults = if i >= 1 { 20_480 * 20 } else { 0 });
+    let f = job_findings(&j, &efficiency(&j), Some(&stats_of(&j, burst)), &[], &rules);
+    assert!(f.iter().all(|f| f.kind != FindingKind::PageFaultChurn), "{f:?}");
+    // 5 000 faults/s for 20 minutes.
+    let churn = shaped(0, 60, |i, s| s.minor_faults = i * 100_000);
+    let f = job_findings(&j, &efficiency(&j), Some(&stats_of(&j, churn)), &[], &rules);
+    let churn = f.iter().find(|f| f.kind == FindingKind::PageFaultChurn).expect("churn");
+    assert!(churn.fix.contains("LD_PRELOAD=/lib/pre.so"), "{}", churn.fix);
+    assert!(churn.evidence.contains("5000 page faults/s for 00:19:40"), "{}", churn.evidence);
+}

@@ -64,3 +64,27 @@ fn a_running_job_reads_no_data_yet_never_zero_percent() {
     assert_eq!(pct_text(None, None), "n/a");
     assert_eq!(pct_text(Some(0.4), None), "40.0 %");
 }
+
+#[test]
+fn page_fault_churn_brings_the_preload_command_into_the_mail() {
+    // Job 3 runs fine but faults 5 000 pages/s throughout; it is not among the worst jobs.
+    let mut inputs = alice_inputs();
+    let churn: Vec<crate::sample::StepSample> = (0..30u64)
+        .map(|i| crate::sample::StepSample {
+            at: 1_000 + i * 20,
+            cpu_user_cs: i * 2_000,
+            rss_kib: 90 << 10,
+            minor_faults: i * 100_000,
+            ..Default::default()
+        })
+        .collect();
+    let key = crate::store::SeriesKey { job: inputs[2].job.id, step: crate::job::StepId::BATCH, node: "n1".into() };
+    inputs[2].samples.insert(key, churn);
+    let a = analyze_user("alice", Period { start: 0, end: 10_000 }, &inputs, &[], &params());
+    assert!(!a.worst.contains(&inputs[2].job.id));
+    let spec = PeriodSpec::new(604_800, 0, 0, jiff::tz::TimeZone::UTC).unwrap();
+    let m = render_mail(&a, &Config::default(), &spec, &Templates::load("").unwrap()).unwrap();
+    let command = "job 3: LD_PRELOAD=/usr/lib/turingwatch/libturingwatch_preload.so <your program>";
+    assert!(m.text.contains("Page Fault Churn") && m.text.contains(command), "{}", m.text);
+    assert!(m.html.contains("libturingwatch_preload.so &lt;your program&gt;"), "{}", m.html);
+}

@@ -50,6 +50,9 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
     );
     let _ = writeln!(out, "CPU Utilized: {}", seconds_text(j.record.usage.total_cpu_ms));
     match (e.cpu_frac, e.cpu_no_data) {
+        (Some(f), _) if e.cpu_live => {
+            let _ = writeln!(out, "CPU Efficiency: {:.2}% so far (from samples; the job is running)", f * 100.0);
+        }
         (Some(f), _) => {
             let _ = writeln!(out, "CPU Efficiency: {:.2}% of {} core-walltime", f * 100.0, duration_text(e.core_secs));
         }
@@ -60,7 +63,8 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
     let _ = writeln!(out, "Memory Utilized: {}", e.mem_used_bytes.map_or_else(|| "n/a".into(), bytes_text));
     match (e.mem_frac, j.record.req_mem_bytes) {
         (Some(f), Some(req)) => {
-            let _ = writeln!(out, "Memory Efficiency: {:.2}% of {}", f * 100.0, bytes_text(req));
+            let live = if e.mem_live { " so far (resident peak from samples)" } else { "" };
+            let _ = writeln!(out, "Memory Efficiency: {:.2}% of {}{live}", f * 100.0, bytes_text(req));
         }
         _ => {
             let _ = writeln!(out, "Memory Efficiency: {}", e.mem_no_data.map_or("n/a", |w| w.text()));
@@ -69,11 +73,22 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
     if j.samples > 0 {
         let _ = writeln!(out, "Samples: {} (coverage {:.0}% of the run)", j.samples, j.sample_coverage_frac * 100.0);
         for n in &j.nodes {
+            // Page cache is shown apart: the kernel drops it before it would kill the job.
+            let cache = if n.peak_cache_bytes > 0 || n.peak_charged_bytes > n.peak_mem_bytes {
+                format!(
+                    " (page cache up to {}; {} with cache)",
+                    bytes_text(n.peak_cache_bytes),
+                    bytes_text(n.peak_charged_bytes)
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {}: peak memory {}, cores busy mean {:.2} / max {:.2}{}",
+                "  {}: peak resident memory {}{}, cores busy mean {:.2} / max {:.2}{}",
                 n.node,
                 bytes_text(n.peak_mem_bytes),
+                cache,
                 n.mean_cores,
                 n.max_cores,
                 if n.cpus > 0 { format!(" of {}", n.cpus) } else { String::new() }
