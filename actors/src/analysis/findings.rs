@@ -5,6 +5,15 @@
 //! allocation, page-fault churn, right-sizing). Accounting-based rules run for every job, so
 //! coverage is complete without scraping; sample-based rules run where samples exist. Each
 //! finding carries the numbers it was decided on, so a user can check the claim.
+//!
+//! GPUs are judged per physical device (all steps' readings merged, see `series::gpu_uses`)
+//! and only on readings: a job allocated GPUs without any reading gets no GPU finding (its
+//! analysis says "no GPU data"), and where only some GPUs were read the rest are left out and
+//! counted in the evidence. A GPU is busy when a reading shows utilisation above 0 %. One at 0 %
+//! in every reading whose memory the job's processes filled (at least `GPU_HELD_MEM_MIB` while
+//! they had it open) is not called idle (no "no utilisation", underuse or idle finding: giving
+//! it back would take the data away) but gets "investigate GPU usage". GPU evidence names the
+//! device's peak memory and mean power beside its utilisation.
 
 use super::efficiency::Efficiency;
 use super::series::SeriesStats;
@@ -409,37 +418,62 @@ fn sample_findings(
             preload.to_string(),
         );
     }
-    if gpus > 0 {
-        let busy = s.gpus.iter().filter(|g| g.zero_util < g.readings).count() as u64;
-        if busy < gpus {
-            push(
-                FindingKind::GpuUnderuse,
-                format!("{busy} of {gpus} GPUs ever busy"),
-                format!("--gres=gpu:{}", busy.max(1)),
-            );
+    // GPUs are judged on their readings only: one without any (`[gpu] source = "none"`, no
+    // NVML, a node not sampled) is neither busy nor idle; the job's analysis says "no GPU data".
+    if gpus > 0 && !s.gpus.is_empty() {
+        let read = s.gpus.len() as u64;
+        let busy = s.gpus.iter().filter(|g| g.ever_busy()).count() as u64;
+        let holding = s.gpus.iter().filter(|g| !g.ever_busy() && g.holds_memory()).count() as u64;
+        let idle = read.saturating_sub(busy + holding);
+        if idle > 0 {
+            let mut evidence = if read < gpus {
+                format!("{busy} of the {read} GPUs with readings ever busy ({} of {gpus} had no readings)", gpus - read)
+            } else {
+                format!("{busy} of {read} GPUs ever busy")
+            };
+            if holding > 0 {
+                evidence.push_str(&format!("; {holding} more held memory without computing"));
+            }
+            // `--gres` counts GPUs per node.
+            let keep = gpus.saturating_sub(idle).max(1).div_ceil(u64::from(job.node_count.max(1)));
+            push(FindingKind::GpuUnderuse, evidence, format!("--gres=gpu:{keep}"));
         }
         let idle_limit = cfg.idle_for.as_secs();
         for g in &s.gpus {
             let n = f64::from(g.readings.max(1));
             let name = format!("GPU {}/{}", g.node, g.index);
-            if g.zero_util == g.readings {
+            let figures = format!("peak memory {} MiB, mean power {:.0} W", g.peak_mem_mib, g.mean_power_w);
+            if !g.ever_busy() && g.holds_memory() {
+                // The job's processes keep data on it: not idle, but no kernel ever ran.
+                push(
+                    FindingKind::InvestigateGpuUsage,
+                    format!(
+                        "{name}: 0 % in all {} readings while the job's processes held {} MiB on it ({figures})",
+                        g.readings, g.held_mem_mib
+                    ),
+                    "check that the program runs its kernels on this GPU, not only its data; profile it (e.g. nsys)"
+                        .into(),
+                );
+                continue;
+            }
+            if !g.ever_busy() {
                 push(
                     FindingKind::GpuNoUtilisation,
-                    format!("{name}: 0 % in all {} readings", g.readings),
+                    format!("{name}: 0 % in all {} readings ({figures})", g.readings),
                     "do not request this GPU".into(),
                 );
             } else if f64::from(g.longest_zero_run) >= cfg.gpu_try_split_frac * n {
                 push(
                     FindingKind::TrySplitting,
-                    format!("{name}: idle for {} readings in a row of {}", g.longest_zero_run, g.readings),
+                    format!("{name}: idle for {} readings in a row of {} ({figures})", g.longest_zero_run, g.readings),
                     "run the CPU-only phase as a separate job".into(),
                 );
             }
-            if g.zero_util < g.readings && f64::from(g.zero_util + g.low_util) >= cfg.gpu_investigate_frac * n {
+            if g.ever_busy() && f64::from(g.zero_util + g.low_util) >= cfg.gpu_investigate_frac * n {
                 push(
                     FindingKind::InvestigateGpuUsage,
                     format!(
-                        "{name}: mean {:.1} %, {} of {} readings below {} %",
+                        "{name}: mean {:.1} %, {} of {} readings below {} % ({figures})",
                         g.mean_util_pct,
                         g.zero_util + g.low_util,
                         g.readings,
@@ -451,7 +485,7 @@ fn sample_findings(
             if g.longest_zero_secs >= idle_limit {
                 push(
                     FindingKind::IdleAllocation,
-                    format!("{name}: 0 % for {}", duration_text(g.longest_zero_secs)),
+                    format!("{name}: 0 % for {} ({figures})", duration_text(g.longest_zero_secs)),
                     "release GPUs you are not using".into(),
                 );
             }

@@ -68,22 +68,101 @@ impl SysRatio {
     }
 }
 
-/// Readings of one GPU of a job.
+/// Memory a GPU must hold for one of the job's processes (that had it open) before a GPU at 0 %
+/// utilisation counts as used for data rather than idle, MiB.
+pub const GPU_HELD_MEM_MIB: u64 = 1024;
+
+/// Readings of one physical GPU of a job: the readings of every step that saw the device,
+/// merged into one per instant (see [`gpu_uses`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GpuUse {
     pub node: String,
     pub index: u32,
+    /// Instants the GPU was read at: one per sampling sweep, however many steps saw it.
     pub readings: u32,
+    /// Steps whose readings include the GPU.
+    pub steps: u32,
     pub mean_util_pct: f64,
     pub zero_util: u32,
     pub low_util: u32,
-    /// Longest run of consecutive zero-utilisation readings.
+    /// Longest run of consecutive zero-utilisation readings; a gap between readings longer than
+    /// `max_gap_secs` ends a run (nobody saw the GPU then).
     pub longest_zero_run: u32,
-    /// Longest span with zero utilisation, seconds.
+    /// Longest span with zero utilisation, seconds (first to last reading of such a run).
     pub longest_zero_secs: u64,
+    /// Highest device memory in use in any reading, MiB.
+    pub peak_mem_mib: u64,
+    /// Highest device memory in use in a reading where one of the job's processes had the
+    /// device open, MiB (0 when none had).
+    pub held_mem_mib: u64,
     pub mean_power_w: f64,
     pub mean_sm_clock_mhz: f64,
     pub used_by_job: bool,
+    /// Seconds of the run covered by readings: intervals between consecutive readings up to
+    /// `max_gap_secs`; a lone reading covers `max_gap_secs` (at most the run).
+    pub covered_secs: u64,
+}
+
+impl GpuUse {
+    /// Utilisation above 0 % in some reading.
+    pub fn ever_busy(&self) -> bool {
+        self.zero_util < self.readings
+    }
+
+    /// One of the job's processes held at least [`GPU_HELD_MEM_MIB`] on the device.
+    pub fn holds_memory(&self) -> bool {
+        self.held_mem_mib >= GPU_HELD_MEM_MIB
+    }
+}
+
+/// Why a job that was allocated GPUs has no GPU figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuNoData {
+    /// The job was not sampled at all.
+    NotSampled,
+    /// The job was sampled, but no GPU was read: `[gpu] source = "none"` (the default), or no
+    /// NVML library or driver on its nodes.
+    NoGpuReadings,
+}
+
+impl GpuNoData {
+    /// For people: what to show instead of GPU figures.
+    pub fn text(self) -> &'static str {
+        match self {
+            GpuNoData::NotSampled => "no GPU data (job not sampled)",
+            GpuNoData::NoGpuReadings => "no GPU data (no GPU readings: [gpu] source is \"none\" or NVML is absent)",
+        }
+    }
+}
+
+/// How much of a job's GPU allocation its readings cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct GpuCoverage {
+    /// Why there are no GPU figures at all; `None` when a GPU was read or none was allocated.
+    pub no_data: Option<GpuNoData>,
+    /// GPU-seconds allocated: allocated GPUs × elapsed seconds.
+    pub secs_alloc: u64,
+    /// GPU-seconds covered by readings: each GPU read's covered seconds (at most the elapsed
+    /// time), summed, at most `secs_alloc`.
+    pub secs_sampled: u64,
+    /// Allocated GPUs without any reading (allocated minus GPUs read, at least 0).
+    pub unread: u64,
+}
+
+/// The GPU coverage of a job allocated `alloc_gpus` GPUs for `elapsed_secs`, from its sample
+/// statistics (`None`: not sampled).
+pub fn gpu_coverage(alloc_gpus: u64, elapsed_secs: u64, stats: Option<&SeriesStats>) -> GpuCoverage {
+    let secs_alloc = alloc_gpus.saturating_mul(elapsed_secs);
+    let gpus = stats.map_or(&[][..], |s| s.gpus.as_slice());
+    let secs_sampled =
+        gpus.iter().fold(0u64, |sum, g| sum.saturating_add(g.covered_secs.min(elapsed_secs))).min(secs_alloc);
+    let no_data = match stats {
+        _ if alloc_gpus == 0 || !gpus.is_empty() => None,
+        Some(s) if s.samples > 0 => Some(GpuNoData::NoGpuReadings),
+        _ => Some(GpuNoData::NotSampled),
+    };
+    GpuCoverage { no_data, secs_alloc, secs_sampled, unread: alloc_gpus.saturating_sub(gpus.len() as u64) }
 }
 
 /// Everything the samples of one job say.
@@ -270,9 +349,7 @@ pub fn series_stats(
         stats.nodes.push(node_use);
     }
     stats.coverage_frac = if elapsed_secs > 0 { (covered_secs as f64 / elapsed_secs as f64).min(1.0) } else { 0.0 };
-    for (key, readings) in gpu {
-        stats.gpus.extend(gpu_uses(key, readings, params));
-    }
+    stats.gpus = gpu_uses(gpu, elapsed_secs, params);
     stats
 }
 
@@ -365,45 +442,129 @@ fn add_sys_ratio(acc: &mut SysRatio, ratio: f64) {
     }
 }
 
-fn gpu_uses(key: &SeriesKey, readings: &[GpuReading], params: &SeriesParams) -> Vec<GpuUse> {
-    let mut by_index: BTreeMap<u32, Vec<&GpuReading>> = BTreeMap::new();
-    for r in readings {
-        by_index.entry(r.index).or_default().push(r);
+/// One reading of one device at one instant, merged over the steps that saw it.
+#[derive(Debug, Clone, Copy)]
+struct GpuInstant {
+    at: u64,
+    util_pct: u32,
+    mem_used_mib: u64,
+    power_mw: u32,
+    sm_clock_mhz: u32,
+    in_use: bool,
+}
+
+/// One [`GpuUse`] per physical GPU of the job. Readings are stored per step, and every step
+/// allocated a GPU (or with a process that has it open) gets a reading of it in each sweep, so
+/// the batch step and step 0 both carry the same device's figures. They are grouped by (node,
+/// device index), whichever step they were stored under, and merged per instant: readings of
+/// one device at the same `at` are one instant, and so are readings of different steps less
+/// than half a sampling interval apart (`max_gap_secs / 6`: the gap limit is three intervals).
+/// Two readings of one step at different times are never one instant. The merged reading keeps
+/// the highest of each figure (NVML's figures are per device, so the steps agree) and is in use
+/// when any step's process had the device open.
+fn gpu_uses(gpu: &BTreeMap<SeriesKey, Vec<GpuReading>>, elapsed_secs: u64, params: &SeriesParams) -> Vec<GpuUse> {
+    let mut by_device: BTreeMap<(&str, u32), Vec<(&SeriesKey, &GpuReading)>> = BTreeMap::new();
+    for (key, readings) in gpu {
+        for r in readings {
+            by_device.entry((key.node.as_str(), r.index)).or_default().push((key, r));
+        }
     }
-    by_index
+    by_device
         .into_iter()
-        .map(|(index, rs)| {
-            let n = rs.len().max(1) as f64;
-            let (mut run, mut longest, mut run_start, mut longest_secs) = (0u32, 0u32, None, 0u64);
-            for r in &rs {
-                if r.util_pct == 0 {
-                    run += 1;
-                    longest = longest.max(run);
-                    let start = *run_start.get_or_insert(r.at);
-                    longest_secs = longest_secs.max(r.at.saturating_sub(start));
-                } else {
-                    run = 0;
-                    run_start = None;
-                }
-            }
-            GpuUse {
-                node: key.node.clone(),
-                index,
-                readings: rs.len() as u32,
-                mean_util_pct: rs.iter().map(|r| f64::from(r.util_pct)).sum::<f64>() / n,
-                zero_util: rs.iter().filter(|r| r.util_pct == 0).count() as u32,
-                low_util: rs
-                    .iter()
-                    .filter(|r| r.util_pct > 0 && f64::from(r.util_pct) < params.gpu_low_util_pct)
-                    .count() as u32,
-                longest_zero_run: longest,
-                longest_zero_secs: longest_secs,
-                mean_power_w: rs.iter().map(|r| f64::from(r.power_mw) / 1000.0).sum::<f64>() / n,
-                mean_sm_clock_mhz: rs.iter().map(|r| f64::from(r.sm_clock_mhz)).sum::<f64>() / n,
-                used_by_job: rs.iter().any(|r| r.in_use_by_step),
-            }
+        .map(|((node, index), mut rs)| {
+            rs.sort_by_key(|(_, r)| r.at);
+            let steps = rs.iter().map(|(k, _)| (k.job, k.step)).collect::<std::collections::BTreeSet<_>>().len();
+            let instants = merge_instants(&rs, params.max_gap_secs / 6);
+            gpu_use(node, index, steps as u32, &instants, elapsed_secs, params)
         })
         .collect()
+}
+
+/// Merges the time-ordered readings of one device into instants (see [`gpu_uses`]).
+fn merge_instants(readings: &[(&SeriesKey, &GpuReading)], tolerance_secs: u64) -> Vec<GpuInstant> {
+    let mut out: Vec<GpuInstant> = Vec::new();
+    // The steps in the latest instant, with the time of their reading.
+    let mut steps: BTreeMap<(crate::job::JobId, crate::job::StepId), u64> = BTreeMap::new();
+    for (key, r) in readings {
+        let step = (key.job, key.step);
+        let joins = out.last().is_some_and(|last| {
+            r.at.saturating_sub(last.at) <= tolerance_secs && steps.get(&step).is_none_or(|at| *at == r.at)
+        });
+        match out.last_mut() {
+            Some(last) if joins => {
+                last.util_pct = last.util_pct.max(r.util_pct);
+                last.mem_used_mib = last.mem_used_mib.max(r.mem_used_mib);
+                last.power_mw = last.power_mw.max(r.power_mw);
+                last.sm_clock_mhz = last.sm_clock_mhz.max(r.sm_clock_mhz);
+                last.in_use |= r.in_use_by_step;
+            }
+            _ => {
+                steps.clear();
+                out.push(GpuInstant {
+                    at: r.at,
+                    util_pct: r.util_pct,
+                    mem_used_mib: r.mem_used_mib,
+                    power_mw: r.power_mw,
+                    sm_clock_mhz: r.sm_clock_mhz,
+                    in_use: r.in_use_by_step,
+                });
+            }
+        }
+        steps.insert(step, r.at);
+    }
+    out
+}
+
+fn gpu_use(
+    node: &str,
+    index: u32,
+    steps: u32,
+    instants: &[GpuInstant],
+    elapsed_secs: u64,
+    params: &SeriesParams,
+) -> GpuUse {
+    let n = instants.len().max(1) as f64;
+    let (mut run, mut longest, mut run_start, mut longest_secs) = (0u32, 0u32, None, 0u64);
+    let mut covered_secs = if instants.len() == 1 { params.max_gap_secs.min(elapsed_secs) } else { 0 };
+    let mut previous: Option<u64> = None;
+    for r in instants {
+        let dt = previous.map_or(0, |p| r.at.saturating_sub(p));
+        if dt > params.max_gap_secs {
+            // Nobody saw the GPU in between: a zero run does not bridge the gap.
+            run = 0;
+            run_start = None;
+        } else {
+            covered_secs = covered_secs.saturating_add(dt);
+        }
+        previous = Some(r.at);
+        if r.util_pct == 0 {
+            run += 1;
+            longest = longest.max(run);
+            let start = *run_start.get_or_insert(r.at);
+            longest_secs = longest_secs.max(r.at.saturating_sub(start));
+        } else {
+            run = 0;
+            run_start = None;
+        }
+    }
+    GpuUse {
+        node: node.to_string(),
+        index,
+        readings: instants.len() as u32,
+        steps,
+        mean_util_pct: instants.iter().map(|r| f64::from(r.util_pct)).sum::<f64>() / n,
+        zero_util: instants.iter().filter(|r| r.util_pct == 0).count() as u32,
+        low_util: instants.iter().filter(|r| r.util_pct > 0 && f64::from(r.util_pct) < params.gpu_low_util_pct).count()
+            as u32,
+        longest_zero_run: longest,
+        longest_zero_secs: longest_secs,
+        peak_mem_mib: instants.iter().map(|r| r.mem_used_mib).max().unwrap_or(0),
+        held_mem_mib: instants.iter().filter(|r| r.in_use).map(|r| r.mem_used_mib).max().unwrap_or(0),
+        mean_power_w: instants.iter().map(|r| f64::from(r.power_mw) / 1000.0).sum::<f64>() / n,
+        mean_sm_clock_mhz: instants.iter().map(|r| f64::from(r.sm_clock_mhz)).sum::<f64>() / n,
+        used_by_job: instants.iter().any(|r| r.in_use),
+        covered_secs,
+    }
 }
 
 #[cfg(test)]
@@ -612,5 +773,84 @@ pub(crate) mod tests {
         let s = series_stats(&BTreeMap::new(), &gpu, 120, &params());
         let g = &s.gpus[0];
         assert_eq!((g.readings, g.zero_util, g.low_util, g.longest_zero_run, g.longest_zero_secs), (6, 4, 1, 3, 40));
+    }
+
+    fn gpu_reading(at: u64, index: u32, util_pct: u32, mem_used_mib: u64, in_use_by_step: bool) -> GpuReading {
+        GpuReading { at, index, util_pct, mem_used_mib, power_mw: 100_000, in_use_by_step, ..GpuReading::default() }
+    }
+
+    #[test]
+    fn a_gpu_seen_by_several_steps_is_one_gpu_with_one_reading_per_instant() {
+        // The batch step and step 0 both read GPU 0 every 20 s (the batch step without a
+        // process on it); step 1 reads it a second later than the sweep (another scraper's
+        // clock), half of the time. GPU 1 is read by step 0 only.
+        let mut gpu = BTreeMap::new();
+        let at = |i: u64| 1_000 + i * 20;
+        gpu.insert(key(StepId::BATCH, "g1"), (0..10).map(|i| gpu_reading(at(i), 0, 50, 2_000, false)).collect());
+        let step0: Vec<GpuReading> = (0..10)
+            .flat_map(|i| [gpu_reading(at(i), 0, 50, 2_000, true), gpu_reading(at(i), 1, 0, 0, false)])
+            .collect();
+        gpu.insert(key(StepId(0), "g1"), step0);
+        gpu.insert(key(StepId(1), "g1"), (0..5).map(|i| gpu_reading(at(i) + 1, 0, 60, 3_000, true)).collect());
+        // The same index on another node is another GPU.
+        gpu.insert(key(StepId(0), "g2"), vec![gpu_reading(at(0), 0, 10, 0, true)]);
+        let s = series_stats(&BTreeMap::new(), &gpu, 200, &params());
+        let ids: Vec<(&str, u32, u32, u32)> =
+            s.gpus.iter().map(|g| (g.node.as_str(), g.index, g.readings, g.steps)).collect();
+        assert_eq!(ids, [("g1", 0, 10, 3), ("g1", 1, 10, 1), ("g2", 0, 1, 1)]);
+        let g = &s.gpus[0];
+        // The merged instant keeps the device's highest figure: 60 % in the first 5 readings.
+        assert!((g.mean_util_pct - 55.0).abs() < 1e-9, "{}", g.mean_util_pct);
+        assert!((g.mean_power_w - 100.0).abs() < 1e-9);
+        assert_eq!((g.peak_mem_mib, g.held_mem_mib, g.used_by_job, g.covered_secs), (3_000, 3_000, true, 180));
+        assert!(!s.gpus[1].used_by_job && s.gpus[1].held_mem_mib == 0);
+        // A lone reading covers one gap's worth.
+        assert_eq!(s.gpus[2].covered_secs, 60);
+    }
+
+    #[test]
+    fn one_steps_own_readings_are_never_merged_and_exact_repeats_are() {
+        // Readings every 5 s from one step, with a gap limit of 600 s (tolerance 100 s): each is
+        // its own instant; the same reading stored twice is one.
+        let mut readings: Vec<GpuReading> = (0..20).map(|i| gpu_reading(i * 5, 0, 30, 0, true)).collect();
+        readings.push(readings[3].clone());
+        let mut gpu = BTreeMap::new();
+        gpu.insert(key(StepId(0), "g1"), readings);
+        let wide = SeriesParams { max_gap_secs: 600, ..params() };
+        let s = series_stats(&BTreeMap::new(), &gpu, 100, &wide);
+        assert_eq!((s.gpus.len(), s.gpus[0].readings, s.gpus[0].covered_secs), (1, 20, 95));
+    }
+
+    #[test]
+    fn gpu_zero_runs_end_at_sampling_gaps() {
+        // 0 % at 0, 20, 40 s; nothing read for 960 s; 0 % at 1000, 1020 s; then 40 %.
+        let readings: Vec<GpuReading> = [(0, 0), (20, 0), (40, 0), (1_000, 0), (1_020, 0), (1_040, 40)]
+            .iter()
+            .map(|&(at, util)| gpu_reading(at, 0, util, 0, true))
+            .collect();
+        let mut gpu = BTreeMap::new();
+        gpu.insert(key(StepId::BATCH, "g1"), readings);
+        let s = series_stats(&BTreeMap::new(), &gpu, 1_100, &params());
+        let g = &s.gpus[0];
+        assert_eq!((g.zero_util, g.longest_zero_run, g.longest_zero_secs, g.covered_secs), (5, 3, 40, 80));
+    }
+
+    #[test]
+    fn gpu_coverage_counts_allocated_and_read_gpu_seconds() {
+        let mut gpu = BTreeMap::new();
+        gpu.insert(key(StepId(0), "g1"), (0..11).map(|i| gpu_reading(i * 20, 0, 50, 0, true)).collect());
+        let read = series_stats(&BTreeMap::new(), &gpu, 400, &params());
+        let c = gpu_coverage(3, 400, Some(&read));
+        assert_eq!(c, GpuCoverage { no_data: None, secs_alloc: 1_200, secs_sampled: 200, unread: 2 });
+        // Sampled, but no GPU read: the readings are missing, not the GPUs idle.
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId::BATCH, "g1"), burn(11, 1.0, 10));
+        let cpu_only = series_stats(&samples, &BTreeMap::new(), 400, &params());
+        let c = gpu_coverage(2, 400, Some(&cpu_only));
+        assert_eq!((c.no_data, c.secs_alloc, c.secs_sampled, c.unread), (Some(GpuNoData::NoGpuReadings), 800, 0, 2));
+        assert_eq!(gpu_coverage(2, 400, None).no_data, Some(GpuNoData::NotSampled));
+        // No GPU allocated: nothing to say; readings never count above the allocation.
+        assert_eq!(gpu_coverage(0, 400, Some(&read)), GpuCoverage::default());
+        assert_eq!(gpu_coverage(1, 100, Some(&read)).secs_sampled, 100);
     }
 }

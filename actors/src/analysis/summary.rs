@@ -5,7 +5,7 @@ use super::efficiency::{efficiency, with_live_samples, Efficiency};
 use super::findings::{job_findings, Finding, FindingKind, Rules, Severity};
 use super::period::Period;
 use super::rightsize::{rightsize, RightSize};
-use super::series::{series_stats, GpuUse, NodeUse, SeriesParams, SeriesStats, SysRatio};
+use super::series::{gpu_coverage, series_stats, GpuNoData, GpuUse, NodeUse, SeriesParams, SeriesStats, SysRatio};
 use crate::job::{JobId, JobRecord, StepId, StepRecord};
 use crate::sample::{GpuReading, StepSample};
 use crate::store::SeriesKey;
@@ -91,6 +91,15 @@ pub struct JobAnalysis {
     pub samples: u64,
     pub nodes: Vec<NodeUse>,
     pub gpus: Vec<GpuUse>,
+    /// Why a job allocated GPUs has no GPU figures (and no GPU findings); `None` when a GPU was
+    /// read or none was allocated.
+    pub gpu_no_data: Option<GpuNoData>,
+    /// GPU-seconds allocated (allocated GPUs × elapsed); summed per period for GPU coverage.
+    pub gpu_secs_alloc: u64,
+    /// GPU-seconds covered by GPU readings (at most `gpu_secs_alloc`).
+    pub gpu_secs_sampled: u64,
+    /// Allocated GPUs that have no reading (not judged).
+    pub gpus_unread: u64,
     pub sys_ratio: SysRatio,
     pub apps: Vec<String>,
     #[serde(serialize_with = "StepFigures::serialize_steps")]
@@ -219,6 +228,7 @@ pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
     } else {
         (eff.wasted_core_secs as f64 + unused_mem * job.elapsed_secs as f64 / 4.0) / 3_600.0
     };
+    let gpu = gpu_coverage(job.alloc_gpus(), job.elapsed_secs, stats.as_ref());
     let stats = stats.unwrap_or_default();
     JobAnalysis {
         record: job.clone(),
@@ -227,6 +237,10 @@ pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
         samples: stats.samples,
         nodes: stats.nodes,
         gpus: stats.gpus,
+        gpu_no_data: gpu.no_data,
+        gpu_secs_alloc: gpu.secs_alloc,
+        gpu_secs_sampled: gpu.secs_sampled,
+        gpus_unread: gpu.unread,
         sys_ratio: stats.sys_ratio,
         apps,
         steps: input.steps.clone(),

@@ -137,6 +137,183 @@ fn gpu_rules_follow_the_original() {
     assert!(!k.contains(&FindingKind::LowComputePower), "a GPU job is not low compute power");
 }
 
+/// The findings of kind `kind` about GPUs.
+fn of_kind(f: &[Finding], kind: FindingKind) -> Vec<&Finding> {
+    f.iter().filter(|f| f.kind == kind).collect()
+}
+
+const GPU_KINDS: [FindingKind; 5] = [
+    FindingKind::GpuUnderuse,
+    FindingKind::GpuNoUtilisation,
+    FindingKind::TrySplitting,
+    FindingKind::InvestigateGpuUsage,
+    FindingKind::IdleAllocation,
+];
+
+fn gpu_job(gpus: u64) -> JobRecord {
+    let mut j = finished(8, 4.0, 90, 100);
+    j.alloc_tres = crate::job::Tres(vec![("gres/gpu".into(), gpus)]);
+    j
+}
+
+#[test]
+fn two_steps_sharing_a_gpu_count_it_once_from_a_recording() {
+    use crate::sample::gpu::{attribute, GpuSource, RecordedSource};
+    // tests/fixtures/nvml/two_steps_one_gpu.json: the batch step (pids 6100, 6101) and step 0
+    // (pid 6200) of one job, both allocated GPUs 0 and 1, read in the same 12 sweeps; step 0
+    // computes on GPU 0 from the sixth sweep, GPU 1 is never opened, GPU 2 is another job's.
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nvml/two_steps_one_gpu.json");
+    let mut source = RecordedSource::load(&path).unwrap();
+    let j = gpu_job(2);
+    let steps = [(StepId::BATCH, vec![6100, 6101]), (StepId(0), vec![6200])];
+    let mut gpu: BTreeMap<SeriesKey, Vec<crate::sample::GpuReading>> = BTreeMap::new();
+    for sweep in 0..12 {
+        let devices = source.read().unwrap();
+        for (step, pids) in &steps {
+            let key = SeriesKey { job: j.id, step: *step, node: "g1".into() };
+            gpu.entry(key).or_default().extend(attribute(&devices, pids, &[0, 1], 1_000 + sweep * 20));
+        }
+    }
+    assert_eq!(gpu.values().map(Vec::len).sum::<usize>(), 48, "each step stores both GPUs every sweep");
+    let stats = series_stats(&BTreeMap::new(), &gpu, j.elapsed_secs, &params());
+    let seen: Vec<(u32, u32, u32, u32)> =
+        stats.gpus.iter().map(|g| (g.index, g.readings, g.steps, g.zero_util)).collect();
+    assert_eq!(seen, [(0, 12, 2, 5), (1, 12, 2, 12)], "one GPU per device, one reading per sweep");
+    let g0 = &stats.gpus[0];
+    assert_eq!((g0.longest_zero_run, g0.peak_mem_mib, g0.held_mem_mib, g0.used_by_job), (5, 30_210, 30_210, true));
+    // (3 × 61 + 2 × 88 + 248 + 255 + 262 + 251 + 259 + 254 + 250) W / 12.
+    assert!((g0.mean_power_w - 2_138.0 / 12.0).abs() < 1e-9, "{}", g0.mean_power_w);
+    assert!(!stats.gpus[1].used_by_job);
+
+    let cfg = cfg();
+    let rules = Rules { config: &cfg, preload_library: "/lib/pre.so" };
+    let f = job_findings(&j, &efficiency(&j), Some(&stats), &[], &rules);
+    let under = of_kind(&f, FindingKind::GpuUnderuse);
+    assert_eq!(under.len(), 1, "{f:?}");
+    assert_eq!((under[0].evidence.as_str(), under[0].fix.as_str()), ("1 of 2 GPUs ever busy", "--gres=gpu:1"));
+    let none = of_kind(&f, FindingKind::GpuNoUtilisation);
+    assert_eq!(none.len(), 1, "{f:?}");
+    assert_eq!(none[0].evidence, "GPU g1/1: 0 % in all 12 readings (peak memory 0 MiB, mean power 52 W)");
+    let split = of_kind(&f, FindingKind::TrySplitting);
+    assert_eq!(split.len(), 1, "{f:?}");
+    assert!(split[0].evidence.starts_with("GPU g1/0: idle for 5 readings in a row of 12 (peak memory 30210 MiB"));
+    assert!(
+        of_kind(&f, FindingKind::InvestigateGpuUsage).is_empty() && of_kind(&f, FindingKind::IdleAllocation).is_empty()
+    );
+}
+
+#[test]
+fn a_gpu_job_without_gpu_readings_gets_no_gpu_finding_and_says_no_gpu_data() {
+    use crate::analysis::summary::{analyze_job, JobInput};
+    // Sampled every 20 s on its node (CPU and memory), but `[gpu] source = "none"`.
+    let j = gpu_job(2);
+    let mut samples = BTreeMap::new();
+    samples.insert(SeriesKey { job: j.id, step: StepId::BATCH, node: "g1".into() }, burn(60, 4.0, 90));
+    let input = JobInput { samples, ..JobInput::new(j.clone()) };
+    let a = analyze_job(&input, &crate::analysis::summary::tests::params());
+    let k: Vec<FindingKind> = a.findings.iter().map(|f| f.kind).collect();
+    assert!(GPU_KINDS.iter().all(|g| !k.contains(g)), "{k:?}");
+    assert!(a.samples > 1, "the CPU samples were judged");
+    assert_eq!(a.gpu_no_data, Some(crate::analysis::series::GpuNoData::NoGpuReadings));
+    assert_eq!((a.gpu_secs_alloc, a.gpu_secs_sampled, a.gpus_unread), (2 * 1_200, 0, 2));
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(json["gpu_no_data"], "no_gpu_readings");
+    assert_eq!(json["gpu_secs_alloc"], 2_400);
+    // Not sampled at all: accounting findings only, and the same "no GPU data".
+    let a = analyze_job(&JobInput::new(j), &crate::analysis::summary::tests::params());
+    assert_eq!(a.gpu_no_data, Some(crate::analysis::series::GpuNoData::NotSampled));
+    assert!(a.findings.iter().all(|f| !GPU_KINDS.contains(&f.kind)));
+}
+
+#[test]
+fn only_gpus_with_readings_are_judged() {
+    use crate::sample::GpuReading;
+    // 3 GPUs allocated; GPU 0 busy, GPU 1 idle, GPU 2 never read.
+    let j = gpu_job(3);
+    let reading =
+        |i: u64, index: u32, util: u32| GpuReading { at: i * 20, index, util_pct: util, ..GpuReading::default() };
+    let mut readings: Vec<GpuReading> = (0..10).map(|i| reading(i, 0, 80)).collect();
+    readings.extend((0..10).map(|i| reading(i, 1, 0)));
+    let mut gpu = BTreeMap::new();
+    gpu.insert(SeriesKey { job: j.id, step: StepId(0), node: "g1".into() }, readings.clone());
+    let stats = series_stats(&BTreeMap::new(), &gpu, 1_200, &params());
+    let cfg = cfg();
+    let rules = Rules { config: &cfg, preload_library: "/lib/pre.so" };
+    let f = job_findings(&j, &efficiency(&j), Some(&stats), &[], &rules);
+    let under = of_kind(&f, FindingKind::GpuUnderuse);
+    assert_eq!(under.len(), 1, "{f:?}");
+    assert_eq!(under[0].evidence, "1 of the 2 GPUs with readings ever busy (1 of 3 had no readings)");
+    // Only the GPU seen idle is given back.
+    assert_eq!(under[0].fix, "--gres=gpu:2");
+    assert_eq!(of_kind(&f, FindingKind::GpuNoUtilisation).len(), 1);
+    // Both read GPUs busy: nothing to say about the third.
+    let mut gpu = BTreeMap::new();
+    readings.truncate(10);
+    gpu.insert(SeriesKey { job: j.id, step: StepId(0), node: "g1".into() }, readings);
+    let stats = series_stats(&BTreeMap::new(), &gpu, 1_200, &params());
+    let f = job_findings(&j, &efficiency(&j), Some(&stats), &[], &rules);
+    assert!(f.iter().all(|f| !GPU_KINDS.contains(&f.kind)), "{f:?}");
+    assert_eq!(crate::analysis::series::gpu_coverage(3, 1_200, Some(&stats)).unread, 2);
+}
+
+#[test]
+fn a_gpu_holding_the_jobs_memory_is_not_called_idle() {
+    use crate::sample::GpuReading;
+    let j = gpu_job(1);
+    // 0 % for 80 minutes, with a process of the job holding `mem` MiB on the device.
+    let stats_with = |mem: u64| {
+        let readings: Vec<GpuReading> = (0..240)
+            .map(|i| GpuReading {
+                at: i * 20,
+                index: 0,
+                mem_used_mib: mem,
+                power_mw: 70_000,
+                in_use_by_step: true,
+                ..GpuReading::default()
+            })
+            .collect();
+        let mut gpu = BTreeMap::new();
+        gpu.insert(SeriesKey { job: j.id, step: StepId(0), node: "g1".into() }, readings);
+        series_stats(&BTreeMap::new(), &gpu, 4_800, &params())
+    };
+    let cfg = cfg();
+    let rules = Rules { config: &cfg, preload_library: "/lib/pre.so" };
+    let held = job_findings(&j, &efficiency(&j), Some(&stats_with(20_000)), &[], &rules);
+    let k: Vec<FindingKind> = held.iter().map(|f| f.kind).collect();
+    assert_eq!(k.iter().filter(|k| GPU_KINDS.contains(k)).collect::<Vec<_>>(), [&FindingKind::InvestigateGpuUsage]);
+    let inv = of_kind(&held, FindingKind::InvestigateGpuUsage);
+    assert!(
+        inv[0].evidence.contains("held 20000 MiB") && inv[0].evidence.contains("mean power 70 W"),
+        "{}",
+        inv[0].evidence
+    );
+    // A CUDA context's few hundred MiB is not data: that GPU is idle.
+    let ctx = job_findings(&j, &efficiency(&j), Some(&stats_with(300)), &[], &rules);
+    for want in [FindingKind::GpuUnderuse, FindingKind::GpuNoUtilisation, FindingKind::IdleAllocation] {
+        assert_eq!(of_kind(&ctx, want).len(), 1, "{want:?} in {ctx:?}");
+    }
+    assert!(of_kind(&ctx, FindingKind::InvestigateGpuUsage).is_empty());
+}
+
+#[test]
+fn a_gpu_idle_run_does_not_bridge_an_unobserved_gap() {
+    use crate::sample::GpuReading;
+    let j = gpu_job(1);
+    // 0 % for 40 minutes, 30 minutes unread, 0 % for 40 more: no run reaches the hour.
+    let at: Vec<u64> = (0..120).map(|i| i * 20).chain((0..120).map(|i| 4_200 + i * 20)).collect();
+    let readings: Vec<GpuReading> = at.iter().map(|&at| GpuReading { at, index: 0, ..GpuReading::default() }).collect();
+    let mut gpu = BTreeMap::new();
+    gpu.insert(SeriesKey { job: j.id, step: StepId(0), node: "g1".into() }, readings);
+    let stats = series_stats(&BTreeMap::new(), &gpu, 6_600, &params());
+    let cfg = cfg();
+    let rules = Rules { config: &cfg, preload_library: "/lib/pre.so" };
+    let f = job_findings(&j, &efficiency(&j), Some(&stats), &[], &rules);
+    assert!(of_kind(&f, FindingKind::IdleAllocation).is_empty(), "{f:?}");
+    assert_eq!(stats.gpus[0].longest_zero_secs, 2_380);
+    assert_eq!(of_kind(&f, FindingKind::GpuNoUtilisation).len(), 1, "still never busy");
+}
+
 /// A job of random shape as sacct reports it: `nodes` nodes, tasks spread as SLURM's balanced
 /// distribution does (counts differ by at most one), `cpt` CPUs per task, each task's peak;
 /// a batch step on the first node. `tot_counts_all` says whether the step total counts every

@@ -34,7 +34,12 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
     let _ = writeln!(out, "Nodes: {} ({})", j.record.node_count, j.record.node_list);
     let _ = writeln!(out, "Cores: {}", j.record.alloc_cpus);
     if j.record.alloc_gpus() > 0 {
-        let _ = writeln!(out, "GPUs: {}", j.record.alloc_gpus());
+        let note = match (j.gpu_no_data, j.gpus_unread) {
+            (Some(why), _) => format!(" ({})", why.text()),
+            (None, 0) => String::new(),
+            (None, n) => format!(" ({n} without GPU readings, not judged)"),
+        };
+        let _ = writeln!(out, "GPUs: {}{note}", j.record.alloc_gpus());
     }
     let limit = j.record.time_limit_secs.map_or_else(|| "UNLIMITED".to_string(), duration_text);
     let _ = writeln!(
@@ -97,8 +102,8 @@ pub fn render_job_text(j: &JobAnalysis, source: Source) -> String {
         for g in &j.gpus {
             let _ = writeln!(
                 out,
-                "  GPU {}/{}: mean {:.1}% utilisation, {} of {} readings at 0%",
-                g.node, g.index, g.mean_util_pct, g.zero_util, g.readings
+                "  GPU {}/{}: mean {:.1}% utilisation, {} of {} readings at 0%, peak memory {} MiB, mean power {:.0} W",
+                g.node, g.index, g.mean_util_pct, g.zero_util, g.readings, g.peak_mem_mib, g.mean_power_w
             );
         }
     } else {
@@ -170,5 +175,36 @@ mod tests {
         assert!(text.contains("CPU Efficiency: no data yet (job running)"), "{text}");
         assert!(text.contains("of UNLIMITED time limit (time used n/a (no time limit))"), "{text}");
         assert!(!text.contains("0.00%"), "{text}");
+    }
+
+    #[test]
+    fn a_gpu_job_shows_whether_its_gpus_were_read() {
+        use crate::sample::GpuReading;
+        use crate::store::SeriesKey;
+        let mut input = alice_inputs().remove(0);
+        input.job.alloc_tres = crate::job::Tres(vec![("gres/gpu".into(), 2)]);
+        let text = render_job_text(&analyze_job(&input, &params()), Source::Store);
+        assert!(text.contains("GPUs: 2 (no GPU data (job not sampled))"), "{text}");
+        assert!(!text.contains("GPU Underusage"), "{text}");
+        // One of the two read, every 20 s at 50 %, 4 GiB, 120 W.
+        let key = SeriesKey { job: input.job.id, step: crate::job::StepId(0), node: "g1".into() };
+        let reading = |i: u64| GpuReading {
+            at: 1_000 + i * 20,
+            util_pct: 50,
+            mem_used_mib: 4_096,
+            power_mw: 120_000,
+            in_use_by_step: true,
+            ..GpuReading::default()
+        };
+        input.gpu.insert(key.clone(), (0..10).map(reading).collect());
+        input.samples.insert(key, crate::analysis::series::tests::burn(10, 0.0, 10));
+        let text = render_job_text(&analyze_job(&input, &params()), Source::Store);
+        assert!(text.contains("GPUs: 2 (1 without GPU readings, not judged)"), "{text}");
+        assert!(
+            text.contains(
+                "GPU g1/0: mean 50.0% utilisation, 0 of 10 readings at 0%, peak memory 4096 MiB, mean power 120 W"
+            ),
+            "{text}"
+        );
     }
 }
