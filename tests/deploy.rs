@@ -51,7 +51,7 @@ fn scheduled_worker_exports_each_users_html_from_a_bundle() {
         html: html.map(str::to_string),
         raw: serde_json::json!({}),
     };
-    write_bundle(&dir, 1_000, 1, 2, &[user("ann", Some("<p>ann's report</p>")), user("ben", None)]).unwrap();
+    write_bundle(&dir, 1_000, 1, 2, &[user("ann", Some("<p>ann's report</p>")), user("ben", None)], None).unwrap();
     let out = run(Command::new("bash")
         .arg(repo_root().join("scripts/scheduled_worker/export-html.sh"))
         .arg(&dir)

@@ -5,6 +5,7 @@
 //! so tests compare text. Labels are fixed sets (reasons, states), never user or job ids, so the
 //! number of series stays small.
 
+use crate::analysis::coverage::PeriodCoverage;
 use crate::sample::plausible::{Reason, Refusals};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,51 @@ impl Gauge {
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that is set, with a fraction (its bits in an atomic).
+#[derive(Debug, Default)]
+pub struct FloatGauge(AtomicU64);
+
+impl FloatGauge {
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// One period's sampling coverage as exported (`turingwatch_period_*{period="current"|"last"}`).
+/// Nothing is exported for a period while `present` is 0 (none stored yet).
+#[derive(Debug, Default)]
+pub struct PeriodGauges {
+    pub present: Gauge,
+    pub start: Gauge,
+    pub jobs: Gauge,
+    pub jobs_unsampled: Gauge,
+    pub core_hours: FloatGauge,
+    pub core_hours_sampled: FloatGauge,
+    pub gpu_hours: FloatGauge,
+    pub gpu_hours_sampled: FloatGauge,
+}
+
+impl PeriodGauges {
+    /// Sets the gauges from a period's coverage; `None` stops exporting them.
+    pub fn set(&self, coverage: Option<&PeriodCoverage>) {
+        let Some(c) = coverage else {
+            self.present.set(0);
+            return;
+        };
+        self.start.set(c.period_start);
+        self.jobs.set(c.jobs);
+        self.jobs_unsampled.set(c.jobs_unsampled);
+        self.core_hours.set(c.core_hours);
+        self.core_hours_sampled.set(c.core_hours_sampled);
+        self.gpu_hours.set(c.gpu_hours);
+        self.gpu_hours_sampled.set(c.gpu_hours_sampled);
+        self.present.set(1);
     }
 }
 
@@ -116,6 +162,10 @@ pub struct Metrics {
     pub store_size_bytes: Gauge,
     /// Supervised restarts, per entry of [`ACTORS`].
     pub actor_restarts: [Counter; 6],
+    /// Sampling coverage of the period running now and of the latest closed one (set by the
+    /// rollover from the store after each period cycle).
+    pub period_current: PeriodGauges,
+    pub period_last: PeriodGauges,
 }
 
 impl Metrics {
@@ -304,7 +354,53 @@ impl Metrics {
             "Times the store was reopened after an I/O error since the server started.",
             &one(self.store_reopens.get()),
         );
+        self.render_periods(&mut out);
         out
+    }
+
+    /// The `turingwatch_period_*` gauges: one line per period that has a stored coverage; a
+    /// share only where its denominator is not 0.
+    fn render_periods(&self, out: &mut String) {
+        type Figure<'a> = (&'a str, &'a str, &'a dyn Fn(&PeriodGauges) -> Option<f64>);
+        let ratio = |num: f64, den: f64| (den > 0.0).then(|| (num / den).min(1.0));
+        let figures: [Figure; 9] = [
+            ("period_start_timestamp_seconds", "Start of the period (unix seconds).", &|g| Some(g.start.get() as f64)),
+            ("period_jobs", "Jobs reported in the period (the service's own scraper jobs left out).", &|g| {
+                Some(g.jobs.get() as f64)
+            }),
+            ("period_unsampled_jobs", "Jobs of the period without any sample.", &|g| {
+                Some(g.jobs_unsampled.get() as f64)
+            }),
+            ("period_core_hours", "Core-hours allocated to the period's jobs (AllocCPUS x Elapsed).", &|g| {
+                Some(g.core_hours.get())
+            }),
+            ("period_sampled_core_hours", "Core-hours of the period's jobs covered by samples.", &|g| {
+                Some(g.core_hours_sampled.get())
+            }),
+            ("period_sample_coverage_ratio", "Share of the period's core-hours covered by samples (0..1).", &|g| {
+                ratio(g.core_hours_sampled.get(), g.core_hours.get())
+            }),
+            ("period_gpu_hours", "GPU-hours allocated to the period's jobs.", &|g| Some(g.gpu_hours.get())),
+            ("period_sampled_gpu_hours", "GPU-hours of the period's jobs with GPU readings.", &|g| {
+                Some(g.gpu_hours_sampled.get())
+            }),
+            ("period_gpu_sample_coverage_ratio", "Share of the period's GPU-hours with GPU readings (0..1).", &|g| {
+                ratio(g.gpu_hours_sampled.get(), g.gpu_hours.get())
+            }),
+        ];
+        let slots = [("current", &self.period_current), ("last", &self.period_last)];
+        for (name, help, value) in figures {
+            let _ = writeln!(
+                out,
+                "# HELP turingwatch_{name} {help} period: current = the period running now, last = the latest closed one."
+            );
+            let _ = writeln!(out, "# TYPE turingwatch_{name} gauge");
+            for (label, g) in slots.iter().filter(|(_, g)| g.present.get() == 1) {
+                if let Some(v) = value(g).filter(|v| v.is_finite()) {
+                    let _ = writeln!(out, "turingwatch_{name}{{period=\"{label}\"}} {v}");
+                }
+            }
+        }
     }
 }
 
@@ -345,6 +441,47 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} ")), "undeclared {name}");
         }
+    }
+
+    #[test]
+    fn period_coverage_is_exported_per_period_once_known() {
+        let m = Metrics::default();
+        let text = m.render(0);
+        assert!(text.contains("# TYPE turingwatch_period_sample_coverage_ratio gauge\n"), "{text}");
+        assert!(!text.contains("{period="), "nothing before a coverage is stored: {text}");
+        let current = PeriodCoverage {
+            period_start: 1_800_000_000,
+            jobs: 20,
+            jobs_unsampled: 17,
+            core_hours: 1_234.0,
+            core_hours_sampled: 518.28,
+            ..PeriodCoverage::default()
+        };
+        m.period_current.set(Some(&current));
+        m.period_last.set(Some(&PeriodCoverage { period_start: 1_799_395_200, jobs: 0, ..PeriodCoverage::default() }));
+        let text = m.render(0);
+        for line in [
+            "turingwatch_period_start_timestamp_seconds{period=\"current\"} 1800000000\n",
+            "turingwatch_period_jobs{period=\"current\"} 20\n",
+            "turingwatch_period_unsampled_jobs{period=\"current\"} 17\n",
+            "turingwatch_period_core_hours{period=\"current\"} 1234\n",
+            "turingwatch_period_sampled_core_hours{period=\"current\"} 518.28\n",
+            "turingwatch_period_sample_coverage_ratio{period=\"current\"} 0.42\n",
+            "turingwatch_period_gpu_hours{period=\"current\"} 0\n",
+            "turingwatch_period_start_timestamp_seconds{period=\"last\"} 1799395200\n",
+            "turingwatch_period_core_hours{period=\"last\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        // No share without a denominator: no GPUs now, no core-hours in the last period.
+        assert!(!text.contains("turingwatch_period_gpu_sample_coverage_ratio{"), "{text}");
+        assert!(!text.contains("turingwatch_period_sample_coverage_ratio{period=\"last\"}"), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(text.contains(&format!("# TYPE {name} gauge")) || !name.starts_with("turingwatch_period"));
+        }
+        m.period_current.set(None);
+        assert!(!m.render(0).contains("{period=\"current\"}"));
     }
 
     #[test]

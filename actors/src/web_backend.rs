@@ -6,6 +6,7 @@
 //! findings for the job (so the site and the mail never disagree), and SLURM's coordinator list
 //! from sacctmgr, cached.
 
+use crate::analysis::coverage::PeriodCoverage;
 use crate::analysis::efficiency::{efficiency, Efficiency, NoData};
 use crate::analysis::load::load_job;
 use crate::analysis::summary::{analyze_job, JobInput, Params};
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use turingwatch_config::Config;
 use turingwatch_web::api::{
-    FindingText, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, StepRow, StoredReport,
+    self, FindingText, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, StepRow, StoredReport,
 };
 use turingwatch_web::backend::{Backend, BackendError, Coordination, JobQuery, LocalFuture};
 
@@ -75,6 +76,17 @@ impl Backend for StoreBackend {
             .into_iter()
             .map(|p| PeriodInfo { start: p.start, end: p.end, closed: p.closed, updated_at: p.updated_at })
             .collect())
+    }
+
+    fn period_coverage(&self, period_start: u64) -> Result<Option<api::PeriodCoverage>, BackendError> {
+        let Some(text) = self.store.period_coverage(period_start).map_err(store_error)? else { return Ok(None) };
+        match serde_json::from_str::<PeriodCoverage>(&text) {
+            Ok(c) => Ok(Some(web_coverage(c))),
+            Err(err) => {
+                tracing::warn!(period = period_start, error = %err, "stored period coverage does not parse");
+                Ok(None)
+            }
+        }
     }
 
     fn report(&self, period_start: u64, user: &str) -> Result<Option<StoredReport>, BackendError> {
@@ -201,6 +213,24 @@ pub fn parse_coordination(coordinators: &str, associations: &str) -> Coordinatio
         }
     }
     out
+}
+
+/// The analysis's period coverage in the web API's shape.
+pub fn web_coverage(c: PeriodCoverage) -> api::PeriodCoverage {
+    api::PeriodCoverage {
+        jobs: c.jobs,
+        jobs_sampled: c.jobs_sampled,
+        jobs_unsampled: c.jobs_unsampled,
+        core_hours: c.core_hours,
+        core_hours_sampled: c.core_hours_sampled,
+        core_hours_sampled_frac: c.core_hours_sampled_frac,
+        gpu_jobs: c.gpu_jobs,
+        gpu_jobs_unsampled: c.gpu_jobs_unsampled,
+        gpu_hours: c.gpu_hours,
+        gpu_hours_sampled: c.gpu_hours_sampled,
+        gpu_hours_sampled_frac: c.gpu_hours_sampled_frac,
+        text: c.text,
+    }
 }
 
 fn hours(secs: f64) -> f64 {

@@ -269,9 +269,18 @@
           h("div", { class: "controls" }, periodSelect(periods, period, function (v) { q.period = v; go("admin", q); }),
             h("label", null, "Group by", bySel), h("label", null, "Rank by", mSel)),
           h("p", { class: "muted" }, table.rows.length + " jobs in this period" + (me && me.admin ? "" : " that you may see") + ". Wasted = allocated but unused."),
+          coverageCard(table.coverage),
           h("div", { class: "scroll card" }, h("table", { id: "pivot" }, h("thead", null, head), h("tbody", null, body))));
       });
     }).catch(fail);
+  }
+
+  // The period's sampling coverage (admins only; the API sends null to others).
+  function coverageCard(c) {
+    if (!c) return null;
+    return h("div", { class: "card", id: "coverage" }, h("strong", null, "Sampling coverage: "), h("span", { text: c.text }),
+      h("div", { class: "muted" }, "Share of the core-hours allocated to this period's jobs (CPUs × elapsed, all users) during which samples were stored. " +
+        "Findings from samples (idle spans, cores in use, GPU use) exist only for that share; jobs without samples are judged on SLURM's accounting alone."));
   }
 
   function tipsPage() {

@@ -171,6 +171,35 @@ pub struct JobDetail {
 pub struct DataTable {
     pub period: PeriodInfo,
     pub rows: Vec<JobSummary>,
+    /// The period's sampling coverage over all users: admins only (`null` for everyone else,
+    /// and before the period's first analysis).
+    pub coverage: Option<PeriodCoverage>,
+}
+
+/// How much of a period's allocation the scrapers sampled, over every user's jobs (the
+/// service's own scraper jobs left out). Jobs are the period's reported ones: a finished job
+/// whole in the period it ended in, a running one with its elapsed time so far.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct PeriodCoverage {
+    pub jobs: u64,
+    /// Jobs with at least one sample, and those without any.
+    pub jobs_sampled: u64,
+    pub jobs_unsampled: u64,
+    /// Core-hours allocated (AllocCPUS × Elapsed) and covered by samples.
+    pub core_hours: f64,
+    pub core_hours_sampled: f64,
+    /// `core_hours_sampled / core_hours`; `null` without allocated core-hours.
+    pub core_hours_sampled_frac: Option<f64>,
+    /// Jobs allocated GPUs, and those of them without any GPU reading.
+    pub gpu_jobs: u64,
+    pub gpu_jobs_unsampled: u64,
+    /// GPU-hours allocated and with GPU readings.
+    pub gpu_hours: f64,
+    pub gpu_hours_sampled: f64,
+    /// `gpu_hours_sampled / gpu_hours`; `null` without allocated GPU-hours.
+    pub gpu_hours_sampled_frac: Option<f64>,
+    /// The figures in a sentence ("42 % of the 1 234 core-hours were sampled; 17 jobs had no samples.").
+    pub text: String,
 }
 
 /// The body of every error response.

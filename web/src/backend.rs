@@ -5,7 +5,7 @@
 //! use an in-memory fake. Data methods are blocking (redb reads) and are called inside
 //! `web::block`; the coordinator list comes from sacctmgr, a child process, so it is async.
 
-use crate::api::{JobDetail, JobSummary, PeriodInfo, StoredReport};
+use crate::api::{JobDetail, JobSummary, PeriodCoverage, PeriodInfo, StoredReport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -64,6 +64,8 @@ pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 pub trait Backend: Send + Sync + 'static {
     /// All periods, oldest first.
     fn periods(&self) -> Result<Vec<PeriodInfo>, BackendError>;
+    /// The sampling coverage of the period starting at `period_start`, once analysed.
+    fn period_coverage(&self, period_start: u64) -> Result<Option<PeriodCoverage>, BackendError>;
     /// One user's report for the period starting at `period_start`.
     fn report(&self, period_start: u64, user: &str) -> Result<Option<StoredReport>, BackendError>;
     /// Jobs matching `query`, in any order (the web layer filters, sorts and pages).

@@ -4,7 +4,9 @@
 //! boundary even when nothing is imported) and after each accounting import (`JobsImported`, so
 //! the current period's results follow the data). The work is blocking (store, files) and runs
 //! on the blocking pool; one run at a time, and an import arriving during a run triggers one more
-//! run after it. Everything it decides is in the store, so a restart simply carries on.
+//! run after it. Everything it decides is in the store, so a restart simply carries on. After
+//! each cycle it sets the `turingwatch_period_*` gauges from the stored sampling coverage of the
+//! current and the latest closed period (read back, so a restarted server exports them at once).
 //!
 //! A failed cycle (store, templates, the bundle directory) is a failure it cannot handle: it
 //! stops, and its supervisor restarts it after a growing delay; the restarted rollover runs the
@@ -14,7 +16,7 @@ use super::messages::{JobsImported, PeriodClosed};
 use super::supervision::Restarts;
 use crate::clock::unix_now;
 use crate::metrics::Metrics;
-use crate::period::cycle::{tick, Cycle};
+use crate::period::cycle::{latest_coverage, tick, Cycle, RunError};
 use crate::store::Store;
 use actix::prelude::*;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub struct Rollover {
     /// An import (or timer) arrived during a run: run again afterwards.
     again: Option<bool>,
     restarts: Restarts,
+    metrics: Arc<Metrics>,
 }
 
 impl Rollover {
@@ -48,7 +51,8 @@ impl Rollover {
             running: false,
             paused: false,
             again: None,
-            restarts: Restarts::with_defaults("rollover", metrics),
+            restarts: Restarts::with_defaults("rollover", metrics.clone()),
+            metrics,
         }
     }
 
@@ -64,12 +68,24 @@ impl Rollover {
         }
         self.running = true;
         let (store, cycle) = (self.store.clone(), self.cycle.clone());
-        let work = tokio::task::spawn_blocking(move || tick(&store, &cycle, unix_now(), imported));
+        let work = tokio::task::spawn_blocking(move || {
+            let now = unix_now();
+            let done = tick(&store, &cycle, now, imported)?;
+            Ok::<_, RunError>((done, latest_coverage(&store, &cycle, now)))
+        });
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             act.running = false;
             match result {
-                Ok(Ok(done)) => {
+                Ok(Ok((done, coverage))) => {
                     act.restarts.succeeded();
+                    match coverage {
+                        Ok((current, last)) => {
+                            act.metrics.period_current.set(current.as_ref());
+                            act.metrics.period_last.set(last.as_ref());
+                        }
+                        // The cycle itself went through: the gauges keep their values until the next.
+                        Err(err) => tracing::warn!(error = %err, "period coverage for /metrics not read"),
+                    }
                     for r in done.iter().filter(|r| r.closed) {
                         for recipient in &act.on_closed {
                             recipient.do_send(PeriodClosed {
@@ -151,5 +167,28 @@ mod tests {
         let _addr = actix::Supervisor::start(move |_| rollover);
         let restarted = eventually(Duration::from_secs(10), || metrics.restarts_of("rollover") >= 2).await;
         assert!(restarted, "restarts: {}", metrics.restarts_of("rollover"));
+    }
+
+    /// After a cycle the period gauges follow the store: the current period's coverage (one
+    /// unsampled job) is exported, and nothing for a last closed period while there is none.
+    #[actix_rt::test]
+    async fn the_period_gauges_follow_each_cycle() {
+        let dir = scratch("rollover-coverage");
+        let mut config = Config::default();
+        config.analysis.results_dir = dir.join("results").display().to_string();
+        config.analysis.timezone = "UTC".into();
+        let store = Arc::new(Store::open(&dir.join("s.redb")).unwrap());
+        let now = unix_now();
+        let running = crate::store::tests_support::job(1, "alice", now - 100, None);
+        store.upsert_jobs(&[running], &[], None).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let cycle = Cycle::new(&config, now).unwrap();
+        let _addr = Rollover::new(store, cycle, Vec::new(), metrics.clone()).start();
+        let current = &metrics.period_current;
+        let set = eventually(Duration::from_secs(10), || current.present.get() == 1).await;
+        assert!(set, "the current period's coverage was not exported");
+        assert_eq!((current.jobs.get(), current.jobs_unsampled.get()), (1, 1));
+        assert!(current.start.get() <= now && metrics.period_last.present.get() == 0);
+        assert!(metrics.render(now).contains("turingwatch_period_unsampled_jobs{period=\"current\"} 1\n"));
     }
 }

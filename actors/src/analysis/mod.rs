@@ -2,6 +2,7 @@
 //! right-sizing, as pure functions over store data (`load.rs` is the only part that reads the
 //! store). The refresh/close cycle of a period that uses them is `crate::period`.
 
+pub mod coverage;
 pub mod efficiency;
 pub mod findings;
 pub mod load;

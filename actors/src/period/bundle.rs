@@ -2,10 +2,12 @@
 //!
 //! `<results_dir>/<period-start>.tar.gz` holds `raw.json` first (`{started, updated, data:
 //! {user: {...}}}`, users with nothing to say omitted), then per user `<user>.mail.header` and
-//! `<user>.mail` (HTML), or `<user>.empty`. It is written to `<name>.tmp`, synced and renamed,
+//! `<user>.mail` (HTML), or `<user>.empty`. `raw.json` also holds the period's sampling
+//! coverage under `coverage` (for admins; see `analysis::coverage`). It is written to `<name>.tmp`, synced and renamed,
 //! so a reader never sees half a bundle; then an empty `<name>.renew` marker tells watchers
 //! (the original web server reloaded on it) that the bundle changed.
 
+use crate::analysis::coverage::PeriodCoverage;
 use crate::analysis::summary::UserAnalysis;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -96,6 +98,7 @@ pub fn write_bundle(
     started: u64,
     updated: u64,
     users: &[BundleUser],
+    coverage: Option<&PeriodCoverage>,
 ) -> Result<PathBuf, BundleError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -108,7 +111,10 @@ pub fn write_bundle(
     for u in users.iter().filter(|u| u.html.is_some()) {
         data.insert(u.user.clone(), u.raw.clone());
     }
-    let raw = json!({"started": started, "updated": updated, "period": period_start, "data": data});
+    let mut raw = json!({"started": started, "updated": updated, "period": period_start, "data": data});
+    if let Some(coverage) = coverage {
+        raw["coverage"] = json!(coverage);
+    }
     let file = std::fs::File::create(&tmp_path).map_err(io(&tmp_path))?;
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
@@ -157,7 +163,8 @@ mod tests {
             },
             BundleUser { user: "bob".into(), header: "To: bob@x\n\n".into(), html: None, raw: json!({}) },
         ];
-        let path = write_bundle(&dir, 1_700_000_000, 1, 2, &users).unwrap();
+        let coverage = PeriodCoverage { jobs: 3, jobs_unsampled: 1, text: "two of three".into(), ..Default::default() };
+        let path = write_bundle(&dir, 1_700_000_000, 1, 2, &users, Some(&coverage)).unwrap();
         assert!(dir.join("1700000000.tar.gz.renew").exists());
         assert!(!dir.join("1700000000.tar.gz.tmp").exists());
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()));
@@ -176,5 +183,16 @@ mod tests {
         assert_eq!(raw["data"]["alice"]["k"], 1);
         assert!(raw["data"].get("bob").is_none());
         assert_eq!(raw["updated"], 2);
+        assert_eq!((raw["coverage"]["jobs"].as_u64(), raw["coverage"]["jobs_unsampled"].as_u64()), (Some(3), Some(1)));
+        assert_eq!(raw["coverage"]["text"], "two of three");
+        // Without a coverage figure (an older caller) raw.json has no `coverage` key.
+        write_bundle(&dir, 1_700_000_600, 1, 2, &users, None).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(dir.join("1700000600.tar.gz")).unwrap(),
+        ));
+        let mut first = archive.entries().unwrap().next().unwrap().unwrap();
+        let mut text = String::new();
+        first.read_to_string(&mut text).unwrap();
+        assert!(serde_json::from_str::<Value>(&text).unwrap().get("coverage").is_none());
     }
 }

@@ -4,6 +4,7 @@
 //! time and its mails are queued. Everything is persisted, so a restart carries on where the
 //! last run stopped. Blocking (store and files): the rollover actor runs it off the executor.
 
+use crate::analysis::coverage::PeriodCoverage;
 use crate::analysis::load::analyze_period;
 use crate::analysis::period::{Period, PeriodError, PeriodSpec};
 use crate::analysis::summary::{Params, UserAnalysis};
@@ -72,15 +73,21 @@ pub struct Refreshed {
     pub queued: usize,
     /// Whether the period is closed now.
     pub closed: bool,
+    /// How much of the period's allocation was sampled.
+    pub coverage: PeriodCoverage,
 }
 
-/// Analyses a period, stores the per-user reports, writes the bundle; when `closing`, queues the
-/// mails and marks the period closed (in that order, so a crash in between re-runs the close).
+/// Analyses a period, stores the per-user reports and its sampling coverage, writes the bundle;
+/// when `closing`, queues the mails and marks the period closed (in that order, so a crash in
+/// between re-runs the close).
 pub fn refresh(store: &Store, cycle: &Cycle, period: Period, now: u64, closing: bool) -> Result<Refreshed, RunError> {
     let analyses = analyze_period(store, period, &cycle.config.accounting.skip_users, &cycle.params)?;
     let (reports, bundle_users) = render_all(&analyses, cycle, now)?;
+    let coverage = PeriodCoverage::of(period, analyses.values().flat_map(|a| &a.jobs), &cycle.params);
     store.put_reports(period.start, &reports)?;
-    let bundle = write_bundle(&cycle.results_dir(), period.start, cycle.started_at, now, &bundle_users)?;
+    store.put_period_coverage(period.start, &serde_json::to_string(&coverage).unwrap_or_default())?;
+    let bundle =
+        write_bundle(&cycle.results_dir(), period.start, cycle.started_at, now, &bundle_users, Some(&coverage))?;
     let mut queued = 0;
     if closing {
         let recipients: Vec<(String, String)> = reports
@@ -96,7 +103,33 @@ pub fn refresh(store: &Store, cycle: &Cycle, period: Period, now: u64, closing: 
     let closed = closing || was_closed;
     store.put_period(&PeriodRecord { start: period.start, end: period.end, closed, updated_at: now })?;
     let jobs = analyses.values().map(|a| a.jobs.len()).sum();
-    Ok(Refreshed { period, users: analyses.len(), jobs, bundle, queued, closed })
+    Ok(Refreshed { period, users: analyses.len(), jobs, bundle, queued, closed, coverage })
+}
+
+/// The stored sampling coverage of the period containing `now` and of the latest closed period
+/// (for `/metrics`); `None` where a period has none stored yet (or its JSON does not parse).
+pub fn latest_coverage(
+    store: &Store,
+    cycle: &Cycle,
+    now: u64,
+) -> Result<(Option<PeriodCoverage>, Option<PeriodCoverage>), RunError> {
+    let current = cycle.spec.containing(now)?;
+    let periods = store.periods()?;
+    let last_closed = periods.iter().filter(|p| p.closed).map(|p| p.start).max();
+    let read = |start: u64| -> Result<Option<PeriodCoverage>, RunError> {
+        let Some(text) = store.period_coverage(start)? else { return Ok(None) };
+        match serde_json::from_str(&text) {
+            Ok(coverage) => Ok(Some(coverage)),
+            Err(err) => {
+                tracing::warn!(period = start, error = %err, "stored period coverage does not parse");
+                Ok(None)
+            }
+        }
+    };
+    let open = periods.iter().any(|p| p.start == current.start && !p.closed);
+    let current = if open { read(current.start)? } else { None };
+    let last = last_closed.map(read).transpose()?.flatten();
+    Ok((current, last))
 }
 
 /// Renders every user's report: the stored forms and the bundle files.

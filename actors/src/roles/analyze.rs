@@ -28,6 +28,7 @@ pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
         done.jobs,
         done.bundle.display()
     );
+    println!("coverage: {}", done.coverage.text);
     for user in store.report_users(period.start)? {
         if let Some(r) = store.report(period.start, &user)? {
             println!("  {user}: {}", if r.has_findings { "findings" } else { "nothing to report" });

@@ -5,7 +5,7 @@
 //! alternative part). The analysis owns their content; this module only keeps them.
 
 use super::records::{decode_record, encode_record};
-use super::tables::{FINDINGS, PERIODS};
+use super::tables::{FINDINGS, PERIODS, PERIOD_COVERAGE};
 use super::{Store, StoreError};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,30 @@ impl Store {
                 })?);
             }
             Ok(out)
+        })
+    }
+
+    /// Inserts or replaces a period's sampling coverage (JSON text).
+    pub fn put_period_coverage(&self, period_start: u64, json: &str) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(PERIOD_COVERAGE)?.insert(period_start, json)?;
+            txn.commit()?;
+            Ok(())
+        })
+    }
+
+    /// A period's sampling coverage (JSON text), if it was stored.
+    pub fn period_coverage(&self, period_start: u64) -> Result<Option<String>, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = match txn.open_table(PERIOD_COVERAGE) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(err) => return Err(err.into()),
+            };
+            let value = table.get(period_start)?.map(|v| v.value().to_string());
+            Ok(value)
         })
     }
 
@@ -151,5 +175,19 @@ mod tests {
         assert_eq!(store.report_users(100).unwrap(), ["bob"]);
         assert_eq!(store.report(100, "bob").unwrap().unwrap().html, "<p>hi</p>");
         assert!(store.report(100, "alice").unwrap().is_none());
+    }
+
+    #[test]
+    fn period_coverage_is_absent_until_written_then_replaced() {
+        let dir = std::env::temp_dir().join(format!("tw-coverage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("c.redb")).unwrap();
+        // A store made before the table existed: reading finds nothing rather than failing.
+        assert_eq!(store.period_coverage(100).unwrap(), None);
+        store.put_period_coverage(100, r#"{"jobs":1}"#).unwrap();
+        store.put_period_coverage(100, r#"{"jobs":2}"#).unwrap();
+        assert_eq!(store.period_coverage(100).unwrap().as_deref(), Some(r#"{"jobs":2}"#));
+        assert_eq!(store.period_coverage(200).unwrap(), None);
     }
 }

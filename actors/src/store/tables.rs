@@ -62,6 +62,11 @@ pub const PERIODS: TableDefinition<u64, &[u8]> = TableDefinition::new("periods")
 /// (period start, user) → that user's findings in the period.
 pub const FINDINGS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("findings");
 
+/// Period start → the period's sampling coverage as JSON text (`analysis::coverage`; the
+/// analysis owns its content). Created by the first write, so it needs no migration; a period
+/// refreshed before it existed has no entry until its next refresh.
+pub const PERIOD_COVERAGE: TableDefinition<u64, &str> = TableDefinition::new("period_coverage");
+
 /// (period start, user) → outbox entry (queued / sent / failed) of that user's report mail.
 pub const OUTBOX: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("outbox");
 

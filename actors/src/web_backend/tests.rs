@@ -117,6 +117,19 @@ fn the_backend_reads_jobs_reports_and_samples_from_the_store() {
     assert_eq!(detail.series[0].cores, [0.0, 4.0]);
     assert_eq!(detail.cores_requested_per_node, 4.0);
     assert!(backend.job(99).unwrap().is_none());
+    // The period's coverage as the rollover stored it; garbage reads as none, not as an error.
+    assert_eq!(backend.period_coverage(0).unwrap(), None);
+    let coverage = crate::analysis::coverage::PeriodCoverage {
+        jobs: 2,
+        jobs_unsampled: 1,
+        text: "half".into(),
+        ..Default::default()
+    };
+    store.put_period_coverage(0, &serde_json::to_string(&coverage).unwrap()).unwrap();
+    let web = backend.period_coverage(0).unwrap().unwrap();
+    assert_eq!((web.jobs, web.jobs_unsampled, web.text.as_str()), (2, 1, "half"));
+    store.put_period_coverage(0, "not json").unwrap();
+    assert_eq!(backend.period_coverage(0).unwrap(), None);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! | `GET /api/report?period=&user=` | own; others' for admins and their coordinators (else 403) | [`ReportView`] |
 //! | `GET /api/jobs?period=&user=&state=&sort=&page=&page_size=` | as above | [`crate::api::JobPage`] |
 //! | `GET /api/jobs/{id}` | the owner, admins, coordinators of its account (else 404) | [`crate::api::JobDetail`] |
-//! | `GET /api/data?period=` | everyone; rows limited to what the caller may see | [`DataTable`] |
+//! | `GET /api/data?period=` | everyone; rows limited to what the caller may see, `coverage` for admins only | [`DataTable`] |
 //! | `GET /`, `/static/{file}` | anyone | the embedded UI |
 //!
 //! Every `/api` answer is JSON (gzip when the client accepts it), errors included. The caller
@@ -397,10 +397,16 @@ async fn data(req: HttpRequest, state: web::Data<WebState>) -> ApiResult {
     let access = access(&state, &me, true).await;
     let period = pick_period(&state, &q).await?;
     let query = JobQuery { from: period.start, to: period.end, users: access.visible_users() };
-    let mut rows = blocking(&state, move |b| b.jobs(&query)).await?;
+    // The coverage sums every user's jobs: only admins see it.
+    let (admin, start) = (access.admin, period.start);
+    let (mut rows, coverage) = blocking(&state, move |b| {
+        let coverage = if admin { b.period_coverage(start)? } else { None };
+        Ok((b.jobs(&query)?, coverage))
+    })
+    .await?;
     rows.retain(|j| access.may_see_job(&j.user, &j.account));
     rows.sort_by_key(|j| j.id);
-    json(&DataTable { period, rows })
+    json(&DataTable { period, rows, coverage })
 }
 
 async fn api_fallback(req: HttpRequest) -> ApiResult {

@@ -1,7 +1,7 @@
 //! The endpoints against an in-memory backend: identity, who sees what, errors, limits.
 
 use super::*;
-use crate::api::{JobDetail, JobSummary, StoredReport};
+use crate::api::{JobDetail, JobSummary, PeriodCoverage, StoredReport};
 use crate::backend::{Coordination, LocalFuture};
 use crate::listing::tests::summary;
 use actix_web::body::to_bytes;
@@ -25,6 +25,16 @@ impl Backend for Fake {
             PeriodInfo { start: 1000, end: 2000, closed: true, updated_at: 2000 },
             PeriodInfo { start: 2000, end: 3000, closed: false, updated_at: 2500 },
         ])
+    }
+    fn period_coverage(&self, period_start: u64) -> Result<Option<PeriodCoverage>, BackendError> {
+        Ok((period_start == 1000).then(|| PeriodCoverage {
+            jobs: 20,
+            jobs_unsampled: 17,
+            core_hours: 1_234.0,
+            core_hours_sampled_frac: Some(0.42),
+            text: "42 % of the 1 234 core-hours were sampled; 17 jobs had no samples.".into(),
+            ..PeriodCoverage::default()
+        }))
     }
     fn report(&self, period_start: u64, user: &str) -> Result<Option<StoredReport>, BackendError> {
         let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
@@ -214,6 +224,24 @@ async fn admins_see_everyone_and_coordinators_their_accounts() {
     assert_eq!(body(get("/api/jobs/21", TRUSTED, Some("carol")).await).await.0, 404);
     // Without sacctmgr's answer a coordinator is an ordinary user.
     assert_eq!(body(get_with(true, "/api/report?user=alice", TRUSTED, Some("carol")).await).await.0, 403);
+}
+
+#[actix_web::test]
+async fn only_admins_get_the_periods_sampling_coverage() {
+    let (status, data) = body(get("/api/data?period=1000", TRUSTED, Some("root")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(data["coverage"]["jobs_unsampled"], 17);
+    assert_eq!(data["coverage"]["core_hours_sampled_frac"], 0.42);
+    assert_eq!(data["coverage"]["text"], "42 % of the 1 234 core-hours were sampled; 17 jobs had no samples.");
+    // A period not analysed yet has none.
+    let (_, data) = body(get("/api/data?period=2000", TRUSTED, Some("root")).await).await;
+    assert_eq!(data["coverage"], Value::Null);
+    // Users and coordinators see their rows, never the cluster's totals.
+    for user in ["alice", "carol"] {
+        let (status, data) = body(get("/api/data?period=1000", TRUSTED, Some(user)).await).await;
+        assert_eq!((status, &data["coverage"]), (200, &Value::Null), "{user}");
+        assert!(!data["rows"].as_array().unwrap().is_empty(), "{user}");
+    }
 }
 
 #[actix_web::test]

@@ -67,3 +67,47 @@ fn periods_missed_while_down_are_created_and_closed_after_the_grace() {
     assert!(periods.iter().filter(|p| p.end + 3_600 <= now).all(|p| p.closed));
     assert!(done.len() >= 2);
 }
+
+#[test]
+fn each_refresh_stores_the_periods_coverage_and_puts_it_in_the_bundle() {
+    use crate::job::{JobId, StepId};
+    use crate::sample::StepSample;
+    use std::io::Read;
+    let (store, cycle, dir) = setup("coverage");
+    let t0: u64 = 1_800_000_000; // a multiple of 600: a period boundary
+                                 // alice: 4 CPUs for 300 s, samples every 20 s over the first 150 s; bob: 2 CPUs, never sampled.
+    let half = job(1, "alice", t0 + 10, Some(t0 + 310));
+    let mut none = job(2, "bob", t0 + 10, Some(t0 + 310));
+    none.alloc_cpus = 2;
+    store.upsert_jobs(&[half, none], &[], None).unwrap();
+    let rows: Vec<(JobId, StepId, StepSample)> = (0..=150u64)
+        .step_by(10)
+        .map(|s| {
+            (JobId(1), StepId::BATCH, StepSample { at: t0 + 10 + s, cpu_user_cs: s * 100, ..StepSample::default() })
+        })
+        .collect();
+    store.append_samples("n1", &rows).unwrap();
+    let done = tick(&store, &cycle, t0 + 400, false).unwrap();
+    let c = &done[0].coverage;
+    assert_eq!((c.jobs, c.jobs_sampled, c.jobs_unsampled), (2, 1, 1));
+    assert!((c.core_hours - 1_800.0 / 3_600.0).abs() < 1e-9, "{c:?}");
+    assert!((c.core_hours_sampled_frac.unwrap() - 600.0 / 1_800.0).abs() < 1e-9, "{c:?}");
+    assert_eq!(c.text, "33 % of the 0.5 core-hours were sampled; 1 job had no samples.");
+    // Stored, for the site and for /metrics: the open period is the current one, none is closed.
+    let (current, last) = latest_coverage(&store, &cycle, t0 + 400).unwrap();
+    assert_eq!((current.as_ref(), last), (Some(c), None));
+    // raw.json carries it.
+    let bundle = std::fs::File::open(dir.join("results").join(format!("{t0}.tar.gz"))).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bundle));
+    let mut raw = String::new();
+    archive.entries().unwrap().next().unwrap().unwrap().read_to_string(&mut raw).unwrap();
+    let raw: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(raw["coverage"]["jobs_unsampled"], 1);
+    assert_eq!(raw["coverage"]["text"], c.text.as_str());
+    // Once the period closes it is the last closed one; the new current one has no jobs.
+    store.set_meta(IMPORT_WATERMARK_KEY, t0 + 650).unwrap();
+    tick(&store, &cycle, t0 + 700, true).unwrap();
+    let (current, last) = latest_coverage(&store, &cycle, t0 + 700).unwrap();
+    assert_eq!(last.map(|l| (l.period_start, l.jobs)), Some((t0, 2)));
+    assert_eq!(current.map(|c| (c.period_start, c.jobs)), Some((t0 + 600, 0)));
+}
