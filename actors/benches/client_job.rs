@@ -88,6 +88,8 @@ fn input() -> JobInput {
                     threads: 64,
                     processes: 4,
                     cpus: 16,
+                    resident_kib: (20 << 20) + (i % 83) * 1024,
+                    cache_kib: (1 << 20) + (i % 7) * 1024,
                 })
                 .collect::<Vec<_>>(),
         );

@@ -18,7 +18,6 @@
 use super::period::Period;
 use super::summary::{JobAnalysis, Params};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
 /// What one job adds to its period's coverage.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -47,19 +46,16 @@ pub fn job_coverage(job: &JobAnalysis) -> JobCoverage {
     let frac = if job.sample_coverage_frac.is_finite() { job.sample_coverage_frac.clamp(0.0, 1.0) } else { 0.0 };
     let core_secs = elapsed * f64::from(job.record.alloc_cpus);
     let gpus = job.record.alloc_gpus();
-    // One GPU may be read by several steps: count each (node, index) once.
-    let read: BTreeSet<(&str, u32)> =
-        job.gpus.iter().filter(|g| g.readings > 0).map(|g| (g.node.as_str(), g.index)).collect();
-    let gpus_read = (read.len() as u64).min(gpus);
-    let gpu_secs = elapsed * gpus as f64;
     JobCoverage {
         core_secs,
         core_secs_sampled: core_secs * frac,
-        gpu_secs,
-        gpu_secs_sampled: elapsed * gpus_read as f64 * frac,
+        // GPU-seconds as the analysis counts them: each physical GPU once, whatever the steps,
+        // over the time its readings cover.
+        gpu_secs: job.gpu_secs_alloc as f64,
+        gpu_secs_sampled: job.gpu_secs_sampled.min(job.gpu_secs_alloc) as f64,
         sampled: job.samples > 0,
         gpu_job: gpus > 0,
-        gpu_sampled: gpus > 0 && !read.is_empty(),
+        gpu_sampled: gpus > 0 && job.gpu_secs_sampled > 0,
     }
 }
 

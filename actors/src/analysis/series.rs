@@ -32,6 +32,8 @@ pub struct NodeUse {
     /// CPU time the job's steps used on the node up to the last sample (the cumulative
     /// counters, so time before the first sample counts), seconds.
     pub cpu_secs: f64,
+    /// Seconds of the run covered by this node's samples (intervals up to the gap limit).
+    pub covered_secs: u64,
     /// CPUs in the job's cpuset on this node (0 when unknown).
     pub cpus: u32,
     /// Samples by cores in use (rounded up): index = cores, value = count.
@@ -165,13 +167,25 @@ pub fn gpu_coverage(alloc_gpus: u64, elapsed_secs: u64, stats: Option<&SeriesSta
     GpuCoverage { no_data, secs_alloc, secs_sampled, unread: alloc_gpus.saturating_sub(gpus.len() as u64) }
 }
 
+/// Share of a job's allocation (its nodes × its run) covered by samples: a job of four nodes
+/// sampled on one for its whole run is a quarter covered.
+pub fn allocation_coverage(stats: &SeriesStats, node_count: u32, elapsed_secs: u64) -> f64 {
+    let nodes = u64::from(node_count).max(stats.nodes.len() as u64).max(1);
+    let covered = stats.nodes.iter().fold(0u64, |sum, n| sum.saturating_add(n.covered_secs.min(elapsed_secs)));
+    match nodes.checked_mul(elapsed_secs) {
+        Some(whole) if whole > 0 => (covered as f64 / whole as f64).min(1.0),
+        _ => 0.0,
+    }
+}
+
 /// Everything the samples of one job say.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct SeriesStats {
     pub samples: u64,
     pub nodes: Vec<NodeUse>,
     pub gpus: Vec<GpuUse>,
-    /// Share of the job's run covered by samples (0..1).
+    /// Share of the job's run covered by samples on its best-covered node (0..1); see
+    /// [`allocation_coverage`] for the share of the whole allocation.
     pub coverage_frac: f64,
     /// Most cores busy on any node in any interval.
     pub max_cores: f64,
@@ -281,6 +295,7 @@ pub fn series_stats(
             peak_cache_bytes: peak(|p| p.cache_bytes),
             peak_charged_bytes: peak(|p| p.charged_bytes),
             cpu_secs: points.last().map_or(0.0, |(_, p)| p.cpu_cs as f64 / 100.0),
+            covered_secs: 0,
             cpus,
             cores_histogram: Vec::new(),
         };
@@ -346,6 +361,7 @@ pub fn series_stats(
         }
         stats.max_cores = stats.max_cores.max(node_use.max_cores);
         covered_secs = covered_secs.max(node_covered);
+        node_use.covered_secs = node_covered.min(elapsed_secs);
         stats.nodes.push(node_use);
     }
     stats.coverage_frac = if elapsed_secs > 0 { (covered_secs as f64 / elapsed_secs as f64).min(1.0) } else { 0.0 };
@@ -661,6 +677,21 @@ pub(crate) mod tests {
         // 3 intervals of 20 s idle, a gap of 940 s, 2 intervals busy: 100 s of 1200 covered.
         assert_eq!(s.longest_idle_secs, 60);
         assert!((s.coverage_frac - 100.0 / 1_200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn allocation_coverage_counts_every_node_of_the_job() {
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId(0), "n1"), burn(10, 1.0, 10));
+        let s = series_stats(&samples, &BTreeMap::new(), 180, &params());
+        assert!((s.coverage_frac - 1.0).abs() < 1e-9);
+        assert!((allocation_coverage(&s, 4, 180) - 0.25).abs() < 1e-9);
+        samples.insert(key(StepId(0), "n2"), burn(4, 1.0, 10));
+        let s = series_stats(&samples, &BTreeMap::new(), 180, &params());
+        assert!((allocation_coverage(&s, 2, 180) - (180.0 + 60.0) / 360.0).abs() < 1e-9);
+        // More sampled nodes than the record lists (a stale record) never exceeds the whole.
+        assert!(allocation_coverage(&s, 1, 180) <= 1.0);
+        assert_eq!(allocation_coverage(&s, 2, 0), 0.0);
     }
 
     #[test]

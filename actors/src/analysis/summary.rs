@@ -5,7 +5,9 @@ use super::efficiency::{efficiency, with_live_samples, Efficiency};
 use super::findings::{job_findings, Finding, FindingKind, Rules, Severity};
 use super::period::Period;
 use super::rightsize::{rightsize, RightSize};
-use super::series::{gpu_coverage, series_stats, GpuNoData, GpuUse, NodeUse, SeriesParams, SeriesStats, SysRatio};
+use super::series::{
+    allocation_coverage, gpu_coverage, series_stats, GpuNoData, GpuUse, NodeUse, SeriesParams, SeriesStats, SysRatio,
+};
 use crate::job::{JobId, JobRecord, StepId, StepRecord};
 use crate::sample::{GpuReading, StepSample};
 use crate::store::SeriesKey;
@@ -233,7 +235,7 @@ pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
     JobAnalysis {
         record: job.clone(),
         efficiency: eff,
-        sample_coverage_frac: stats.coverage_frac,
+        sample_coverage_frac: allocation_coverage(&stats, job.node_count, job.elapsed_secs),
         samples: stats.samples,
         nodes: stats.nodes,
         gpus: stats.gpus,

@@ -90,7 +90,7 @@ fn a_gpu_read_by_two_steps_counts_once_and_gpu_jobs_without_readings_are_counted
     blind.id = JobId(2);
     let blind = sampled(JobInput::new(blind), StepId::BATCH, 1_000, 2_000);
     let jobs = analysed(&[input, blind]);
-    assert_eq!(jobs[0].gpus.len(), 2, "one GpuUse per step and device");
+    assert_eq!(jobs[0].gpus.len(), 1, "a GPU read by two steps is one GPU");
     let one = job_coverage(&jobs[0]);
     assert!(close(one.gpu_secs, 2_000.0) && close(one.gpu_secs_sampled, 600.0), "{one:?}");
     let c = PeriodCoverage::of(PERIOD, &jobs, &params());
