@@ -10,7 +10,7 @@
 
 use crate::scrape_support::{terminate, Setup};
 use crate::util::{cluster, eventually, run, sbatch, wait_job_done};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const PORT: u16 = 18_720;
@@ -22,12 +22,20 @@ fn burn(mib: u64, secs: u64) -> String {
     )
 }
 
-/// sacct's figures of a finished job as `turingwatch job --json` gives them, from the server.
-fn job_json(setup: &Setup, id: u64) -> serde_json::Value {
+/// `turingwatch job ID <args>` as the job's owner runs it, with the test's config.
+fn as_owner(setup: &Setup, user: &str, id: u64, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", user, "--", env!("CARGO_BIN_EXE_turingwatch"), "--config"]).arg(&setup.config);
+    cmd.args(["job", &id.to_string(), "--server", &setup.url()]).args(args);
+    run(&mut cmd)
+}
+
+/// The job as its owner's `turingwatch job --json` gives it, from the server.
+fn job_json(setup: &Setup, user: &str, id: u64) -> serde_json::Value {
     let mut last = String::new();
     let mut found = None;
     let known = eventually(Duration::from_secs(60), || {
-        let out = run(setup.turingwatch().args(["job", &id.to_string(), "--json", "--server", &setup.url()]));
+        let out = as_owner(setup, user, id, &["--json"]);
         last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
             return false;
@@ -50,7 +58,7 @@ fn sampled_cpu_time_and_resident_peaks_match_accounting_and_page_cache_is_not_me
     if !cluster() {
         return;
     }
-    let setup = Setup::new("sampled_goals", PORT, "[accounting]\ninterval = \"5s\"\nfirst_window = \"1h\"\n");
+    let setup = Setup::new("sampled_goals", PORT, "[accounting]\ninterval = \"10s\"\nfirst_window = \"1h\"\n");
     let server = setup.server();
     let log = |name: &str| std::fs::File::create(setup.dir.join(name)).unwrap();
     let mut scrapers: Vec<Child> = ["n1", "n2", "n3"]
@@ -88,13 +96,13 @@ fn sampled_cpu_time_and_resident_peaks_match_accounting_and_page_cache_is_not_me
         terminate(s);
     }
 
-    let b = job_json(&setup, burner);
+    let b = job_json(&setup, "alice", burner);
     let sampled_cpu = nodes_sum(&b, "cpu_secs");
     let total_cpu = b["total_cpu_ms"].as_f64().unwrap() / 1000.0;
     eprintln!("burner {burner}: sampled CPU {sampled_cpu:.2} s, sacct TotalCPU {total_cpu:.2} s");
     assert!((sampled_cpu - total_cpu).abs() <= 0.05 * total_cpu, "burner: sampled {sampled_cpu} s vs {total_cpu} s");
 
-    let h = job_json(&setup, hog);
+    let h = job_json(&setup, "alice", hog);
     let sampled_peak = nodes_sum(&h, "peak_mem_bytes");
     let sacct_peak = h["mem_used_bytes"].as_f64().unwrap();
     eprintln!(
@@ -104,7 +112,7 @@ fn sampled_cpu_time_and_resident_peaks_match_accounting_and_page_cache_is_not_me
     );
     assert!((sampled_peak - sacct_peak).abs() <= 0.05 * sacct_peak, "hog: {sampled_peak} vs {sacct_peak}");
 
-    let s = job_json(&setup, stream);
+    let s = job_json(&setup, "bob", stream);
     let (resident, cache, charged) =
         (nodes_sum(&s, "peak_mem_bytes"), nodes_sum(&s, "peak_cache_bytes"), nodes_sum(&s, "peak_charged_bytes"));
     let mib = |b: f64| b / 1048576.0;
@@ -120,7 +128,7 @@ fn sampled_cpu_time_and_resident_peaks_match_accounting_and_page_cache_is_not_me
     assert!(mib(resident) < 120.0, "resident memory must exclude the cache: {s}");
     let kinds: Vec<&str> = s["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
     assert!(!kinds.contains(&"memory_oversubscribed"), "page cache is not oversubscription: {kinds:?}");
-    let text = run(setup.turingwatch().args(["job", &stream.to_string(), "--server", &setup.url()]));
+    let text = as_owner(&setup, "bob", stream, &[]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("peak resident memory") && text.contains("page cache up to"), "{text}");
     server.stop();

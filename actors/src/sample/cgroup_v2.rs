@@ -122,6 +122,9 @@ mod tests {
         // step_0/cpu.stat user_usec 12000000, system_usec 500000; memory.stat pgfault 2048, pgmajfault 48
         assert_eq!(step0.counters.cpu_us(), Some((12_000_000, 500_000)));
         assert_eq!(step0.counters.faults(), Some((2_000, 48)));
+        // memory.stat anon 768 MiB, file 256 MiB of which 8 MiB mapped: a quarter is cache.
+        let split = step0.mem_split.unwrap();
+        assert_eq!((split.resident_kib, split.cache_kib), ((768 + 8) << 10, (256 - 8) << 10));
         // step_batch has neither file: nothing is made up.
         assert_eq!(steps[1].counters, CgroupCounters::default());
     }

@@ -374,6 +374,10 @@ mod tests {
         let tck = crate::sample::procfs::host_clk_tck();
         assert_eq!((step0.sample.cpu_user_cs, step0.sample.cpu_sys_cs), (250 * 100 / tck, 50 * 100 / tck));
         assert_eq!((step0.sample.minor_faults, step0.sample.major_faults), (4_993, 7));
+        // memory.stat total_rss 2 MiB, total_cache 0: resident from the cgroup, no cache.
+        assert_eq!((step0.sample.resident_kib, step0.sample.cache_kib), (2_048, 0));
+        // step_batch has no memory.stat: resident memory is the processes' RSS.
+        assert_eq!(batch.sample.resident_kib, batch.sample.rss_kib);
     }
 
     #[test]
