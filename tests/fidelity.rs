@@ -117,8 +117,18 @@ fn shapes() -> Vec<Shape> {
 }
 
 /// reportseff's `State CPUEff MemEff TimeEff` of one job; `None` for its `---`.
+///
+/// reportseff takes no `ID+K`: a heterogeneous job's component is asked for by its own raw id
+/// (sacct's JobIDRaw), and reportseff prints it as `ID+K`.
 fn reportseff(id: &str) -> (String, Option<f64>, Option<f64>, Option<f64>) {
-    let out = run(Command::new("reportseff").args(["--no-color", "--format", "JobID,State,CPUEff,MemEff,TimeEff", id]));
+    let query = if id.contains('+') {
+        let out = run(Command::new("sacct").args(["-j", id, "-X", "-n", "-P", "--format=JobIDRaw"]));
+        String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_string()
+    } else {
+        id.to_string()
+    };
+    let out =
+        run(Command::new("reportseff").args(["--no-color", "--format", "JobID,State,CPUEff,MemEff,TimeEff", &query]));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "reportseff {id}: {text}{}", String::from_utf8_lossy(&out.stderr));
     let line = text
