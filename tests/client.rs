@@ -13,6 +13,7 @@ use turingwatch::munge::{client_payload, CREDENTIAL_HEADER};
 /// Port of this file's servers (and, closed, of "no server here").
 const PORT: u16 = 18_700;
 const CLOSED_PORT: u16 = 18_701;
+const ADMIN_PORT: u16 = 18_702;
 
 /// `turingwatch <args>` as `user`, in `cwd`, with `env` set.
 fn as_user(user: &str, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -153,4 +154,45 @@ fn job_asks_the_server_as_the_credentialed_user() {
     let (_, _, stderr) = job_json(&setup, "alice", id, &["--server", &closed]);
     assert!(stderr.contains(&closed), "{stderr}");
     cancel(id);
+}
+
+#[test]
+fn admin_commands_run_through_the_running_server_for_admins_only() {
+    if !cluster() {
+        return;
+    }
+    let setup = Setup::new(
+        "client_admin_commands",
+        ADMIN_PORT,
+        "[accounting]\ninterval = \"10s\"\nfirst_window = \"1h\"\n[mail]\ndomain = \"example.org\"\n",
+    );
+    let server = setup.server();
+    let root = |args: &[&str]| run(setup.turingwatch().args(args));
+    let text =
+        |out: &Output| format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // The server holds the store; root's commands go through its admin API.
+    let status = root(&["status", "--json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let value: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(value["source"], "server", "{value}");
+    assert!(value["actor_restarts"].as_array().is_some_and(|a| !a.is_empty()), "{value}");
+    let analyze = root(&["analyze"]);
+    assert!(analyze.status.success(), "analyze while the server runs: {}", text(&analyze));
+    assert!(String::from_utf8_lossy(&analyze.stdout).contains("coverage:"), "{}", text(&analyze));
+    let preview = root(&["mail", "--period", "current", "--dry-run"]);
+    assert!(preview.status.success(), "{}", text(&preview));
+
+    // alice is no admin: refused, and nothing falls back to opening the store.
+    let config = setup.config.to_string_lossy().into_owned();
+    let alice = as_user("alice", &setup.dir, &[], &["--config", &config, "analyze"]);
+    assert!(!alice.status.success(), "alice ran analyze: {}", text(&alice));
+    assert!(text(&alice).contains("403") && text(&alice).contains("not an admin"), "{}", text(&alice));
+    assert!(setup.server_log().contains("is not an admin"), "the refusal is logged");
+    server.stop();
+
+    // The server stopped: the same command opens the store itself, saying so.
+    let local = root(&["status"]);
+    assert!(local.status.success(), "{}", text(&local));
+    assert!(text(&local).contains("no server at") && text(&local).contains("source: store"), "{}", text(&local));
 }

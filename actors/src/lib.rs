@@ -13,6 +13,7 @@ pub mod actors;
 
 // Domain modules: pure logic and I/O adapters.
 pub mod accounting;
+pub mod admin;
 pub mod analysis;
 pub mod backoff;
 pub mod client;

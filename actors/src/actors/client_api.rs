@@ -1,5 +1,9 @@
 //! `GET /client/v1/jobs/{id}`: one job's stored data for `turingwatch job`, authenticated by
-//! MUNGE (the format is `client::JobAnswer`, documented in `docs/design.md`, "Client API").
+//! MUNGE (the format is `client::JobAnswer`, documented in `docs/design.md`, "Client API"); and
+//! the admin API — `GET /client/v1/admin/status`, `POST /client/v1/admin/analyze`,
+//! `POST /client/v1/admin/mail` — through which `turingwatch status`, `analyze` and `mail` run
+//! on the server's store while it holds it (`crate::admin`). Admin credentials also bind the
+//! body's digest; admins are root, the server's own user and `[web] admins` (else 403).
 //!
 //! Order of checks, each with its own HTTP error and a log line, bounded like ingest: a
 //! credential header of MUNGE's shape (401), the peer's rate (429), a free slot among the
@@ -12,7 +16,7 @@
 
 use super::shared::Shared;
 use crate::client::{parse_job_id, JobAnswer};
-use crate::munge::{client_payload, Decoder, MungeError, CREDENTIAL_HEADER};
+use crate::munge::{client_body_payload, client_payload, Decoder, MungeError, CREDENTIAL_HEADER};
 use crate::wire::admission::{credential_shape_ok, RateLimiter};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -49,7 +53,11 @@ impl ClientApiState {
 /// Adds the client API to the HTTP app, with `state` shared by every worker.
 pub fn configure(state: web::Data<ClientApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(state).route("/client/v1/jobs/{id}", web::get().to(job));
+        cfg.app_data(state)
+            .route("/client/v1/jobs/{id}", web::get().to(job))
+            .route(crate::client::ADMIN_STATUS_PATH, web::get().to(admin_status))
+            .route(crate::client::ADMIN_ANALYZE_PATH, web::post().to(admin_analyze))
+            .route(crate::client::ADMIN_MAIL_PATH, web::post().to(admin_mail));
     }
 }
 
@@ -58,49 +66,77 @@ fn refuse(status: StatusCode, reason: &str, detail: &str) -> HttpResponse {
     HttpResponse::build(status).content_type("text/plain").body(format!("{reason}: {detail}\n"))
 }
 
+/// Who asks, from a credential checked in the order of the module doc.
+struct Caller {
+    uid: u32,
+    user: String,
+}
+
+/// Checks the credential of a request for `method path` (with `body`'s digest when it has one);
+/// the refusal to send otherwise. The slot is held by the caller for the request's life.
+async fn authenticate<'a>(
+    request: &HttpRequest,
+    state: &'a ClientApiState,
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<(Caller, tokio::sync::SemaphorePermit<'a>), HttpResponse> {
+    let Some(credential) = request.headers().get(CREDENTIAL_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
+    else {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "no MUNGE credential header"));
+    };
+    if !credential_shape_ok(&credential) {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "not a MUNGE credential"));
+    }
+    if let Some(peer) = request.peer_addr().map(|a| a.ip()) {
+        let allowed = state.limiter.lock().map(|mut l| l.allow(peer, Instant::now())).unwrap_or(true);
+        if !allowed {
+            return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &format!("{peer} asks too fast")));
+        }
+    }
+    let Ok(slot) = state.slots.try_acquire() else {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in flight; ask again later"));
+    };
+    let decoded = match state.decoder.decode(&credential).await {
+        Ok(decoded) => decoded,
+        Err(MungeError::Refused { status }) => {
+            return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &format!("MUNGE: {status}")))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot check MUNGE credentials");
+            return Err(HttpResponse::ServiceUnavailable().body("cannot check credentials now\n"));
+        }
+    };
+    let expected = match body {
+        Some(body) => client_body_payload(method, path, body),
+        None => client_payload(method, path),
+    };
+    if decoded.payload != expected {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "credential was made for another request"));
+    }
+    let age = crate::clock::unix_now().saturating_sub(decoded.encoded_at);
+    if age > shared.config.ingest.max_credential_age.get().as_secs() {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &format!("credential is {age} s old")));
+    }
+    Ok((Caller { uid: decoded.uid, user: decoded.user }, slot))
+}
+
 async fn job(
     request: HttpRequest,
     id: web::Path<String>,
     shared: web::Data<Shared>,
     state: web::Data<ClientApiState>,
 ) -> HttpResponse {
-    let Some(credential) = request.headers().get(CREDENTIAL_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
-    else {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "no MUNGE credential header");
-    };
-    if !credential_shape_ok(&credential) {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "not a MUNGE credential");
-    }
-    if let Some(peer) = request.peer_addr().map(|a| a.ip()) {
-        let allowed = state.limiter.lock().map(|mut l| l.allow(peer, Instant::now())).unwrap_or(true);
-        if !allowed {
-            return refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &format!("{peer} asks too fast"));
-        }
-    }
-    let Ok(_slot) = state.slots.try_acquire() else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in flight; ask again later");
-    };
     let Some(job_id) = parse_job_id(&id) else {
         let shown: String = id.chars().take(32).collect();
         return refuse(StatusCode::BAD_REQUEST, "bad_id", &format!("{shown:?} is not a job id"));
     };
-    let decoded = match state.decoder.decode(&credential).await {
-        Ok(decoded) => decoded,
-        Err(MungeError::Refused { status }) => {
-            return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &format!("MUNGE: {status}"))
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "cannot check MUNGE credentials");
-            return HttpResponse::ServiceUnavailable().body("cannot check credentials now\n");
-        }
-    };
-    if decoded.payload != client_payload("GET", &crate::client::job_path(job_id)) {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "credential was made for another request");
-    }
-    let age = crate::clock::unix_now().saturating_sub(decoded.encoded_at);
-    if age > shared.config.ingest.max_credential_age.get().as_secs() {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &format!("credential is {age} s old"));
-    }
+    let (decoded, _slot) =
+        match authenticate(&request, &state, &shared, "GET", &crate::client::job_path(job_id), None).await {
+            Ok(caller) => caller,
+            Err(refusal) => return refusal,
+        };
     let admin = shared.config.web.admins.contains(&decoded.user);
     let (uid, user) = (decoded.uid, decoded.user.clone());
     let store = shared.store.clone();
@@ -155,4 +191,119 @@ enum Answer {
     Unknown,
     Foreign(String),
     Unserialisable,
+}
+
+/// Whether `caller` may run admin commands: root, the user the server runs as (the service
+/// account the units run the CLI as), or one of `[web] admins`.
+fn is_admin(caller: &Caller, shared: &Shared) -> bool {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let own = unsafe { libc::getuid() };
+    caller.uid == 0 || caller.uid == own || shared.config.web.admins.contains(&caller.user)
+}
+
+/// Authenticates an admin command; the refusal otherwise (403 for a known non-admin).
+async fn admin<'a>(
+    request: &HttpRequest,
+    state: &'a ClientApiState,
+    shared: &Shared,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<(Caller, tokio::sync::SemaphorePermit<'a>), HttpResponse> {
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let (caller, slot) = authenticate(request, state, shared, method, path, body).await?;
+    if !is_admin(&caller, shared) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("{} (uid {}) is not an admin of this server", caller.user, caller.uid),
+        ));
+    }
+    Ok((caller, slot))
+}
+
+fn admin_answer<T: serde::Serialize>(what: &str, caller: &Caller, result: Result<T, String>) -> HttpResponse {
+    match result {
+        Ok(value) => {
+            tracing::info!(command = what, uid = caller.uid, user = %caller.user, "admin command answered");
+            HttpResponse::Ok().json(value)
+        }
+        Err(err) => {
+            tracing::warn!(command = what, uid = caller.uid, error = %err, "admin command failed");
+            HttpResponse::UnprocessableEntity().content_type("text/plain").body(format!("{what} failed: {err}\n"))
+        }
+    }
+}
+
+async fn admin_status(
+    request: HttpRequest,
+    shared: web::Data<Shared>,
+    state: web::Data<ClientApiState>,
+) -> HttpResponse {
+    let (caller, _slot) = match admin(&request, &state, &shared, crate::client::ADMIN_STATUS_PATH, None).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
+    let s = shared.clone();
+    let result =
+        web::block(move || crate::admin::status(&s.config, &s.store, Some(&s.metrics)).map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+    admin_answer("status", &caller, result)
+}
+
+/// The options an admin POST carries, parsed after its credential checked out.
+fn options<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    serde_json::from_slice(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()))
+}
+
+async fn admin_analyze(
+    request: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+    state: web::Data<ClientApiState>,
+) -> HttpResponse {
+    if body.len() > crate::client::MAX_ADMIN_BODY {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "oversized", "admin options over 16 KiB");
+    }
+    let (caller, _slot) = match admin(&request, &state, &shared, crate::client::ADMIN_ANALYZE_PATH, Some(&body)).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
+    let req: AnalyzeRequest = match options(&body) {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    let s = shared.clone();
+    let result = web::block(move || crate::admin::analyze(&s.config, &s.store, &req.period).map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    admin_answer("analyze", &caller, result)
+}
+
+async fn admin_mail(
+    request: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+    state: web::Data<ClientApiState>,
+) -> HttpResponse {
+    if body.len() > crate::client::MAX_ADMIN_BODY {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "oversized", "admin options over 16 KiB");
+    }
+    let (caller, _slot) = match admin(&request, &state, &shared, crate::client::ADMIN_MAIL_PATH, Some(&body)).await {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
+    let req: crate::admin::MailRequest = match options(&body) {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    tracing::info!(uid = caller.uid, user = %caller.user, period = %req.period, dry_run = req.dry_run, resend = req.resend, "mail by hand");
+    let result = crate::admin::mail(&shared.config, shared.store.clone(), &req).await.map_err(|e| e.to_string());
+    admin_answer("mail", &caller, result)
+}
+
+/// `turingwatch analyze`'s options.
+#[derive(serde::Deserialize)]
+struct AnalyzeRequest {
+    period: String,
 }

@@ -9,7 +9,7 @@
 
 use crate::analysis::summary::JobInput;
 use crate::job::{JobId, JobRecord, StepId, StepRecord};
-use crate::munge::{client_payload, encode_payload, CREDENTIAL_HEADER};
+use crate::munge::{client_body_payload, client_payload, encode_payload, CREDENTIAL_HEADER};
 use crate::sample::{GpuReading, StepSample};
 use crate::store::SeriesKey;
 use serde::{Deserialize, Serialize};
@@ -141,26 +141,73 @@ pub fn fetch_job(
     munge_command: &str,
     timeout: Duration,
 ) -> Result<Option<JobAnswer>, ClientError> {
+    let (status, body) = call(url, "GET", &job_path(id), None, munge_command, timeout)?;
+    match status {
+        200 => parse_answer(&body).map(Some),
+        404 => Ok(None),
+        _ => Err(refused(status, &body)),
+    }
+}
+
+/// The admin API's paths (`turingwatch status`, `analyze`, `mail` while the server runs).
+pub const ADMIN_STATUS_PATH: &str = "/client/v1/admin/status";
+pub const ADMIN_ANALYZE_PATH: &str = "/client/v1/admin/analyze";
+pub const ADMIN_MAIL_PATH: &str = "/client/v1/admin/mail";
+
+/// Largest request body the admin API takes (a few options).
+pub const MAX_ADMIN_BODY: usize = 16 << 10;
+
+/// Sends an admin command (GET without a body, POST with a JSON one) and reads its JSON answer.
+pub fn admin_call<T: serde::de::DeserializeOwned>(
+    url: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    munge_command: &str,
+    timeout: Duration,
+) -> Result<T, ClientError> {
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let (status, answer) = call(url, method, path, body, munge_command, timeout)?;
+    if status != 200 {
+        return Err(refused(status, &answer));
+    }
+    serde_json::from_slice(&answer).map_err(|e| ClientError::BadAnswer(e.to_string()))
+}
+
+fn refused(status: u16, body: &[u8]) -> ClientError {
+    ClientError::Refused { status, body: String::from_utf8_lossy(body).trim().chars().take(300).collect() }
+}
+
+/// One request to the server with a credential bound to its method, path and body.
+fn call(
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    munge_command: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), ClientError> {
     let (addr, prefix) = crate::wire::send::parse_url(url).map_err(|_| ClientError::BadUrl(url.to_string()))?;
-    let path = job_path(id);
-    let credential = encode_payload(munge_command, &client_payload("GET", &path))?;
+    let payload = match body {
+        Some(body) => client_body_payload(method, path, body),
+        None => client_payload(method, path),
+    };
+    let credential = encode_payload(munge_command, &payload)?;
     let mut stream = crate::wire::send::connect(&addr, timeout)
         .map_err(|source| ClientError::Unreachable { addr: addr.clone(), source })?;
     let io = |source| ClientError::Io { addr: addr.clone(), source };
+    let length =
+        body.map_or(String::new(), |b| format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
     let head = format!(
-        "GET {prefix}{path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{CREDENTIAL_HEADER}: {credential}\r\nConnection: close\r\n\r\n"
+        "{method} {prefix}{path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{length}{CREDENTIAL_HEADER}: {credential}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).map_err(io)?;
+    if let Some(body) = body {
+        stream.write_all(body).map_err(io)?;
+    }
     let mut response = Vec::new();
     stream.take(MAX_ANSWER_BYTES).read_to_end(&mut response).map_err(io)?;
     let (status, body) = split_response(&response).ok_or(ClientError::NotHttp { addr: addr.clone() })?;
-    match status {
-        200 => parse_answer(body).map(Some),
-        404 => Ok(None),
-        _ => {
-            Err(ClientError::Refused { status, body: String::from_utf8_lossy(body).trim().chars().take(200).collect() })
-        }
-    }
+    Ok((status, body.to_vec()))
 }
 
 /// The [`Usage`](crate::job::Usage) figures a record's flat JSON has inline.

@@ -148,6 +148,12 @@ pub fn client_payload(method: &str, path: &str) -> String {
     format!("{CLIENT_PAYLOAD_PREFIX}{method} {path}")
 }
 
+/// The payload that binds a credential to one request with a body (the admin API's POSTs):
+/// [`client_payload`] plus the body's digest, so a credential cannot carry another body.
+pub fn client_body_payload(method: &str, path: &str, body: &[u8]) -> String {
+    format!("{} {}", client_payload(method, path), payload_for(body))
+}
+
 /// Makes a credential for `body` with `munge_command` (blocking; the scraper is a thread).
 pub fn encode_credential(munge_command: &str, body: &[u8]) -> Result<String, MungeError> {
     encode_payload(munge_command, &payload_for(body))

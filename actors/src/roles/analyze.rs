@@ -1,8 +1,8 @@
-//! `turingwatch analyze`: analyse one period now, store its reports and write its bundle.
+//! `turingwatch analyze`: analyse one period now, store its reports and write its bundle —
+//! through the running server's admin API, or on the store itself when no server runs.
 
-use super::{open_store, resolve_period};
-use crate::clock::unix_now;
-use crate::period::cycle::{refresh, Cycle};
+use super::open_store;
+use crate::admin::Outcome;
 use std::process::ExitCode;
 use turingwatch_config::Config;
 
@@ -12,27 +12,20 @@ pub struct AnalyzeArgs {
     /// The period: `current` (default), `previous`, or a period start (unix seconds).
     #[arg(long, default_value = "current")]
     pub period: String,
+    /// Server to run it on (default [scrape] server_url, else http://<web.bind>); where none
+    /// answers, the store is opened directly.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 /// `turingwatch analyze`: analyses one period now, stores its reports and writes its bundle.
 pub fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let cycle = Cycle::new(config, unix_now())?;
-    let period = resolve_period(&cycle.spec, &args.period)?;
-    let store = open_store(config)?;
-    let done = refresh(&store, &cycle, period, unix_now(), false)?;
-    println!(
-        "period {} .. {}: {} user(s), {} job(s), bundle {}",
-        period.start,
-        period.end,
-        done.users,
-        done.jobs,
-        done.bundle.display()
-    );
-    println!("coverage: {}", done.coverage.text);
-    for user in store.report_users(period.start)? {
-        if let Some(r) = store.report(period.start, &user)? {
-            println!("  {user}: {}", if r.has_findings { "findings" } else { "nothing to report" });
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    let body = serde_json::to_vec(&serde_json::json!({ "period": args.period }))?;
+    let path = crate::client::ADMIN_ANALYZE_PATH;
+    let outcome: Outcome = match super::through_server(config, args.server.as_deref(), path, Some(&body), "analyze")? {
+        Some(outcome) => outcome,
+        None => crate::admin::analyze(config, &open_store(config)?, &args.period)?,
+    };
+    print!("{}", outcome.text);
+    Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

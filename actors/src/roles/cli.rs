@@ -49,6 +49,8 @@ pub enum Command {
     Accounting(super::accounting::AccountingArgs),
     /// Send or preview report mails by hand.
     Mail(super::mail::MailArgs),
+    /// How the service is doing: import lag, periods, scraper jobs, mails, store, restarts.
+    Status(super::status::StatusArgs),
     /// Print the effective configuration.
     Config,
     /// Print version and store schema version.
@@ -177,6 +179,7 @@ fn run(command: Command, loaded: &turingwatch_config::Loaded) -> anyhow::Result<
         Command::Job(args) => super::job::run(config, &args),
         Command::Accounting(args) => super::accounting::run(config, &args),
         Command::Mail(args) => super::mail::run(config, &args),
+        Command::Status(args) => super::status::run(config, &args),
     }
 }
 

@@ -65,21 +65,10 @@ pub fn run(config: &Config, args: &JobArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--server`, else `[scrape] server_url`, else `http://<web.bind>` (as the scraper finds it).
-fn server_url(config: &Config, args: &JobArgs) -> String {
-    args.server.clone().unwrap_or_else(|| {
-        if config.scrape.server_url.is_empty() {
-            format!("http://{}", config.web.bind)
-        } else {
-            config.scrape.server_url.clone()
-        }
-    })
-}
-
 /// The job's data from the server's client API; `None`, with one line on stderr saying why,
 /// when the server cannot or will not give it.
 fn ask_server(config: &Config, args: &JobArgs, id: JobId) -> Option<JobInput> {
-    let url = server_url(config, args);
+    let url = super::server_url(config, args.server.as_deref());
     let why = match fetch_job(&url, id, &config.ingest.munge_command, SERVER_TIMEOUT) {
         Ok(Some(answer)) => return Some(answer.into_input()),
         Ok(None) => format!("server {url} has no job {id}"),

@@ -12,10 +12,9 @@ pub mod job;
 pub mod mail;
 pub mod scrape;
 pub mod server;
+pub mod status;
 pub mod version;
 
-use crate::analysis::period::{Period, PeriodSpec};
-use crate::clock::unix_now;
 use crate::store::Store;
 use anyhow::Context;
 use std::path::Path;
@@ -32,23 +31,40 @@ pub(crate) fn open_store(config: &Config) -> anyhow::Result<Store> {
     })
 }
 
-/// `current`, `previous` or a period start, as the roles' `--period` takes it.
-pub(crate) fn resolve_period(spec: &PeriodSpec, text: &str) -> anyhow::Result<Period> {
-    let now = unix_now();
-    let current = spec.containing(now)?;
-    Ok(match text {
-        "current" => current,
-        "previous" => spec.containing(current.start.saturating_sub(1))?,
-        other => {
-            let start: u64 = other.parse().with_context(|| {
-                format!("--period {other:?}: expected current, previous, or a period start in unix seconds")
-            })?;
-            spec.containing(start)?
-        }
-    })
+/// The server a client role asks: `--server`, else `[scrape] server_url`, else
+/// `http://<web.bind>` (as the scraper finds it).
+pub(crate) fn server_url(config: &Config, flag: Option<&str>) -> String {
+    match flag {
+        Some(url) => url.to_string(),
+        None if config.scrape.server_url.is_empty() => format!("http://{}", config.web.bind),
+        None => config.scrape.server_url.clone(),
+    }
 }
 
-/// A current-thread runtime for a one-shot role's async calls.
+/// How long a server may take to answer a client role (connect, send, read each); an
+/// analysis of a big period takes a while.
+pub(crate) const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs an admin command through the running server's admin API; `Ok(None)` when no server
+/// answers there (the caller then opens the store itself), with one line saying so.
+pub(crate) fn through_server<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    flag: Option<&str>,
+    path: &str,
+    body: Option<&[u8]>,
+    what: &str,
+) -> anyhow::Result<Option<T>> {
+    let url = server_url(config, flag);
+    match crate::client::admin_call(&url, path, body, &config.ingest.munge_command, ADMIN_TIMEOUT) {
+        Ok(answer) => Ok(Some(answer)),
+        Err(crate::client::ClientError::Unreachable { .. }) => {
+            eprintln!("turingwatch {what}: no server at {url}; opening the store {}", config.store.path);
+            Ok(None)
+        }
+        Err(err) => Err(anyhow::anyhow!("{err} ({url})")),
+    }
+}
+
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }
