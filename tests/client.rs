@@ -14,6 +14,7 @@ use turingwatch::munge::{client_payload, CREDENTIAL_HEADER};
 const PORT: u16 = 18_700;
 const CLOSED_PORT: u16 = 18_701;
 const ADMIN_PORT: u16 = 18_702;
+const COORD_PORT: u16 = 18_703;
 
 /// `turingwatch <args>` as `user`, in `cwd`, with `env` set.
 fn as_user(user: &str, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -195,4 +196,61 @@ fn admin_commands_run_through_the_running_server_for_admins_only() {
     let local = root(&["status"]);
     assert!(local.status.success(), "{}", text(&local));
     assert!(text(&local).contains("no server at") && text(&local).contains("source: store"), "{}", text(&local));
+}
+
+/// Makes `user` (a local account) if absent and gives it an association in `account`.
+fn slurm_user(user: &str, account: &str) {
+    if !run(Command::new("id").arg(user)).status.success() {
+        let made = run(Command::new("useradd").args(["--create-home", user]));
+        assert!(made.status.success(), "useradd {user}: {}", String::from_utf8_lossy(&made.stderr));
+    }
+    let added = run(Command::new("sacctmgr").args(["-i", "add", "user", user, &format!("account={account}")]));
+    let said = String::from_utf8_lossy(&added.stdout).to_string() + &String::from_utf8_lossy(&added.stderr);
+    assert!(added.status.success() || said.contains("Nothing new"), "sacctmgr add user {user}: {said}");
+}
+
+#[test]
+fn a_coordinator_sees_the_jobs_of_the_account_they_coordinate_and_no_other() {
+    if !cluster() {
+        return;
+    }
+    // An account of its own, so no other test's user gains rights: twcoord coordinates twlab,
+    // whose member twmember runs a job; bob (of account dev) coordinates nothing.
+    let account = "twlab";
+    let listed = run(Command::new("sacctmgr").args(["-n", "-P", "list", "account", account, "format=account"]));
+    if String::from_utf8_lossy(&listed.stdout).trim() != account {
+        let made =
+            run(Command::new("sacctmgr").args(["-i", "add", "account", account, "description=tw", "organization=tw"]));
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    slurm_user("twcoord", account);
+    slurm_user("twmember", account);
+    let coord = run(Command::new("sacctmgr").args([
+        "-i",
+        "add",
+        "coordinator",
+        &format!("account={account}"),
+        "names=twcoord",
+    ]));
+    let said = String::from_utf8_lossy(&coord.stdout).to_string() + &String::from_utf8_lossy(&coord.stderr);
+    assert!(coord.status.success() || said.contains("Nothing new"), "sacctmgr add coordinator: {said}");
+
+    let setup =
+        Setup::new("client_coordinator", COORD_PORT, "[accounting]\ninterval = \"10s\"\nfirst_window = \"1h\"\n");
+    let server = setup.server();
+    let job = sbatch(Some("twmember"), &["--time=1", "--ntasks=1", &format!("--account={account}")], "sleep 2");
+    wait_job_done(job, Duration::from_secs(90));
+    // The coordinator asks the server (retrying until it has imported the job).
+    let mut last = String::new();
+    let seen = eventually(Duration::from_secs(60), || {
+        let (source, _, stderr) = job_json(&setup, "twcoord", job, &[]);
+        last = format!("{source}: {stderr}");
+        source == "server"
+    });
+    assert!(seen, "the coordinator did not get job {job} of twmember from the server: {last}");
+    // bob coordinates nothing: the server refuses, and he falls back to what sacct shows anyone.
+    let (source, _, stderr) = job_json(&setup, "bob", job, &[]);
+    assert!(stderr.contains("403") && source != "server", "bob: {source} {stderr}");
+    assert!(setup.server_log().contains("coordinator=true"), "the answer names the coordinator right");
+    server.stop();
 }

@@ -11,7 +11,8 @@
 //! forged, expired or replayed, 401), made for this very request — method and path,
 //! `munge::client_payload` (401) — and not older than `[ingest] max_credential_age` (401). The
 //! caller's uid comes from the credential only. Then the job: unknown to the store (404);
-//! visible to its owner (the uid of the store's accounting record) and to `[web] admins`, to
+//! visible to its owner (the uid of the store's accounting record), to `[web] admins`, and to
+//! coordinators of its account (sacctmgr's list, with `[web] coordinators_see_accounts`), to
 //! nobody else (403). The store is read and the answer serialised off the async threads.
 
 use super::shared::Shared;
@@ -20,8 +21,9 @@ use crate::munge::{client_body_payload, client_payload, Decoder, MungeError, CRE
 use crate::wire::admission::{credential_shape_ok, RateLimiter};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use turingwatch_web::backend::Backend;
 
 /// Requests a second one peer may make, and its burst (a user runs the command by hand; a
 /// script over many jobs gets its answers at this pace).
@@ -37,15 +39,18 @@ pub struct ClientApiState {
     limiter: Mutex<RateLimiter>,
     slots: tokio::sync::Semaphore,
     decoder: Decoder,
+    /// The site's backend, for SLURM's coordinator list (one cache for both).
+    backend: Arc<dyn Backend>,
 }
 
 impl ClientApiState {
     /// The state for the `[ingest]` MUNGE settings (the same decoder choice as ingest).
-    pub fn new(config: &turingwatch_config::IngestConfig) -> ClientApiState {
+    pub fn new(config: &turingwatch_config::IngestConfig, backend: Arc<dyn Backend>) -> ClientApiState {
         ClientApiState {
             limiter: Mutex::new(RateLimiter::new(PEER_RATE, PEER_BURST, 100_000)),
             slots: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             decoder: Decoder::new(&config.munge_library, &config.unmunge_command, MUNGE_TIMEOUT),
+            backend,
         }
     }
 }
@@ -140,13 +145,42 @@ async fn job(
     let admin = shared.config.web.admins.contains(&decoded.user);
     let (uid, user) = (decoded.uid, decoded.user.clone());
     let store = shared.store.clone();
+    let record = match web::block(move || store.job(job_id)).await {
+        Ok(Ok(Some(record))) => record,
+        Ok(Ok(None)) => {
+            tracing::info!(job = job_id.0, uid = decoded.uid, "client asked for a job the store does not have");
+            return HttpResponse::NotFound()
+                .content_type("text/plain")
+                .body(format!("no job {} in the store\n", job_id.0));
+        }
+        Ok(Err(err)) => {
+            tracing::error!(job = job_id.0, error = %err, "cannot read a job for a client");
+            return HttpResponse::InternalServerError().body("store error; ask again later\n");
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "client job task failed");
+            return HttpResponse::InternalServerError().body("store error; ask again later\n");
+        }
+    };
+    let owner = match record.uid {
+        Some(owner) => owner == uid,
+        None => record.user == user,
+    };
+    // A coordinator sees the jobs of the accounts they coordinate, as on the site; the list
+    // comes from sacctmgr (cached), asked only for someone else's job, and a failed lookup
+    // grants nothing.
+    let coordinator = !admin && !owner && shared.config.web.coordinators_see_accounts && {
+        match state.backend.coordination().await {
+            Ok(c) => c.accounts_coordinated_by(&user).contains(&record.account),
+            Err(err) => {
+                tracing::warn!(error = %err, user = %user, "coordinator list unavailable; granting own jobs only");
+                false
+            }
+        }
+    };
+    let store = shared.store.clone();
     let answer = web::block(move || -> Result<Answer, crate::store::StoreError> {
-        let Some(record) = store.job(job_id)? else { return Ok(Answer::Unknown) };
-        let owner = match record.uid {
-            Some(owner) => owner == uid,
-            None => record.user == user,
-        };
-        if !admin && !owner {
+        if !admin && !owner && !coordinator {
             return Ok(Answer::Foreign(record.user));
         }
         let input = crate::analysis::load::load_job(&store, record)?;
@@ -162,12 +196,8 @@ async fn job(
     .await;
     match answer {
         Ok(Ok(Answer::Data { body, samples })) => {
-            tracing::info!(job = job_id.0, uid = decoded.uid, user = %decoded.user, admin, samples, bytes = body.len(), "client job answered");
+            tracing::info!(job = job_id.0, uid = decoded.uid, user = %decoded.user, admin, coordinator, samples, bytes = body.len(), "client job answered");
             HttpResponse::Ok().content_type("application/json").body(body)
-        }
-        Ok(Ok(Answer::Unknown)) => {
-            tracing::info!(job = job_id.0, uid = decoded.uid, "client asked for a job the store does not have");
-            HttpResponse::NotFound().content_type("text/plain").body(format!("no job {} in the store\n", job_id.0))
         }
         Ok(Ok(Answer::Foreign(owner))) => refuse(
             StatusCode::FORBIDDEN,
@@ -188,7 +218,6 @@ async fn job(
 
 enum Answer {
     Data { body: Vec<u8>, samples: usize },
-    Unknown,
     Foreign(String),
     Unserialisable,
 }

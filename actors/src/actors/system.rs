@@ -51,12 +51,12 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
 
     let bind = shared.config.web.bind.clone();
     let http_shared = shared.clone();
-    let web_state = actix_web::web::Data::new(turingwatch_web::routes::WebState::new(
-        &shared.config.web,
-        Arc::new(crate::web_backend::StoreBackend::new(Arc::clone(&shared.store), &shared.config)),
-    ));
+    let backend: Arc<dyn turingwatch_web::backend::Backend> =
+        Arc::new(crate::web_backend::StoreBackend::new(Arc::clone(&shared.store), &shared.config));
+    let web_state =
+        actix_web::web::Data::new(turingwatch_web::routes::WebState::new(&shared.config.web, Arc::clone(&backend)));
     let ingest_state = actix_web::web::Data::new(ingest::IngestState::new(&shared.config.ingest));
-    let client_state = actix_web::web::Data::new(client_api::ClientApiState::new(&shared.config.ingest));
+    let client_state = actix_web::web::Data::new(client_api::ClientApiState::new(&shared.config.ingest, backend));
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();
         actix_web::App::new()
