@@ -48,6 +48,12 @@ pub fn run(config: &Config, args: &JobArgs) -> anyhow::Result<ExitCode> {
         (Some(input), _) => (input, Source::Server),
         (None, Some(input)) => (input, Source::Store),
         (None, None) => match runtime()?.block_on(from_slurm(config, job_text))? {
+            // An array task (`123_4`) or a heterogeneous component (`123+1`) is stored under
+            // its raw id, which sacct gives: ask the server for that one.
+            Some(input) if id.is_none() => match ask_server(config, args, input.job.id) {
+                Some(stored) => (stored, Source::Server),
+                None => (input, Source::Slurm),
+            },
             Some(input) => (input, Source::Slurm),
             None => {
                 eprintln!("turingwatch job: job {job_text} is not in the store nor in SLURM's accounting");
