@@ -128,7 +128,7 @@ fn main() {
         let t2 = Instant::now();
         let analysis = analyze_job(&back, &params);
         let t3 = Instant::now();
-        let text = render_job_text(&analysis, Source::Server);
+        let text = render_job_text(&analysis, Source::Server, false, "");
         let t4 = Instant::now();
         assert_eq!(analysis.samples, u64::from(NODES) * SAMPLES_PER_NODE);
         std::hint::black_box(text);

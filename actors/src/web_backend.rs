@@ -5,10 +5,18 @@
 //! (differences of the cumulative CPU counters) and memory, GPU readings, the analysis's own
 //! findings for the job (so the site and the mail never disagree), and SLURM's coordinator list
 //! from sacctmgr, cached.
+//!
+//! A running job has no CPU figure from accounting until its steps end; the site shows the
+//! figures of its samples instead (`cpu_live` / `mem_live`, as the analysis computes them).
+//! The job page reads every sample of the job anyway (for the plots), so its figures cover
+//! the whole run. The job list would have to read every sample of every running job on each
+//! request, so it reads only the last [`LIVE_WINDOW_SECS`] of each (at most two blocks per
+//! series) and says so in `live_since`.
 
 use crate::analysis::coverage::PeriodCoverage;
-use crate::analysis::efficiency::{efficiency, Efficiency, NoData};
+use crate::analysis::efficiency::{efficiency, with_live_samples, Efficiency, NoData};
 use crate::analysis::load::load_job;
+use crate::analysis::series::{series_stats, NodeUse};
 use crate::analysis::summary::{analyze_job, JobInput, Params};
 use crate::job::{JobId, JobRecord, StepId};
 use crate::sample::{GpuReading, StepSample};
@@ -19,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use turingwatch_config::Config;
 use turingwatch_web::api::{
-    self, FindingText, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, StepRow, StoredReport,
+    self, FindingText, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, SampledMemory, StepRow, StoredReport,
 };
 use turingwatch_web::backend::{Backend, BackendError, Coordination, JobQuery, LocalFuture};
 
@@ -27,6 +35,9 @@ pub mod seed;
 
 /// Most points per plotted series; longer series are averaged into this many buckets.
 const MAX_POINTS: usize = 600;
+
+/// How much of a running job's recent samples the job list reads for its live figures.
+pub const LIVE_WINDOW_SECS: u64 = 3_600;
 
 /// The coordinator list and when it was read.
 type CoordinationCache = Arc<Mutex<Option<(Instant, Arc<Coordination>)>>>;
@@ -52,15 +63,30 @@ impl StoreBackend {
         }
     }
 
-    fn summary(&self, job: &JobRecord) -> Result<JobSummary, BackendError> {
+    /// A job as the list shows it at time `now`: accounting's figures, and for a running job
+    /// those of its samples since `now - LIVE_WINDOW_SECS`.
+    fn summary(&self, job: &JobRecord, now: u64) -> Result<JobSummary, BackendError> {
         let gpu_util = if job.alloc_gpus() > 0 {
             mean_gpu_util(&self.store.gpu_readings_of_job(job.id).map_err(store_error)?)
         } else {
             None
         };
-        let summary = summarize(job, &efficiency(job), gpu_util);
+        let (eff, live_since) = if job.is_running() {
+            let since = now.saturating_sub(LIVE_WINDOW_SECS);
+            let samples = self.store.samples_of_job_since(job.id, since).map_err(store_error)?;
+            let stats = series_stats(&samples, &BTreeMap::new(), job.elapsed_secs, &self.params.series);
+            let eff = with_live_samples(efficiency(job), job, &stats);
+            (eff, (eff.cpu_live || eff.mem_live).then_some(since))
+        } else {
+            (efficiency(job), None)
+        };
+        let summary = JobSummary { live_since, ..summarize(job, &eff, gpu_util) };
         Ok(if self.params.is_service_job(job) { not_waste(summary) } else { summary })
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn store_error(err: crate::store::StoreError) -> BackendError {
@@ -119,7 +145,8 @@ impl Backend for StoreBackend {
                 out
             }
         };
-        records.iter().map(|job| self.summary(job)).collect()
+        let now = unix_now();
+        records.iter().map(|job| self.summary(job, now)).collect()
     }
 
     fn job_owner(&self, id: u64) -> Result<Option<(String, String)>, BackendError> {
@@ -133,12 +160,14 @@ impl Backend for StoreBackend {
         };
         let input = load_job(&self.store, job).map_err(store_error)?;
         let (job, steps, samples, gpu) = (&input.job, &input.steps, &input.samples, &input.gpu);
-        let eff = efficiency(job);
-        let summary = summarize(job, &eff, mean_gpu_util(gpu));
+        // The analysis's own figures: a running job's from all its samples (cpu_live, mem_live).
+        let analysis = analyze_job(&input, &self.params);
+        let summary = summarize(job, &analysis.efficiency, mean_gpu_util(gpu));
         let summary = if self.params.is_service_job(job) { not_waste(summary) } else { summary };
         let nodes = f64::from(job.node_count.max(1));
         Ok(Some(JobDetail {
-            findings: web_findings(&input, &self.params),
+            findings: findings_text(analysis.findings),
+            sampled_memory: sampled_memory(&analysis.nodes),
             cores_requested_per_node: f64::from(job.alloc_cpus) / nodes,
             mem_requested_per_node_bytes: job.req_mem_bytes.map(|b| b / u64::from(job.node_count.max(1))),
             steps: steps
@@ -263,8 +292,11 @@ pub fn summarize(job: &JobRecord, eff: &Efficiency, gpu_util_frac: Option<f64>) 
         gpus,
         cpu_frac: eff.cpu_frac,
         cpu_no_data: eff.cpu_no_data.map(no_data_name),
+        cpu_live: eff.cpu_live,
         mem_frac: eff.mem_frac,
         mem_no_data: eff.mem_no_data.map(no_data_name),
+        mem_live: eff.mem_live,
+        live_since: None,
         time_frac: eff.time_frac,
         time_no_data: eff.time_no_data.map(no_data_name),
         core_hours: hours(eff.core_secs as f64),
@@ -287,13 +319,26 @@ fn not_waste(mut summary: JobSummary) -> JobSummary {
     summary
 }
 
+/// The sampled memory peaks of a job: each node's peak, summed over nodes (as the analysis's
+/// live memory figure sums them); `None` without sampled memory.
+pub fn sampled_memory(nodes: &[NodeUse]) -> Option<SampledMemory> {
+    let sum = |f: fn(&NodeUse) -> u64| nodes.iter().map(f).fold(0u64, u64::saturating_add);
+    let out = SampledMemory {
+        resident_peak_bytes: sum(|n| n.peak_mem_bytes),
+        cache_peak_bytes: sum(|n| n.peak_cache_bytes),
+        charged_peak_bytes: sum(|n| n.peak_charged_bytes),
+    };
+    (out != SampledMemory::default()).then_some(out)
+}
+
 fn mean_gpu_util(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Option<f64> {
     let (sum, n) = readings.values().flatten().fold((0u64, 0u64), |(s, n), r| (s + u64::from(r.util_pct), n + 1));
     (n > 0).then(|| sum as f64 / n as f64 / 100.0)
 }
 
 /// Per node: cores in use (Δ(user+sys) / 100 / Δt, summed over the job's steps at each time)
-/// and resident memory (summed likewise). The extern step holds no work and is left out.
+/// and resident memory (page cache excluded, as the summary's peak; summed likewise). The extern
+/// step holds no work and is left out.
 pub fn node_series(samples: &BTreeMap<SeriesKey, Vec<StepSample>>) -> Vec<NodeSeries> {
     let mut by_node: BTreeMap<&str, BTreeMap<u64, (f64, u64)>> = BTreeMap::new();
     for (key, series) in samples {
@@ -306,7 +351,7 @@ pub fn node_series(samples: &BTreeMap<SeriesKey, Vec<StepSample>>) -> Vec<NodeSe
             let cores = previous.and_then(|p| cores_between(p, sample));
             let point = points.entry(sample.at).or_default();
             point.0 += cores.unwrap_or(0.0);
-            point.1 += sample.rss_kib.saturating_mul(1024);
+            point.1 += sample.resident().saturating_mul(1024);
             previous = Some(sample);
         }
     }
@@ -378,8 +423,11 @@ fn gpu_series(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Vec<GpuSeries>
 /// The job page's findings: exactly the analysis's findings for the job (the same rules, with
 /// samples where the store has them), in the web API's shape.
 pub fn web_findings(input: &JobInput, params: &Params) -> Vec<FindingText> {
-    analyze_job(input, params)
-        .findings
+    findings_text(analyze_job(input, params).findings)
+}
+
+fn findings_text(findings: Vec<crate::analysis::findings::Finding>) -> Vec<FindingText> {
+    findings
         .into_iter()
         .map(|f| FindingText {
             kind: serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),

@@ -61,8 +61,24 @@
   // A missing figure says why (never a red 0 %): "no data yet" while the job runs, "n/a" otherwise.
   function noData(why) { return why === "running" ? "no data yet" : "n/a"; }
   function pctOr(f, why) { return f === null || f === undefined ? (why ? noData(why) : "–") : pct(f); }
-  function effCell(f, low, why) {
+  // A running job's figure from its samples reads "62 % (live)", in the live colour, never red:
+  // the job is not over, and nothing of it counts as waste yet.
+  function liveTitle(since) {
+    return "running: from the job's samples " + (since ? "since " + new Date(since * 1000).toLocaleTimeString() : "of the whole run so far");
+  }
+  function effCell(f, low, why, live, since) {
+    if (live && f !== null && f !== undefined) return h("td", { class: "num live", title: liveTitle(since) }, pct(f) + " (live)");
     return h("td", { class: "num " + (f !== null && f !== undefined && f < low ? "bad" : ""), title: why || "" }, pctOr(f, why));
+  }
+  // The job page's memory line: accounting's peak, else the resident peak from samples.
+  function memPeak(s, m) {
+    var used = s.mem_used_bytes, note;
+    if (used !== null && used !== undefined) note = s.mem_live ? pct(s.mem_frac) + ", resident peak from samples, live" : pctOr(s.mem_frac, s.mem_no_data);
+    else if (m && m.resident_peak_bytes) {
+      used = m.resident_peak_bytes;
+      note = (s.req_mem_bytes ? pct(used / s.req_mem_bytes) + ", " : "") + "resident peak from samples";
+    } else note = pctOr(s.mem_frac, s.mem_no_data);
+    return bytes(used) + " / " + bytes(s.req_mem_bytes) + " (" + note + ")";
   }
   function parseHash() {
     var raw = location.hash.replace(/^#\/?/, ""), q = {}, i = raw.indexOf("?");
@@ -176,7 +192,7 @@
         return h("tr", { class: "job-row" },
           h("td", null, h("a", { href: "#/job/" + j.id }, j.display_id)), h("td", { text: j.name }), h("td", { text: j.user }),
           h("td", { text: j.state }), h("td", { text: when(j.start_at) }), h("td", { class: "num" }, dur(j.elapsed_secs)),
-          h("td", { class: "num" }, j.alloc_cpus), effCell(j.cpu_frac, 0.5, j.cpu_no_data), effCell(j.mem_frac, 0.25, j.mem_no_data), effCell(j.time_frac, 0.1, j.time_no_data),
+          h("td", { class: "num" }, j.alloc_cpus), effCell(j.cpu_frac, 0.5, j.cpu_no_data, j.cpu_live, j.live_since), effCell(j.mem_frac, 0.25, j.mem_no_data, j.mem_live, j.live_since), effCell(j.time_frac, 0.1, j.time_no_data),
           h("td", { class: "num" }, hours(j.wasted_core_hours)));
       });
       var pages = Math.max(1, Math.ceil(page.total / page.page_size));
@@ -195,10 +211,12 @@
       var s = d.summary;
       var kv = h("dl", { class: "kv" }, [["User", s.user], ["Account", s.account], ["Partition", s.partition], ["State", s.state],
         ["Nodes", s.node_list + " (" + s.node_count + ")"], ["Start", when(s.start_at)], ["End", when(s.end_at)],
-        ["Elapsed / limit", dur(s.elapsed_secs) + " / " + (s.time_limit_secs === null ? "unlimited" : dur(s.time_limit_secs))], ["CPUs", s.alloc_cpus + " (efficiency " + pctOr(s.cpu_frac, s.cpu_no_data) + ")"],
-        ["Memory used / requested", bytes(s.mem_used_bytes !== undefined ? s.mem_used_bytes : s.max_rss_bytes) + " / " + bytes(s.req_mem_bytes) + " (" + pctOr(s.mem_frac, s.mem_no_data) + ")"],
-        ["GPUs", s.gpus ? s.gpus + " (utilisation " + pct(s.gpu_util_frac) + ")" : "none"],
-        ["Core-hours (wasted)", hours(s.core_hours) + " (" + hours(s.wasted_core_hours) + ")"]].map(function (p) {
+        ["Elapsed / limit", dur(s.elapsed_secs) + " / " + (s.time_limit_secs === null ? "unlimited" : dur(s.time_limit_secs))], ["CPUs", s.alloc_cpus + " (efficiency " + (s.cpu_live && s.cpu_frac !== null ? pct(s.cpu_frac) + " (live, from samples so far)" : pctOr(s.cpu_frac, s.cpu_no_data)) + ")"],
+        ["Memory peak / requested", memPeak(s, d.sampled_memory)]].concat(
+        d.sampled_memory && d.sampled_memory.cache_peak_bytes ? [["Page cache (apart)", "up to " + bytes(d.sampled_memory.cache_peak_bytes) + "; " +
+          bytes(d.sampled_memory.charged_peak_bytes) + " with cache, as the cgroup charges it (the kernel drops cache before it would kill the job)"]] : [],
+        [["GPUs", s.gpus ? s.gpus + " (utilisation " + pct(s.gpu_util_frac) + ")" : "none"],
+        ["Core-hours (wasted)", hours(s.core_hours) + " (" + hours(s.wasted_core_hours) + ")"]]).map(function (p) {
         return [h("dt", { text: p[0] }), h("dd", { text: p[1] })];
       }));
       var findings = d.findings.length ? d.findings.map(function (f) {
@@ -237,7 +255,8 @@
       var g = groups[key] || (groups[key] = { keys: dims.map(function (d) { return r[d]; }), jobs: 0, cpu: 0, cpuN: 0 });
       g.jobs++;
       MEASURES.forEach(function (m) { g[m[0]] = (g[m[0]] || 0) + (r[m[0]] || 0); });
-      if (r.cpu_frac !== null) { g.cpu += r.cpu_frac * r.core_hours; g.cpuN += r.core_hours; }
+      // Accounting's figures only: a running job's live figure covers a recent window, not its core-hours.
+      if (r.cpu_frac !== null && !r.cpu_live) { g.cpu += r.cpu_frac * r.core_hours; g.cpuN += r.core_hours; }
     });
     return Object.keys(groups).map(function (k) { return groups[k]; });
   }

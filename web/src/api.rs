@@ -76,16 +76,24 @@ pub struct JobSummary {
     /// Memory used as SLURM's tools count it: per step the sum over its tasks of each task's
     /// peak, the largest step (`max_rss_bytes` is the largest single task's).
     pub mem_used_bytes: Option<u64>,
-    /// seff's CPU efficiency (TotalCPU / (Elapsed × AllocCPUS)); `null` while the job runs or
-    /// without elapsed time, with the reason in `cpu_no_data`.
+    /// seff's CPU efficiency (TotalCPU / (Elapsed × AllocCPUS)); for a running job the cores
+    /// busy in its samples per allocated core (`cpu_live`); `null` without elapsed time or, for a
+    /// running job, before it has two samples on a node, with the reason in `cpu_no_data`.
     pub cpu_frac: Option<f64>,
     /// Why `cpu_frac` is `null`: `running` (SLURM reports CPU time when steps end),
     /// `no_elapsed_time`.
     pub cpu_no_data: Option<String>,
+    /// `cpu_frac` comes from the samples of a running job, not from accounting.
+    pub cpu_live: bool,
     /// Memory efficiency: `mem_used_bytes` / memory allocated to the whole job.
     pub mem_frac: Option<f64>,
     /// Why `mem_frac` is `null`: `running`, `no_memory_figure`, `no_memory_request`.
     pub mem_no_data: Option<String>,
+    /// `mem_frac` and `mem_used_bytes` are a running job's resident peak from its samples.
+    pub mem_live: bool,
+    /// Where the live figures start (unix seconds): the job list reads only a recent window of
+    /// a running job's samples; `null` when they cover every sample (the job page).
+    pub live_since: Option<u64>,
     /// Elapsed / time limit; `null` for an unlimited limit (`time_no_data`: `unlimited`).
     pub time_frac: Option<f64>,
     pub time_no_data: Option<String>,
@@ -164,6 +172,20 @@ pub struct JobDetail {
     pub mem_requested_per_node_bytes: Option<u64>,
     pub series: Vec<NodeSeries>,
     pub gpu_series: Vec<GpuSeries>,
+    /// Memory peaks from the samples, summed over the nodes' peaks; `null` without samples.
+    pub sampled_memory: Option<SampledMemory>,
+}
+
+/// A job's memory peaks as its samples saw them: per node the largest value at one sample,
+/// summed over nodes.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct SampledMemory {
+    /// Resident memory (anonymous, mapped, shared; page cache excluded): what the job needs.
+    pub resident_peak_bytes: u64,
+    /// Page cache charged to the job, shown apart (the kernel drops it before killing the job).
+    pub cache_peak_bytes: u64,
+    /// As the cgroup charges it (page cache included).
+    pub charged_peak_bytes: u64,
 }
 
 /// `GET /api/data`: the flat table behind the admin pivot view (one row per job).

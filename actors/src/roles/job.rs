@@ -11,10 +11,11 @@ use crate::client::{fetch_job, parse_job_id};
 use crate::job::JobId;
 use crate::store::Store;
 use anyhow::Context;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
-use text::{render_job_text, Source};
+use text::{render_job_text, use_colour, Source};
 use turingwatch_config::Config;
 
 /// `turingwatch job` options.
@@ -66,7 +67,8 @@ pub fn run(config: &Config, args: &JobArgs) -> anyhow::Result<ExitCode> {
         let value = serde_json::json!({"source": source, "job": analysis});
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", render_job_text(&analysis, source));
+        let colour = use_colour(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR"));
+        print!("{}", render_job_text(&analysis, source, colour, &config.mail.web_base_url));
     }
     Ok(ExitCode::SUCCESS)
 }

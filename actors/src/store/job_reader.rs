@@ -11,7 +11,8 @@ use super::job_blocks::{block_of, entries, find};
 use super::job_codec::{decode_job, decode_job_steps};
 use super::postings;
 use super::tables::{
-    APP_USAGE, GPU_BLOCKS, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, NODE_NAMES, SAMPLE_BLOCKS,
+    block_start, APP_USAGE, GPU_BLOCKS, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, NODE_NAMES,
+    SAMPLE_BLOCKS,
 };
 use super::{decode_block, Columns, RecordError, SeriesKey, Store, StoreError};
 use crate::job::{JobId, JobRecord, StepId, StepRecord};
@@ -74,8 +75,8 @@ impl JobTables {
         let mut corrupt_blocks = 0;
         Ok(JobData {
             steps: read_steps(&self.blocks, id)?,
-            samples: read_series(&self.samples, &self.names, id, "sample_blocks", &mut corrupt_blocks)?,
-            gpu: read_series(&self.gpus, &self.names, id, "gpu_blocks", &mut corrupt_blocks)?,
+            samples: read_series(&self.samples, &self.names, id, 0, "sample_blocks", &mut corrupt_blocks)?,
+            gpu: read_series(&self.gpus, &self.names, id, 0, "gpu_blocks", &mut corrupt_blocks)?,
             apps: read_apps(&self.apps, id)?,
             corrupt_blocks,
         })
@@ -120,7 +121,27 @@ impl Store {
     pub fn samples_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "sample_blocks", &mut 0)
+            read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, 0, "sample_blocks", &mut 0)
+        })
+    }
+
+    /// A job's samples taken at or after `since`, by series, in time order: only the blocks
+    /// that can hold them are decoded (at most two per series for the last hour), so a running
+    /// job's recent figures cost the same however long it has run.
+    pub fn samples_of_job_since(
+        &self,
+        job: JobId,
+        since: u64,
+    ) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let (blocks, names) = (txn.open_table(SAMPLE_BLOCKS)?, txn.open_table(NODE_NAMES)?);
+            let mut out = read_series(&blocks, &names, job, block_start(since), "sample_blocks", &mut 0)?;
+            for series in out.values_mut() {
+                series.retain(|s: &StepSample| s.at >= since);
+            }
+            out.retain(|_, series| !series.is_empty());
+            Ok(out)
         })
     }
 
@@ -128,7 +149,7 @@ impl Store {
     pub fn gpu_readings_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<GpuReading>>, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, "gpu_blocks", &mut 0)
+            read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, 0, "gpu_blocks", &mut 0)
         })
     }
 
@@ -264,12 +285,14 @@ fn read_user_ids(
     Ok(out)
 }
 
-/// A job's series from a block table (`sample_blocks` or `gpu_blocks`), by series, in time order.
+/// A job's series from a block table (`sample_blocks` or `gpu_blocks`), by series, in time order,
+/// from the blocks starting at or after `from_block` (0: all; earlier ones are not decoded).
 /// A block that does not decode is skipped, logged and counted in `corrupt`.
 fn read_series<T: Columns>(
     blocks: &SeriesBlocks,
     names: &Names,
     job: JobId,
+    from_block: u64,
     table: &'static str,
     corrupt: &mut u64,
 ) -> Result<BTreeMap<SeriesKey, Vec<T>>, StoreError> {
@@ -277,6 +300,9 @@ fn read_series<T: Columns>(
     for entry in blocks.range((job.0, 0, 0, 0)..=(job.0, u32::MAX, u32::MAX, u64::MAX))? {
         let (key, value) = entry?;
         let (job_id, step, node, hour) = key.value();
+        if hour < from_block {
+            continue;
+        }
         let records: Vec<T> = match decode_block(hour, value.value()) {
             Ok(records) => records,
             Err(source) => {

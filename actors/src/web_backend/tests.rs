@@ -147,3 +147,102 @@ fn a_running_job_is_listed_with_no_cpu_figure_and_a_reason() {
     assert_eq!(s.wasted_core_hours, 0.0, "no waste is known before the job reports its CPU time");
     assert_eq!(json["mem_used_bytes"], 1u64 << 30);
 }
+
+/// A store in a scratch directory named after the test.
+fn scratch_store(name: &str) -> Arc<Store> {
+    let dir = std::env::temp_dir().join(format!("tw-web-backend-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Arc::new(Store::open(&dir.join("s.redb")).unwrap())
+}
+
+/// A 4-CPU job running since `start`, with accounting's running figures (no CPU time, no peak).
+fn running(id: u64, start: u64, now: u64) -> JobRecord {
+    let mut j = job(id, "alice", start, None);
+    j.elapsed_secs = now - start;
+    j.usage.total_cpu_ms = 0;
+    j.usage.max_rss_bytes = None;
+    j
+}
+
+/// Samples of one step on n1, every 10 s from `from` to `to`, `cores` busy, `resident_kib` resident.
+fn busy(id: u64, from: u64, to: u64, cores: u64, resident_kib: u64) -> Vec<(JobId, StepId, StepSample)> {
+    (from..=to)
+        .step_by(10)
+        .map(|t| {
+            let s = StepSample { resident_kib, cache_kib: 4, ..sample(t, (t - from) * 100 * cores, 0, resident_kib) };
+            (JobId(id), StepId::BATCH, s)
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_job_with_samples_is_listed_with_its_live_cpu_figure_and_no_waste() {
+    let store = scratch_store("live");
+    let now = 100_000;
+    let j = running(11, now - 7_200, now);
+    store.upsert_jobs(std::slice::from_ref(&j), &[], None).unwrap();
+    // Idle for the first hour, then 3 of its 4 cores busy: the list reads only the last hour.
+    store.append_samples("n1", &busy(11, now - 7_200, now - 3_700, 0, 100 << 10)).unwrap();
+    store.append_samples("n1", &busy(11, now - 3_500, now - 20, 3, 200 << 10)).unwrap();
+    let backend = StoreBackend::new(Arc::clone(&store), &Config::default());
+    let s = backend.summary(&j, now).unwrap();
+    let cpu = s.cpu_frac.expect("a live CPU figure");
+    assert!((cpu - 0.75).abs() < 0.01, "{cpu}");
+    assert!(s.cpu_live && s.cpu_no_data.is_none(), "{s:?}");
+    assert_eq!(s.live_since, Some(now - LIVE_WINDOW_SECS));
+    assert_eq!(s.mem_used_bytes, Some(200 << 20), "the resident peak of the window");
+    assert!(s.mem_live);
+    assert_eq!(s.wasted_core_hours, 0.0, "a running job's figure is no waste");
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!((json["cpu_live"].as_bool(), json["mem_live"].as_bool()), (Some(true), Some(true)));
+    // The job page reads every sample: the whole run's mean, and the run's resident peak.
+    let detail = backend.job(11).unwrap().unwrap();
+    let whole = detail.summary.cpu_frac.unwrap();
+    assert!(whole > 0.3 && whole < 0.45, "{whole}");
+    assert!(detail.summary.cpu_live && detail.summary.live_since.is_none());
+    assert_eq!(detail.summary.wasted_core_hours, 0.0);
+}
+
+#[test]
+fn a_running_job_without_recent_samples_has_no_cpu_figure_and_says_running() {
+    let store = scratch_store("no-live");
+    let now = 100_000;
+    let (fresh, stale) = (running(12, now - 60, now), running(13, now - 9_000, now));
+    store.upsert_jobs(&[fresh.clone(), stale.clone()], &[], None).unwrap();
+    // Job 13's samples all lie before the window: not read for the list.
+    store.append_samples("n1", &busy(13, now - 9_000, now - 4_000, 2, 1 << 10)).unwrap();
+    let backend = StoreBackend::new(Arc::clone(&store), &Config::default());
+    for j in [&fresh, &stale] {
+        let s = backend.summary(j, now).unwrap();
+        assert_eq!((s.cpu_frac, s.cpu_no_data.as_deref()), (None, Some("running")), "job {}", j.id);
+        assert!(!s.cpu_live && !s.mem_live && s.live_since.is_none(), "{s:?}");
+        assert_eq!(s.wasted_core_hours, 0.0);
+    }
+    // The job page of job 13 has them all.
+    assert!(backend.job(13).unwrap().unwrap().summary.cpu_live);
+    assert!(!backend.job(12).unwrap().unwrap().summary.cpu_live);
+}
+
+#[test]
+fn the_job_page_shows_the_sampled_memory_peak_where_accounting_has_none() {
+    let store = scratch_store("peak");
+    let mut j = job(14, "alice", 1_000, Some(1_600));
+    j.usage.max_rss_bytes = None;
+    j.req_mem_bytes = Some(1 << 30);
+    store.upsert_jobs(std::slice::from_ref(&j), &[], None).unwrap();
+    store.append_samples("n1", &busy(14, 1_000, 1_500, 1, 715 << 10)).unwrap();
+    let backend = StoreBackend::new(Arc::clone(&store), &Config::default());
+    let detail = backend.job(14).unwrap().unwrap();
+    assert_eq!(detail.summary.mem_used_bytes, None, "accounting has no figure");
+    let peak = detail.sampled_memory.clone().expect("sampled peaks");
+    assert_eq!(peak.resident_peak_bytes, 715 << 20);
+    assert_eq!(peak.cache_peak_bytes, 4 << 10, "page cache apart");
+    assert!(peak.charged_peak_bytes >= peak.resident_peak_bytes);
+    let json = serde_json::to_value(&detail).unwrap();
+    assert_eq!(json["sampled_memory"]["resident_peak_bytes"], 715u64 << 20);
+    // Without samples there is no sampled peak (not a zero one).
+    let bare = job(15, "alice", 1_000, Some(1_600));
+    store.upsert_jobs(&[bare], &[], None).unwrap();
+    assert_eq!(backend.job(15).unwrap().unwrap().sampled_memory, None);
+}

@@ -70,6 +70,7 @@ impl Backend for Fake {
             mem_requested_per_node_bytes: None,
             series: vec![],
             gpu_series: vec![],
+            sampled_memory: None,
         }))
     }
     fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>> {
