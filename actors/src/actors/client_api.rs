@@ -281,8 +281,8 @@ async fn admin_status(
 }
 
 /// The options an admin POST carries, parsed after its credential checked out.
-fn options<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
-    serde_json::from_slice(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()))
+fn options<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
 async fn admin_analyze(
@@ -300,7 +300,7 @@ async fn admin_analyze(
     };
     let req: AnalyzeRequest = match options(&body) {
         Ok(r) => r,
-        Err(refusal) => return refusal,
+        Err(err) => return refuse(StatusCode::BAD_REQUEST, "bad_request", &err),
     };
     let s = shared.clone();
     let result = web::block(move || crate::admin::analyze(&s.config, &s.store, &req.period).map_err(|e| e.to_string()))
@@ -324,7 +324,7 @@ async fn admin_mail(
     };
     let req: crate::admin::MailRequest = match options(&body) {
         Ok(r) => r,
-        Err(refusal) => return refusal,
+        Err(err) => return refuse(StatusCode::BAD_REQUEST, "bad_request", &err),
     };
     tracing::info!(uid = caller.uid, user = %caller.user, period = %req.period, dry_run = req.dry_run, resend = req.resend, "mail by hand");
     let result = crate::admin::mail(&shared.config, shared.store.clone(), &req).await.map_err(|e| e.to_string());
