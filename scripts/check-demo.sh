@@ -46,7 +46,7 @@ wait_for "demo jobs submitted" jobs_line
 read -r idle big fine < <(jobs_line | sed 's/^demo job ids: //')
 sampled() { # user job: the job's page has sample series (what its plots draw)
   api "$1" "/api/jobs/$2" 2>/dev/null |
-    python3 -c 'import json, sys; sys.exit(0 if sum(len(s["t"]) for s in json.load(sys.stdin)["series"]) >= 2 else 1)'
+    python3 -c 'import json, sys; sys.exit(0 if sum(len(s["t"]) for s in json.load(sys.stdin)["series"]) >= 2 else 1)' 2>/dev/null
 }
 wait_for "alice's idle job $idle sampled" sampled alice "$idle"
 wait_for "bob's job $fine sampled" sampled bob "$fine"

@@ -90,6 +90,7 @@ fn input() -> JobInput {
                     cpus: 16,
                     resident_kib: (20 << 20) + (i % 83) * 1024,
                     cache_kib: (1 << 20) + (i % 7) * 1024,
+                    energy_mj: i * 2_000_000,
                 })
                 .collect::<Vec<_>>(),
         );

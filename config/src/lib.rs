@@ -105,6 +105,19 @@ mod tests {
     }
 
     #[test]
+    fn energy_factors_per_partition_are_read_and_nonsense_is_refused() {
+        let path = PathBuf::from("/x.toml");
+        let text = "[energy]\npue = 1.2\n[energy.partitions.gpu]\nwatts_per_core = 15.0\n";
+        let loaded = load_text(Some((text, &path)), &[]).unwrap();
+        assert_eq!(loaded.config.energy.pue, 1.2);
+        assert_eq!(loaded.config.energy.partitions["gpu"].watts_per_core, Some(15.0));
+        for bad in ["[energy]\npue = 0.5\n", "[energy.partitions.gpu]\nwatts_per_gpu = -3.0\n"] {
+            let err = load_text(Some((bad, &path)), &[]).unwrap_err().to_string();
+            assert!(err.contains("energy."), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn example_file_documents_every_key() {
         let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("turingwatch.example.toml"))
             .unwrap();

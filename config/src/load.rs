@@ -28,6 +28,7 @@ pub const SECTIONS: &[&str] = &[
     "mail",
     "web",
     "gpu",
+    "energy",
     "log",
 ];
 

@@ -22,6 +22,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub web: WebConfig,
     pub gpu: GpuConfig,
+    pub energy: EnergyConfig,
     pub log: LogConfig,
 }
 
@@ -486,6 +487,49 @@ pub struct GpuConfig {
 impl Default for GpuConfig {
     fn default() -> Self {
         GpuConfig { source: GpuSource::None, nvml_library: String::new() }
+    }
+}
+
+/// `[energy]`: site factors of the energy estimate (the Green Algorithms model: runtime ×
+/// (cores × watts per core × utilisation + memory × watts per GB) × PUE), used where no
+/// counter measured the job, and the carbon intensity of the site's electricity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnergyConfig {
+    /// Watts one busy core draws (a CPU's TDP / its cores; Green Algorithms' default is 12).
+    pub watts_per_core: f64,
+    /// Watts per GB of allocated memory (Green Algorithms: 0.3725).
+    pub watts_per_gb: f64,
+    /// Watts one busy GPU draws (its board power; 0 leaves GPUs out of estimates).
+    pub watts_per_gpu: f64,
+    /// Power usage effectiveness of the data centre (≥ 1).
+    pub pue: f64,
+    /// Grams of CO2-equivalent per kWh of the site's electricity.
+    pub grams_co2e_per_kwh: f64,
+    /// Per-partition factors that differ (`[energy.partitions.gpu] watts_per_core = 15.0`).
+    pub partitions: std::collections::BTreeMap<String, EnergyFactors>,
+}
+
+/// Factors of one partition; unset ones are the site's.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnergyFactors {
+    pub watts_per_core: Option<f64>,
+    pub watts_per_gb: Option<f64>,
+    pub watts_per_gpu: Option<f64>,
+    pub pue: Option<f64>,
+}
+
+impl Default for EnergyConfig {
+    fn default() -> Self {
+        EnergyConfig {
+            watts_per_core: 12.0,
+            watts_per_gb: 0.3725,
+            watts_per_gpu: 300.0,
+            pue: 1.4,
+            grams_co2e_per_kwh: 300.0,
+            partitions: std::collections::BTreeMap::new(),
+        }
     }
 }
 

@@ -49,6 +49,33 @@ pub fn validate(config: &Config) -> Vec<Problem> {
 
     check(!config.store.path.trim().is_empty(), "store.path", config.store.path.clone(), "a file path");
 
+    let e = &config.energy;
+    let watts = |w: f64| w.is_finite() && (0.0..=100_000.0).contains(&w);
+    let pue = |p: f64| p.is_finite() && (1.0..=10.0).contains(&p);
+    check(watts(e.watts_per_core), "energy.watts_per_core", e.watts_per_core.to_string(), "0 to 100000 W");
+    check(watts(e.watts_per_gb), "energy.watts_per_gb", e.watts_per_gb.to_string(), "0 to 100000 W");
+    check(watts(e.watts_per_gpu), "energy.watts_per_gpu", e.watts_per_gpu.to_string(), "0 to 100000 W");
+    check(pue(e.pue), "energy.pue", e.pue.to_string(), "1 to 10");
+    check(
+        e.grams_co2e_per_kwh.is_finite() && (0.0..=5_000.0).contains(&e.grams_co2e_per_kwh),
+        "energy.grams_co2e_per_kwh",
+        e.grams_co2e_per_kwh.to_string(),
+        "0 to 5000",
+    );
+    for (name, f) in &e.partitions {
+        let key = |k: &str| format!("energy.partitions.{name}.{k}");
+        for (k, v) in
+            [("watts_per_core", f.watts_per_core), ("watts_per_gb", f.watts_per_gb), ("watts_per_gpu", f.watts_per_gpu)]
+        {
+            if let Some(v) = v {
+                check(watts(v), &key(k), v.to_string(), "0 to 100000 W");
+            }
+        }
+        if let Some(p) = f.pue {
+            check(pue(p), &key("pue"), p.to_string(), "1 to 10");
+        }
+    }
+
     let slurm = &config.slurm;
     check(
         slurm.command_timeout.as_secs() >= 1,

@@ -1,9 +1,10 @@
-//! Analysis: calendar periods, seff-style efficiencies, sample statistics, findings and
+//! Analysis: calendar periods, seff-style efficiencies, energy, sample statistics, findings and
 //! right-sizing, as pure functions over store data (`load.rs` is the only part that reads the
 //! store). The refresh/close cycle of a period that uses them is `crate::period`.
 
 pub mod coverage;
 pub mod efficiency;
+pub mod energy;
 pub mod findings;
 pub mod load;
 pub mod period;

@@ -34,6 +34,9 @@ pub struct NodeUse {
     pub cpu_secs: f64,
     /// Seconds of the run covered by this node's samples (intervals up to the gap limit).
     pub covered_secs: u64,
+    /// Energy RAPL measured for the job's steps on the node (their shares), joules; 0 where
+    /// nothing measured it. A scraper restart (the counter drops) starts a new count.
+    pub energy_j: f64,
     /// CPUs in the job's cpuset on this node (0 when unknown).
     pub cpus: u32,
     /// Samples by cores in use (rounded up): index = cores, value = count.
@@ -296,6 +299,8 @@ pub fn series_stats(
             peak_charged_bytes: peak(|p| p.charged_bytes),
             cpu_secs: points.last().map_or(0.0, |(_, p)| p.cpu_cs as f64 / 100.0),
             covered_secs: 0,
+            energy_j: series.iter().map(|steps| counter_total(steps.iter().map(|x| x.energy_mj))).sum::<u64>() as f64
+                / 1000.0,
             cpus,
             cores_histogram: Vec::new(),
         };
@@ -367,6 +372,21 @@ pub fn series_stats(
     stats.coverage_frac = if elapsed_secs > 0 { (covered_secs as f64 / elapsed_secs as f64).min(1.0) } else { 0.0 };
     stats.gpus = gpu_uses(gpu, elapsed_secs, params);
     stats
+}
+
+/// What a cumulative counter that may restart at 0 counted in all: its first value plus every
+/// rise, and after a drop the new value (a new count from 0).
+fn counter_total(values: impl Iterator<Item = u64>) -> u64 {
+    let mut prev: Option<u64> = None;
+    let mut total = 0u64;
+    for v in values {
+        total = total.saturating_add(match prev {
+            Some(p) if v >= p => v - p,
+            _ => v,
+        });
+        prev = Some(v);
+    }
+    total
 }
 
 /// Splits a node's intervals into windows at gaps and counts the idle ones.
@@ -677,6 +697,21 @@ pub(crate) mod tests {
         // 3 intervals of 20 s idle, a gap of 940 s, 2 intervals busy: 100 s of 1200 covered.
         assert_eq!(s.longest_idle_secs, 60);
         assert!((s.coverage_frac - 100.0 / 1_200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn measured_energy_counts_rises_and_restarts_from_zero() {
+        assert_eq!(counter_total([5, 9, 9, 20].into_iter()), 20);
+        // The scraper restarted after 20: its count begins again.
+        assert_eq!(counter_total([5, 20, 3, 8].into_iter()), 28);
+        assert_eq!(counter_total(std::iter::empty()), 0);
+        let mut series = burn(4, 1.0, 10);
+        for (i, s) in series.iter_mut().enumerate() {
+            s.energy_mj = 1_000 * (i as u64 + 1);
+        }
+        let mut samples = BTreeMap::new();
+        samples.insert(key(StepId(0), "n1"), series);
+        assert!((series_stats(&samples, &BTreeMap::new(), 60, &params()).nodes[0].energy_j - 4.0).abs() < 1e-9);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! data (see `load.rs` for reading the store), so the benchmark and the tests run them directly.
 
 use super::efficiency::{efficiency, with_live_samples, Efficiency};
+use super::energy::{job_energy, Energy};
 use super::findings::{job_findings, Finding, FindingKind, Rules, Severity};
 use super::period::Period;
 use super::rightsize::{rightsize, RightSize};
@@ -51,6 +52,8 @@ pub struct Params {
     /// They are neither analysed, mailed nor counted as waste.
     pub service_job_name: String,
     pub service_users: Vec<String>,
+    /// Site factors of the energy estimate.
+    pub energy: turingwatch_config::EnergyConfig,
 }
 
 impl Params {
@@ -70,6 +73,7 @@ impl Params {
             period_secs: config.analysis.period.as_secs().max(1),
             service_job_name: config.distributor.job_name.clone(),
             service_users: crate::service_user::ServiceUsers::of_this_process(&config.ingest.service_users).names(),
+            energy: config.energy.clone(),
         }
     }
 
@@ -109,6 +113,8 @@ pub struct JobAnalysis {
     pub findings: Vec<Finding>,
     /// Waste score used to rank jobs: idle core-hours plus unused GiB-hours / 4.
     pub waste: f64,
+    /// Energy and carbon, measured or estimated (`analysis::energy`); `None` if it never ran.
+    pub energy: Option<Energy>,
 }
 
 impl JobAnalysis {
@@ -231,6 +237,13 @@ pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
         (eff.wasted_core_secs as f64 + unused_mem * job.elapsed_secs as f64 / 4.0) / 3_600.0
     };
     let gpu = gpu_coverage(job.alloc_gpus(), job.elapsed_secs, stats.as_ref());
+    let mut energy = job_energy(job, &eff, stats.as_ref(), &params.energy);
+    if service {
+        // The service's own jobs cost what they cost, but are nobody's waste.
+        if let Some(e) = energy.as_mut() {
+            (e.wasted_kwh, e.wasted_co2e_g) = (0.0, 0.0);
+        }
+    }
     let stats = stats.unwrap_or_default();
     JobAnalysis {
         record: job.clone(),
@@ -248,6 +261,7 @@ pub fn analyze_job(input: &JobInput, params: &Params) -> JobAnalysis {
         steps: input.steps.clone(),
         findings,
         waste,
+        energy,
     }
 }
 
@@ -294,6 +308,11 @@ pub struct UserAnalysis {
     pub rightsize: Vec<RightSize>,
     pub alloc_core_hours: f64,
     pub used_core_hours: f64,
+    /// Energy of the period's jobs and the part that was wasted, kWh, and their carbon, g CO2e.
+    pub energy_kwh: f64,
+    pub wasted_kwh: f64,
+    pub co2e_g: f64,
+    pub wasted_co2e_g: f64,
 }
 
 impl UserAnalysis {
@@ -381,9 +400,16 @@ pub fn analyze_user(
     let measured = || jobs.iter().filter(|j| j.efficiency.cpu_frac.is_some());
     let alloc_core_hours = measured().map(|j| j.efficiency.core_secs as f64).sum::<f64>() / 3_600.0;
     let used_core_hours = measured().map(|j| j.record.usage.total_cpu_ms as f64 / 1000.0).sum::<f64>() / 3_600.0;
+    let energy = |f: fn(&Energy) -> f64| jobs.iter().filter_map(|j| j.energy.as_ref()).map(f).sum::<f64>();
+    let (energy_kwh, wasted_kwh) = (energy(|e| e.kwh), energy(|e| e.wasted_kwh));
+    let (co2e_g, wasted_co2e_g) = (energy(|e| e.co2e_g), energy(|e| e.wasted_co2e_g));
     UserAnalysis {
         user: user.to_string(),
         period,
+        energy_kwh,
+        wasted_kwh,
+        co2e_g,
+        wasted_co2e_g,
         jobs,
         kinds,
         worst,

@@ -130,6 +130,8 @@ struct MailView {
     alloc_core_hours: String,
     used_core_hours: String,
     overall_cpu_pct: String,
+    /// `2.31 kWh (693 g CO2e), of which 1.80 kWh (540 g CO2e) wasted; estimated from [energy]`.
+    energy: String,
     kinds: Vec<KindView>,
     worst: Vec<JobView>,
     jobs: Vec<JobView>,
@@ -212,6 +214,29 @@ fn job_view(j: &JobAnalysis, base: &str) -> JobView {
     }
 }
 
+/// The period's energy in one line, saying whether counters measured it.
+fn energy_line(a: &UserAnalysis) -> String {
+    use crate::analysis::energy::{co2e_text, energy_text, EnergySource};
+    let sources: Vec<EnergySource> = a.jobs.iter().filter_map(|j| j.energy.as_ref().map(|e| e.source)).collect();
+    if sources.is_empty() {
+        return String::new();
+    }
+    let how = if sources.iter().all(|s| *s == EnergySource::Estimated) {
+        "estimated from the site's power factors"
+    } else if sources.iter().all(|s| *s == EnergySource::Measured) {
+        "measured by the nodes' energy counters"
+    } else {
+        "partly measured, partly estimated"
+    };
+    format!(
+        "{} ({}), of which {} ({}) went to what was allocated and not used; {how}",
+        energy_text(a.energy_kwh),
+        co2e_text(a.co2e_g),
+        energy_text(a.wasted_kwh),
+        co2e_text(a.wasted_co2e_g)
+    )
+}
+
 fn tldr(a: &UserAnalysis) -> Vec<String> {
     if !a.has_findings() {
         return vec![format!("Nice! No problem identified in your {} job(s) this period.", a.jobs.len())];
@@ -255,6 +280,7 @@ pub fn render_mail(
         alloc_core_hours: format!("{:.2}", a.alloc_core_hours),
         used_core_hours: format!("{:.2}", a.used_core_hours),
         overall_cpu_pct: pct((a.alloc_core_hours > 0.0).then(|| a.used_core_hours / a.alloc_core_hours)),
+        energy: energy_line(a),
         kinds: a
             .kinds
             .iter()

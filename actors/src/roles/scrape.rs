@@ -204,6 +204,7 @@ pub fn make_sampler(config: &Config, node: &str, only_job: Option<JobId>) -> Sam
     let skip_job = own_job.filter(|_| scraper_job).map(JobId);
     let budget = usize::try_from(config.scrape.process_rereads_per_scan).unwrap_or(usize::MAX);
     Sampler::new(proc_root, finder, &config.scrape.ignored_apps, gpu)
+        .with_rapl(std::path::Path::new(POWERCAP_ROOT))
         .with_process_budget(Some(budget))
         .with_scan_every(config.scrape.process_scan_every)
         .skipping(move |job, _, pids| {
@@ -260,6 +261,9 @@ pub fn once_json(sampler: &mut Sampler, node: &str, interval: Duration) -> anyho
         "steps": steps,
     }))
 }
+
+/// Where Linux shows RAPL's energy counters (readable by root only since 5.10).
+const POWERCAP_ROOT: &str = "/sys/class/powercap";
 
 #[cfg(test)]
 mod scraper_step_tests {

@@ -15,6 +15,7 @@ use super::gpu::{allocated_from_environ, attribute, GpuSource};
 use super::process_cache::ProcessCache;
 use super::procfs::ProcRoot;
 use super::proctree::steps_from_readings;
+use super::rapl::RaplMeter;
 use super::{CgroupStep, GpuReading, SampleError, StepSample};
 use crate::job::{JobId, StepId};
 use serde::Serialize;
@@ -97,6 +98,10 @@ pub struct Sampler {
     live: Vec<(u32, bool)>,
     /// slurmstepd titles by (pid, start time), process-tree mode: a title never changes.
     stepd_titles: HashMap<(u32, u64), Option<(JobId, StepId)>>,
+    /// The node's RAPL counters (root only), and per step its cumulative share (mJ) and the
+    /// CPU time it had at the previous sample.
+    rapl: Option<RaplMeter>,
+    energy: HashMap<(JobId, StepId), (u64, u64)>,
 }
 
 /// Known processes re-read per scan when the cgroup counts CPU time (`scrape.process_rereads_per_scan`).
@@ -128,7 +133,20 @@ impl Sampler {
             last_pids: HashMap::new(),
             live: Vec::new(),
             stepd_titles: HashMap::new(),
+            rapl: None,
+            energy: HashMap::new(),
         }
+    }
+
+    /// Reads the node's RAPL energy under `powercap_root` and gives each step its share
+    /// (`StepSample::energy_mj`); without readable counters (no RAPL, not root) nothing.
+    pub fn with_rapl(mut self, powercap_root: &std::path::Path) -> Self {
+        self.rapl = RaplMeter::open(powercap_root);
+        match &self.rapl {
+            Some(_) => tracing::info!(root = %powercap_root.display(), "measuring energy with RAPL"),
+            None => tracing::debug!(root = %powercap_root.display(), "no readable RAPL counters; energy is estimated"),
+        }
+        self
     }
 
     /// Known processes re-read per scan where the cgroup counts CPU time; `None` lists and
@@ -225,7 +243,32 @@ impl Sampler {
         }
         let live: HashSet<(JobId, StepId)> = out.iter().map(|r| (r.job, r.step)).collect();
         self.allocated_gpus.retain(|k, _| live.contains(k));
+        self.attribute_energy(&mut out);
+        self.energy.retain(|k, _| live.contains(k));
         Ok(out)
+    }
+
+    /// Splits the node's RAPL energy of the interval between the steps (`rapl::split`) and
+    /// adds each share to the step's cumulative figure.
+    fn attribute_energy(&mut self, out: &mut [StepReading]) {
+        let Some(meter) = self.rapl.as_mut() else { return };
+        let interval = meter.interval();
+        let uses: Vec<(u64, u64)> = out
+            .iter()
+            .map(|r| {
+                let cpu = r.sample.cpu_user_cs.saturating_add(r.sample.cpu_sys_cs);
+                let before = self.energy.get(&(r.job, r.step)).map_or(cpu, |e| e.1);
+                (cpu.saturating_sub(before), r.sample.resident_kib)
+            })
+            .collect();
+        let shares = interval.map(|i| super::rapl::split(i, &uses));
+        for (i, r) in out.iter_mut().enumerate() {
+            let cpu = r.sample.cpu_user_cs.saturating_add(r.sample.cpu_sys_cs);
+            let entry = self.energy.entry((r.job, r.step)).or_insert((0, cpu));
+            entry.0 = entry.0.saturating_add(shares.as_ref().map_or(0, |s| s[i]));
+            entry.1 = cpu;
+            r.sample.energy_mj = entry.0;
+        }
     }
 
     /// `proctrack/linuxproc`: every process is read (its CPU time has no other source), then
@@ -378,6 +421,40 @@ mod tests {
         assert_eq!((step0.sample.resident_kib, step0.sample.cache_kib), (2_048, 0));
         // step_batch has no memory.stat: resident memory is the processes' RSS.
         assert_eq!(batch.sample.resident_kib, batch.sample.rss_kib);
+    }
+
+    #[test]
+    fn rapl_energy_goes_to_the_steps_by_their_share_and_accumulates() {
+        // A copy of the powercap fixture whose DRAM counter moves by 3 J between two samples;
+        // the package counter does not, and the fixtures' CPU counters do not move either.
+        let root = std::env::temp_dir().join(format!("tw-collect-rapl-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for zone in ["intel-rapl:0", "intel-rapl:0:2"] {
+            let (from, to) = (fixtures().join("powercap").join(zone), root.join(zone));
+            std::fs::create_dir_all(&to).unwrap();
+            for f in ["name", "energy_uj", "max_energy_range_uj"] {
+                std::fs::copy(from.join(f), to.join(f)).unwrap();
+            }
+        }
+        let proc_root = ProcRoot::with_units(fixtures().join("proc"), 100, 4);
+        let finder = StepFinder::detect(&fixtures().join("cgroup/v1"), "n2");
+        let mut sampler = Sampler::new(proc_root, finder, &[], None).with_rapl(&root);
+        let first = sampler.sample(1_700_000_000).unwrap();
+        assert!(first.iter().all(|r| r.sample.energy_mj == 0), "the first reading only sets the baseline");
+        let dram = root.join("intel-rapl:0:2/energy_uj");
+        let before: u64 = std::fs::read_to_string(&dram).unwrap().trim().parse().unwrap();
+        std::fs::write(&dram, (before + 3_000_000).to_string()).unwrap();
+        let second = sampler.sample(1_700_000_020).unwrap();
+        let total: u64 = second.iter().map(|r| r.sample.energy_mj).sum();
+        assert!((2_998..=3_000).contains(&total), "3 J of DRAM energy split between the steps: {total} mJ");
+        // By resident memory: each step gets its share of the steps' resident memory.
+        let batch = second.iter().find(|r| r.step == StepId::BATCH).unwrap().sample.clone();
+        let all: u64 = second.iter().map(|r| r.sample.resident_kib).sum();
+        let share = batch.resident_kib as f64 / all as f64;
+        assert!((batch.energy_mj as f64 - 3_000.0 * share).abs() <= 1.0, "{batch:?}");
+        std::fs::write(&dram, (before + 6_000_000).to_string()).unwrap();
+        let third = sampler.sample(1_700_000_040).unwrap();
+        assert!(third.iter().map(|r| r.sample.energy_mj).sum::<u64>() >= 5_996, "cumulative per step");
     }
 
     #[test]

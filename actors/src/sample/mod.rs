@@ -7,7 +7,7 @@
 //! Submodules: `procfs` (per-process counters), `cgroup_v1`/`cgroup_v2` (which processes form a
 //! step, its memory and cpuset), `cgroup_stat` (CPU time and faults the step's cgroup counts),
 //! `process_cache` (per-process readings kept between samples, refreshed on a budget),
-//! `proctree` (steps from `slurmstepd: [job.step]` process trees on `proctrack/linuxproc`
+//! `rapl` (node energy split between steps), `proctree` (steps from `slurmstepd: [job.step]` process trees on `proctrack/linuxproc`
 //! clusters), `gpu` (NVML behind a trait, and a recorded source), `collect` (one sample of every
 //! step of the node).
 
@@ -20,6 +20,7 @@ pub mod plausible;
 pub mod process_cache;
 pub mod procfs;
 pub mod proctree;
+pub mod rapl;
 mod record;
 
 pub use record::{GpuReading, StepSample};

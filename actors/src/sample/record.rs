@@ -37,6 +37,10 @@ pub struct StepSample {
     pub resident_kib: u64,
     /// Page cache charged to the step's cgroup and not mapped by it, KiB; 0 when unknown.
     pub cache_kib: u64,
+    /// Energy the node's RAPL counters measured, given to this step by its share of CPU time
+    /// and resident memory, cumulative since the scraper first saw the step, millijoules; 0
+    /// where nothing measured it (`sample::rapl`). A drop means the scraper restarted.
+    pub energy_mj: u64,
 }
 
 impl StepSample {

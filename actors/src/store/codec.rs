@@ -276,10 +276,13 @@ mod tests {
         assert_eq!(legacy[3].resident(), samples[3].rss_kib);
         // A block from a later build with more fields than this one knows is refused, not misread.
         let mut future = block.clone();
-        future[1] = 15;
+        future[1] = <StepSample as Columns>::FIELDS as u8 + 1;
         assert_eq!(
             decode_block::<StepSample>(999_960, &future),
-            Err(CodecError::Fields { found: 15, known: <StepSample as Columns>::FIELDS })
+            Err(CodecError::Fields {
+                found: <StepSample as Columns>::FIELDS + 1,
+                known: <StepSample as Columns>::FIELDS
+            })
         );
         future[1] = 0;
         assert!(decode_block::<StepSample>(999_960, &future).is_err());
@@ -349,6 +352,7 @@ mod tests {
                         cpus: 1,
                         resident_kib: big(next()),
                         cache_kib: next() % 1_000_000,
+                        energy_mj: big(next()),
                     }
                 })
                 .collect();

@@ -36,7 +36,7 @@ pub trait Columns: Sized + Clone {
 }
 
 impl Columns for StepSample {
-    const FIELDS: usize = 14;
+    const FIELDS: usize = 15;
     // Stores before resident memory and page cache were sampled.
     const LEGACY_FIELDS: usize = 12;
     // cgroup memory in use, and its resident part, move with RSS.
@@ -59,7 +59,8 @@ impl Columns for StepSample {
             10 => u64::from(self.processes),
             11 => u64::from(self.cpus),
             12 => self.resident_kib,
-            _ => self.cache_kib,
+            13 => self.cache_kib,
+            _ => self.energy_mj,
         }
     }
     fn build(at: u64, f: &[u64]) -> Self {
@@ -80,6 +81,7 @@ impl Columns for StepSample {
             cpus: small(f[11]),
             resident_kib: f[12],
             cache_kib: f[13],
+            energy_mj: f[14],
         }
     }
 }

@@ -161,6 +161,7 @@ mod v1 {
                             cpus: x.cpus,
                             resident_kib: 0,
                             cache_kib: 0,
+                            energy_mj: 0,
                         })
                         .collect(),
                     gpus: s.gpus,

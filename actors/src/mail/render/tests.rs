@@ -88,3 +88,14 @@ fn page_fault_churn_brings_the_preload_command_into_the_mail() {
     assert!(m.text.contains("Page Fault Churn") && m.text.contains(command), "{}", m.text);
     assert!(m.html.contains("libturingwatch_preload.so &lt;your program&gt;"), "{}", m.html);
 }
+
+#[test]
+fn the_mail_gives_the_periods_energy_and_its_waste_and_says_it_is_estimated() {
+    let mut config = Config::default();
+    config.mail.domain = "example.org".into();
+    let m = rendered(&Templates::load("").unwrap(), &config);
+    let line = m.text.lines().find(|l| l.starts_with("Energy: ")).unwrap_or_else(|| panic!("{}", m.text));
+    assert!(line.contains("CO2e") && line.contains("wasted") || line.contains("not used"), "{line}");
+    assert!(line.ends_with("estimated from the site's power factors"), "{line}");
+    assert!(m.html.contains("<td style=\"border:1px solid #ddd;\">Energy</td>"), "{}", m.html);
+}

@@ -154,6 +154,22 @@ pub fn render_job_text(j: &JobAnalysis, source: Source, colour: bool, web_base_u
     if let Some(f) = e.mem_frac {
         let _ = writeln!(out, "  {}", bar("Mem", f, Level::of_memory(f), colour));
     }
+    if let Some(en) = &j.energy {
+        use crate::analysis::energy::{co2e_text, energy_text, EnergySource};
+        let how = match en.source {
+            EnergySource::Measured => "measured (RAPL)",
+            EnergySource::Mixed => "CPU and memory measured (RAPL), GPUs estimated",
+            EnergySource::Estimated => "estimated from [energy]",
+        };
+        let _ = writeln!(
+            out,
+            "Energy: {} ({}), {} wasted ({}); {how}",
+            energy_text(en.kwh),
+            co2e_text(en.co2e_g),
+            energy_text(en.wasted_kwh),
+            co2e_text(en.wasted_co2e_g)
+        );
+    }
     if j.samples > 0 {
         let _ = writeln!(out, "Samples: {} (coverage {:.0}% of the run)", j.samples, j.sample_coverage_frac * 100.0);
         for n in &j.nodes {

@@ -1,0 +1,206 @@
+//! A job's energy and carbon: measured where the node agent's RAPL counters measured its steps
+//! (`sample::rapl`), estimated elsewhere with the Green Algorithms model, and how much of it
+//! went to what was allocated but not used.
+//!
+//! Estimate (Lannelongue et al., Green Algorithms): energy = runtime × (cores × watts per core ×
+//! core utilisation + allocated memory in GB × watts per GB + GPUs × watts per GPU × GPU
+//! utilisation) × PUE, with the site's factors from `[energy]` (per partition where set).
+//! Measured: the energy RAPL gave the job's steps (CPU package by CPU-time share, DRAM by memory
+//! share) × PUE; GPUs are then still estimated (`source = "mixed"`). Every figure says which.
+//!
+//! Waste is the energy the unused part of the allocation stands for, at the same factors as if it
+//! were used: idle allocated cores (cores × watts per core × (1 − utilisation)), memory asked for
+//! and not used, GPUs left idle. Idle cores draw less than busy ones, so the waste of a mostly
+//! idle job can exceed what it drew: it is what the allocation took from others. A measured job's CPU
+//! waste is its measured CPU energy × (1 − utilisation). A running job counts no waste, as it
+//! counts no wasted core-hours: its accounting CPU time is not known yet.
+
+use super::efficiency::Efficiency;
+use super::series::SeriesStats;
+use crate::job::JobRecord;
+use serde::Serialize;
+use turingwatch_config::EnergyConfig;
+
+/// Where an energy figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergySource {
+    /// RAPL counters measured the CPUs and memory; no GPUs.
+    Measured,
+    /// RAPL measured CPUs and memory; the GPUs are estimated.
+    Mixed,
+    /// The Green Algorithms estimate from `[energy]`.
+    Estimated,
+}
+
+/// One job's energy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Energy {
+    pub kwh: f64,
+    pub co2e_g: f64,
+    /// Allocated but unused.
+    pub wasted_kwh: f64,
+    pub wasted_co2e_g: f64,
+    pub source: EnergySource,
+}
+
+/// A node draws at most this much (a bound on forged or corrupt measurements), watts.
+const MAX_NODE_WATTS: f64 = 20_000.0;
+
+/// The job's energy; `None` for a job that never ran.
+pub fn job_energy(
+    job: &JobRecord,
+    eff: &Efficiency,
+    stats: Option<&SeriesStats>,
+    config: &EnergyConfig,
+) -> Option<Energy> {
+    if job.elapsed_secs == 0 {
+        return None;
+    }
+    let f = config.partitions.get(&job.partition);
+    let watts_per_core = f.and_then(|f| f.watts_per_core).unwrap_or(config.watts_per_core);
+    let watts_per_gb = f.and_then(|f| f.watts_per_gb).unwrap_or(config.watts_per_gb);
+    let watts_per_gpu = f.and_then(|f| f.watts_per_gpu).unwrap_or(config.watts_per_gpu);
+    let pue = f.and_then(|f| f.pue).unwrap_or(config.pue);
+    let hours = job.elapsed_secs as f64 / 3_600.0;
+    let running = job.is_running();
+    // Unknown utilisation (no figure yet) counts as busy: nothing is called waste without data.
+    let cpu_util = eff.cpu_frac.map_or(1.0, |u| u.clamp(0.0, 1.0));
+    let cores = f64::from(job.alloc_cpus);
+    let mem_gb = job.req_mem_bytes.unwrap_or(0) as f64 / 1e9;
+    let unused_gb = match (job.req_mem_bytes, eff.mem_used_bytes) {
+        (Some(req), Some(used)) if !running => req.saturating_sub(used) as f64 / 1e9,
+        _ => 0.0,
+    };
+    let gpus = job.alloc_gpus() as f64;
+    let read: Vec<f64> = stats.map_or_else(Vec::new, |s| s.gpus.iter().map(|g| g.mean_util_pct / 100.0).collect());
+    let gpu_util = if read.is_empty() { 1.0 } else { (read.iter().sum::<f64>() / read.len() as f64).clamp(0.0, 1.0) };
+    let kwh = |watts: f64| watts * hours * pue / 1_000.0;
+
+    let gpu_kwh = kwh(gpus * watts_per_gpu * gpu_util);
+    let gpu_waste = kwh(gpus * watts_per_gpu * (1.0 - gpu_util));
+    let mem_waste = kwh(unused_gb * watts_per_gb);
+    let measured_j: f64 = stats
+        .map_or(0.0, |s| s.nodes.iter().map(|n| n.energy_j.clamp(0.0, MAX_NODE_WATTS * job.elapsed_secs as f64)).sum());
+    let (cpu_mem_kwh, cpu_waste, source) = if measured_j > 0.0 {
+        let measured = measured_j / 3.6e6 * pue;
+        let source = if gpus > 0.0 { EnergySource::Mixed } else { EnergySource::Measured };
+        (measured, measured * (1.0 - cpu_util), source)
+    } else {
+        let estimate = kwh(cores * watts_per_core * cpu_util + mem_gb * watts_per_gb);
+        (estimate, kwh(cores * watts_per_core * (1.0 - cpu_util)), EnergySource::Estimated)
+    };
+    let total = cpu_mem_kwh + gpu_kwh;
+    let wasted = if running { 0.0 } else { cpu_waste + mem_waste + gpu_waste };
+    let grams = |k: f64| k * config.grams_co2e_per_kwh;
+    Some(Energy { kwh: total, co2e_g: grams(total), wasted_kwh: wasted, wasted_co2e_g: grams(wasted), source })
+}
+
+/// Energy as people read it: `1.23 kWh` / `456 Wh`, and carbon in g or kg.
+pub fn energy_text(kwh: f64) -> String {
+    if kwh >= 1.0 {
+        format!("{kwh:.2} kWh")
+    } else {
+        format!("{:.0} Wh", kwh * 1_000.0)
+    }
+}
+
+/// Carbon as people read it: `850 g` / `1.2 kg CO2e`.
+pub fn co2e_text(grams: f64) -> String {
+    if grams >= 1_000.0 {
+        format!("{:.1} kg CO2e", grams / 1_000.0)
+    } else {
+        format!("{grams:.0} g CO2e")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::efficiency::efficiency;
+    use crate::analysis::series::{series_stats, tests::params};
+    use crate::job::StepId;
+    use crate::store::tests_support::job;
+    use crate::store::SeriesKey;
+    use std::collections::BTreeMap;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9 * b.abs().max(1.0)
+    }
+
+    /// 4 cores for 2 hours at 25 %, 8 GB asked, 2 GB used, on partition `part`.
+    fn quarter_busy(part: &str) -> JobRecord {
+        let mut j = job(1, "alice", 0, Some(7_200));
+        (j.alloc_cpus, j.partition) = (4, part.into());
+        j.usage.total_cpu_ms = 7_200_000 * 4 / 4;
+        j.req_mem_bytes = Some(8_000_000_000);
+        j.usage.max_rss_bytes = Some(2_000_000_000);
+        j
+    }
+
+    #[test]
+    fn the_estimate_is_green_algorithms_by_hand() {
+        let j = quarter_busy("cpu");
+        let cfg = EnergyConfig::default(); // 12 W/core, 0.3725 W/GB, PUE 1.4, 300 g/kWh
+        let e = job_energy(&j, &efficiency(&j), None, &cfg).unwrap();
+        // 2 h × (4 × 12 × 0.25 + 8 × 0.3725) W × 1.4 = 2 × (12 + 2.98) × 1.4 = 41.944 Wh.
+        assert!(close(e.kwh, 0.041_944), "{e:?}");
+        assert!(close(e.co2e_g, 0.041_944 * 300.0));
+        // Waste: idle cores 4 × 12 × 0.75 = 36 W, unused 6 GB × 0.3725 = 2.235 W; × 2 h × 1.4.
+        assert!(close(e.wasted_kwh, (36.0 + 2.235) * 2.0 * 1.4 / 1_000.0), "{e:?}");
+        assert_eq!(e.source, EnergySource::Estimated);
+    }
+
+    #[test]
+    fn partition_factors_override_the_sites_and_gpus_count_by_their_use() {
+        let mut cfg = EnergyConfig::default();
+        cfg.partitions.insert(
+            "gpu".into(),
+            turingwatch_config::EnergyFactors { watts_per_core: Some(20.0), pue: Some(1.1), ..Default::default() },
+        );
+        let mut j = quarter_busy("gpu");
+        j.alloc_tres = crate::job::Tres(vec![("cpu".into(), 4), ("gres/gpu".into(), 1)]);
+        let mut gpu = BTreeMap::new();
+        let readings: Vec<crate::sample::GpuReading> = (0..10)
+            .map(|i| crate::sample::GpuReading { at: i * 20, index: 0, util_pct: 40, ..Default::default() })
+            .collect();
+        gpu.insert(SeriesKey { job: j.id, step: StepId(0), node: "g1".into() }, readings);
+        let stats = series_stats(&BTreeMap::new(), &gpu, 7_200, &params());
+        let e = job_energy(&j, &efficiency(&j), Some(&stats), &cfg).unwrap();
+        // 2 h × (4 × 20 × 0.25 + 2.98 + 300 × 0.4) × 1.1.
+        assert!(close(e.kwh, 2.0 * (20.0 + 2.98 + 120.0) * 1.1 / 1_000.0), "{e:?}");
+    }
+
+    #[test]
+    fn measured_energy_wins_and_forged_figures_are_bounded() {
+        let j = quarter_busy("cpu");
+        let cfg = EnergyConfig::default();
+        let mut series = crate::analysis::series::tests::burn(3, 1.0, 10);
+        for (i, s) in series.iter_mut().enumerate() {
+            s.energy_mj = 36_000_000 * (i as u64 + 1); // 36 kJ per sample: 108 kJ = 30 Wh
+        }
+        let mut samples = BTreeMap::new();
+        samples.insert(SeriesKey { job: j.id, step: StepId::BATCH, node: "n1".into() }, series.clone());
+        let stats = series_stats(&samples, &BTreeMap::new(), 7_200, &params());
+        let e = job_energy(&j, &efficiency(&j), Some(&stats), &cfg).unwrap();
+        assert_eq!(e.source, EnergySource::Measured);
+        assert!(close(e.kwh, 0.030 * 1.4), "{e:?}");
+        series.last_mut().unwrap().energy_mj = u64::MAX;
+        samples.insert(SeriesKey { job: j.id, step: StepId::BATCH, node: "n1".into() }, series);
+        let stats = series_stats(&samples, &BTreeMap::new(), 7_200, &params());
+        let e = job_energy(&j, &efficiency(&j), Some(&stats), &cfg).unwrap();
+        assert!(e.kwh <= 20.0 * 2.0 * 1.4 + 1e-9 && e.kwh.is_finite(), "{e:?}");
+    }
+
+    #[test]
+    fn a_running_job_has_energy_but_no_waste_and_a_job_that_never_ran_none() {
+        let mut j = quarter_busy("cpu");
+        (j.end_at, j.state) = (None, "RUNNING".into());
+        let e = job_energy(&j, &efficiency(&j), None, &EnergyConfig::default()).unwrap();
+        assert!(e.kwh > 0.0 && e.wasted_kwh == 0.0, "{e:?}");
+        j.elapsed_secs = 0;
+        assert_eq!(job_energy(&j, &efficiency(&j), None, &EnergyConfig::default()), None);
+        assert_eq!((energy_text(0.0419), energy_text(12.345)), ("42 Wh".to_string(), "12.35 kWh".to_string()));
+        assert_eq!((co2e_text(850.4), co2e_text(1_234.0)), ("850 g CO2e".to_string(), "1.2 kg CO2e".to_string()));
+    }
+}
