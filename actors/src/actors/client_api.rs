@@ -280,9 +280,22 @@ async fn admin_status(
     admin_answer("status", &caller, result)
 }
 
-/// The options an admin POST carries, parsed after its credential checked out.
-fn options<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+/// An admin POST: its size, its credential (bound to `path` and the body), then its options.
+async fn admin_post<'a, T: serde::de::DeserializeOwned>(
+    request: &HttpRequest,
+    body: &[u8],
+    state: &'a ClientApiState,
+    shared: &Shared,
+    path: &str,
+) -> Result<(Caller, tokio::sync::SemaphorePermit<'a>, T), HttpResponse> {
+    if body.len() > crate::client::MAX_ADMIN_BODY {
+        return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "oversized", "admin options over 16 KiB"));
+    }
+    let (caller, slot) = admin(request, state, shared, path, Some(body)).await?;
+    match serde_json::from_slice(body) {
+        Ok(options) => Ok((caller, slot, options)),
+        Err(err) => Err(refuse(StatusCode::BAD_REQUEST, "bad_request", &err.to_string())),
+    }
 }
 
 async fn admin_analyze(
@@ -291,16 +304,10 @@ async fn admin_analyze(
     shared: web::Data<Shared>,
     state: web::Data<ClientApiState>,
 ) -> HttpResponse {
-    if body.len() > crate::client::MAX_ADMIN_BODY {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "oversized", "admin options over 16 KiB");
-    }
-    let (caller, _slot) = match admin(&request, &state, &shared, crate::client::ADMIN_ANALYZE_PATH, Some(&body)).await {
+    let path = crate::client::ADMIN_ANALYZE_PATH;
+    let (caller, _slot, req) = match admin_post::<AnalyzeRequest>(&request, &body, &state, &shared, path).await {
         Ok(c) => c,
         Err(refusal) => return refusal,
-    };
-    let req: AnalyzeRequest = match options(&body) {
-        Ok(r) => r,
-        Err(err) => return refuse(StatusCode::BAD_REQUEST, "bad_request", &err),
     };
     let s = shared.clone();
     let result = web::block(move || crate::admin::analyze(&s.config, &s.store, &req.period).map_err(|e| e.to_string()))
@@ -315,17 +322,12 @@ async fn admin_mail(
     shared: web::Data<Shared>,
     state: web::Data<ClientApiState>,
 ) -> HttpResponse {
-    if body.len() > crate::client::MAX_ADMIN_BODY {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "oversized", "admin options over 16 KiB");
-    }
-    let (caller, _slot) = match admin(&request, &state, &shared, crate::client::ADMIN_MAIL_PATH, Some(&body)).await {
-        Ok(c) => c,
-        Err(refusal) => return refusal,
-    };
-    let req: crate::admin::MailRequest = match options(&body) {
-        Ok(r) => r,
-        Err(err) => return refuse(StatusCode::BAD_REQUEST, "bad_request", &err),
-    };
+    let path = crate::client::ADMIN_MAIL_PATH;
+    let (caller, _slot, req) =
+        match admin_post::<crate::admin::MailRequest>(&request, &body, &state, &shared, path).await {
+            Ok(c) => c,
+            Err(refusal) => return refusal,
+        };
     tracing::info!(uid = caller.uid, user = %caller.user, period = %req.period, dry_run = req.dry_run, resend = req.resend, "mail by hand");
     let result = crate::admin::mail(&shared.config, shared.store.clone(), &req).await.map_err(|e| e.to_string());
     admin_answer("mail", &caller, result)
