@@ -196,6 +196,11 @@ fn admin_commands_run_through_the_running_server_for_admins_only() {
     let local = root(&["status"]);
     assert!(local.status.success(), "{}", text(&local));
     assert!(text(&local).contains("no server at") && text(&local).contains("source: store"), "{}", text(&local));
+    // No server and no store: status fails saying so, and creates no store.
+    let nowhere = setup.dir.join("nowhere.redb");
+    let none = run(setup.turingwatch().env("TURINGWATCH_STORE_PATH", &nowhere).args(["status"]));
+    assert!(!none.status.success() && text(&none).contains("nowhere.redb"), "{}", text(&none));
+    assert!(!nowhere.exists(), "status created a store");
 }
 
 /// Makes `user` (a local account) if absent and gives it an association in `account`.

@@ -1,8 +1,8 @@
 //! `turingwatch status`: import lag, current period, scraper jobs, mail queue, store size and
 //! actor restarts — from the running server's admin API, or from the store when none runs.
 
-use super::open_store;
 use crate::admin::Status;
+use anyhow::Context;
 use std::process::ExitCode;
 use turingwatch_config::Config;
 
@@ -23,7 +23,13 @@ pub fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let path = crate::client::ADMIN_STATUS_PATH;
     let status: Status = match super::through_server(config, args.server.as_deref(), path, None, "status")? {
         Some(status) => status,
-        None => crate::admin::status(config, &open_store(config)?, None)?,
+        // Read-only: never create (or migrate) a store where none is.
+        None => {
+            let path = std::path::Path::new(&config.store.path);
+            let store = crate::store::Store::open_existing(path)
+                .with_context(|| format!("opening the store {} (no server answered either)", config.store.path))?;
+            crate::admin::status(config, &store, None)?
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
