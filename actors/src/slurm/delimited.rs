@@ -187,6 +187,24 @@ pub fn clean_text(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(text.chars().map(|c| if bad(c) { '\u{fffd}' } else { c }).collect())
 }
 
+/// `text` cut to at most `max` bytes at a character boundary, ending in "…" when cut (the
+/// marker counts against `max`, so the result never exceeds it).
+pub fn bounded_text(text: &str, max: usize) -> String {
+    const MARK: &str = "\u{2026}";
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mark = if max >= MARK.len() { MARK } else { "" };
+    let mut end = max - mark.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = String::with_capacity(end + mark.len());
+    cut.push_str(&text[..end]);
+    cut.push_str(mark);
+    cut
+}
+
 /// Appends one field, replacing control characters (tab kept) and invalid UTF-8 by U+FFFD.
 fn push_clean(out: &mut Canonical, bytes: &[u8]) {
     if printable_ascii(bytes) {
@@ -223,6 +241,21 @@ pub(crate) fn shell_print_with_given_delimiter(fixture: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bounded_text_cuts_at_a_character_boundary_within_the_bound() {
+        use super::bounded_text;
+        assert_eq!(bounded_text("short", 10), "short");
+        let long = "é".repeat(100); // 200 bytes
+        for max in [0, 1, 2, 3, 4, 5, 64, 199] {
+            let cut = bounded_text(&long, max);
+            assert!(cut.len() <= max, "{max}: {} bytes", cut.len());
+            if max >= 5 {
+                assert!(cut.ends_with('\u{2026}') && cut.starts_with("é"), "{max}: {cut}");
+            }
+        }
+        assert_eq!(bounded_text(&long, 200), long);
+    }
+
     use super::*;
 
     fn d() -> Delimiter {

@@ -197,6 +197,14 @@ pub(crate) fn fold_steps_into_job(job: &mut JobRecord, steps: &[StepRecord]) {
 }
 
 /// The fields of one line, with what is needed to report an error in it.
+/// Longest job or step name kept (SLURM's database keeps 255 bytes of it anyway).
+pub const MAX_NAME_BYTES: usize = 1_024;
+/// Longest submit line kept: enough for any real `sbatch`/`srun` line, not for a wrapped script
+/// of megabytes.
+pub const MAX_SUBMIT_LINE_BYTES: usize = 16 * 1_024;
+/// Longest work dir kept (Linux's PATH_MAX).
+pub const MAX_WORK_DIR_BYTES: usize = 4_096;
+
 struct Ctx<'a, 't> {
     line: usize,
     fields: &'a [&'a str],
@@ -217,6 +225,13 @@ impl Ctx<'_, '_> {
     /// A field as text, control characters replaced (`delimited::clean_text`).
     fn text(&self, field: usize) -> String {
         crate::slurm::delimited::clean_text(self.fields[field]).into_owned()
+    }
+
+    /// A field a user wrote (job name, submit line, work dir): as [`Ctx::text`], cut to at most
+    /// `max` bytes, so one user's job cannot make every stored job, page and mail that shows it
+    /// as large as SLURM lets a command line be (megabytes).
+    fn user_text(&self, field: usize, max: usize) -> String {
+        crate::slurm::delimited::bounded_text(&crate::slurm::delimited::clean_text(self.fields[field]), max)
     }
 
     fn unit<T>(
@@ -325,7 +340,7 @@ fn parse_job(ctx: &Ctx<'_, '_>, id: JobId, imported_at: u64) -> Result<JobRecord
     let (req_mem, req_mem_bytes) = normalise_req_mem(req_mem_raw, &alloc_tres, &req_tres, node_count, alloc_cpus);
     let uid = ctx.optional_u32(UID)?;
     let elapsed_secs = trim(f[ELAPSED]).parse::<u64>().map_err(|_| ctx.error(ELAPSED, "not seconds".into()))?;
-    let name = crate::slurm::delimited::clean_text(f[NAME]).into_owned();
+    let name = ctx.user_text(NAME, MAX_NAME_BYTES);
     Ok(JobRecord {
         id,
         display_id: ctx.text(JOBID),
@@ -357,8 +372,8 @@ fn parse_job(ctx: &Ctx<'_, '_>, id: JobId, imported_at: u64) -> Result<JobRecord
         alloc_tres,
         req_tres,
         usage: ctx.usage()?,
-        submit_line: ctx.text(SUBMIT_LINE),
-        work_dir: ctx.text(WORK_DIR),
+        submit_line: ctx.user_text(SUBMIT_LINE, MAX_SUBMIT_LINE_BYTES),
+        work_dir: ctx.user_text(WORK_DIR, MAX_WORK_DIR_BYTES),
         imported_at,
     })
 }
@@ -398,7 +413,7 @@ fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord,
     let mut record = StepRecord {
         job,
         step,
-        name: ctx.text(NAME),
+        name: ctx.user_text(NAME, MAX_NAME_BYTES),
         state: word(f[STATE]).to_string(),
         exit_code,
         exit_signal,
@@ -412,7 +427,7 @@ fn parse_step(ctx: &Ctx<'_, '_>, job: JobId, step: StepId) -> Result<StepRecord,
         usage: ctx.usage()?,
         tres_usage_in_tot: ctx.tres(TRES_IN_TOT)?,
         tres_usage_in_max: Tres::default(),
-        submit_line: ctx.text(SUBMIT_LINE),
+        submit_line: ctx.user_text(SUBMIT_LINE, MAX_SUBMIT_LINE_BYTES),
     };
     record.tres_usage_in_max = ctx.tres_or_same(TRES_IN_MAX, TRES_IN_TOT, &record.tres_usage_in_tot)?;
     record.derive_memory();

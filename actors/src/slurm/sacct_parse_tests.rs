@@ -267,3 +267,22 @@ fn scraper_steps_in_a_users_job_are_left_out_with_their_cpu_time() {
     drop_scraper_steps(&mut job5.clone(), &mut steps);
     assert_eq!(steps.len(), steps5.len());
 }
+
+#[test]
+fn a_users_huge_name_submit_line_and_work_dir_are_cut_to_their_bounds() {
+    let first = WINDOW.lines().next().unwrap_or_default();
+    let mut fields: Vec<String> = first.split(DELIMITER).map(str::to_string).collect();
+    fields[NAME] = "ñ".repeat(100_000);
+    fields[SUBMIT_LINE] = format!("sbatch --wrap {}", "x".repeat(2 << 20));
+    fields[WORK_DIR] = format!("/home/{}", "d".repeat(70_000));
+    let line = fields.join(&DELIMITER.to_string());
+    let batch = parse(&line);
+    assert!(batch.skipped.is_empty(), "{:?}", batch.skipped);
+    let (j, _) = job(&batch, 5);
+    assert!(j.name.len() <= MAX_NAME_BYTES && j.name.starts_with('ñ') && j.name.ends_with('\u{2026}'));
+    assert!(j.submit_line.len() <= MAX_SUBMIT_LINE_BYTES && j.submit_line.starts_with("sbatch --wrap xx"));
+    assert!(j.work_dir.len() <= MAX_WORK_DIR_BYTES && j.work_dir.starts_with("/home/dd"));
+    // Ordinary text is kept whole.
+    let whole = parse(WINDOW);
+    assert_eq!(job(&whole, 5).0.name, "we|ird name ünï");
+}
