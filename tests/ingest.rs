@@ -225,7 +225,9 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
     let report = |node: String, steps: Vec<StepBatch>| {
         encode_batch(&Batch { version: VERSION, id: rand_id(), node, made_at: now, steps })
     };
+    let store_bytes_before = std::fs::metadata(setup.dir.join("db.redb")).unwrap().len();
     let leap = vec![
+        StepSample { at: now - 30, cpu_user_cs: 35, ..Default::default() },
         StepSample { at: now - 20, cpu_user_cs: 100, ..Default::default() },
         StepSample { at: now - 10, cpu_user_cs: 400_000_000_000_000, ..Default::default() },
         StepSample { at: now + 86_400, cpu_user_cs: 200, ..Default::default() },
@@ -241,6 +243,38 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
         let (status, text) = send(&setup, Some(&alice_credential(body)), body);
         assert_eq!(status, 200, "{text}\n{}", setup.server_log());
     }
+    // Then the service's scraper (root) reports the batch step on n3: the series becomes the
+    // service's (alice's samples in it are replaced), and nothing alice sends may change it.
+    let service = report(
+        "n3".into(),
+        vec![StepBatch {
+            apps: vec![],
+            ..step(
+                (1..=3u64)
+                    .map(|i| StepSample { at: now - 40 + i, cpu_user_cs: 10 * i, ..Default::default() })
+                    .collect(),
+                vec![],
+            )
+        }],
+    );
+    let (status, text) = send(&setup, Some(&encode_credential("munge", &service).unwrap()), &service);
+    assert_eq!(status, 200, "{text}");
+    let late = report(
+        "n3".into(),
+        vec![step(vec![StepSample { at: now - 2, cpu_user_cs: 40, ..Default::default() }], vec![])],
+    );
+    let (status, text) = send(&setup, Some(&alice_credential(&late)), &late);
+    assert_eq!(status, 200, "{text}");
+    // An 8 MiB application name is more than a report may be: refused before it is stored.
+    let huge = encode_batch(&Batch {
+        version: VERSION,
+        id: rand_id(),
+        node: "n3".into(),
+        made_at: now,
+        steps: vec![StepBatch { apps: vec!["a".repeat(8 << 20)], ..step(vec![], vec![]) }],
+    });
+    let (status, text) = send(&setup, Some(&alice_credential(&huge)), &huge);
+    assert_eq!(status, 413, "{text}");
     // Refused whole (403): a 1 MiB node name, a node SLURM does not have.
     for node in ["n".repeat(1 << 20), "n9".into()] {
         let body = report(node, vec![step(vec![], vec![])]);
@@ -248,6 +282,9 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
         assert_eq!(status, 403, "{text}");
         assert!(text.starts_with("unknown_node"), "{text}");
     }
+    let store_growth = std::fs::metadata(setup.dir.join("db.redb")).unwrap().len().saturating_sub(store_bytes_before);
+    eprintln!("hostile report: the store grew by {store_growth} bytes");
+    assert!(store_growth <= 16 << 20, "the store grew by {store_growth} bytes");
     let (status, metrics) = crate::server::http_get(setup.port, "/metrics").expect("the server is up");
     assert_eq!(status, 200);
     let count = |reason: &str| -> u64 {
@@ -259,6 +296,7 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
     assert!(count("block_full") + count("outside_run") >= 72_000 - 65_536, "{metrics}");
     assert!(count("name_too_long") >= 1, "{metrics}");
     assert!(count("not_job_node") >= 1, "{metrics}");
+    assert!(count("service_series") >= 1, "{metrics}");
     assert!(metrics.contains("turingwatch_reports_rejected_total{reason=\"unknown_node\"} 2\n"), "{metrics}");
     server.stop();
     cancel(job);
@@ -266,6 +304,14 @@ fn a_users_hostile_report_of_their_own_job_stores_nothing_implausible() {
     let store = setup.store();
     let data = store.job_data(JobId(job)).unwrap();
     assert_eq!(data.corrupt_blocks, 0);
+    // The service's series on n3 is exactly what the service sent.
+    let on_n3: Vec<(u64, u64)> = data
+        .samples
+        .iter()
+        .filter(|(key, _)| key.step == StepId::BATCH && key.node == "n3")
+        .flat_map(|(_, v)| v.iter().map(|s| (s.at, s.cpu_user_cs)))
+        .collect();
+    assert_eq!(on_n3, (1..=3u64).map(|i| (now - 40 + i, 10 * i)).collect::<Vec<_>>(), "{:?}", data.samples.keys());
     let samples: Vec<&StepSample> = data.samples.values().flatten().collect();
     assert!(samples.iter().all(|s| s.cpu_user_cs < 1_000_000_000 && s.at > 1 && s.at <= now + 120), "{samples:?}");
     assert!(data.gpu.values().all(|v| v.len() <= 65_536));
