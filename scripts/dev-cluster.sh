@@ -229,6 +229,11 @@ setup_accounts() {
     sacctmgr -n -P list assoc cluster="$CLUSTER" user="$u" account="$ACCOUNT" format=user | grep -qx "$u" \
       || sacctmgr -i add user "$u" account="$ACCOUNT" cluster="$CLUSTER" >/dev/null
   done
+  # The service user the systemd units run as (systemd/README.md, step 1), with its association:
+  # tests run the server and distributor as it, whatever ran before them.
+  id turingwatch >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin turingwatch
+  sacctmgr -n -P list assoc cluster="$CLUSTER" user=turingwatch account="$ACCOUNT" format=user | grep -qx turingwatch \
+    || sacctmgr -i add user turingwatch account="$ACCOUNT" cluster="$CLUSTER" >/dev/null
 }
 
 slurm_daemons_running() {
