@@ -190,6 +190,11 @@ fn admin_commands_run_through_the_running_server_for_admins_only() {
     assert!(!alice.status.success(), "alice ran analyze: {}", text(&alice));
     assert!(text(&alice).contains("403") && text(&alice).contains("not an admin"), "{}", text(&alice));
     assert!(setup.server_log().contains("is not an admin"), "the refusal is logged");
+    let (_, metrics) = crate::server::http_get(setup.port, "/metrics").expect("GET /metrics");
+    let forbidden = metrics.lines().find_map(|l| {
+        l.strip_prefix("turingwatch_client_requests_refused_total{reason=\"forbidden\"} ")?.parse::<u64>().ok()
+    });
+    assert!(forbidden.is_some_and(|n| n >= 1), "the refusal is counted: {metrics}");
     server.stop();
 
     // The server stopped: the same command opens the store itself, saying so.

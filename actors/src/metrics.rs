@@ -100,6 +100,11 @@ pub const REJECT_REASONS: &[&str] = &[
     "lookup_budget",
 ];
 
+/// Reasons the client API (`turingwatch job`, admin commands) refuses a request (the label
+/// values of `client_requests_refused_total`).
+pub const CLIENT_REFUSE_REASONS: &[&str] =
+    &["unauthenticated", "rate_limited", "busy", "bad_id", "forbidden", "oversized", "bad_request"];
+
 /// Why a scraper placement failed (the label values of `scraper_jobs_failed_total`): the
 /// submission (`submit_error`, `no_partition`), still pending at the allocation timeout
 /// (`pending_timeout`), how sacct says the job ended (`failed`, `out_of_memory`, `timeout`,
@@ -136,6 +141,8 @@ pub struct Metrics {
     pub sacct_lines_malformed_total: Counter,
     pub reports_received_total: Counter,
     pub reports_rejected: [Counter; REJECT_REASONS.len()],
+    /// Client API requests refused, per [`CLIENT_REFUSE_REASONS`] entry.
+    pub client_refused: [Counter; CLIENT_REFUSE_REASONS.len()],
     pub samples_stored_total: Counter,
     /// Samples, GPU readings and names refused at ingest, per [`Reason::ALL`] entry.
     pub samples_refused: [Counter; Reason::ALL.len()],
@@ -173,6 +180,13 @@ impl Metrics {
     pub fn reject(&self, reason: &str) {
         let i = REJECT_REASONS.iter().position(|r| *r == reason).unwrap_or(3);
         self.reports_rejected[i].inc();
+    }
+
+    /// Counts a refused client API request under one of [`CLIENT_REFUSE_REASONS`] (unknown
+    /// reasons count as `bad_request`).
+    pub fn client_refused(&self, reason: &str) {
+        let i = CLIENT_REFUSE_REASONS.iter().position(|r| *r == reason).unwrap_or(CLIENT_REFUSE_REASONS.len() - 1);
+        self.client_refused[i].inc();
     }
 
     /// Counts refused samples by reason.
@@ -276,6 +290,17 @@ impl Metrics {
             .map(|(reason, c)| (format!("{{reason=\"{reason}\"}}"), c.get()))
             .collect();
         metric("reports_rejected_total", "counter", "Scraper reports rejected, by reason.", &rejected);
+        let client: Vec<(String, u64)> = CLIENT_REFUSE_REASONS
+            .iter()
+            .zip(&self.client_refused)
+            .map(|(reason, c)| (format!("{{reason=\"{reason}\"}}"), c.get()))
+            .collect();
+        metric(
+            "client_requests_refused_total",
+            "counter",
+            "Client API requests (turingwatch job, admin commands) refused, by reason.",
+            &client,
+        );
         metric("samples_stored_total", "counter", "Step samples stored.", &one(self.samples_stored_total.get()));
         let refused: Vec<(String, u64)> = Reason::ALL
             .iter()
@@ -428,6 +453,13 @@ mod tests {
         assert!(text.contains("turingwatch_reports_received_total 3\n"), "{text}");
         assert!(text.contains("turingwatch_reports_rejected_total{reason=\"replayed\"} 1\n"));
         assert!(text.contains("turingwatch_reports_rejected_total{reason=\"malformed\"} 1\n"));
+        let client = Metrics::default();
+        client.client_refused("forbidden");
+        client.client_refused("no such reason");
+        let client = client.render(0);
+        assert!(client.contains("turingwatch_client_requests_refused_total{reason=\"forbidden\"} 1\n"), "{client}");
+        assert!(client.contains("turingwatch_client_requests_refused_total{reason=\"bad_request\"} 1\n"), "{client}");
+        assert!(client.contains("turingwatch_client_requests_refused_total{reason=\"busy\"} 0\n"), "{client}");
         assert!(text.contains("turingwatch_actor_restarts_total{actor=\"accounting\"} 2\n"));
         assert!(text.contains("turingwatch_actor_restarts_total{actor=\"mailer\"} 0\n"));
         assert_eq!((m.restarts_of("accounting"), m.restarts_of("nonsense")), (2, 0));

@@ -17,6 +17,7 @@
 
 use super::shared::Shared;
 use crate::client::{parse_job_id, JobAnswer};
+use crate::metrics::Metrics;
 use crate::munge::{client_body_payload, client_payload, Decoder, MungeError, CREDENTIAL_HEADER};
 use crate::wire::admission::{credential_shape_ok, RateLimiter};
 use actix_web::http::StatusCode;
@@ -66,7 +67,9 @@ pub fn configure(state: web::Data<ClientApiState>) -> impl FnOnce(&mut web::Serv
     }
 }
 
-fn refuse(status: StatusCode, reason: &str, detail: &str) -> HttpResponse {
+/// A refusal, logged and counted in `/metrics` (`client_requests_refused_total{reason}`).
+fn refuse(metrics: &Metrics, status: StatusCode, reason: &str, detail: &str) -> HttpResponse {
+    metrics.client_refused(reason);
     tracing::warn!(status = status.as_u16(), reason, detail, "client request refused");
     HttpResponse::build(status).content_type("text/plain").body(format!("{reason}: {detail}\n"))
 }
@@ -89,24 +92,39 @@ async fn authenticate<'a>(
 ) -> Result<(Caller, tokio::sync::SemaphorePermit<'a>), HttpResponse> {
     let Some(credential) = request.headers().get(CREDENTIAL_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
     else {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "no MUNGE credential header"));
+        return Err(refuse(&shared.metrics, StatusCode::UNAUTHORIZED, "unauthenticated", "no MUNGE credential header"));
     };
     if !credential_shape_ok(&credential) {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "not a MUNGE credential"));
+        return Err(refuse(&shared.metrics, StatusCode::UNAUTHORIZED, "unauthenticated", "not a MUNGE credential"));
     }
     if let Some(peer) = request.peer_addr().map(|a| a.ip()) {
         let allowed = state.limiter.lock().map(|mut l| l.allow(peer, Instant::now())).unwrap_or(true);
         if !allowed {
-            return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &format!("{peer} asks too fast")));
+            return Err(refuse(
+                &shared.metrics,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                &format!("{peer} asks too fast"),
+            ));
         }
     }
     let Ok(slot) = state.slots.try_acquire() else {
-        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in flight; ask again later"));
+        return Err(refuse(
+            &shared.metrics,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many requests in flight; ask again later",
+        ));
     };
     let decoded = match state.decoder.decode(&credential).await {
         Ok(decoded) => decoded,
         Err(MungeError::Refused { status }) => {
-            return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &format!("MUNGE: {status}")))
+            return Err(refuse(
+                &shared.metrics,
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                &format!("MUNGE: {status}"),
+            ))
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot check MUNGE credentials");
@@ -118,11 +136,21 @@ async fn authenticate<'a>(
         None => client_payload(method, path),
     };
     if decoded.payload != expected {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", "credential was made for another request"));
+        return Err(refuse(
+            &shared.metrics,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "credential was made for another request",
+        ));
     }
     let age = crate::clock::unix_now().saturating_sub(decoded.encoded_at);
     if age > shared.config.ingest.max_credential_age.get().as_secs() {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &format!("credential is {age} s old")));
+        return Err(refuse(
+            &shared.metrics,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &format!("credential is {age} s old"),
+        ));
     }
     Ok((Caller { uid: decoded.uid, user: decoded.user }, slot))
 }
@@ -135,7 +163,7 @@ async fn job(
 ) -> HttpResponse {
     let Some(job_id) = parse_job_id(&id) else {
         let shown: String = id.chars().take(32).collect();
-        return refuse(StatusCode::BAD_REQUEST, "bad_id", &format!("{shown:?} is not a job id"));
+        return refuse(&shared.metrics, StatusCode::BAD_REQUEST, "bad_id", &format!("{shown:?} is not a job id"));
     };
     let (decoded, _slot) =
         match authenticate(&request, &state, &shared, "GET", &crate::client::job_path(job_id), None).await {
@@ -200,6 +228,7 @@ async fn job(
             HttpResponse::Ok().content_type("application/json").body(body)
         }
         Ok(Ok(Answer::Foreign(owner))) => refuse(
+            &shared.metrics,
             StatusCode::FORBIDDEN,
             "forbidden",
             &format!("{} (uid {}) may not see job {} of {owner}", decoded.user, decoded.uid, job_id.0),
@@ -242,6 +271,7 @@ async fn admin<'a>(
     let (caller, slot) = authenticate(request, state, shared, method, path, body).await?;
     if !is_admin(&caller, shared) {
         return Err(refuse(
+            &shared.metrics,
             StatusCode::FORBIDDEN,
             "forbidden",
             &format!("{} (uid {}) is not an admin of this server", caller.user, caller.uid),
@@ -289,12 +319,12 @@ async fn admin_post<'a, T: serde::de::DeserializeOwned>(
     path: &str,
 ) -> Result<(Caller, tokio::sync::SemaphorePermit<'a>, T), HttpResponse> {
     if body.len() > crate::client::MAX_ADMIN_BODY {
-        return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "oversized", "admin options over 16 KiB"));
+        return Err(refuse(&shared.metrics, StatusCode::PAYLOAD_TOO_LARGE, "oversized", "admin options over 16 KiB"));
     }
     let (caller, slot) = admin(request, state, shared, path, Some(body)).await?;
     match serde_json::from_slice(body) {
         Ok(options) => Ok((caller, slot, options)),
-        Err(err) => Err(refuse(StatusCode::BAD_REQUEST, "bad_request", &err.to_string())),
+        Err(err) => Err(refuse(&shared.metrics, StatusCode::BAD_REQUEST, "bad_request", &err.to_string())),
     }
 }
 
