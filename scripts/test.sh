@@ -23,6 +23,9 @@ skips=(); for t in "${serial[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace -- --test-threads=2 "${skips[@]}"
 for t in "${serial[@]}"; do cargo test --test e2e -- --exact "$t"; done
 if [[ -f scripts/test-interceptor.sh ]]; then bash scripts/test-interceptor.sh; fi
+# The fuzz targets: every kept corpus input replayed through its target, then the ingest
+# pipeline (report -> checks -> store -> analysis) fuzzed for FUZZ_SECS (60) more seconds.
+bash scripts/fuzz-check.sh
 # The demo (scripts/run-dev.sh) shows the whole loop: jobs sampled, a period closed, mail with
 # findings, within 15 minutes (with the debug build the tests made; TURINGWATCH_DEMO_CHECK=0 skips).
 if [[ ${TURINGWATCH_DEMO_CHECK:-1} != 0 ]]; then TURINGWATCH_PROFILE=debug bash scripts/check-demo.sh; fi
