@@ -111,6 +111,10 @@ const PROBE_SIZE: usize = 64 << 20;
 /// (glibc 2.43 changed it). If glibc served the probe from its heap (tuned thresholds),
 /// the version string decides. Prints one line and returns `None` if neither works.
 fn probe_layout() -> Option<Layout> {
+    if perturbing() {
+        // glibc would fill all 64 MiB of the probe with the perturb byte (every page faults).
+        return version_layout();
+    }
     // SAFETY: plain glibc allocation; freed below.
     let p = unsafe { real::libc_malloc(PROBE_SIZE) } as *const u8;
     if p.is_null() {
@@ -129,6 +133,18 @@ fn probe_layout() -> Option<Layout> {
             None
         }
     }
+}
+
+/// Whether glibc's `MALLOC_PERTURB_` / `glibc.malloc.perturb` is set.
+fn perturbing() -> bool {
+    // SAFETY: getenv returns NULL or a NUL-terminated string of the environment.
+    let set = |name: &core::ffi::CStr| unsafe { libc::getenv(name.as_ptr()) };
+    if !set(c"MALLOC_PERTURB_").is_null() {
+        return true;
+    }
+    let t = set(c"GLIBC_TUNABLES");
+    // SAFETY: as above.
+    !t.is_null() && unsafe { core::ffi::CStr::from_ptr(t) }.to_bytes().windows(7).any(|w| w == b"perturb")
 }
 
 fn version_layout() -> Option<Layout> {
