@@ -5,7 +5,7 @@
 //! semantics; everything that depends on the cache, the chunk layout and the lazily
 //! loaded configuration lives here. The order of attempts follows what page faults cost:
 //! 1. the smallest cached mapping of at least the needed length, split: the request gets
-//!    its head, the tail goes back to the cache (all pages already faulted in);
+//!    its head, a tail worth keeping goes back to the cache (all pages already faulted in);
 //! 2. the largest smaller cached mapping, grown with `mremap` (only the new tail faults);
 //! 3. a fresh `mmap` (every touched page faults).
 //!
@@ -271,16 +271,29 @@ fn recycle(base: usize, len: usize) {
     }
 }
 
-/// Hands the head `[base, base + need)` of an owned mapping to a request and gives the
-/// tail back to the cache, or to the kernel when it is too small to be worth keeping.
-fn split(base: usize, len: usize, need: usize) {
-    if len > need {
-        let (tail, rest) = (base + need, len - need);
-        if rest >= MIN_PIECE && job_pressure(false) < 2 && CACHE.put(tail, rest, &mut release) {
-            return;
+/// Splits an owned mapping `[base, base + len)` for a request of `need` bytes and returns
+/// the length the request keeps. A tail of at least [`MIN_PIECE`] and 1/8 of the request
+/// goes back to the cache (or to the kernel if the cache or the job refuses it). A smaller
+/// tail stays with the chunk: unmapping it would throw away faulted pages for little
+/// (at most 12.5 % + 64 KiB of slack), and `malloc_usable_size` reports it. When the job
+/// is short of memory that slack is `MADV_FREE`d rather than held resident.
+fn split(base: usize, len: usize, need: usize) -> usize {
+    let rest = len - need;
+    if rest == 0 {
+        return len;
+    }
+    let tail = base + need;
+    if rest < MIN_PIECE.max(need / 8) {
+        if job_pressure(false) >= 1 {
+            // SAFETY: we own the range; MADV_FREE only drops contents nobody uses yet.
+            unsafe { libc::madvise(tail as *mut _, rest, libc::MADV_FREE) };
         }
+        return len;
+    }
+    if job_pressure(false) >= 2 || !CACHE.put(tail, rest, &mut release) {
         release(tail, rest);
     }
+    need
 }
 
 /// Allocates a large chunk of `n` user bytes aligned to `align` (16, or a power of two
@@ -301,9 +314,9 @@ pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
     if let Some((base, len)) = CACHE.take(need, usize::MAX, false) {
         STATS.hits.add(1);
         STATS.bytes_reused.add(need as u64); // the part the request can touch
-        split(base, len, need);
-        // SAFETY: we own [base, base + need) exclusively now.
-        let user = unsafe { chunk::install(base, need, align, layout) };
+        let keep = split(base, len, need);
+        // SAFETY: we own [base, base + keep) exclusively now, keep >= need.
+        let user = unsafe { chunk::install(base, keep, align, layout) };
         if zero {
             // SAFETY: user + n <= base + need by the sizing above.
             unsafe { core::ptr::write_bytes(user, 0, n) };
