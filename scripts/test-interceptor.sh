@@ -134,12 +134,12 @@ cgroup_budget() { # default budget = 25 % of the cgroup memory limit (skipped if
 step "default budget = 25 % of a 2 GiB cgroup limit, the job limit found" cgroup_budget
 
 # --- memory bounded per job: 16 ranks in one cgroup near its limit --------------------
-# Each rank keeps 40 MiB of 1-16 MiB blocks live and churns them; 16 ranks in a 1 GiB
-# cgroup peak at ~80-85 % of the limit without the preload. A per-process cache (the old
-# design: 25 % of the limit per process) gets ranks OOM-killed here; the job-wide marks
-# must not. Run as root (CI); skipped with a message where no memory cgroup can be made.
+# Each rank keeps 36 MiB of 1-16 MiB blocks live and churns them; 16 ranks in a 1 GiB
+# cgroup peak at ~77-78 % of the limit without the preload (glibc's heap holds more than
+# the live bytes). A per-process cache (the old design: 25 % of the limit per process) had
+# 9 of 16 ranks OOM-killed here; the job-wide marks must not. Run as root (CI); skipped with a message where no memory cgroup can be made.
 job_memory_bound() {
-    local so=$SO build=$BUILD name="twjob-$$" cg="" lim="" oomf="" peakf="" limit=$((1 << 30)) ranks=16 secs=${JOB_SECS:-6}
+    local so=$SO build=$BUILD live=${JOB_LIVE_MIB:-36} name="twjob-$$" cg="" lim="" oomf="" peakf="" limit=$((1 << 30)) ranks=16 secs=${JOB_SECS:-6}
     if [ -w /sys/fs/cgroup/memory ] && mkdir "/sys/fs/cgroup/memory/$name" 2>/dev/null; then
         cg="/sys/fs/cgroup/memory/$name" lim=memory.limit_in_bytes oomf=memory.oom_control peakf=memory.max_usage_in_bytes
     elif [ -w /sys/fs/cgroup ] && grep -qw memory /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null &&
@@ -159,11 +159,11 @@ job_memory_bound() {
         before=$(awk '$1 == "oom_kill" {print $2}' "$cg/$oomf")
         for i in $(seq "$ranks"); do
             if [ "$mode" = plain ]; then
-                sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" "$build/jobmem" "$secs" 40 1024 16384 \
+                sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" "$build/jobmem" "$secs" "$live" 1024 16384 \
                     >"$LOG/job.$mode.$i" 2>&1 &
             else
                 sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" env TURINGWATCH_PRELOAD_STATS=1 \
-                    LD_PRELOAD="$so" "$build/jobmem" "$secs" 40 1024 16384 >"$LOG/job.$mode.$i" 2>&1 &
+                    LD_PRELOAD="$so" "$build/jobmem" "$secs" "$live" 1024 16384 >"$LOG/job.$mode.$i" 2>&1 &
             fi
             pids+=($!)
         done
@@ -178,7 +178,7 @@ job_memory_bound() {
         [ -r "$cg/$peakf" ] && peak=$(($(cat "$cg/$peakf") >> 20))
         local hits
         hits=$(cat "$LOG"/job."$mode".* | sed -n 's/.*: hits \([0-9]*\),.*/\1/p' | awk '{s += $1} END {print s + 0}')
-        echo "$mode: $ranks ranks x 40 MiB live in a $((limit >> 20)) MiB cgroup: $failed failed, $killed SIGKILLed," \
+        echo "$mode: $ranks ranks x $live MiB live in a $((limit >> 20)) MiB cgroup: $failed failed, $killed SIGKILLed," \
             "oom_kill +$((${after:-0} - ${before:-0})), peak usage $peak MiB, cache hits $hits"
         grep -h "job limit" "$LOG"/job."$mode".* | head -n 1 | sed 's/^/   /'
         if [ "$failed" != 0 ] || [ "$((${after:-0} - ${before:-0}))" != 0 ]; then
