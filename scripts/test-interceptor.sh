@@ -2,8 +2,12 @@
 # CI entry for the interceptor (libturingwatch_preload.so), run from the repo root:
 #   bash scripts/test-interceptor.sh
 # Lint, unit tests and loom models of the Rust crate, then the release .so under LD_PRELOAD:
-# glibc-semantics, cross-free and stress C tests, a CPython test subset diffed against a
-# no-preload baseline, stress-ng --verify, and sqlite3/xz doing real work.
+# glibc-semantics, cross-free and stress C tests, 16 ranks of a job churning near a cgroup
+# memory limit (no OOM kill where the same run without the preload has none), the
+# semantics/cross-free/stress tests again in Debian 13 (glibc 2.41) and Debian sid (glibc
+# 2.43, the new mmapped-chunk layout) user lands built once with debootstrap and cached in
+# $TURINGWATCH_CHROOTS (default /var/cache/turingwatch), a CPython test subset diffed
+# against a no-preload baseline, stress-ng --verify, and sqlite3/xz doing real work.
 # LD_PRELOAD is only ever set on the program under test, never on cargo/rustc.
 # Ends with "interceptor: N passed, N failed"; exits non-zero on any failure.
 set -u -o pipefail
@@ -42,7 +46,7 @@ preload() { env LD_PRELOAD="$SO" "$@"; }
 # --- packages -------------------------------------------------------------------------
 ensure_packages() {
     local need=() p
-    for p in gcc libc6-dev stress-ng sqlite3 xz-utils python3 libpython3.11-testsuite; do
+    for p in gcc libc6-dev stress-ng sqlite3 xz-utils python3 libpython3.11-testsuite debootstrap; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
     done
     [ ${#need[@]} -eq 0 ] && return 0
@@ -82,7 +86,8 @@ build_c() {
             -o "$BUILD/semantics" "$IC/tests/c/semantics.c" -ldl &&
         gcc -O1 -g -Wall -Wno-use-after-free -o "$BUILD/crossfree" "$IC/tests/c/crossfree.c" -ldl &&
         gcc -O1 -g -fPIC -shared -o "$BUILD/libdeep.so" "$IC/tests/c/deeplib.c" &&
-        gcc -O2 -g -Wall -pthread -o "$BUILD/stress" "$IC/tests/c/stress.c" -ldl
+        gcc -O2 -g -Wall -pthread -o "$BUILD/stress" "$IC/tests/c/stress.c" -ldl &&
+        gcc -O2 -g -Wall -o "$BUILD/jobmem" "$IC/tests/c/jobmem.c" -lm
 }
 step "build C tests" build_c
 
@@ -124,9 +129,106 @@ cgroup_budget() { # default budget = 25 % of the cgroup memory limit (skipped if
     local rc=$?
     rmdir "$cg" 2>/dev/null
     echo "$out" | tail -n 2
-    [ $rc = 0 ] && grep -q "of budget 536870912$" <<<"$out"
+    [ $rc = 0 ] && grep -q "of budget 536870912; .*; job limit 2147483648, " <<<"$out"
 }
-step "default budget = 25 % of a 2 GiB cgroup limit" cgroup_budget
+step "default budget = 25 % of a 2 GiB cgroup limit, the job limit found" cgroup_budget
+
+# --- memory bounded per job: 16 ranks in one cgroup near its limit --------------------
+# Each rank keeps 36 MiB of 1-16 MiB blocks live and churns them; 16 ranks in a 1 GiB
+# cgroup peak at ~77-78 % of the limit without the preload (glibc's heap holds more than
+# the live bytes). A per-process cache (the old design: 25 % of the limit per process) had
+# 9 of 16 ranks OOM-killed here; the job-wide marks must not. Run as root (CI); skipped with a message where no memory cgroup can be made.
+job_memory_bound() {
+    local so=$SO build=$BUILD live=${JOB_LIVE_MIB:-36} name="twjob-$$" cg="" lim="" oomf="" peakf="" limit=$((1 << 30)) ranks=16 secs=${JOB_SECS:-6}
+    if [ -w /sys/fs/cgroup/memory ] && mkdir "/sys/fs/cgroup/memory/$name" 2>/dev/null; then
+        cg="/sys/fs/cgroup/memory/$name" lim=memory.limit_in_bytes oomf=memory.oom_control peakf=memory.max_usage_in_bytes
+    elif [ -w /sys/fs/cgroup ] && grep -qw memory /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null &&
+        mkdir "/sys/fs/cgroup/$name" 2>/dev/null; then
+        cg="/sys/fs/cgroup/$name" lim=memory.max oomf=memory.events peakf=memory.peak
+    fi
+    if [ -z "$cg" ]; then
+        echo "skipped: cannot create a memory cgroup here (needs root and a writable cgroup v1 memory or v2 hierarchy)"
+        [ "${TURINGWATCH_E2E:-0}" != 1 ]
+        return
+    fi
+    echo "$limit" >"$cg/$lim" || { rmdir "$cg"; return 1; }
+    local ok=0 mode
+    for mode in plain preload; do
+        [ -w "$cg/$peakf" ] && echo 0 >"$cg/$peakf" 2>/dev/null
+        local before after pids=() killed=0 failed=0 i rc
+        before=$(awk '$1 == "oom_kill" {print $2}' "$cg/$oomf")
+        for i in $(seq "$ranks"); do
+            if [ "$mode" = plain ]; then
+                sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" "$build/jobmem" "$secs" "$live" 1024 16384 \
+                    >"$LOG/job.$mode.$i" 2>&1 &
+            else
+                sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" env TURINGWATCH_PRELOAD_STATS=1 \
+                    LD_PRELOAD="$so" "$build/jobmem" "$secs" "$live" 1024 16384 >"$LOG/job.$mode.$i" 2>&1 &
+            fi
+            pids+=($!)
+        done
+        for i in "${!pids[@]}"; do
+            wait "${pids[$i]}"
+            rc=$?
+            [ "$rc" = 137 ] && killed=$((killed + 1))
+            [ "$rc" != 0 ] && failed=$((failed + 1))
+        done
+        after=$(awk '$1 == "oom_kill" {print $2}' "$cg/$oomf")
+        local peak=?
+        [ -r "$cg/$peakf" ] && peak=$(($(cat "$cg/$peakf") >> 20))
+        local hits
+        hits=$(cat "$LOG"/job."$mode".* | sed -n 's/.*: hits \([0-9]*\),.*/\1/p' | awk '{s += $1} END {print s + 0}')
+        echo "$mode: $ranks ranks x $live MiB live in a $((limit >> 20)) MiB cgroup: $failed failed, $killed SIGKILLed," \
+            "oom_kill +$((${after:-0} - ${before:-0})), peak usage $peak MiB, cache hits $hits"
+        grep -h "job limit" "$LOG"/job."$mode".* | head -n 1 | sed 's/^/   /'
+        if [ "$failed" != 0 ] || [ "$((${after:-0} - ${before:-0}))" != 0 ]; then
+            [ "$mode" = plain ] && echo "the job does not fit without the preload: the test is mis-sized"
+            ok=1
+        fi
+        [ "$mode" = preload ] && [ "$hits" = 0 ] && { echo "the preload never reused a block: nothing was tested"; ok=1; }
+    done
+    rmdir "$cg" 2>/dev/null
+    return $ok
+}
+step "16 ranks churning near a 1 GiB cgroup limit: no OOM kill, as without the preload" job_memory_bound
+
+# --- other glibc user lands: Debian 13 (2.41) and sid (2.43, new chunk layout) ----------
+CHROOTS=${TURINGWATCH_CHROOTS:-/var/cache/turingwatch}
+land() { # land SUITE: a cached minbase chroot of SUITE, built on first use (~1 min, ~220 MB)
+    local dir="$CHROOTS/chroot-$1"
+    if [ ! -x "$dir/bin/sh" ]; then
+        mkdir -p "$CHROOTS" && rm -rf "$dir.tmp" &&
+            debootstrap --variant=minbase "$1" "$dir.tmp" http://deb.debian.org/debian >"$LOG/debootstrap-$1" 2>&1 &&
+            mv "$dir.tmp" "$dir" || { tail -n 5 "$LOG/debootstrap-$1"; rm -rf "$dir.tmp"; return 1; }
+    fi
+    echo "$dir"
+}
+in_land() { # in_land SUITE: semantics, cross-free and stress under the preload in that land
+    local dir
+    if ! dir=$(land "$1"); then
+        echo "$dir"
+        echo "skipped: debootstrap of Debian $1 from deb.debian.org failed (no mirror?)"
+        [ "${TURINGWATCH_E2E:-0}" != 1 ] # in CI the other glibc must be tested
+        return
+    fi
+    mkdir -p "$dir/opt/tw" && cp "$SO" "$BUILD/semantics" "$BUILD/crossfree" "$BUILD/libdeep.so" "$BUILD/stress" "$dir/opt/tw/" &&
+        unshare -m sh -c 'mount -t proc proc "$1/proc" && exec chroot "$1" sh -ec "
+            /opt/tw/semantics
+            LD_PRELOAD=/opt/tw/libturingwatch_preload.so /opt/tw/semantics
+            TURINGWATCH_PRELOAD_STATS=1 LD_PRELOAD=/opt/tw/libturingwatch_preload.so /opt/tw/crossfree /opt/tw/libdeep.so
+            LD_PRELOAD=/opt/tw/libturingwatch_preload.so /opt/tw/stress 2 1500"' sh "$dir" >"$LOG/land" 2>&1
+    local rc=$?
+    cat "$LOG/land"
+    [ $rc = 0 ] || return 1
+    # The probe must have picked the layout this glibc really writes (crossfree checks that
+    # against a glibc-made chunk), and a >= 2.43 glibc must get the compact layout.
+    local v
+    v=$(sed -n 's/.*plain glibc, glibc \([0-9.]*\).*/\1/p' "$LOG/land")
+    echo "glibc $v"
+    if [ "${v#2.}" -ge 43 ] 2>/dev/null; then grep -q "layout compact" "$LOG/land"; else grep -q "layout classic" "$LOG/land"; fi
+}
+step "Debian 13 trixie user land (glibc 2.41): semantics, cross-free, stress" in_land trixie
+step "Debian sid user land (glibc 2.43+, compact chunk layout): semantics, cross-free, stress" in_land sid
 
 # --- CPython test subset, diffed against a no-preload baseline ------------------------
 PYTESTS="test_bytes test_array test_mmap test_json test_re test_list test_dict test_zlib test_bz2

@@ -197,6 +197,32 @@ impl Cache {
         None
     }
 
+    /// Takes a cached mapping that touches `[base, base + len)`: one that ends at `base`
+    /// or starts at `base + len`. The caller then owns it and can merge the two ranges,
+    /// which is how freed neighbours coalesce back into one block (like a heap's free).
+    pub fn take_adjacent(&self, base: usize, len: usize) -> Option<(usize, usize)> {
+        let end = base.checked_add(len)?;
+        for class in &self.classes {
+            if class.count.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            for slot in &class.slots {
+                let w = slot.load(Ordering::Acquire);
+                if w == 0 {
+                    continue;
+                }
+                let (b, l) = decode(w);
+                if (b.wrapping_add(l) == base || b == end)
+                    && slot.compare_exchange(w, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                {
+                    self.forget(class, l);
+                    return Some((b, l));
+                }
+            }
+        }
+        None
+    }
+
     /// Offers a mapping to the cache. Returns `true` if the cache took ownership; on
     /// `false` the caller still owns `(base, len)` and must release it. Entries evicted
     /// to make room are passed to `release`.
@@ -400,6 +426,30 @@ mod tests {
         assert_eq!(cache.drain(&mut r), 1 << 20);
         assert_eq!(cache.cached_bytes(), 0);
         assert_eq!(cache.cached_entries(), 0);
+    }
+
+    #[test]
+    fn adjacent_neighbours_are_found() {
+        let cache = Cache::new(1 << 30, 1024, SLOTS);
+        let mut r = rel;
+        let big = get(4 << 20);
+        // Pretend the block is three cached neighbours: [0,1) [1,3) and a far one.
+        let far = get(1 << 20);
+        assert!(cache.put(big, 1 << 20, &mut r));
+        assert!(cache.put(big + (3 << 20), 1 << 20, &mut r));
+        assert!(cache.put(far, 1 << 20, &mut r));
+        // The middle part [1, 3) MiB touches both neighbours, never the far block.
+        let mut got = Vec::new();
+        while let Some(x) = cache.take_adjacent(big + (1 << 20), 2 << 20) {
+            got.push(x);
+        }
+        got.sort();
+        assert_eq!(got, vec![(big, 1 << 20), (big + (3 << 20), 1 << 20)]);
+        assert_eq!(cache.cached_entries(), 1);
+        assert_eq!(cache.take(1 << 20, usize::MAX, false), Some((far, 1 << 20)));
+        rel(far, 1 << 20);
+        rel(big, 4 << 20);
+        assert_eq!(cache.take_adjacent(usize::MAX - 4096, 8192), None);
     }
 
     #[test]

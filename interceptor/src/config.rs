@@ -31,7 +31,14 @@ pub struct Config {
     pub stats: bool,
     /// Pure pass-through to glibc (e.g. under valgrind).
     pub disabled: bool,
+    /// Percent of the job's cgroup limit above which nothing is cached and the cache is
+    /// released (`TURINGWATCH_PRELOAD_JOB_HIGH`, default 75). Between two thirds of it
+    /// and it, cached chunks are kept but marked `MADV_FREE` (the kernel may take them).
+    pub job_high_pct: usize,
 }
+
+/// Default of [`Config::job_high_pct`].
+pub const DEFAULT_JOB_HIGH_PCT: usize = 75;
 
 /// Parses a byte size: decimal digits with an optional `K`/`M`/`G`/`T` suffix
 /// (binary multiples, optionally followed by `B` or `iB`, case-insensitive).
@@ -141,7 +148,9 @@ pub fn load() -> Config {
         .unwrap_or(DEFAULT_MAX_MAPPINGS);
     let stats = bool_var(c"TURINGWATCH_PRELOAD_STATS").unwrap_or(false);
     let disabled = bool_var(c"TURINGWATCH_PRELOAD_DISABLE").unwrap_or(false);
-    Config { threshold, budget, class_slots, max_mappings, stats, disabled }
+    let job_high_pct = size_var(c"TURINGWATCH_PRELOAD_JOB_HIGH", 1, 100, b"expected a percentage from 1 to 100")
+        .unwrap_or(DEFAULT_JOB_HIGH_PCT);
+    Config { threshold, budget, class_slots, max_mappings, stats, disabled, job_high_pct }
 }
 
 /// min(1 GiB, 25 % of the job's cgroup memory limit when one is found).
@@ -181,20 +190,41 @@ pub fn parse_limit(content: &[u8]) -> Option<usize> {
     (v > 0 && v < (1 << 60)).then_some(v)
 }
 
-/// The smallest memory limit on the path from our cgroup to the root, for cgroup v2
-/// (`memory.max`) and v1 (`memory.limit_in_bytes`). `read_limit` is given a
-/// NUL-terminated path and returns the parsed limit of that file.
-pub fn min_cgroup_limit(proc_self_cgroup: &[u8], mut read_limit: impl FnMut(&CStr) -> Option<usize>) -> Option<usize> {
-    let mut best: Option<usize> = None;
+/// Longest cgroup file path we handle (longer ones are skipped).
+pub const PATH_MAX: usize = 512;
+
+/// The cgroup that bounds the job's memory: the one with the smallest limit on the path
+/// from our cgroup up to the root, and the file that reports its current usage.
+#[derive(Clone, Copy)]
+pub struct JobCgroup {
+    /// Its limit in bytes.
+    pub limit: usize,
+    /// NUL-terminated path of `memory.current` (v2) or `memory.usage_in_bytes` (v1).
+    pub usage_path: [u8; PATH_MAX],
+}
+
+impl JobCgroup {
+    /// The usage file's path.
+    pub fn usage(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.usage_path).unwrap_or(c"")
+    }
+}
+
+/// Finds the job's cgroup for cgroup v2 (`memory.max`) and v1 (`memory.limit_in_bytes`)
+/// from the content of `/proc/self/cgroup`. `read_limit` is given a NUL-terminated path
+/// and returns the parsed limit of that file. Every process of a job finds the same cgroup
+/// (the job's or step's, whichever is tighter), so they all watch the same counter.
+pub fn job_cgroup(proc_self_cgroup: &[u8], mut read_limit: impl FnMut(&CStr) -> Option<usize>) -> Option<JobCgroup> {
+    let mut best: Option<JobCgroup> = None;
     for line in proc_self_cgroup.split(|&c| c == b'\n') {
         let mut fields = line.splitn(3, |&c| c == b':');
         let (Some(_id), Some(ctrl), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
-        let (prefix, file): (&[u8], &[u8]) = if ctrl.is_empty() {
-            (b"/sys/fs/cgroup", b"/memory.max")
+        let (prefix, file, usage): (&[u8], &[u8], &[u8]) = if ctrl.is_empty() {
+            (b"/sys/fs/cgroup", b"/memory.max", b"/memory.current")
         } else if ctrl.split(|&c| c == b',').any(|c| c == b"memory") {
-            (b"/sys/fs/cgroup/memory", b"/memory.limit_in_bytes")
+            (b"/sys/fs/cgroup/memory", b"/memory.limit_in_bytes", b"/memory.usage_in_bytes")
         } else {
             continue;
         };
@@ -203,16 +233,15 @@ pub fn min_cgroup_limit(proc_self_cgroup: &[u8], mut read_limit: impl FnMut(&CSt
         loop {
             let dir = &path[..end];
             let dir = if dir == b"/" { &dir[..0] } else { dir };
-            let mut buf = [0u8; 512];
-            let total = prefix.len() + dir.len() + file.len();
-            if total < buf.len() {
-                buf[..prefix.len()].copy_from_slice(prefix);
-                buf[prefix.len()..prefix.len() + dir.len()].copy_from_slice(dir);
-                buf[prefix.len() + dir.len()..total].copy_from_slice(file);
-                if let Ok(p) = CStr::from_bytes_until_nul(&buf)
-                    && let Some(v) = read_limit(p)
-                {
-                    best = Some(best.map_or(v, |b| b.min(v)));
+            let mut buf = [0u8; PATH_MAX];
+            if join(&mut buf, &[prefix, dir, file])
+                && let Ok(p) = CStr::from_bytes_until_nul(&buf)
+                && let Some(v) = read_limit(p)
+                && best.is_none_or(|b| v < b.limit)
+            {
+                let mut usage_path = [0u8; PATH_MAX];
+                if join(&mut usage_path, &[prefix, dir, usage]) {
+                    best = Some(JobCgroup { limit: v, usage_path });
                 }
             }
             match dir.iter().rposition(|&c| c == b'/') {
@@ -224,14 +253,50 @@ pub fn min_cgroup_limit(proc_self_cgroup: &[u8], mut read_limit: impl FnMut(&CSt
     best
 }
 
-/// The job's cgroup memory limit, if any.
-pub fn cgroup_memory_limit() -> Option<usize> {
+/// Concatenates `parts` into `buf` with a terminating NUL; `false` if it does not fit.
+fn join(buf: &mut [u8; PATH_MAX], parts: &[&[u8]]) -> bool {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total >= buf.len() {
+        return false;
+    }
+    let mut at = 0;
+    for p in parts {
+        buf[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    buf[at] = 0;
+    true
+}
+
+/// The smallest memory limit on the path from our cgroup to the root.
+pub fn min_cgroup_limit(proc_self_cgroup: &[u8], read_limit: impl FnMut(&CStr) -> Option<usize>) -> Option<usize> {
+    job_cgroup(proc_self_cgroup, read_limit).map(|j| j.limit)
+}
+
+/// The job's cgroup as seen by this process, if it has a memory limit.
+pub fn find_job_cgroup() -> Option<JobCgroup> {
     let mut buf = [0u8; 2048];
     let content = read_file(c"/proc/self/cgroup", &mut buf)?;
-    min_cgroup_limit(content, |path| {
+    job_cgroup(content, |path| {
         let mut b = [0u8; 64];
         read_file(path, &mut b).and_then(parse_limit)
     })
+}
+
+/// The job's cgroup memory limit, if any.
+pub fn cgroup_memory_limit() -> Option<usize> {
+    find_job_cgroup().map(|j| j.limit)
+}
+
+/// Reads a usage counter (`memory.current` / `memory.usage_in_bytes`): one decimal number.
+pub fn read_usage(path: &CStr) -> Option<usize> {
+    let mut b = [0u8; 64];
+    let content = read_file(path, &mut b)?;
+    let line = content.split(|&c| c == b'\n').next()?;
+    if line.is_empty() || !line.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    parse_size(line)
 }
 
 #[cfg(test)]
@@ -286,6 +351,14 @@ mod tests {
             }
         });
         assert_eq!(lim, Some(8 << 30));
+        let job = job_cgroup(v2, |p| match p.to_str().unwrap() {
+            "/sys/fs/cgroup/system.slice/slurmstepd.scope/job_7/memory.max" => Some(8 << 30),
+            "/sys/fs/cgroup/system.slice/slurmstepd.scope/job_7/step_0/memory.max" => Some(16 << 30),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(job.limit, 8 << 30);
+        assert_eq!(job.usage().to_str().unwrap(), "/sys/fs/cgroup/system.slice/slurmstepd.scope/job_7/memory.current");
         assert_eq!(
             seen.first().unwrap(),
             "/sys/fs/cgroup/system.slice/slurmstepd.scope/job_7/step_0/user/task_0/memory.max"
@@ -298,7 +371,21 @@ mod tests {
             _ => None,
         });
         assert_eq!(lim, Some(2 << 30));
+        let job = job_cgroup(v1, |p| match p.to_str().unwrap() {
+            "/sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes" => Some(1 << 30),
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes" => Some(2 << 30),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(job.limit, 1 << 30);
+        assert_eq!(job.usage().to_str().unwrap(), "/sys/fs/cgroup/memory/process_api/abc/memory.usage_in_bytes");
         assert_eq!(min_cgroup_limit(b"garbage", |_| Some(1)), None);
+        // A path too long for the buffer is skipped, not truncated.
+        let long = [b"0::/".as_slice(), &[b'a'; 600]].concat();
+        assert!(
+            job_cgroup(&long, |_| Some(1 << 30))
+                .is_some_and(|j| j.usage().to_bytes() == b"/sys/fs/cgroup/memory.current")
+        );
     }
 
     #[test]

@@ -144,7 +144,7 @@ mod exports {
         let np = large::alloc(n, 16, false);
         if !np.is_null() {
             // SAFETY: both blocks are live and distinct; the old one holds `usable` bytes.
-            unsafe { core::ptr::copy_nonoverlapping(p as *const u8, np, h.usable().min(n)) };
+            unsafe { core::ptr::copy_nonoverlapping(p as *const u8, np, large::usable(h).min(n)) };
             // SAFETY: glibc chunk, now unused.
             unsafe { real::libc_free(p) };
         }
@@ -195,12 +195,19 @@ mod exports {
         aligned(align, n)
     }
 
-    /// `aligned_alloc`: glibc 2.36 treats it exactly like `memalign`.
+    /// `aligned_alloc`: a power-of-two alignment is `memalign`; any other alignment gets
+    /// whatever the running glibc does with it (2.36 rounds it up like `memalign`, 2.38+
+    /// follows ISO C17 and fails with EINVAL).
     ///
     /// # Safety
     /// Same contract as C `aligned_alloc`.
     #[unsafe(no_mangle)]
     pub unsafe extern "C" fn aligned_alloc(align: usize, n: usize) -> *mut c_void {
+        if !align.is_power_of_two()
+            && let Some(p) = real::glibc_aligned_alloc(align, n)
+        {
+            return p;
+        }
         aligned(align, n)
     }
 
@@ -263,8 +270,14 @@ mod exports {
         if p.is_null() {
             return 0;
         }
+        if large::layout().is_none()
+            // SAFETY: p is live; pass-through mode asks glibc itself.
+            && let Some(u) = unsafe { real::glibc_usable(p) }
+        {
+            return u;
+        }
         // SAFETY: p is live, so its header is readable.
-        unsafe { Header::read(p as *const u8) }.usable()
+        large::usable(unsafe { Header::read(p as *const u8) })
     }
 
     /// `malloc_trim`: empties our cache, then lets glibc trim its heaps.
@@ -303,7 +316,9 @@ mod exports {
 
     /// Statistics for tests and tools: fills up to `n` values into `out` in this order:
     /// hits, misses, bytes reused, bytes released, cached bytes, cached mappings, budget,
-    /// threshold, frees into the cache. Returns the number of values available.
+    /// threshold, frees into the cache, chunk layout (0 none, 1 classic <= 2.42,
+    /// 2 compact >= 2.43), releases under job pressure, merges, job limit (0 = none).
+    /// Returns the number of values available.
     ///
     /// # Safety
     /// `out` must be valid for `n` writes (or `n == 0`).

@@ -38,12 +38,49 @@ unsafe extern "C" {
 
 /// glibc's `malloc_trim`, resolved by [`resolve_optional`]; 0 until then.
 static GLIBC_MALLOC_TRIM: AtomicUsize = AtomicUsize::new(0);
+/// glibc's `malloc_usable_size`, for pass-through mode (layout unknown).
+static GLIBC_USABLE: AtomicUsize = AtomicUsize::new(0);
+/// glibc's `aligned_alloc`, whose answer to odd alignments changed in 2.38 (ISO C17).
+static GLIBC_ALIGNED_ALLOC: AtomicUsize = AtomicUsize::new(0);
 
 /// Resolves the optional glibc entry points. Called from the library constructor only.
 pub fn resolve_optional() {
-    // SAFETY: RTLD_NEXT lookup of a symbol glibc exports; the name is NUL-terminated.
+    // SAFETY: RTLD_NEXT lookups of symbols glibc exports; the names are NUL-terminated.
     let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_trim".as_ptr()) };
     GLIBC_MALLOC_TRIM.store(f as usize, Ordering::Release);
+    // SAFETY: as above.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr()) };
+    GLIBC_USABLE.store(f as usize, Ordering::Release);
+    // SAFETY: as above.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"aligned_alloc".as_ptr()) };
+    GLIBC_ALIGNED_ALLOC.store(f as usize, Ordering::Release);
+}
+
+/// glibc's own `aligned_alloc(align, n)`, if it was resolved.
+pub fn glibc_aligned_alloc(align: usize, n: usize) -> Option<*mut c_void> {
+    let f = GLIBC_ALIGNED_ALLOC.load(Ordering::Acquire);
+    if f == 0 {
+        return None;
+    }
+    // SAFETY: `f` is glibc's `void *aligned_alloc(size_t, size_t)`.
+    let f: unsafe extern "C" fn(usize, usize) -> *mut c_void = unsafe { core::mem::transmute(f) };
+    // SAFETY: plain call into glibc; it sets errno on failure.
+    Some(unsafe { f(align, n) })
+}
+
+/// glibc's own `malloc_usable_size(p)`, if it was resolved.
+///
+/// # Safety
+/// `p` is a live malloc-family pointer.
+pub unsafe fn glibc_usable(p: *mut c_void) -> Option<usize> {
+    let f = GLIBC_USABLE.load(Ordering::Acquire);
+    if f == 0 {
+        return None;
+    }
+    // SAFETY: `f` is glibc's `size_t malloc_usable_size(void *)`.
+    let f: unsafe extern "C" fn(*mut c_void) -> usize = unsafe { core::mem::transmute(f) };
+    // SAFETY: caller's contract.
+    Some(unsafe { f(p) })
 }
 
 /// Calls glibc's `malloc_trim(pad)` if it was resolved; returns 0 otherwise.

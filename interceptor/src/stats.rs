@@ -40,6 +40,12 @@ pub struct Stats {
     pub bytes_released: Counter,
     /// Large chunks freed into the cache.
     pub cached_frees: Counter,
+    /// Freed chunks merged with a cached neighbour.
+    pub merges: Counter,
+    /// Times the cache was released because the job's cgroup was above the high mark.
+    pub pressure_releases: Counter,
+    /// Bytes released by those.
+    pub bytes_released_pressure: Counter,
 }
 
 impl Stats {
@@ -51,6 +57,9 @@ impl Stats {
             bytes_reused: Counter::new(),
             bytes_released: Counter::new(),
             cached_frees: Counter::new(),
+            merges: Counter::new(),
+            pressure_releases: Counter::new(),
+            bytes_released_pressure: Counter::new(),
         }
     }
 }
@@ -111,7 +120,8 @@ impl Default for Line {
     }
 }
 
-/// Renders the exit report: `pid`, the counters, and the cache state.
+/// Renders the exit report: `pid`, the counters, and the cache state (no newline: the
+/// caller appends the layout and job parts).
 pub fn render(line: &mut Line, pid: u64, s: &Stats, cached_bytes: u64, budget: u64, page: u64) {
     let reused = s.bytes_reused.get();
     line.push(b"turingwatch-preload[")
@@ -129,8 +139,7 @@ pub fn render(line: &mut Line, pid: u64, s: &Stats, cached_bytes: u64, budget: u
         .push(b", cached now ")
         .num(cached_bytes)
         .push(b" of budget ")
-        .num(budget)
-        .push(b"\n");
+        .num(budget);
 }
 
 #[cfg(test)]
@@ -157,7 +166,7 @@ mod tests {
         assert_eq!(
             text,
             "turingwatch-preload[42]: hits 3, misses 1, bytes reused 12288, bytes released 0, \
-             page faults avoided ~3, cached now 8192 of budget 1073741824\n"
+             page faults avoided ~3, cached now 8192 of budget 1073741824"
         );
         let mut l = Line::new();
         for _ in 0..100 {

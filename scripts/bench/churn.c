@@ -6,7 +6,10 @@
  * Runs for SECONDS and prints ops/s (wall and CPU time), minor faults and peak RSS:
  *   ops=N secs=S ops_per_s=R cpu_s=C ops_per_cpu_s=P minflt=F maxrss_mib=M
  * With MIN_KIB = MAX_KIB = 0 it runs the small-allocation workload instead:
- * 1024 live blocks per thread of 16..1024 bytes, write the first word. */
+ * 1024 live blocks per thread of 16..1024 bytes, write the first word.
+ * With CHURN_WARM=1 in the environment it runs the "warm loop": the same sizes and
+ * touches over one pre-faulted MAX_KIB block per slot, with no malloc or free at all;
+ * this is what a perfect cache could reach. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -17,7 +20,7 @@
 #include <time.h>
 
 static double seconds, lmin, lmax;
-static int touch, slots, small;
+static int touch, slots, small, warm;
 static volatile int stop;
 
 static uint64_t rnd(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
@@ -27,15 +30,24 @@ static void *worker(void *arg) {
     uint64_t s = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull + 7, ops = 0;
     int n = small ? 1024 : slots;
     unsigned char **live = calloc((size_t)n, sizeof *live);
+    size_t maxsz = (size_t)(exp(lmax) * 1024.0) + 1;
+    if (warm && !small)
+        for (int i = 0; i < n; i++) {
+            live[i] = malloc(maxsz);
+            if (!live[i]) { perror("malloc"); exit(1); }
+            memset(live[i], 1, maxsz); /* pre-fault every page */
+        }
     while (!stop) {
         for (int k = 0; k < (small ? 4096 : 1); k++) {
             int i = (int)(rnd(&s) % (uint64_t)n);
-            free(live[i]);
             size_t sz;
             if (small) sz = 16 + rnd(&s) % 1009;
             else sz = (size_t)(exp(lmin + (lmax - lmin) * (double)(rnd(&s) >> 11) / 9007199254740992.0) * 1024.0);
             if (sz == 0) sz = 1;
-            unsigned char *p = malloc(sz);
+            if (sz > maxsz) sz = maxsz;
+            unsigned char *p;
+            if (warm && !small) p = live[i];
+            else { free(live[i]); p = malloc(sz); }
             if (!p) { perror("malloc"); exit(1); }
             if (small || touch == 1) { for (size_t j = 0; j < sz; j += 4096) p[j] = (unsigned char)j; p[sz - 1] = 1; }
             else if (touch == 2) memset(p, 1, sz);
@@ -56,6 +68,8 @@ int main(int argc, char **argv) {
     touch = atoi(argv[5]);
     slots = atoi(argv[6]);
     small = mink == 0 && maxk == 0;
+    const char *w = getenv("CHURN_WARM");
+    warm = w && w[0] == '1';
     if (!small) { lmin = log(mink); lmax = log(maxk); }
     pthread_t t[64];
     double t0 = now();

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Allocator comparison for the interceptor (run by hand, not a timed test).
 #   bash scripts/bench/run-malloc-bench.sh [REPS] [SECONDS]
-# Runs every workload under glibc, glibc tuned, jemalloc, mimalloc, tcmalloc (Debian
-# packages, via LD_PRELOAD) and turingwatch, REPS times each (interleaved), SECONDS per run,
-# and prints medians as Markdown tables (ops/s, ratios, best run, peak RSS). Raw lines go
-# to $OUT (default /tmp/malloc-bench) for inspection.
+# Runs every workload under glibc, glibc tuned (256 MiB mmap and trim thresholds: what a
+# user sets instead of a library), jemalloc, mimalloc, tcmalloc (Debian packages, via
+# LD_PRELOAD), turingwatch, and the warm loop (churn.c with CHURN_WARM=1: the same loop over
+# pre-faulted blocks with no malloc at all, the bound a perfect cache could reach; churn
+# workloads only), REPS times each (interleaved), SECONDS per run, and prints medians as
+# Markdown tables (ops/s, ratios, best run, ops per CPU-second, peak RSS). Raw lines go to
+# $OUT (default /tmp/malloc-bench) for inspection.
 # Optional filters: ONLY='small|numpy' (regex on workload names), CONFIGS='glibc turingwatch'.
 set -euo pipefail
 REPS=${1:-3}
@@ -24,16 +27,17 @@ done
 SO="$ROOT/interceptor/target/release/libturingwatch_preload.so"
 gcc -O2 -pthread -o "$OUT/churn" "$ROOT/scripts/bench/churn.c" -lm
 
-TB=1099511627776 # 1 TiB: glibc never mmaps and never trims
+TB=268435456 # 256 MiB: glibc serves every request of these workloads from its heap and never trims
 declare -A CFG=(
     [glibc]=""
     [glibc_tuned]="GLIBC_TUNABLES=glibc.malloc.mmap_threshold=$TB:glibc.malloc.trim_threshold=$TB"
+    [warm]="CHURN_WARM=1"
     [jemalloc]="LD_PRELOAD=$LIB/libjemalloc.so.2"
     [mimalloc]="LD_PRELOAD=$LIB/libmimalloc.so.2"
     [tcmalloc]="LD_PRELOAD=$LIB/libtcmalloc_minimal.so.4"
     [turingwatch]="LD_PRELOAD=$SO"
 )
-ORDER=${CONFIGS:-"glibc glibc_tuned jemalloc mimalloc tcmalloc turingwatch"}
+ORDER=${CONFIGS:-"glibc glibc_tuned jemalloc mimalloc tcmalloc turingwatch warm"}
 # name|command (churn: THREADS SECONDS MIN_KIB MAX_KIB TOUCH SLOTS)
 WORKLOADS=(
     "fixed 48 MiB, 1 thr|$OUT/churn 1 $SECS 49152 49152 1 1"
@@ -50,6 +54,8 @@ for w in "${WORKLOADS[@]}"; do
     [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || continue
     for rep in $(seq "$REPS"); do
         for c in $ORDER; do
+            # The warm loop exists only for the large-block churn workloads.
+            [[ $c != warm || ($cmd == */churn* && $name != small*) ]] || continue
             # shellcheck disable=SC2086
             line=$(env ${CFG[$c]} $cmd | tail -n 1)
             echo "$name|$c|$rep|$line" | tee -a "$OUT/raw.txt"
@@ -70,35 +76,30 @@ for line in open(raw):
     if "ops_per_cpu_s" in d:
         cpu.setdefault((name, cfg), []).append(float(d["ops_per_cpu_s"]))
     rss.setdefault((name, cfg), []).append(float(d["maxrss_mib"]))
+against = [c for c in ("glibc", "glibc_tuned", "tcmalloc", "warm") if c in order and c != "turingwatch"]
+
+def table(title, d, fmt):
+    print(f"\n{title}\n")
+    print("| Workload | " + " | ".join(order) + "".join(f" | tw/{c}" for c in against) + " |")
+    print("|---" + "|---:" * (len(order) + len(against)) + "|")
+    for n in names:
+        row = [fmt(d[(n, c)]) if (n, c) in d else "-" for c in order]
+        tw = d.get((n, "turingwatch"))
+        ratios = [f"{tw / d[(n, c)]:.2f}x" if tw and d.get((n, c)) else "-" for c in against]
+        print(f"| {n} | " + " | ".join(row + ratios) + " |")
+
 med = {k: statistics.median(v) for k, v in ops.items()}
-best = {k: max(v) for k, v in ops.items()}
+table(f"Median ops/s of {reps} runs x {secs} s (higher is better)", med, lambda v: f"{v:,.0f}")
+table(f"Best run ops/s of {reps} (less sensitive to other load on the machine)",
+      {k: max(v) for k, v in ops.items()}, lambda v: f"{v:,.0f}")
+table(f"Median ops per CPU-second of {reps} (user+sys time; excludes time other processes held the CPU)",
+      {k: statistics.median(v) for k, v in cpu.items()}, lambda v: f"{v:,.0f}")
 mrss = {k: max(v) for k, v in rss.items()}
-print(f"\nMedian ops/s of {reps} runs x {secs} s (higher is better)\n")
-print("| Workload | " + " | ".join(order) + " | tw/glibc | tw/tcmalloc |")
-print("|---" + "|---:" * (len(order) + 2) + "|")
+print("\nPeak RSS, MiB (max over runs; turingwatch minus glibc in the last column)\n")
+print("| Workload | " + " | ".join(order) + " | tw - glibc |")
+print("|---" + "|---:" * (len(order) + 1) + "|")
 for n in names:
-    row = [f"{med[(n, c)]:,.0f}" for c in order]
-    ratio = lambda d, c: f"{d[(n, 'turingwatch')] / d[(n, c)]:.2f}x" if (n, c) in d and (n, 'turingwatch') in d else "-"
-    print(f"| {n} | " + " | ".join(row) + f" | {ratio(med, 'glibc')} | {ratio(med, 'tcmalloc')} |")
-print(f"\nBest run ops/s of {reps} (less sensitive to other load on the machine)\n")
-print("| Workload | " + " | ".join(order) + " | tw/glibc | tw/tcmalloc |")
-print("|---" + "|---:" * (len(order) + 2) + "|")
-for n in names:
-    row = [f"{best[(n, c)]:,.0f}" for c in order]
-    ratio = lambda d, c: f"{d[(n, 'turingwatch')] / d[(n, c)]:.2f}x" if (n, c) in d and (n, 'turingwatch') in d else "-"
-    print(f"| {n} | " + " | ".join(row) + f" | {ratio(best, 'glibc')} | {ratio(best, 'tcmalloc')} |")
-mcpu = {k: statistics.median(v) for k, v in cpu.items()}
-print(f"\nMedian ops per CPU-second of {reps} (user+sys time; excludes time other processes held the CPU)\n")
-print("| Workload | " + " | ".join(order) + " | tw/glibc | tw/tcmalloc |")
-print("|---" + "|---:" * (len(order) + 2) + "|")
-for n in names:
-    if all((n, c) in mcpu for c in order):
-        row = [f"{mcpu[(n, c)]:,.0f}" for c in order]
-        ratio = lambda d, c: f"{d[(n, 'turingwatch')] / d[(n, c)]:.2f}x" if (n, c) in d and (n, 'turingwatch') in d else "-"
-        print(f"| {n} | " + " | ".join(row) + f" | {ratio(mcpu, 'glibc')} | {ratio(mcpu, 'tcmalloc')} |")
-print("\nPeak RSS, MiB (max over runs)\n")
-print("| Workload | " + " | ".join(order) + " |")
-print("|---" + "|---:" * len(order) + "|")
-for n in names:
-    print(f"| {n} | " + " | ".join(f"{mrss[(n, c)]:.0f}" for c in order) + " |")
+    row = [f"{mrss[(n, c)]:.0f}" if (n, c) in mrss else "-" for c in order]
+    diff = f"{mrss[(n, 'turingwatch')] - mrss[(n, 'glibc')]:+.0f}" if (n, "turingwatch") in mrss and (n, "glibc") in mrss else "-"
+    print(f"| {n} | " + " | ".join(row) + f" | {diff} |")
 PY

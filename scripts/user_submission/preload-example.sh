@@ -22,8 +22,12 @@ set -euo pipefail
 TURINGWATCH_PRELOAD_LIB=${TURINGWATCH_PRELOAD_LIB:-/opt/turingwatch/lib/libturingwatch_preload.so}
 
 # Settings (all optional; an invalid value is reported once on stderr and the default used):
-#   TURINGWATCH_PRELOAD_BUDGET       most bytes kept cached (default: min(1 GiB, 25 % of the
-#                                    job's cgroup memory limit), e.g. 4G of the 16G above)
+#   TURINGWATCH_PRELOAD_BUDGET       most bytes each process keeps cached (default: min(1 GiB,
+#                                    25 % of the job's cgroup memory limit), a second cap: the
+#                                    job as a whole is bounded by the next setting
+#   TURINGWATCH_PRELOAD_JOB_HIGH     percent of the job's cgroup limit above which no process
+#                                    of the job caches and caches are released (default 75;
+#                                    from 2/3 of it cached buffers are MADV_FREE, reclaimable)
 #   TURINGWATCH_PRELOAD_THRESHOLD    smallest request that is cached (default 128K)
 #   TURINGWATCH_PRELOAD_CLASS_SLOTS  cached buffers per size class, 0..32 (default 32)
 #   TURINGWATCH_PRELOAD_MAX_MAPPINGS most cached buffers in total (default 1024)

@@ -37,11 +37,22 @@ int main(int argc, char **argv) {
     size_t (*glibc_usable)(void *) = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
     CHECK(dlsym(RTLD_DEFAULT, "turingwatch_preload_stats") != NULL); /* really preloaded */
 
+    /* 0. The running glibc's own mmapped-chunk layout: glibc <= 2.42 writes
+     * size = mapping - offset, glibc >= 2.43 size = mapping - offset - 16. */
+    unsigned char *g0 = __libc_malloc(64u << 20);
+    CHECK(g0 && (hdr(g0, 1) & 2));
+    size_t tail = ((hdr(g0, 1) & ~(size_t)7) & 4095) == 0 ? 0 : 16;
+    CHECK((((hdr(g0, 1) & ~(size_t)7) + tail) & 4095) == 0);
+    __libc_free(g0);
+    printf("crossfree: glibc %s mmapped-chunk layout\n", tail ? "compact (>= 2.43)" : "classic (<= 2.42)");
+    unsigned long lay[10] = {0};
+    int (*stats0)(unsigned long *, size_t) = (int (*)(unsigned long *, size_t))dlsym(RTLD_DEFAULT, "turingwatch_preload_stats");
+    CHECK(stats0 && stats0(lay, 10) >= 10 && lay[9] == (tail ? 2u : 1u)); /* the probe agreed */
     /* 1. Our chunk has glibc's mmapped layout: prev_size 0, size|IS_MMAPPED. */
     for (size_t n = 128 * 1024; n <= (64u << 20); n = n * 3 + 4096) {
         unsigned char *p = malloc(n);
         CHECK(p && hdr(p, 0) == 0 && (hdr(p, 1) & 2));
-        CHECK(((hdr(p, 1) & ~(size_t)7) & 4095) == 0);
+        CHECK((((hdr(p, 1) & ~(size_t)7) + tail) & 4095) == 0);
         CHECK(glibc_usable && glibc_usable(p) == malloc_usable_size(p));
         fill(p, n, 1);
         if (n & 1) __libc_free(p); else free(p); /* 2. glibc frees ours */

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <gnu/libc-version.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -185,7 +186,20 @@ static void t_reallocarray(void) {
     CHECK(reallocarray(p, 0, 1000) == NULL); /* frees */
 }
 
+/* glibc 2.38+ follows ISO C17 in aligned_alloc: an alignment that is not a power of two
+ * fails with EINVAL (2.36 rounds it up like memalign). Ask libc.so.6 itself, so the
+ * preload is held to the semantics of whichever glibc it runs on. */
+static int c17_aligned_alloc(void) {
+    void *h = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    void *(*aa)(size_t, size_t) = h ? (void *(*)(size_t, size_t))dlsym(h, "aligned_alloc") : NULL;
+    if (!aa) return 0;
+    void *p = aa(24, 64);
+    if (p) { free(p); return 0; }
+    return 1;
+}
+
 static void t_aligned(void) {
+    int c17 = c17_aligned_alloc();
     static const size_t aligns[] = {1, 2, 8, 16, 24, 32, 48, 64, 100, 256, 4096, 8192, 65536, 1 << 21};
     for (size_t a = 0; a < sizeof aligns / sizeof aligns[0]; a++) {
         size_t al = aligns[a], eff = 16;
@@ -198,7 +212,12 @@ static void t_aligned(void) {
                 CHECK(malloc_usable_size(p) >= n);
                 fill(p, n, 2);
                 free(p);
+                errno = 0;
                 p = aligned_alloc(al, n); /* glibc 2.36: same as memalign */
+                if (c17 && (al & (al - 1)) != 0) { /* glibc 2.38+: ISO C17 */
+                    CHECK(p == NULL && errno == EINVAL);
+                    p = memalign(al, n);
+                }
                 CHECK(p != NULL && ((uintptr_t)p % eff) == 0);
                 fill(p, n, 2);
                 unsigned char *q = realloc(p, n + 300000);
@@ -321,6 +340,7 @@ int main(void) {
     t_libc_internal();
     t_address_space_limit();
     int (*stats)(unsigned long *, size_t) = (int (*)(unsigned long *, size_t))dlsym(RTLD_DEFAULT, "turingwatch_preload_stats");
-    printf("semantics: %d checks, %d failures (%s)\n", checks, failures, stats ? "preloaded" : "plain glibc");
+    printf("semantics: %d checks, %d failures (%s, glibc %s, aligned_alloc %s)\n", checks, failures,
+           stats ? "preloaded" : "plain glibc", gnu_get_libc_version(), c17_aligned_alloc() ? "ISO C17" : "like memalign");
     return failures != 0;
 }
