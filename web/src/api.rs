@@ -139,16 +139,33 @@ pub struct FindingText {
     pub fix: Option<String>,
 }
 
-/// Measurements of one node of a job over time.
+/// Measurements of one node of a job over time: summed over the job's steps on the node
+/// (`step` absent), or of one step on one node (`step` set). Rates are differences of the
+/// cumulative counters between a step's consecutive samples over the time between them; the
+/// first sample of a step has no rate (0).
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct NodeSeries {
     pub node: String,
+    /// The step (`batch`, `0`, …) for a per-step series; absent for the node's sum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     /// Sample times, unix seconds.
     pub t: Vec<u64>,
-    /// Cores in use (CPU seconds per second) summed over the job's steps on the node.
+    /// Cores in use (CPU seconds per second, user + system).
     pub cores: Vec<f64>,
-    /// Resident memory summed over the job's steps on the node.
+    /// The user-mode and kernel-mode parts of `cores`.
+    pub user_cores: Vec<f64>,
+    pub sys_cores: Vec<f64>,
+    /// Resident memory (page cache excluded).
     pub rss_bytes: Vec<u64>,
+    /// Page cache charged to the job and not mapped by it (0 where unknown).
+    pub cache_bytes: Vec<u64>,
+    /// I/O through read/write calls (`rchar`/`wchar`: page cache hits included), bytes per second.
+    pub read_bytes_per_sec: Vec<f64>,
+    pub write_bytes_per_sec: Vec<f64>,
+    /// Page faults per second.
+    pub minor_faults_per_sec: Vec<f64>,
+    pub major_faults_per_sec: Vec<f64>,
 }
 
 /// Readings of one GPU of a job over time.
@@ -159,6 +176,8 @@ pub struct GpuSeries {
     pub t: Vec<u64>,
     pub util_pct: Vec<u32>,
     pub mem_used_mib: Vec<u64>,
+    /// Power draw, watts.
+    pub power_w: Vec<f64>,
 }
 
 /// `GET /api/jobs/{id}`.
@@ -171,6 +190,8 @@ pub struct JobDetail {
     pub cores_requested_per_node: f64,
     pub mem_requested_per_node_bytes: Option<u64>,
     pub series: Vec<NodeSeries>,
+    /// The same measurements per step and node (the extern step left out).
+    pub step_series: Vec<NodeSeries>,
     pub gpu_series: Vec<GpuSeries>,
     /// Memory peaks from the samples, summed over the nodes' peaks; `null` without samples.
     pub sampled_memory: Option<SampledMemory>,
