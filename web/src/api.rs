@@ -245,6 +245,51 @@ pub struct PeriodCoverage {
     pub text: String,
 }
 
+/// A user's own mail settings (`GET`/`POST /api/settings`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct MailPrefs {
+    pub user: String,
+    /// No report mail at all.
+    pub opted_out: bool,
+    /// Weekdays (`mon` … `sun`) on which no mail is sent; a mail due then waits.
+    pub quiet_days: Vec<String>,
+    /// When the user last changed them; `null` when they never did (the defaults apply).
+    pub updated_at: Option<u64>,
+    /// The admins' `[mail] opt_out` list names this user: no mail whatever they choose here.
+    pub opted_out_by_admin: bool,
+}
+
+/// `GET /api/settings`: the caller's settings and the token a `POST` must carry.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    pub prefs: MailPrefs,
+    /// Send back as the `X-CSRF-Token` header of `POST /api/settings`.
+    pub csrf_token: String,
+    /// Weekdays on which nobody gets mail (`[mail] quiet_days`).
+    pub site_quiet_days: Vec<String>,
+}
+
+/// The body of `POST /api/settings`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    /// Whose settings: only the caller's own are accepted (absent means the caller).
+    #[serde(default)]
+    pub user: Option<String>,
+    pub opted_out: bool,
+    #[serde(default)]
+    pub quiet_days: Vec<String>,
+}
+
+/// `GET /api/settings/all` (admins): who chose what, and who the admins opted out.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllSettings {
+    /// Users who chose settings on the site, by name.
+    pub users: Vec<MailPrefs>,
+    /// `[mail] opt_out`.
+    pub opted_out_by_admin: Vec<String>,
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorBody {

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod csrf;
 pub mod csv;
 pub mod identity;
 pub mod listing;

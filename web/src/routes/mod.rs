@@ -8,6 +8,9 @@
 //! | `GET /api/jobs?period=&user=&state=&sort=&page=&page_size=&format=` | as above | [`crate::api::JobPage`]; `format=csv`: every matching job, sorted, as CSV |
 //! | `GET /api/jobs/{id}` | the owner, admins, coordinators of its account (else 404) | [`crate::api::JobDetail`] |
 //! | `GET /api/data?period=&format=` | everyone; rows limited to what the caller may see, `coverage` for admins only | [`DataTable`]; `format=csv`: its rows as CSV |
+//! | `GET /api/settings` | anyone logged in: their own | [`crate::api::SettingsView`] (with the CSRF token) |
+//! | `POST /api/settings` | anyone logged in: their own only, with the token, same origin ([`crate::csrf`]) | [`crate::api::SettingsView`] |
+//! | `GET /api/settings/all` | admins (else 403) | [`crate::api::AllSettings`] |
 //! | `GET /`, `/static/{file}` | anyone | the embedded UI |
 //!
 //! Every `/api` answer is JSON (gzip when the client accepts it), errors included, except a
@@ -28,12 +31,13 @@ use turingwatch_config::WebConfig;
 
 mod assets;
 mod report_cache;
+mod settings;
 #[cfg(test)]
 mod tests;
 
 /// Longest query string accepted, bytes.
 const MAX_QUERY_BYTES: usize = 1024;
-/// Largest request body accepted anywhere under `/api` (all endpoints are GET).
+/// Largest request body accepted anywhere under `/api` (the one POST is a small JSON object).
 const MAX_BODY_BYTES: usize = 1024;
 
 /// What the handlers share: the backend and the identity rules from `[web]`.
@@ -48,6 +52,8 @@ pub struct WebState {
     coordinators_see_accounts: bool,
     max_page_size: usize,
     reports: report_cache::ReportCache,
+    /// Signs the CSRF tokens of `POST /api/settings` (drawn at start).
+    csrf: crate::csrf::CsrfKey,
 }
 
 impl WebState {
@@ -65,6 +71,7 @@ impl WebState {
             coordinators_see_accounts: config.coordinators_see_accounts,
             max_page_size: usize::try_from(config.max_page_size).unwrap_or(500).max(1),
             reports: report_cache::ReportCache::default(),
+            csrf: crate::csrf::CsrfKey::random(),
         }
     }
 }
@@ -83,6 +90,9 @@ pub fn mount(state: web::Data<WebState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/jobs", web::get().to(jobs))
                 .route("/jobs/{id}", web::get().to(job))
                 .route("/data", web::get().to(data))
+                .route("/settings", web::get().to(settings::get))
+                .route("/settings", web::post().to(settings::post))
+                .route("/settings/all", web::get().to(settings::all))
                 .default_service(web::to(api_fallback)),
         );
         assets::mount(cfg);
@@ -444,7 +454,7 @@ async fn api_fallback(req: HttpRequest) -> ApiResult {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            format!("{} is not allowed here; the API is read-only (GET)", req.method()),
+            format!("{} is not allowed here; the API is read-only (GET) but for POST /api/settings", req.method()),
         ));
     }
     Err(ApiError::not_found(format!("no such endpoint: {}", req.path())))
