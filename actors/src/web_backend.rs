@@ -21,7 +21,8 @@ use crate::analysis::summary::{analyze_job, JobInput, Params};
 use crate::job::{JobId, JobRecord};
 use crate::sample::GpuReading;
 use crate::slurm::SlurmRunner;
-use crate::store::{SeriesKey, Store};
+use crate::mail::prefs::{quiet_mask, quiet_names};
+use crate::store::{MailPrefs, SeriesKey, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +50,9 @@ pub struct StoreBackend {
     slurm: SlurmRunner,
     coordinator_ttl: Duration,
     coordination: CoordinationCache,
+    /// `[mail] opt_out` and `quiet_days`, shown on the settings page.
+    admin_opt_out: Vec<String>,
+    site_quiet_days: Vec<String>,
 }
 
 impl StoreBackend {
@@ -60,6 +64,8 @@ impl StoreBackend {
             slurm: SlurmRunner::new(&config.slurm),
             coordinator_ttl: config.web.coordinator_cache_ttl.get(),
             coordination: Arc::new(Mutex::new(None)),
+            admin_opt_out: config.mail.opt_out.clone(),
+            site_quiet_days: config.mail.quiet_days.clone(),
         }
     }
 
@@ -190,6 +196,42 @@ impl Backend for StoreBackend {
         }))
     }
 
+    fn mail_prefs(&self, user: &str) -> Result<api::MailPrefs, BackendError> {
+        let stored = self.store.mail_prefs(user).map_err(store_error)?;
+        let by_admin = self.admin_opt_out.iter().any(|u| u == user);
+        Ok(match stored {
+            Some(p) => web_prefs(p, by_admin),
+            None => api::MailPrefs { user: user.to_string(), opted_out_by_admin: by_admin, ..api::MailPrefs::default() },
+        })
+    }
+
+    fn set_mail_prefs(&self, prefs: &api::MailPrefs) -> Result<(), BackendError> {
+        self.store
+            .put_mail_prefs(&MailPrefs {
+                user: prefs.user.clone(),
+                opted_out: prefs.opted_out,
+                quiet_days: quiet_mask(&prefs.quiet_days),
+                updated_at: unix_now(),
+            })
+            .map_err(store_error)
+    }
+
+    fn all_mail_prefs(&self) -> Result<(Vec<api::MailPrefs>, Vec<String>), BackendError> {
+        let all = self.store.all_mail_prefs().map_err(store_error)?;
+        let users = all
+            .into_iter()
+            .map(|p| {
+                let by_admin = self.admin_opt_out.iter().any(|u| *u == p.user);
+                web_prefs(p, by_admin)
+            })
+            .collect();
+        Ok((users, self.admin_opt_out.clone()))
+    }
+
+    fn site_quiet_days(&self) -> Vec<String> {
+        self.site_quiet_days.clone()
+    }
+
     fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>> {
         let cache = Arc::clone(&self.coordination);
         let slurm = self.slurm.clone();
@@ -208,6 +250,17 @@ impl Backend for StoreBackend {
             }
             Ok(value)
         })
+    }
+}
+
+/// Stored mail settings in the web API's shape.
+fn web_prefs(p: MailPrefs, opted_out_by_admin: bool) -> api::MailPrefs {
+    api::MailPrefs {
+        quiet_days: quiet_names(p.quiet_days),
+        user: p.user,
+        opted_out: p.opted_out,
+        updated_at: Some(p.updated_at),
+        opted_out_by_admin,
     }
 }
 

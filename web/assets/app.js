@@ -342,6 +342,50 @@
     }).catch(fail);
   }
 
+  // The user's own mail settings: the site's one write, a JSON POST with the page's CSRF token.
+  var DAYS = [["mon", "Mon"], ["tue", "Tue"], ["wed", "Wed"], ["thu", "Thu"], ["fri", "Fri"], ["sat", "Sat"], ["sun", "Sun"]];
+  function settingsPage() {
+    api("settings").then(function (v) {
+      var p = v.prefs;
+      var out = h("input", { type: "checkbox", id: "opt-out", checked: p.opted_out });
+      var days = DAYS.map(function (d) {
+        return h("label", { class: "day" }, h("input", { type: "checkbox", class: "quiet-day", value: d[0], checked: p.quiet_days.indexOf(d[0]) >= 0 }), d[1]);
+      });
+      var status = h("p", { id: "settings-status", class: "muted", role: "status" },
+        p.updated_at ? "Last changed " + when(p.updated_at) + "." : "You have not changed anything yet: you get the report mail of every period.");
+      var save = h("button", { id: "settings-save", type: "submit" }, "Save");
+      var form = h("form", { id: "settings", class: "card", onsubmit: function (ev) {
+        ev.preventDefault();
+        save.disabled = true;
+        var body = { opted_out: out.checked, quiet_days: Array.prototype.filter.call(form.querySelectorAll(".quiet-day"), function (c) { return c.checked; }).map(function (c) { return c.value; }) };
+        fetch("api/settings", { method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": v.csrf_token, Accept: "application/json" }, body: JSON.stringify(body) })
+          .then(function (r) { return r.json().then(function (b) { if (!r.ok) throw new Error(b.message || ("HTTP " + r.status)); return b; }); })
+          .then(function (nv) { v = nv; status.className = "ok"; status.textContent = "Saved: " + (nv.prefs.opted_out ? "no report mails." : nv.prefs.quiet_days.length ? "no mail on " + nv.prefs.quiet_days.join(", ") + "." : "every report mail."); },
+            function (err) { status.className = "error"; status.textContent = err.message; })
+          .then(function () { save.disabled = false; });
+      } },
+        h("label", { class: "check" }, out, " Send me no report mails"),
+        h("fieldset", null, h("legend", null, "No mail on these days (a mail due then waits for the next day without)"), days),
+        save, status);
+      show(h("h1", { text: "Mail settings of " + p.user }),
+        p.opted_out_by_admin ? h("div", { class: "error", role: "alert" }, "The administrators have turned your report mails off; what you choose here counts once they turn them back on.") : null,
+        v.site_quiet_days.length ? h("p", { class: "muted" }, "Nobody gets mail on " + v.site_quiet_days.join(", ") + ".") : null,
+        form, me && me.admin ? h("div", { id: "all-settings" }) : null);
+      if (me && me.admin) api("settings/all").then(function (all) {
+        var rows = all.users.filter(function (u) { return u.opted_out || u.quiet_days.length; }).map(function (u) {
+          return h("tr", { class: "settings-row" }, h("td", { text: u.user }), h("td", { text: u.opted_out ? "opted out" : "" }),
+            h("td", { text: u.quiet_days.join(", ") }), h("td", null, when(u.updated_at)));
+        });
+        var box = document.getElementById("all-settings");
+        if (box) box.appendChild(h("div", null, h("h2", { text: "Users' own choices" }),
+          rows.length ? h("div", { class: "scroll card" }, h("table", { id: "settings-all" }, h("thead", null, h("tr", null, h("th", null, "User"), h("th", null, "Mail"), h("th", null, "Quiet days"), h("th", null, "Changed"))), h("tbody", null, rows)))
+            : h("p", { class: "muted" }, "Nobody opted out or chose quiet days."),
+          h("p", { class: "muted" }, "Opted out by the admins ([mail] opt_out): " + (all.opted_out_by_admin.join(", ") || "nobody") + ".")));
+      }).catch(function () { /* the list is for admins only */ });
+    }).catch(fail);
+  }
+
   function route() {
     var r = parseHash(), page = r.parts[0] || "report";
     document.querySelectorAll("nav a").forEach(function (a) { a.classList.toggle("active", a.dataset.page === page); });
@@ -349,6 +393,7 @@
     else if (page === "job" && r.parts[1]) jobPage(r.parts[1]);
     else if (page === "admin") adminPage(r.q);
     else if (page === "tips") tipsPage();
+    else if (page === "settings") settingsPage();
     else reportPage(r.q);
   }
 

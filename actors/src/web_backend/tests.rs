@@ -207,3 +207,27 @@ fn the_job_page_shows_the_sampled_memory_peak_where_accounting_has_none() {
     store.upsert_jobs(&[bare], &[], None).unwrap();
     assert_eq!(backend.job(15).unwrap().unwrap().sampled_memory, None);
 }
+
+#[test]
+fn mail_settings_go_through_the_store_and_admins_opt_out_shows() {
+    let dir = std::env::temp_dir().join(format!("tw-web-backend-prefs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Arc::new(Store::open(&dir.join("s.redb")).unwrap());
+    let mut config = turingwatch_config::Config::default();
+    config.mail.opt_out = vec!["dave".into()];
+    config.mail.quiet_days = vec!["sun".into()];
+    let backend = StoreBackend::new(Arc::clone(&store), &config);
+    let fresh = backend.mail_prefs("alice").unwrap();
+    assert_eq!((fresh.opted_out, fresh.updated_at, fresh.opted_out_by_admin), (false, None, false));
+    assert!(backend.mail_prefs("dave").unwrap().opted_out_by_admin);
+    let change = api::MailPrefs { user: "alice".into(), opted_out: true, quiet_days: vec!["sat".into()], ..fresh };
+    backend.set_mail_prefs(&change).unwrap();
+    let stored = store.mail_prefs("alice").unwrap().unwrap();
+    assert!(stored.opted_out && stored.quiet_days == 1 << 5 && stored.updated_at > 0);
+    let back = backend.mail_prefs("alice").unwrap();
+    assert_eq!(back.quiet_days, ["sat"]);
+    let (users, by_admin) = backend.all_mail_prefs().unwrap();
+    assert_eq!((users.len(), users[0].user.as_str(), by_admin), (1, "alice", vec!["dave".to_string()]));
+    assert_eq!(backend.site_quiet_days(), ["sun"]);
+}
