@@ -19,9 +19,9 @@ use crate::analysis::load::load_job;
 use crate::analysis::series::{series_stats, NodeUse};
 use crate::analysis::summary::{analyze_job, JobInput, Params};
 use crate::job::{JobId, JobRecord};
+use crate::mail::prefs::{quiet_mask, quiet_names};
 use crate::sample::GpuReading;
 use crate::slurm::SlurmRunner;
-use crate::mail::prefs::{quiet_mask, quiet_names};
 use crate::store::{MailPrefs, SeriesKey, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -201,7 +201,9 @@ impl Backend for StoreBackend {
         let by_admin = self.admin_opt_out.iter().any(|u| u == user);
         Ok(match stored {
             Some(p) => web_prefs(p, by_admin),
-            None => api::MailPrefs { user: user.to_string(), opted_out_by_admin: by_admin, ..api::MailPrefs::default() },
+            None => {
+                api::MailPrefs { user: user.to_string(), opted_out_by_admin: by_admin, ..api::MailPrefs::default() }
+            }
         })
     }
 

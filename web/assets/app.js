@@ -394,14 +394,21 @@
     else if (page === "admin") adminPage(r.q);
     else if (page === "tips") tipsPage();
     else if (page === "settings") settingsPage();
+    else if (page === "cluster") TWCluster.page(r.q);
+    else if (page === "trend") TWCluster.trend(r.q);
     else reportPage(r.q);
   }
+
+  // Helpers for the pages in cluster.js.
+  window.TW = { h: h, api: api, show: show, fail: fail, pct: pct, hours: hours, dur: dur, when: when, day: day,
+    effCell: effCell, periodSelect: periodSelect, go: go, me: function () { return me; } };
 
   window.addEventListener("hashchange", route);
   api("user").then(function (u) {
     me = u;
     document.getElementById("who").textContent = u.user + (u.admin ? " (admin)" : u.coordinator_of.length ? " (coordinator)" : "");
     document.getElementById("nav-admin").hidden = !(u.admin || u.visible_users.length);
+    document.getElementById("nav-cluster").hidden = !(u.admin || u.visible_users.length);
     route();
   }).catch(fail);
 })();

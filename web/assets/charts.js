@@ -55,7 +55,8 @@
     if (opts.id) card.id = opts.id;
     var title = document.createElement("div");
     title.className = "chart-title";
-    title.textContent = opts.title;
+    var sized = opts.unit === "bytes" || opts.unit === "bytes/s";
+    title.textContent = opts.title + (opts.unit && !sized ? " (" + opts.unit + ")" : "");
     card.appendChild(title);
     var withData = opts.series.filter(function (s) { return s.t.length; });
     if (!withData.length) {
@@ -88,7 +89,8 @@
       width: 600, height: 220,
       series: ser,
       scales: { x: { time: true }, y: { range: yRange } },
-      axes: [{}, { size: 64, values: function (u, vals) { return vals.map(function (v) { return fmt(v, opts.unit); }); } }],
+      // Byte scales carry their unit on each tick (KiB … GiB); other units are in the title.
+      axes: [{}, { size: sized ? 80 : 52, values: function (u, vals) { return vals.map(function (v) { return fmt(v, sized ? opts.unit : ""); }); } }],
       cursor: { sync: { key: "tw-job" }, drag: { x: true, y: false } },
       legend: { live: true },
       hooks: { setScale: [function (u, key) { if (key === "x") syncScales(u); }] }

@@ -37,7 +37,10 @@ impl CsrfKey {
 
     /// The token of `user` (hex).
     pub fn token(&self, user: &str) -> String {
-        hmac_sha256(&self.0, format!("turingwatch-settings:{user}").as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        hmac_sha256(&self.0, format!("turingwatch-settings:{user}").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Whether `token` is `user`'s (compared in constant time).

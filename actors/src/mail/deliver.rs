@@ -268,7 +268,8 @@ mod tests {
 
     #[test]
     fn every_mail_links_the_settings_page_when_there_is_a_site() {
-        let (html, text) = with_settings_link("https://hpc.example.org/tw/", "<html><body><p>hi</p></body></html>", "hi\n");
+        let (html, text) =
+            with_settings_link("https://hpc.example.org/tw/", "<html><body><p>hi</p></body></html>", "hi\n");
         assert!(html.contains("<a href=\"https://hpc.example.org/tw/#/settings\""), "{html}");
         assert!(html.ends_with("</p></body></html>"), "{html}");
         assert!(text.ends_with("https://hpc.example.org/tw/#/settings\n"), "{text}");

@@ -87,7 +87,8 @@ mod tests {
             assert!(s.all_mail_prefs().unwrap().is_empty());
             let alice = MailPrefs { user: "alice".into(), opted_out: true, quiet_days: 0, updated_at: 5 };
             s.put_mail_prefs(&alice).unwrap();
-            s.put_mail_prefs(&MailPrefs { user: "bob".into(), quiet_days: 0b110_0000, ..MailPrefs::default() }).unwrap();
+            s.put_mail_prefs(&MailPrefs { user: "bob".into(), quiet_days: 0b110_0000, ..MailPrefs::default() })
+                .unwrap();
             s.put_mail_prefs(&MailPrefs { opted_out: false, updated_at: 6, ..alice }).unwrap();
         }
         let s = Store::open(&path).unwrap();

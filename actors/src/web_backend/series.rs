@@ -210,8 +210,7 @@ mod tests {
         // step 0 on n1 at the same times: half a core.
         samples.insert(key(StepId(0), "n1"), vec![sample(110, 0, 0, 1024), sample(120, 500, 0, 1024)]);
         // extern is ignored; n2 has its own series.
-        samples
-            .insert(key(StepId::EXTERN, "n1"), vec![sample(110, 0, 0, 999_999), sample(120, 99_999, 0, 999_999)]);
+        samples.insert(key(StepId::EXTERN, "n1"), vec![sample(110, 0, 0, 999_999), sample(120, 99_999, 0, 999_999)]);
         samples.insert(key(StepId::BATCH, "n2"), vec![sample(100, 0, 0, 10), sample(104, 400, 0, 10)]);
         let series = node_series(&samples);
         assert_eq!(series.len(), 2);
@@ -266,7 +265,9 @@ mod tests {
     #[test]
     fn long_series_are_bounded_and_keep_peaks() {
         let points: Vec<(u64, Point)> = (0..10_000)
-            .map(|i| (i, Point { user_cores: 1.0, rss_bytes: if i == 5_001 { 1 << 40 } else { i }, ..Point::default() }))
+            .map(|i| {
+                (i, Point { user_cores: 1.0, rss_bytes: if i == 5_001 { 1 << 40 } else { i }, ..Point::default() })
+            })
             .collect();
         let out = downsample(&points);
         assert!(out.len() <= MAX_POINTS && out.len() > MAX_POINTS / 2, "{}", out.len());

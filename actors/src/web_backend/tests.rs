@@ -1,9 +1,9 @@
 //! The store-backed web backend: series arithmetic, findings, coordinator parsing, store reads.
 
 use super::*;
-use crate::store::tests_support::job;
 use crate::job::StepId;
 use crate::sample::StepSample;
+use crate::store::tests_support::job;
 use crate::store::{PeriodRecord, UserReport};
 
 fn sample(at: u64, user_cs: u64, sys_cs: u64, rss_kib: u64) -> StepSample {

@@ -23,10 +23,7 @@ impl From<CsrfError> for ApiError {
 pub(super) fn quiet_days(days: &[String]) -> Result<Vec<String>, ApiError> {
     for day in days {
         if !WEEKDAYS.contains(&day.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "{day:?} is not a weekday; use {}",
-                WEEKDAYS.join(", ")
-            )));
+            return Err(ApiError::bad_request(format!("{day:?} is not a weekday; use {}", WEEKDAYS.join(", "))));
         }
     }
     Ok(WEEKDAYS.iter().filter(|d| days.iter().any(|x| x == *d)).map(|d| d.to_string()).collect())
@@ -68,8 +65,8 @@ pub(super) async fn post(req: HttpRequest, state: web::Data<WebState>, body: web
             "send the settings as application/json",
         ));
     }
-    let change: SettingsChange = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the settings do not parse: {e}")))?;
+    let change: SettingsChange =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the settings do not parse: {e}")))?;
     if let Some(other) = change.user.as_deref().filter(|u| *u != me) {
         return Err(ApiError::forbidden(format!("you may change only your own settings, not those of {other}")));
     }

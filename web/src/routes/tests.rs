@@ -78,7 +78,10 @@ impl Backend for Fake {
     }
     fn mail_prefs(&self, user: &str) -> Result<MailPrefs, BackendError> {
         let stored = self.prefs.lock().unwrap().get(user).cloned();
-        Ok(MailPrefs { opted_out_by_admin: user == "dave", ..stored.unwrap_or(MailPrefs { user: user.into(), ..MailPrefs::default() }) })
+        Ok(MailPrefs {
+            opted_out_by_admin: user == "dave",
+            ..stored.unwrap_or(MailPrefs { user: user.into(), ..MailPrefs::default() })
+        })
     }
     fn set_mail_prefs(&self, prefs: &MailPrefs) -> Result<(), BackendError> {
         let stored = MailPrefs { updated_at: Some(77), ..prefs.clone() };
@@ -330,6 +333,7 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
     for uri in [
         "/static/app.js",
         "/static/charts.js",
+        "/static/cluster.js",
         "/static/uPlot.iife.min.js",
         "/static/uPlot.min.css",
         "/static/uPlot-LICENSE.txt",
@@ -346,7 +350,7 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
                 coordination_fails: false,
                 generation: Default::default(),
                 loads: Default::default(),
-            prefs: Default::default(),
+                prefs: Default::default(),
             }),
         ));
         let app = test::init_service(App::new().configure(mount(state))).await;
@@ -438,7 +442,10 @@ async fn csv_tables_follow_the_json_access_rules() {
 }
 
 fn settings_get(user: &str) -> test::TestRequest {
-    test::TestRequest::get().uri("/api/settings").peer_addr(TRUSTED.parse().unwrap()).insert_header(("X-AuthUser", user))
+    test::TestRequest::get()
+        .uri("/api/settings")
+        .peer_addr(TRUSTED.parse().unwrap())
+        .insert_header(("X-AuthUser", user))
 }
 
 fn settings_post(user: &str, token: Option<&str>, headers: &[(&str, &str)], body: &str) -> test::TestRequest {
@@ -503,18 +510,26 @@ async fn settings_change_only_with_the_token_from_the_same_origin_and_only_ones_
     assert!(fake.prefs.lock().unwrap().is_empty(), "nothing refused was stored");
 
     // alice cannot change bob's settings, even with her valid token.
-    let (status, err) =
-        body(app.call(settings_post("alice", Some(&token), &same, r#"{"user": "bob", "opted_out": true}"#).to_request()).await.unwrap())
-            .await;
+    let (status, err) = body(
+        app.call(settings_post("alice", Some(&token), &same, r#"{"user": "bob", "opted_out": true}"#).to_request())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 403, "{err}");
     assert!(fake.prefs.lock().unwrap().get("bob").is_none());
     // Bad days and unknown fields are refused.
     for bad in [r#"{"opted_out": false, "quiet_days": ["caturday"]}"#, r#"{"opted_out": false, "admin": true}"#, "[]"] {
-        assert_eq!(app.call(settings_post("alice", Some(&token), &same, bad).to_request()).await.unwrap().status(), 400, "{bad}");
+        assert_eq!(
+            app.call(settings_post("alice", Some(&token), &same, bad).to_request()).await.unwrap().status(),
+            400,
+            "{bad}"
+        );
     }
 
     // Accepted: her own, from her page; days cleaned up.
-    let (status, saved) = body(app.call(settings_post("alice", Some(&token), &same, body_ok).to_request()).await.unwrap()).await;
+    let (status, saved) =
+        body(app.call(settings_post("alice", Some(&token), &same, body_ok).to_request()).await.unwrap()).await;
     assert_eq!(status, 200, "{saved}");
     assert_eq!(saved["prefs"]["quiet_days"], serde_json::json!(["mon", "sat"]));
     let stored = fake.prefs.lock().unwrap().get("alice").cloned().unwrap();
