@@ -6,7 +6,7 @@
 //! written to `test-artifacts/web-pages/weights.txt` with the screenshots.
 
 use super::{curl_port, now, report, Browser, Guard};
-use crate::scrape_support::{terminate, Setup};
+use crate::scrape_support::{cancel, terminate, wait_running, Setup};
 use crate::util::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -58,6 +58,15 @@ fn burn(mib: u64, secs: u64) -> String {
     )
 }
 
+/// Cancels a test job however the test ends.
+struct CancelOnDrop(u64);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        cancel(self.0);
+    }
+}
+
 #[test]
 fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
     if !cluster() {
@@ -89,19 +98,26 @@ fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
     }
     let server = setup.server();
     let log = |name: &str| std::fs::File::create(setup.dir.join(name)).unwrap();
-    let mut scrapers: Vec<_> = ["n1", "n2", "n3"]
+    let mut scrapers: Vec<Guard> = ["n1", "n2", "n3"]
         .iter()
         .map(|node| {
-            setup
-                .turingwatch()
-                .args(["scrape", "--node", node, "--interval", "1s", "--duration", "10m"])
-                .stdout(Stdio::null())
-                .stderr(log(&format!("scrape-{node}.log")))
-                .spawn()
-                .unwrap()
+            Guard(
+                setup
+                    .turingwatch()
+                    .args(["scrape", "--node", node, "--interval", "1s", "--duration", "10m"])
+                    .stdout(Stdio::null())
+                    .stderr(log(&format!("scrape-{node}.log")))
+                    .spawn()
+                    .unwrap(),
+            )
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
+
+    // bob: a job still running while the cluster page is looked at (cancelled at the end).
+    let live = sbatch(Some("bob"), &["-J", "tw-web-pages-live", "-c1", "--mem=200M", "-t", "6"], &burn(30, 330));
+    let _cancel_live = CancelOnDrop(live);
+    let live_node = wait_running(live, Duration::from_secs(60));
 
     // alice: a step that burns a core, the batch step holding 150 MiB and writing a file.
     let file = "/tmp/tw-web-pages-$SLURM_JOB_ID";
@@ -118,10 +134,6 @@ fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
     let bob_job = sbatch(Some("bob"), &["-J", "tw-web-pages-idle", "-c1", "--mem=300M", "-t", "1"], "sleep 3");
     assert_eq!(wait_job_done(job, Duration::from_secs(180)), "COMPLETED", "job {job}");
     wait_job_done(bob_job, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(5)); // the scrapers' last reports
-    for s in &mut scrapers {
-        terminate(s);
-    }
 
     // The server imported the finished job and holds its samples, per node and per step.
     let mut detail = Value::Null;
@@ -356,6 +368,59 @@ fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
         assert!(refused, "no cross-site refusal logged: {}", setup.server_log());
     }
 
+    // The cluster page (root): per day, per period, wasters per partition and account, the
+    // running job with its live figure, and the node it runs on.
+    browser.open_as("root", "#/cluster");
+    browser.wait_for(
+        "the cluster page",
+        &format!(
+            "return document.querySelectorAll('#days tr.day-row').length >= 1 \
+             && document.querySelectorAll('#periods tr.period-row').length >= 1 \
+             && !!document.querySelector('#plot-days canvas') && !!document.querySelector('#wasters-partition-debug') \
+             && !!document.querySelector('#wasters-account-dev') \
+             && Array.prototype.some.call(document.querySelectorAll('#running tr.running-row'), function (r) {{\
+                  return r.textContent.indexOf('{live}') >= 0 && r.textContent.indexOf('(live)') >= 0; }}) \
+             && Array.prototype.some.call(document.querySelectorAll('#nodes tr.node-row'), function (r) {{\
+                  return r.cells[0].textContent === '{live_node}' && r.textContent.indexOf('{live}') >= 0; }})"
+        ),
+    );
+    weigh(&browser, "cluster (root)");
+    let text = browser.text();
+    assert!(text.contains("alice") && text.contains("bob"), "{text}");
+    let share = browser.eval(
+        "var t = 0; document.querySelectorAll('#wasters-partition-debug tr.waster-row').forEach(function (r) {\
+           t += parseFloat(r.cells[3].textContent) || 0; }); return t",
+    );
+    assert!(share.as_f64().is_some_and(|s| s > 0.0 && s <= 100.5), "shares of the partition's core-hours: {share}");
+    let hosts = browser.eval("return TWCluster.hosts('n[1-3,05],gpu7,x[08-10]').join(' ')");
+    assert_eq!(hosts, "n1 n2 n3 n05 gpu7 x08 x09 x10");
+    browser.screenshot_to(ARTIFACTS, "cluster");
+    // bob is no admin: his cluster page holds only his own jobs.
+    browser.open_as("bob", "#/cluster");
+    browser.wait_for("bob's cluster page", "return document.querySelectorAll('#days tr.day-row').length >= 1");
+    assert!(!browser.text().contains("alice"), "bob sees alice on the cluster page: {}", browser.text());
+
+    // alice over time: per period and per job family.
+    browser.open_as("alice", "#/trend");
+    browser.wait_for(
+        "alice over time",
+        "return document.querySelectorAll('#trend-periods tr.trend-row').length >= 1 \
+         && document.querySelectorAll('#trend-families tr.family-row').length >= 1 && !!document.querySelector('#plot-trend canvas')",
+    );
+    weigh(&browser, "over time (alice)");
+    assert!(browser.text().contains(&stored_name), "the family of alice's job: {}", browser.text());
+    browser.screenshot_to(ARTIFACTS, "trend");
+    browser.cdp(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    );
+    browser.open_as("root", "#/cluster");
+    browser.wait_for("cluster on a phone", "return document.querySelectorAll('#days tr.day-row').length >= 1");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(browser.eval(fits), Value::Bool(true), "the cluster page scrolls sideways on a phone");
+    browser.screenshot_to(ARTIFACTS, "cluster-phone");
+    browser.cdp("Emulation.clearDeviceMetricsOverride", json!({}));
+
     // Admins see who opted out.
     browser.open_as("root", "#/settings");
     browser.wait_for("admins' list", "return document.querySelectorAll('#settings-all tr.settings-row').length >= 1");
@@ -371,5 +436,8 @@ fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
         assert!(*bytes > 1_000 && *bytes <= 300_000, "{page} transferred {bytes} bytes");
     }
     assert!(job_bytes > 20_000, "the job page carries the chart library: {job_bytes} bytes");
+    for s in &mut scrapers {
+        terminate(&mut s.0);
+    }
     server.stop();
 }
