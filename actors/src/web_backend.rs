@@ -223,7 +223,7 @@ impl Backend for StoreBackend {
         let users = all
             .into_iter()
             .map(|p| {
-                let by_admin = self.admin_opt_out.iter().any(|u| *u == p.user);
+                let by_admin = self.admin_opt_out.contains(&p.user);
                 web_prefs(p, by_admin)
             })
             .collect();

@@ -47,7 +47,7 @@
     syncing = false;
   }
 
-  // opts: {id, title, unit, series: [{name, t, y, dash}], limits: [{label, value}], ymax}
+  // opts: {id, title, unit, series: [{name, t, y, dash}], limits: [{label, value}], ymax, points}
   // Returns a card element holding the chart (drawn once the element is in the page).
   function chart(opts) {
     var card = document.createElement("div");
@@ -71,7 +71,7 @@
     limits.forEach(function (l) { data.push(data[0].map(function () { return l.value; })); });
     var ser = [{ value: function (u, v) { return v === null ? "–" : new Date(v * 1000).toLocaleTimeString(); } }];
     withData.forEach(function (s, k) {
-      ser.push({ label: s.name, stroke: color(k), width: 1.5, spanGaps: true, dash: s.dash, points: { show: false },
+      ser.push({ label: s.name, stroke: color(k), width: 1.5, spanGaps: true, dash: s.dash, points: { show: !!opts.points, size: 6 },
         value: function (u, v) { return fmt(v, opts.unit); } });
     });
     limits.forEach(function (l) {

@@ -4,20 +4,22 @@
 // Uses app.js's helpers (window.TW) and the charts of charts.js.
 "use strict";
 (function () {
-  var DAY = 86400;
-
   // Splits each job's allocation over the days of [from, to): allocated, used and wasted
   // core-hours and GPU-hours per day. A job without a CPU figure (running, or no elapsed time)
   // counts as allocated and apart ("no figure"), never as waste.
+  // Local midnight at or before t, and the one after (days are the viewer's calendar days).
+  function dayStart(t) { var d = new Date(t * 1000); d.setHours(0, 0, 0, 0); return d.getTime() / 1000; }
+  function nextDay(t) { var d = new Date(t * 1000); d.setHours(0, 0, 0, 0); d.setDate(d.getDate() + 1); return d.getTime() / 1000; }
+
   function perDay(rows, from, to) {
-    var first = Math.floor(from / DAY) * DAY, days = {};
-    for (var d = first; d < to; d += DAY) days[d] = { t: d, alloc: 0, used: 0, wasted: 0, unknown: 0, gpu: 0, gpuWasted: 0 };
+    var days = {};
+    for (var d = dayStart(from); d < to; d = nextDay(d)) days[d] = { t: d, alloc: 0, used: 0, wasted: 0, unknown: 0, gpu: 0, gpuWasted: 0 };
     var now = Date.now() / 1000;
     rows.forEach(function (r) {
       if (!r.start_at) return;
       var s = Math.max(r.start_at, from), e = Math.min(r.end_at || now, to);
-      for (var d = Math.floor(s / DAY) * DAY; d < e; d += DAY) {
-        var part = Math.max(0, Math.min(e, d + DAY) - Math.max(s, d)) / 3600, day = days[d];
+      for (var d = dayStart(s); d < e; d = nextDay(d)) {
+        var part = Math.max(0, Math.min(e, nextDay(d)) - Math.max(s, d)) / 3600, day = days[d];
         if (!day || !part) continue;
         var ch = r.alloc_cpus * part;
         day.alloc += ch;
@@ -86,8 +88,8 @@
   function draw(q, periods, p, t, recent, tables) {
     var h = TW.h, rows = t.rows, me = TW.me();
     TWCharts.reset();
-    var days = perDay(rows, p.start, Math.min(p.end, Math.ceil(Date.now() / 1000 / DAY) * DAY));
-    var dayChart = TWCharts.chart({ id: "plot-days", title: "Core-hours per day: allocated, used, wasted", unit: "core-h", series: [
+    var days = perDay(rows, p.start, Math.min(p.end, nextDay(Date.now() / 1000)));
+    var dayChart = TWCharts.chart({ id: "plot-days", title: "Core-hours per day (at each day's start): allocated, used, wasted", unit: "core-h", points: true, series: [
       { name: "allocated", t: days.map(function (d) { return d.t; }), y: days.map(function (d) { return d.alloc; }) },
       { name: "used", t: days.map(function (d) { return d.t; }), y: days.map(function (d) { return d.used; }) },
       { name: "wasted", t: days.map(function (d) { return d.t; }), y: days.map(function (d) { return d.wasted; }), dash: [4, 3] }] });
@@ -169,7 +171,7 @@
       jobs.forEach(function (j) { add(fam[j.name] || (fam[j.name] = agg()), j); });
       var eff = function (a) { return a.known ? a.used / a.known : null; };
       TWCharts.reset();
-      var chart = TWCharts.chart({ id: "plot-trend", title: "CPU and memory efficiency per period", unit: "%", ymax: 100, series: [
+      var chart = TWCharts.chart({ id: "plot-trend", title: "CPU and memory efficiency per period", unit: "%", ymax: 100, points: true, series: [
         { name: "CPU efficiency", t: per.map(function (a) { return a.p.start; }), y: per.map(function (a) { var e = eff(a); return e === null ? null : 100 * e; }) },
         { name: "memory efficiency", t: per.map(function (a) { return a.p.start; }), y: per.map(function (a) { return a.memN ? 100 * a.mem / a.memN : null; }), dash: [4, 3] }] });
       var row = function (cls, label, a) {

@@ -159,10 +159,13 @@ pub(crate) fn downsample(points: &[(u64, Point)]) -> Vec<(u64, Point)> {
         .collect()
 }
 
+/// Utilisation %, memory MiB and power mW of one GPU at one time.
+type GpuPoint = (u32, u64, u32);
+
 /// Per GPU (node, index): utilisation, memory and power at each reading time. Two steps that
 /// see the same GPU at the same time give one reading (the larger values).
 pub fn gpu_series(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Vec<GpuSeries> {
-    let mut by_gpu: BTreeMap<(String, u32), BTreeMap<u64, (u32, u64, u32)>> = BTreeMap::new();
+    let mut by_gpu: BTreeMap<(String, u32), BTreeMap<u64, GpuPoint>> = BTreeMap::new();
     for (key, list) in readings {
         for r in list {
             let slot = by_gpu.entry((key.node.clone(), r.index)).or_default().entry(r.at).or_default();
