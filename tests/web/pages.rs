@@ -387,11 +387,21 @@ fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
     weigh(&browser, "cluster (root)");
     let text = browser.text();
     assert!(text.contains("alice") && text.contains("bob"), "{text}");
-    let share = browser.eval(
-        "var t = 0; document.querySelectorAll('#wasters-partition-debug tr.waster-row').forEach(function (r) {\
-           t += parseFloat(r.cells[3].textContent) || 0; }); return t",
+    // alice's share of the partition's core-hours as shown, against the API's rows.
+    let (_, periods) = curl_port(SERVER_PORT, "127.0.0.1", Some("root"), "/api/periods");
+    let latest = periods.as_array().and_then(|p| p.last()).map(|p| p["start"].clone()).unwrap();
+    let (_, table) = curl_port(SERVER_PORT, "127.0.0.1", Some("root"), &format!("/api/data?period={latest}"));
+    let debug: Vec<&Value> = table["rows"].as_array().unwrap().iter().filter(|r| r["partition"] == "debug").collect();
+    let hours = |f: &dyn Fn(&&Value) -> bool| -> f64 {
+        debug.iter().filter(|r| f(r)).map(|r| r["core_hours"].as_f64().unwrap()).sum()
+    };
+    let expected = 100.0 * hours(&|r| r["user"] == "alice") / hours(&|_| true);
+    let shown = browser.eval(
+        "var s = null; document.querySelectorAll('#wasters-partition-debug tr.waster-row').forEach(function (r) {\
+           if (r.cells[0].textContent === 'alice') s = parseFloat(r.cells[3].textContent); }); return s",
     );
-    assert!(share.as_f64().is_some_and(|s| s > 0.0 && s <= 100.5), "shares of the partition's core-hours: {share}");
+    let shown = shown.as_f64().unwrap_or(-1.0);
+    assert!((shown - expected).abs() <= 0.6, "alice's share of partition debug: shown {shown} %, data {expected:.2} %");
     let hosts = browser.eval("return TWCluster.hosts('n[1-3,05],gpu7,x[08-10]').join(' ')");
     assert_eq!(hosts, "n1 n2 n3 n05 gpu7 x08 x09 x10");
     browser.screenshot_to(ARTIFACTS, "cluster");
