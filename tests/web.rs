@@ -8,6 +8,10 @@
 //! Screenshots go to `test-artifacts/web/`.
 
 use crate::util::*;
+
+mod mail_settings;
+mod pages;
+
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -20,7 +24,7 @@ const SERVER_PORT: u16 = 18410;
 const DRIVER_PORT: u16 = 18411;
 
 /// Kills a child process when the test ends, however it ends.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -29,18 +33,23 @@ impl Drop for Guard {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// `curl` from `source` (an address on lo) with an optional identity; returns (status, body).
 fn curl(source: &str, user: Option<&str>, path: &str) -> (u16, Value) {
+    curl_port(SERVER_PORT, source, user, path)
+}
+
+/// `curl` to the site on `port`; returns (status, JSON body).
+pub(crate) fn curl_port(port: u16, source: &str, user: Option<&str>, path: &str) -> (u16, Value) {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "--max-time", "10", "--interface", source, "-w", "\n%{http_code}"]);
     if let Some(u) = user {
         cmd.args(["-H", &format!("X-AuthUser: {u}")]);
     }
-    let out = run(cmd.arg(format!("http://127.0.0.1:{SERVER_PORT}{path}")));
+    let out = run(cmd.arg(format!("http://127.0.0.1:{port}{path}")));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (status.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
@@ -49,7 +58,7 @@ fn curl(source: &str, user: Option<&str>, path: &str) -> (u16, Value) {
 /// Samples the batch step once a second until its cgroup is gone: CPU time from /proc of the
 /// step's task processes (utime+stime+cutime+cstime, in 100 Hz ticks = centiseconds; SLURM here
 /// keeps no cpuacct cgroup per job), resident memory from the cgroup v1 memory.stat.
-fn sample_while_running(job: u64, user: &str, timeout: Duration) -> (String, Vec<StepSample>) {
+pub(crate) fn sample_while_running(job: u64, user: &str, timeout: Duration) -> (String, Vec<StepSample>) {
     let uid = String::from_utf8_lossy(&run(Command::new("id").args(["-u", user])).stdout).trim().to_string();
     let deadline = Instant::now() + timeout;
     let mut node = String::new();
@@ -105,7 +114,7 @@ fn sample_while_running(job: u64, user: &str, timeout: Duration) -> (String, Vec
     (node, samples)
 }
 
-fn report(period_start: u64, user: &str, job: u64) -> UserReport {
+pub(crate) fn report(period_start: u64, user: &str, job: u64) -> UserReport {
     UserReport {
         period_start,
         user: user.into(),
@@ -122,15 +131,22 @@ fn report(period_start: u64, user: &str, job: u64) -> UserReport {
 }
 
 /// A chromedriver session, driven with curl (the W3C WebDriver protocol is JSON over HTTP).
-struct Browser {
+pub(crate) struct Browser {
     session: String,
+    driver_port: u16,
+    server_port: u16,
     _driver: Guard,
 }
 
 impl Browser {
     fn start(profile: &Path) -> Browser {
+        Browser::start_on(profile, DRIVER_PORT, SERVER_PORT)
+    }
+
+    /// A session on chromedriver at `driver_port`, for the site at `server_port`.
+    pub(crate) fn start_on(profile: &Path, driver_port: u16, server_port: u16) -> Browser {
         let driver = Command::new("chromedriver")
-            .arg(format!("--port={DRIVER_PORT}"))
+            .arg(format!("--port={driver_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -154,50 +170,70 @@ impl Browser {
         let mut session = String::new();
         assert!(
             eventually(Duration::from_secs(20), || {
-                let v = wd_call("POST", &format!("http://127.0.0.1:{DRIVER_PORT}/session"), Some(&caps));
+                let v = wd_call("POST", &format!("http://127.0.0.1:{driver_port}/session"), Some(&caps));
                 session = v["value"]["sessionId"].as_str().unwrap_or("").to_string();
                 !session.is_empty()
             }),
             "no chromedriver session"
         );
-        Browser { session, _driver: driver }
+        Browser { session, driver_port, server_port, _driver: driver }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let url = format!("http://127.0.0.1:{DRIVER_PORT}/session/{}{path}", self.session);
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let url = format!("http://127.0.0.1:{}/session/{}{path}", self.driver_port, self.session);
         wd_call(method, &url, body)["value"].clone()
     }
 
-    fn cdp(&self, cmd: &str, params: Value) {
+    pub(crate) fn cdp(&self, cmd: &str, params: Value) {
         self.call("POST", "/goog/cdp/execute", Some(&json!({"cmd": cmd, "params": params})));
     }
 
     /// Loads the site afresh as `user` (the header rides on every request the page makes).
-    fn open_as(&self, user: &str, fragment: &str) {
-        self.cdp("Network.setExtraHTTPHeaders", json!({"headers": {"X-AuthUser": user}}));
-        self.call("POST", "/url", Some(&json!({"url": "about:blank"})));
-        self.call("POST", "/url", Some(&json!({"url": format!("http://127.0.0.1:{SERVER_PORT}/{fragment}")})));
+    pub(crate) fn open_as(&self, user: &str, fragment: &str) {
+        self.open_url_as(user, &format!("http://127.0.0.1:{}/{fragment}", self.server_port));
     }
 
-    fn eval(&self, script: &str) -> Value {
+    /// Loads any page as `user` (the header rides on every request, to any host).
+    pub(crate) fn open_url_as(&self, user: &str, url: &str) {
+        self.cdp("Network.setExtraHTTPHeaders", json!({"headers": {"X-AuthUser": user}}));
+        self.call("POST", "/url", Some(&json!({"url": "about:blank"})));
+        self.call("POST", "/url", Some(&json!({ "url": url })));
+    }
+
+    pub(crate) fn eval(&self, script: &str) -> Value {
         self.call("POST", "/execute/sync", Some(&json!({"script": script, "args": []})))
     }
 
     /// Waits until `script` returns true; panics with the page text if it never does.
-    fn wait_for(&self, what: &str, script: &str) {
+    pub(crate) fn wait_for(&self, what: &str, script: &str) {
         let ok = eventually(Duration::from_secs(15), || self.eval(script) == Value::Bool(true));
         assert!(ok, "{what}: page says {:?}", self.eval("return document.body.innerText.slice(0, 600)"));
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.eval("return document.body.innerText").as_str().unwrap_or("").to_string()
     }
 
     fn screenshot(&self, name: &str) {
+        self.screenshot_to("web", name);
+    }
+
+    /// Saves a screenshot as `test-artifacts/<dir>/<name>.png`.
+    pub(crate) fn screenshot_to(&self, dir: &str, name: &str) {
         let b64 = self.call("GET", "/screenshot", None);
         let png = decode_base64(b64.as_str().expect("screenshot data"));
         assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");
-        std::fs::write(artifact_dir("web").join(format!("{name}.png")), png).unwrap();
+        std::fs::write(artifact_dir(dir).join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Bytes the page and everything it loaded took on the wire (the cache is disabled).
+    pub(crate) fn transferred(&self) -> u64 {
+        self.eval(
+            "var t = performance.getEntriesByType('navigation')[0].transferSize;\
+             performance.getEntriesByType('resource').forEach(function (r) { t += r.transferSize; }); return t;",
+        )
+        .as_u64()
+        .unwrap_or(0)
     }
 }
 
@@ -352,14 +388,23 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     browser.screenshot("alice-report");
     browser.open_as("alice", "#/jobs");
     browser.wait_for("alice's jobs", "return document.querySelectorAll('#jobs tr.job-row').length > 0");
-    let text = browser.text();
-    assert!(text.contains(&a) && !text.contains(&b), "alice's list: {text}");
+    // The listed job ids (the page's text holds times like 7:58:12, which contain small ids).
+    let listed = |browser: &Browser| -> Vec<String> {
+        let ids = browser.eval(
+            "return Array.prototype.map.call(document.querySelectorAll('#jobs tr.job-row td:first-child'), \
+             function (c) { return c.textContent; })",
+        );
+        ids.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
+    };
+    let ids = listed(&browser);
+    assert!(ids.contains(&a) && !ids.contains(&b), "alice's list: {ids:?}");
     browser.screenshot("alice-jobs");
     browser.open_as("alice", &format!("#/job/{a}"));
     browser.wait_for(
         "alice's job plots",
-        "return document.querySelectorAll('#plot-cores path.series').length > 0 \
-         && !!document.querySelector('#plot-cores .limit') && !!document.querySelector('#plot-mem .limit')",
+        "return !!document.querySelector('#plot-cores canvas') \
+         && document.querySelector('#plot-cores .u-legend').textContent.indexOf('allocated per node') >= 0 \
+         && document.querySelector('#plot-mem .u-legend').textContent.indexOf('requested per node') >= 0",
     );
     assert!(browser.text().contains("tw-web-burn"));
     browser.screenshot("alice-job");
@@ -370,7 +415,7 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
         json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
     );
     browser.open_as("alice", &format!("#/job/{a}"));
-    browser.wait_for("phone-width plots", "return document.querySelectorAll('#plot-cores path.series').length > 0");
+    browser.wait_for("phone-width plots", "return !!document.querySelector('#plot-cores canvas')");
     let fits = browser.eval("return document.documentElement.scrollWidth <= window.innerWidth + 1");
     assert_eq!(fits, Value::Bool(true), "the job page scrolls sideways on a phone");
     browser.screenshot("alice-job-phone");
@@ -379,8 +424,8 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     // bob: only his job; alice's job is not found.
     browser.open_as("bob", "#/jobs");
     browser.wait_for("bob's jobs", "return document.querySelectorAll('#jobs tr.job-row').length > 0");
-    let text = browser.text();
-    assert!(text.contains(&b) && !text.contains(&a), "bob's list: {text}");
+    let ids = listed(&browser);
+    assert!(ids.contains(&b) && !ids.contains(&a), "bob's list: {ids:?}");
     browser.screenshot("bob-jobs");
     browser.open_as("bob", &format!("#/job/{a}"));
     browser.wait_for("bob refused", "return !!document.querySelector('.error')");
@@ -390,8 +435,8 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     // root (admin): both jobs, and both users in the overview.
     browser.open_as("root", "#/jobs");
     browser.wait_for("root's jobs", "return document.querySelectorAll('#jobs tr.job-row').length >= 2");
-    let text = browser.text();
-    assert!(text.contains(&a) && text.contains(&b), "root's list: {text}");
+    let ids = listed(&browser);
+    assert!(ids.contains(&a) && ids.contains(&b), "root's list: {ids:?}");
     browser.screenshot("root-jobs");
     browser.open_as("root", "#/admin");
     browser.wait_for("overview", "return document.querySelectorAll('#pivot tr.pivot-row').length >= 2");

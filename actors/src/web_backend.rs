@@ -18,23 +18,24 @@ use crate::analysis::efficiency::{efficiency, with_live_samples, Efficiency, NoD
 use crate::analysis::load::load_job;
 use crate::analysis::series::{series_stats, NodeUse};
 use crate::analysis::summary::{analyze_job, JobInput, Params};
-use crate::job::{JobId, JobRecord, StepId};
-use crate::sample::{GpuReading, StepSample};
+use crate::job::{JobId, JobRecord};
+use crate::mail::prefs::{quiet_mask, quiet_names};
+use crate::sample::GpuReading;
 use crate::slurm::SlurmRunner;
-use crate::store::{SeriesKey, Store};
+use crate::store::{MailPrefs, SeriesKey, Store};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use turingwatch_config::Config;
 use turingwatch_web::api::{
-    self, FindingText, GpuSeries, JobDetail, JobSummary, NodeSeries, PeriodInfo, SampledMemory, StepRow, StoredReport,
+    self, FindingText, JobDetail, JobSummary, PeriodInfo, SampledMemory, StepRow, StoredReport,
 };
 use turingwatch_web::backend::{Backend, BackendError, Coordination, JobQuery, LocalFuture};
 
 pub mod seed;
+pub mod series;
 
-/// Most points per plotted series; longer series are averaged into this many buckets.
-const MAX_POINTS: usize = 600;
+pub use series::{gpu_series, node_series, step_series};
 
 /// How much of a running job's recent samples the job list reads for its live figures.
 pub const LIVE_WINDOW_SECS: u64 = 3_600;
@@ -49,6 +50,9 @@ pub struct StoreBackend {
     slurm: SlurmRunner,
     coordinator_ttl: Duration,
     coordination: CoordinationCache,
+    /// `[mail] opt_out` and `quiet_days`, shown on the settings page.
+    admin_opt_out: Vec<String>,
+    site_quiet_days: Vec<String>,
 }
 
 impl StoreBackend {
@@ -60,6 +64,8 @@ impl StoreBackend {
             slurm: SlurmRunner::new(&config.slurm),
             coordinator_ttl: config.web.coordinator_cache_ttl.get(),
             coordination: Arc::new(Mutex::new(None)),
+            admin_opt_out: config.mail.opt_out.clone(),
+            site_quiet_days: config.mail.quiet_days.clone(),
         }
     }
 
@@ -184,9 +190,48 @@ impl Backend for StoreBackend {
                 })
                 .collect(),
             series: node_series(samples),
+            step_series: step_series(samples),
             gpu_series: gpu_series(gpu),
             summary,
         }))
+    }
+
+    fn mail_prefs(&self, user: &str) -> Result<api::MailPrefs, BackendError> {
+        let stored = self.store.mail_prefs(user).map_err(store_error)?;
+        let by_admin = self.admin_opt_out.iter().any(|u| u == user);
+        Ok(match stored {
+            Some(p) => web_prefs(p, by_admin),
+            None => {
+                api::MailPrefs { user: user.to_string(), opted_out_by_admin: by_admin, ..api::MailPrefs::default() }
+            }
+        })
+    }
+
+    fn set_mail_prefs(&self, prefs: &api::MailPrefs) -> Result<(), BackendError> {
+        self.store
+            .put_mail_prefs(&MailPrefs {
+                user: prefs.user.clone(),
+                opted_out: prefs.opted_out,
+                quiet_days: quiet_mask(&prefs.quiet_days),
+                updated_at: unix_now(),
+            })
+            .map_err(store_error)
+    }
+
+    fn all_mail_prefs(&self) -> Result<(Vec<api::MailPrefs>, Vec<String>), BackendError> {
+        let all = self.store.all_mail_prefs().map_err(store_error)?;
+        let users = all
+            .into_iter()
+            .map(|p| {
+                let by_admin = self.admin_opt_out.contains(&p.user);
+                web_prefs(p, by_admin)
+            })
+            .collect();
+        Ok((users, self.admin_opt_out.clone()))
+    }
+
+    fn site_quiet_days(&self) -> Vec<String> {
+        self.site_quiet_days.clone()
     }
 
     fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>> {
@@ -207,6 +252,17 @@ impl Backend for StoreBackend {
             }
             Ok(value)
         })
+    }
+}
+
+/// Stored mail settings in the web API's shape.
+fn web_prefs(p: MailPrefs, opted_out_by_admin: bool) -> api::MailPrefs {
+    api::MailPrefs {
+        quiet_days: quiet_names(p.quiet_days),
+        user: p.user,
+        opted_out: p.opted_out,
+        updated_at: Some(p.updated_at),
+        opted_out_by_admin,
     }
 }
 
@@ -334,90 +390,6 @@ pub fn sampled_memory(nodes: &[NodeUse]) -> Option<SampledMemory> {
 fn mean_gpu_util(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Option<f64> {
     let (sum, n) = readings.values().flatten().fold((0u64, 0u64), |(s, n), r| (s + u64::from(r.util_pct), n + 1));
     (n > 0).then(|| sum as f64 / n as f64 / 100.0)
-}
-
-/// Per node: cores in use (Δ(user+sys) / 100 / Δt, summed over the job's steps at each time)
-/// and resident memory (page cache excluded, as the summary's peak; summed likewise). The extern
-/// step holds no work and is left out.
-pub fn node_series(samples: &BTreeMap<SeriesKey, Vec<StepSample>>) -> Vec<NodeSeries> {
-    let mut by_node: BTreeMap<&str, BTreeMap<u64, (f64, u64)>> = BTreeMap::new();
-    for (key, series) in samples {
-        if key.step == StepId::EXTERN {
-            continue;
-        }
-        let points = by_node.entry(key.node.as_str()).or_default();
-        let mut previous: Option<&StepSample> = None;
-        for sample in series {
-            let cores = previous.and_then(|p| cores_between(p, sample));
-            let point = points.entry(sample.at).or_default();
-            point.0 += cores.unwrap_or(0.0);
-            point.1 += sample.resident().saturating_mul(1024);
-            previous = Some(sample);
-        }
-    }
-    by_node
-        .into_iter()
-        .map(|(node, points)| {
-            let points: Vec<(u64, f64, u64)> = points.into_iter().map(|(t, (c, m))| (t, c, m)).collect();
-            let points = downsample(&points);
-            NodeSeries {
-                node: node.to_string(),
-                t: points.iter().map(|p| p.0).collect(),
-                cores: points.iter().map(|p| (p.1 * 1000.0).round() / 1000.0).collect(),
-                rss_bytes: points.iter().map(|p| p.2).collect(),
-            }
-        })
-        .collect()
-}
-
-fn cores_between(earlier: &StepSample, later: &StepSample) -> Option<f64> {
-    let dt = later.at.checked_sub(earlier.at).filter(|d| *d > 0)?;
-    let cpu_then = earlier.cpu_user_cs + earlier.cpu_sys_cs;
-    let cpu_now = later.cpu_user_cs + later.cpu_sys_cs;
-    // A counter that went backwards (process restarted) gives no rate rather than a negative one.
-    let used_cs = cpu_now.checked_sub(cpu_then)?;
-    Some(used_cs as f64 / 100.0 / dt as f64)
-}
-
-/// Averages a series into at most [`MAX_POINTS`] buckets (time of the bucket's last point).
-fn downsample(points: &[(u64, f64, u64)]) -> Vec<(u64, f64, u64)> {
-    if points.len() <= MAX_POINTS {
-        return points.to_vec();
-    }
-    let per = points.len().div_ceil(MAX_POINTS);
-    points
-        .chunks(per)
-        .map(|chunk| {
-            let n = chunk.len() as f64;
-            let cores = chunk.iter().map(|p| p.1).sum::<f64>() / n;
-            let mem = chunk.iter().map(|p| p.2).max().unwrap_or(0);
-            (chunk.last().map_or(0, |p| p.0), cores, mem)
-        })
-        .collect()
-}
-
-fn gpu_series(readings: &BTreeMap<SeriesKey, Vec<GpuReading>>) -> Vec<GpuSeries> {
-    let mut by_gpu: BTreeMap<(String, u32), BTreeMap<u64, (u32, u64)>> = BTreeMap::new();
-    for (key, list) in readings {
-        for r in list {
-            let slot = by_gpu.entry((key.node.clone(), r.index)).or_default().entry(r.at).or_default();
-            *slot = (slot.0.max(r.util_pct), slot.1.max(r.mem_used_mib));
-        }
-    }
-    by_gpu
-        .into_iter()
-        .map(|((node, index), points)| {
-            let step = points.len().div_ceil(MAX_POINTS).max(1);
-            let points: Vec<_> = points.into_iter().step_by(step).collect();
-            GpuSeries {
-                node,
-                index,
-                t: points.iter().map(|p| p.0).collect(),
-                util_pct: points.iter().map(|p| p.1 .0).collect(),
-                mem_used_mib: points.iter().map(|p| p.1 .1).collect(),
-            }
-        })
-        .collect()
 }
 
 /// The job page's findings: exactly the analysis's findings for the job (the same rules, with

@@ -200,10 +200,48 @@
         h("button", { disabled: page.page <= 1, onclick: function () { q.page = page.page - 1; go("jobs", q); } }, "← Newer"),
         h("span", null, "Page " + page.page + " of " + pages + " (" + page.total + " jobs)"),
         h("button", { disabled: page.page >= pages, onclick: function () { q.page = page.page + 1; go("jobs", q); } }, "Older →"));
-      show(h("h1", { text: "Jobs" }), h("div", { class: "controls" }, sel, h("label", null, "State", stateSel), userInput(q, "jobs")),
+      var csvQ = new URLSearchParams(q); csvQ.delete("page"); csvQ.delete("page_size"); csvQ.set("format", "csv");
+      show(h("h1", { text: "Jobs" }), h("div", { class: "controls" }, sel, h("label", null, "State", stateSel), userInput(q, "jobs"),
+        h("a", { id: "jobs-csv", class: "csv", href: "api/jobs?" + csvQ, download: "jobs.csv" }, "CSV")),
         page.total ? h("div", { class: "scroll card" }, h("table", { id: "jobs" }, h("thead", null, head), h("tbody", null, rows)))
           : h("p", { class: "muted" }, "No jobs match."), pager);
     }).catch(fail);
+  }
+
+  // The job page's charts (static/charts.js over uPlot): every metric the samples hold, per node
+  // (the job's steps summed) or per step and node, with the allocation and request as lines.
+  function drawCharts(into, d, view) {
+    TWCharts.reset();
+    into.textContent = "";
+    var list = view === "step" ? d.step_series : d.series;
+    var name = function (n) { return view === "step" ? n.node + " " + n.step : n.node; };
+    var lines = function (field, scale, suffix, dash) {
+      return list.map(function (n) {
+        return { name: name(n) + (suffix || ""), t: n.t, dash: dash, y: n[field].map(function (v) { return scale ? v * scale : v; }) };
+      });
+    };
+    var any = function (field) { return list.some(function (n) { return n[field].some(function (v) { return v > 0; }); }); };
+    var C = TWCharts.chart;
+    into.appendChild(C({ id: "plot-cores", title: "Cores in use", unit: "cores", series: lines("cores"),
+      limits: [{ label: "allocated per node", value: d.cores_requested_per_node }] }));
+    into.appendChild(C({ id: "plot-cpu", title: "CPU: user and system time", unit: "cores",
+      series: lines("user_cores", 0, " user").concat(lines("sys_cores", 0, " system", [2, 3])) }));
+    into.appendChild(C({ id: "plot-mem", title: "Memory: resident" + (any("cache_bytes") ? " and page cache (dashed)" : ""), unit: "bytes",
+      series: lines("rss_bytes", 0, " resident").concat(any("cache_bytes") ? lines("cache_bytes", 0, " page cache", [2, 3]) : []),
+      limits: [{ label: "requested per node", value: d.mem_requested_per_node_bytes || 0 }] }));
+    into.appendChild(C({ id: "plot-io", title: "I/O: read and write calls (page cache hits included)", unit: "bytes/s",
+      series: lines("read_bytes_per_sec", 0, " read").concat(lines("write_bytes_per_sec", 0, " write", [2, 3])) }));
+    into.appendChild(C({ id: "plot-faults", title: "Page faults", unit: "/s",
+      series: lines("minor_faults_per_sec", 0, " minor").concat(lines("major_faults_per_sec", 0, " major", [2, 3])) }));
+    if (d.gpu_series.length) {
+      var gpus = function (field, scale) {
+        return d.gpu_series.map(function (g) { return { name: g.node + " GPU " + g.index, t: g.t, y: g[field].map(function (v) { return v * scale; }) }; });
+      };
+      into.appendChild(C({ id: "plot-gpu", title: "GPU utilisation", unit: "%", series: gpus("util_pct", 1), ymax: 100,
+        limits: [{ label: "100 %", value: 100 }] }));
+      into.appendChild(C({ id: "plot-gpu-mem", title: "GPU memory in use", unit: "bytes", series: gpus("mem_used_mib", 1048576) }));
+      into.appendChild(C({ id: "plot-gpu-power", title: "GPU power draw", unit: "W", series: gpus("power_w", 1) }));
+    }
   }
 
   function jobPage(id) {
@@ -222,25 +260,18 @@
       var findings = d.findings.length ? d.findings.map(function (f) {
         return h("div", { class: "finding" }, h("div", { text: f.message }), f.fix ? h("div", null, "Fix: ", h("code", { text: f.fix })) : null);
       }) : h("p", { class: "ok" }, "No findings: this job used what it asked for.");
-      var names = d.series.map(function (n) { return n.node; });
-      var cores = TWPlot.plot({ title: "Cores in use", unit: "cores", limit: d.cores_requested_per_node, limitLabel: "allocated per node",
-        series: d.series.map(function (n) { return { name: n.node, t: n.t, y: n.cores }; }) });
-      var mem = TWPlot.plot({ title: "Memory (resident)", unit: "GiB", limitLabel: "requested per node",
-        limit: d.mem_requested_per_node_bytes ? d.mem_requested_per_node_bytes / 1073741824 : 0,
-        series: d.series.map(function (n) { return { name: n.node, t: n.t, y: n.rss_bytes.map(function (b) { return b / 1073741824; }) }; }) });
-      var plots = [h("div", { class: "card", id: "plot-cores" }, cores, TWPlot.legend(names)), h("div", { class: "card", id: "plot-mem" }, mem, TWPlot.legend(names))];
-      if (d.gpu_series.length) {
-        plots.push(h("div", { class: "card", id: "plot-gpu" }, TWPlot.plot({ title: "GPU utilisation", unit: "%", limit: 100, limitLabel: "100 %",
-          series: d.gpu_series.map(function (g) { return { name: g.node + "/" + g.index, t: g.t, y: g.util_pct }; }) }),
-          TWPlot.legend(d.gpu_series.map(function (g) { return g.node + " GPU " + g.index; }))));
-      }
+      var view = h("select", { id: "chart-view", onchange: function () { drawCharts(plots, d, view.value); } },
+        h("option", { value: "node" }, "per node"), h("option", { value: "step" }, "per step and node"));
+      var plots = h("div", { class: "plots", id: "plots" });
+      drawCharts(plots, d, "node");
       var steps = h("div", { class: "scroll card" }, h("table", null, h("thead", null, h("tr", null, ["Step", "Name", "State", "Elapsed", "CPUs", "CPU time", "Max RSS", "Nodes"].map(function (t) { return h("th", { text: t }); }))),
         h("tbody", null, d.steps.map(function (st) {
           return h("tr", null, h("td", { text: st.step }), h("td", { text: st.name }), h("td", { text: st.state }), h("td", null, dur(st.elapsed_secs)),
             h("td", { class: "num" }, st.alloc_cpus), h("td", { class: "num" }, dur(Math.round(st.total_cpu_secs))), h("td", { class: "num" }, bytes(st.max_rss_bytes)), h("td", { text: st.node_list }));
         }))));
       show(h("h1", null, "Job " + s.display_id + " — " + s.name), h("div", { class: "card" }, kv),
-        h("h2", { text: "Findings" }), h("div", { id: "findings" }, findings), h("h2", { text: "Over time" }), h("div", { class: "plots" }, plots),
+        h("h2", { text: "Findings" }), h("div", { id: "findings" }, findings), h("h2", { text: "Over time" }),
+        h("div", { class: "controls" }, h("label", null, "Series", view), h("span", { class: "muted" }, "Drag across a chart to zoom in, double-click to zoom out.")), plots,
         h("h2", { text: "Steps" }), steps);
     }).catch(fail);
   }
@@ -286,7 +317,8 @@
         });
         show(h("h1", { text: "Overview" }),
           h("div", { class: "controls" }, periodSelect(periods, period, function (v) { q.period = v; go("admin", q); }),
-            h("label", null, "Group by", bySel), h("label", null, "Rank by", mSel)),
+            h("label", null, "Group by", bySel), h("label", null, "Rank by", mSel),
+            h("a", { id: "data-csv", class: "csv", href: "api/data?format=csv&period=" + encodeURIComponent(period), download: "" }, "CSV of the jobs")),
           h("p", { class: "muted" }, table.rows.length + " jobs in this period" + (me && me.admin ? "" : " that you may see") + ". Wasted = allocated but unused."),
           coverageCard(table.coverage),
           h("div", { class: "scroll card" }, h("table", { id: "pivot" }, h("thead", null, head), h("tbody", null, body))));
@@ -310,6 +342,50 @@
     }).catch(fail);
   }
 
+  // The user's own mail settings: the site's one write, a JSON POST with the page's CSRF token.
+  var DAYS = [["mon", "Mon"], ["tue", "Tue"], ["wed", "Wed"], ["thu", "Thu"], ["fri", "Fri"], ["sat", "Sat"], ["sun", "Sun"]];
+  function settingsPage() {
+    api("settings").then(function (v) {
+      var p = v.prefs;
+      var out = h("input", { type: "checkbox", id: "opt-out", checked: p.opted_out });
+      var days = DAYS.map(function (d) {
+        return h("label", { class: "day" }, h("input", { type: "checkbox", class: "quiet-day", value: d[0], checked: p.quiet_days.indexOf(d[0]) >= 0 }), d[1]);
+      });
+      var status = h("p", { id: "settings-status", class: "muted", role: "status" },
+        p.updated_at ? "Last changed " + when(p.updated_at) + "." : "You have not changed anything yet: you get the report mail of every period.");
+      var save = h("button", { id: "settings-save", type: "submit" }, "Save");
+      var form = h("form", { id: "settings", class: "card", onsubmit: function (ev) {
+        ev.preventDefault();
+        save.disabled = true;
+        var body = { opted_out: out.checked, quiet_days: Array.prototype.filter.call(form.querySelectorAll(".quiet-day"), function (c) { return c.checked; }).map(function (c) { return c.value; }) };
+        fetch("api/settings", { method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": v.csrf_token, Accept: "application/json" }, body: JSON.stringify(body) })
+          .then(function (r) { return r.json().then(function (b) { if (!r.ok) throw new Error(b.message || ("HTTP " + r.status)); return b; }); })
+          .then(function (nv) { v = nv; status.className = "ok"; status.textContent = "Saved: " + (nv.prefs.opted_out ? "no report mails." : nv.prefs.quiet_days.length ? "no mail on " + nv.prefs.quiet_days.join(", ") + "." : "every report mail."); },
+            function (err) { status.className = "error"; status.textContent = err.message; })
+          .then(function () { save.disabled = false; });
+      } },
+        h("label", { class: "check" }, out, " Send me no report mails"),
+        h("fieldset", null, h("legend", null, "No mail on these days (a mail due then waits for the next day without)"), days),
+        save, status);
+      show(h("h1", { text: "Mail settings of " + p.user }),
+        p.opted_out_by_admin ? h("div", { class: "error", role: "alert" }, "The administrators have turned your report mails off; what you choose here counts once they turn them back on.") : null,
+        v.site_quiet_days.length ? h("p", { class: "muted" }, "Nobody gets mail on " + v.site_quiet_days.join(", ") + ".") : null,
+        form, me && me.admin ? h("div", { id: "all-settings" }) : null);
+      if (me && me.admin) api("settings/all").then(function (all) {
+        var rows = all.users.filter(function (u) { return u.opted_out || u.quiet_days.length; }).map(function (u) {
+          return h("tr", { class: "settings-row" }, h("td", { text: u.user }), h("td", { text: u.opted_out ? "opted out" : "" }),
+            h("td", { text: u.quiet_days.join(", ") }), h("td", null, when(u.updated_at)));
+        });
+        var box = document.getElementById("all-settings");
+        if (box) box.appendChild(h("div", null, h("h2", { text: "Users' own choices" }),
+          rows.length ? h("div", { class: "scroll card" }, h("table", { id: "settings-all" }, h("thead", null, h("tr", null, h("th", null, "User"), h("th", null, "Mail"), h("th", null, "Quiet days"), h("th", null, "Changed"))), h("tbody", null, rows)))
+            : h("p", { class: "muted" }, "Nobody opted out or chose quiet days."),
+          h("p", { class: "muted" }, "Opted out by the admins ([mail] opt_out): " + (all.opted_out_by_admin.join(", ") || "nobody") + ".")));
+      }).catch(function () { /* the list is for admins only */ });
+    }).catch(fail);
+  }
+
   function route() {
     var r = parseHash(), page = r.parts[0] || "report";
     document.querySelectorAll("nav a").forEach(function (a) { a.classList.toggle("active", a.dataset.page === page); });
@@ -317,14 +393,22 @@
     else if (page === "job" && r.parts[1]) jobPage(r.parts[1]);
     else if (page === "admin") adminPage(r.q);
     else if (page === "tips") tipsPage();
+    else if (page === "settings") settingsPage();
+    else if (page === "cluster") TWCluster.page(r.q);
+    else if (page === "trend") TWCluster.trend(r.q);
     else reportPage(r.q);
   }
+
+  // Helpers for the pages in cluster.js.
+  window.TW = { h: h, api: api, show: show, fail: fail, pct: pct, hours: hours, dur: dur, when: when, day: day,
+    effCell: effCell, periodSelect: periodSelect, go: go, me: function () { return me; } };
 
   window.addEventListener("hashchange", route);
   api("user").then(function (u) {
     me = u;
     document.getElementById("who").textContent = u.user + (u.admin ? " (admin)" : u.coordinator_of.length ? " (coordinator)" : "");
     document.getElementById("nav-admin").hidden = !(u.admin || u.visible_users.length);
+    document.getElementById("nav-cluster").hidden = !(u.admin || u.visible_users.length);
     route();
   }).catch(fail);
 })();

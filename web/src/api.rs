@@ -139,16 +139,33 @@ pub struct FindingText {
     pub fix: Option<String>,
 }
 
-/// Measurements of one node of a job over time.
+/// Measurements of one node of a job over time: summed over the job's steps on the node
+/// (`step` absent), or of one step on one node (`step` set). Rates are differences of the
+/// cumulative counters between a step's consecutive samples over the time between them; the
+/// first sample of a step has no rate (0).
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct NodeSeries {
     pub node: String,
+    /// The step (`batch`, `0`, …) for a per-step series; absent for the node's sum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     /// Sample times, unix seconds.
     pub t: Vec<u64>,
-    /// Cores in use (CPU seconds per second) summed over the job's steps on the node.
+    /// Cores in use (CPU seconds per second, user + system).
     pub cores: Vec<f64>,
-    /// Resident memory summed over the job's steps on the node.
+    /// The user-mode and kernel-mode parts of `cores`.
+    pub user_cores: Vec<f64>,
+    pub sys_cores: Vec<f64>,
+    /// Resident memory (page cache excluded).
     pub rss_bytes: Vec<u64>,
+    /// Page cache charged to the job and not mapped by it (0 where unknown).
+    pub cache_bytes: Vec<u64>,
+    /// I/O through read/write calls (`rchar`/`wchar`: page cache hits included), bytes per second.
+    pub read_bytes_per_sec: Vec<f64>,
+    pub write_bytes_per_sec: Vec<f64>,
+    /// Page faults per second.
+    pub minor_faults_per_sec: Vec<f64>,
+    pub major_faults_per_sec: Vec<f64>,
 }
 
 /// Readings of one GPU of a job over time.
@@ -159,6 +176,8 @@ pub struct GpuSeries {
     pub t: Vec<u64>,
     pub util_pct: Vec<u32>,
     pub mem_used_mib: Vec<u64>,
+    /// Power draw, watts.
+    pub power_w: Vec<f64>,
 }
 
 /// `GET /api/jobs/{id}`.
@@ -171,6 +190,8 @@ pub struct JobDetail {
     pub cores_requested_per_node: f64,
     pub mem_requested_per_node_bytes: Option<u64>,
     pub series: Vec<NodeSeries>,
+    /// The same measurements per step and node (the extern step left out).
+    pub step_series: Vec<NodeSeries>,
     pub gpu_series: Vec<GpuSeries>,
     /// Memory peaks from the samples, summed over the nodes' peaks; `null` without samples.
     pub sampled_memory: Option<SampledMemory>,
@@ -222,6 +243,51 @@ pub struct PeriodCoverage {
     pub gpu_hours_sampled_frac: Option<f64>,
     /// The figures in a sentence ("42 % of the 1 234 core-hours were sampled; 17 jobs had no samples.").
     pub text: String,
+}
+
+/// A user's own mail settings (`GET`/`POST /api/settings`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct MailPrefs {
+    pub user: String,
+    /// No report mail at all.
+    pub opted_out: bool,
+    /// Weekdays (`mon` … `sun`) on which no mail is sent; a mail due then waits.
+    pub quiet_days: Vec<String>,
+    /// When the user last changed them; `null` when they never did (the defaults apply).
+    pub updated_at: Option<u64>,
+    /// The admins' `[mail] opt_out` list names this user: no mail whatever they choose here.
+    pub opted_out_by_admin: bool,
+}
+
+/// `GET /api/settings`: the caller's settings and the token a `POST` must carry.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    pub prefs: MailPrefs,
+    /// Send back as the `X-CSRF-Token` header of `POST /api/settings`.
+    pub csrf_token: String,
+    /// Weekdays on which nobody gets mail (`[mail] quiet_days`).
+    pub site_quiet_days: Vec<String>,
+}
+
+/// The body of `POST /api/settings`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    /// Whose settings: only the caller's own are accepted (absent means the caller).
+    #[serde(default)]
+    pub user: Option<String>,
+    pub opted_out: bool,
+    #[serde(default)]
+    pub quiet_days: Vec<String>,
+}
+
+/// `GET /api/settings/all` (admins): who chose what, and who the admins opted out.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllSettings {
+    /// Users who chose settings on the site, by name.
+    pub users: Vec<MailPrefs>,
+    /// `[mail] opt_out`.
+    pub opted_out_by_admin: Vec<String>,
 }
 
 /// The body of every error response.

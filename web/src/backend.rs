@@ -5,7 +5,7 @@
 //! use an in-memory fake. Data methods are blocking (redb reads) and are called inside
 //! `web::block`; the coordinator list comes from sacctmgr, a child process, so it is async.
 
-use crate::api::{JobDetail, JobSummary, PeriodCoverage, PeriodInfo, StoredReport};
+use crate::api::{JobDetail, JobSummary, MailPrefs, PeriodCoverage, PeriodInfo, StoredReport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -75,6 +75,15 @@ pub trait Backend: Send + Sync + 'static {
     fn job_owner(&self, id: u64) -> Result<Option<(String, String)>, BackendError>;
     /// One job with steps, findings and time series.
     fn job(&self, id: u64) -> Result<Option<JobDetail>, BackendError>;
+    /// A user's mail settings (defaults when they chose none), with `opted_out_by_admin` set.
+    fn mail_prefs(&self, user: &str) -> Result<MailPrefs, BackendError>;
+    /// Stores a user's mail settings (`user`, `opted_out`, `quiet_days` of `prefs`; the web
+    /// layer has checked the caller and the days).
+    fn set_mail_prefs(&self, prefs: &MailPrefs) -> Result<(), BackendError>;
+    /// Every user's stored settings, and `[mail] opt_out`.
+    fn all_mail_prefs(&self) -> Result<(Vec<MailPrefs>, Vec<String>), BackendError>;
+    /// `[mail] quiet_days`.
+    fn site_quiet_days(&self) -> Vec<String>;
     /// The current coordinator list (cached by the implementation).
     fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>>;
 }

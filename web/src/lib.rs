@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod backend;
+pub mod csrf;
+pub mod csv;
 pub mod identity;
 pub mod listing;
 pub mod routes;

@@ -143,7 +143,7 @@ impl Mailer {
                 Ok(Err(err)) => return Err(format!("cannot read the outbox: {err}")),
                 Err(err) => return Err(format!("outbox task failed: {err}")),
             };
-            let result = deliver(store, &config, &transport, &entry, &[OutboxState::Queued], now).await;
+            let result = deliver(store, &config, &transport, &entry, &[OutboxState::Queued], now, Some(today)).await;
             let (period, user) = (entry.period_start, entry.user.as_str());
             match &result {
                 Ok(DeliveryOutcome::Sent) => metrics.mails_sent_total.inc(),
@@ -162,6 +162,9 @@ impl Mailer {
                     tracing::error!(period, user, error = %error, "mail failed for good")
                 }
                 Ok(DeliveryOutcome::OptedOut) => tracing::info!(period, user, "user opted out; no mail"),
+                Ok(DeliveryOutcome::Deferred { until }) => {
+                    tracing::info!(period, user, until, "a quiet day of the user's; the mail waits")
+                }
                 Ok(DeliveryOutcome::Skipped) => {}
                 Err(err) => return Err(format!("mail delivery bookkeeping failed for {period}/{user}: {err}")),
             }

@@ -143,7 +143,7 @@ pub async fn mail(config: &Config, store: Arc<Store>, req: &MailRequest) -> Resu
     for (user, to) in &recipients {
         let entry = store.outbox_entries(Some(period.start))?.into_iter().find(|e| e.user == *user);
         let Some(entry) = entry else { continue };
-        match deliver(store.clone(), config, &transport, &entry, from, unix_now()).await? {
+        match deliver(store.clone(), config, &transport, &entry, from, unix_now(), None).await? {
             DeliveryOutcome::Sent => {
                 let _ = writeln!(text, "{user}: sent to {to}");
             }
@@ -152,6 +152,9 @@ pub async fn mail(config: &Config, store: Arc<Store>, req: &MailRequest) -> Resu
             }
             DeliveryOutcome::OptedOut => {
                 let _ = writeln!(text, "{user}: opted out");
+            }
+            DeliveryOutcome::Deferred { until } => {
+                let _ = writeln!(text, "{user}: waits for {until} (a quiet day of theirs)");
             }
             DeliveryOutcome::Retry { error, .. } | DeliveryOutcome::Failed { error } => {
                 ok = false;

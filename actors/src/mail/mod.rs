@@ -3,5 +3,6 @@
 
 pub mod deliver;
 pub mod outbox;
+pub mod prefs;
 pub mod render;
 pub mod send;

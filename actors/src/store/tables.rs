@@ -84,6 +84,10 @@ pub const SERIES_SOURCE: TableDefinition<(u64, u32, u32), u8> = TableDefinition:
 /// (sender, report id) → time received: reports already stored, so a resend is not stored twice.
 pub const REPORTS_SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new("reports_seen");
 
+/// User → that user's own mail settings (`mail_prefs.rs`: opted out, quiet weekdays), written
+/// from the site. Created by the first write, so it needs no migration.
+pub const MAIL_PREFS: TableDefinition<&str, &[u8]> = TableDefinition::new("mail_prefs");
+
 /// `meta` key of the schema version.
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 

@@ -1,52 +1,13 @@
 //! The store-backed web backend: series arithmetic, findings, coordinator parsing, store reads.
 
 use super::*;
+use crate::job::StepId;
+use crate::sample::StepSample;
 use crate::store::tests_support::job;
 use crate::store::{PeriodRecord, UserReport};
 
 fn sample(at: u64, user_cs: u64, sys_cs: u64, rss_kib: u64) -> StepSample {
     StepSample { at, cpu_user_cs: user_cs, cpu_sys_cs: sys_cs, rss_kib, ..StepSample::default() }
-}
-
-fn key(step: StepId, node: &str) -> SeriesKey {
-    SeriesKey { job: JobId(7), step, node: node.into() }
-}
-
-#[test]
-fn cores_in_use_are_cpu_differences_over_time_summed_per_node() {
-    let mut samples = BTreeMap::new();
-    // batch on n1: 2 cores busy from t=100 to t=110 (2000 cs in 10 s), then 1 core.
-    samples.insert(
-        key(StepId::BATCH, "n1"),
-        vec![sample(100, 0, 0, 1024), sample(110, 1800, 200, 2048), sample(120, 2700, 300, 2048)],
-    );
-    // step 0 on n1 at the same times: half a core.
-    samples.insert(key(StepId(0), "n1"), vec![sample(110, 0, 0, 1024), sample(120, 500, 0, 1024)]);
-    // extern is ignored; n2 has its own series.
-    samples.insert(key(StepId::EXTERN, "n1"), vec![sample(110, 0, 0, 999_999), sample(120, 99_999, 0, 999_999)]);
-    samples.insert(key(StepId::BATCH, "n2"), vec![sample(100, 0, 0, 10), sample(104, 400, 0, 10)]);
-    let series = node_series(&samples);
-    assert_eq!(series.len(), 2);
-    let n1 = &series[0];
-    assert_eq!(n1.node, "n1");
-    assert_eq!(n1.t, [100, 110, 120]);
-    assert_eq!(n1.cores, [0.0, 2.0, 1.5]);
-    assert_eq!(n1.rss_bytes, [1024 * 1024, 3072 * 1024, 3072 * 1024]);
-    assert_eq!(series[1].cores, [0.0, 1.0]);
-}
-
-#[test]
-fn a_counter_that_goes_backwards_gives_no_rate() {
-    assert_eq!(cores_between(&sample(10, 500, 0, 0), &sample(20, 100, 0, 0)), None);
-    assert_eq!(cores_between(&sample(10, 0, 0, 0), &sample(10, 100, 0, 0)), None);
-}
-
-#[test]
-fn long_series_are_bounded() {
-    let points: Vec<(u64, f64, u64)> = (0..10_000).map(|i| (i, 1.0, i)).collect();
-    let out = downsample(&points);
-    assert!(out.len() <= MAX_POINTS && out.len() > MAX_POINTS / 2, "{}", out.len());
-    assert_eq!(out.last().unwrap().0, 9_999);
 }
 
 #[test]
@@ -245,4 +206,28 @@ fn the_job_page_shows_the_sampled_memory_peak_where_accounting_has_none() {
     let bare = job(15, "alice", 1_000, Some(1_600));
     store.upsert_jobs(&[bare], &[], None).unwrap();
     assert_eq!(backend.job(15).unwrap().unwrap().sampled_memory, None);
+}
+
+#[test]
+fn mail_settings_go_through_the_store_and_admins_opt_out_shows() {
+    let dir = std::env::temp_dir().join(format!("tw-web-backend-prefs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Arc::new(Store::open(&dir.join("s.redb")).unwrap());
+    let mut config = turingwatch_config::Config::default();
+    config.mail.opt_out = vec!["dave".into()];
+    config.mail.quiet_days = vec!["sun".into()];
+    let backend = StoreBackend::new(Arc::clone(&store), &config);
+    let fresh = backend.mail_prefs("alice").unwrap();
+    assert_eq!((fresh.opted_out, fresh.updated_at, fresh.opted_out_by_admin), (false, None, false));
+    assert!(backend.mail_prefs("dave").unwrap().opted_out_by_admin);
+    let change = api::MailPrefs { user: "alice".into(), opted_out: true, quiet_days: vec!["sat".into()], ..fresh };
+    backend.set_mail_prefs(&change).unwrap();
+    let stored = store.mail_prefs("alice").unwrap().unwrap();
+    assert!(stored.opted_out && stored.quiet_days == 1 << 5 && stored.updated_at > 0);
+    let back = backend.mail_prefs("alice").unwrap();
+    assert_eq!(back.quiet_days, ["sat"]);
+    let (users, by_admin) = backend.all_mail_prefs().unwrap();
+    assert_eq!((users.len(), users[0].user.as_str(), by_admin), (1, "alice", vec!["dave".to_string()]));
+    assert_eq!(backend.site_quiet_days(), ["sun"]);
 }

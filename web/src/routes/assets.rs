@@ -10,7 +10,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 /// (name under `/static/`, content type, bytes).
 const FILES: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/app.js")),
-    ("plot.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/plot.js")),
+    ("charts.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/charts.js")),
+    ("cluster.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/cluster.js")),
+    // uPlot, vendored from npm (version, integrity and licence in assets/vendor/uplot/).
+    (
+        "uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/uplot/uPlot.iife.min.js"),
+    ),
+    ("uPlot.min.css", "text/css; charset=utf-8", include_bytes!("../../assets/vendor/uplot/uPlot.min.css")),
+    ("uPlot-LICENSE.txt", "text/plain; charset=utf-8", include_bytes!("../../assets/vendor/uplot/LICENSE")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
     ("tips.json", "application/json", include_bytes!("../../assets/tips.json")),
 ];

@@ -5,12 +5,17 @@
 //! | `GET /api/user` | anyone logged in | [`UserInfo`] |
 //! | `GET /api/periods` | anyone logged in | [`PeriodInfo`] list, oldest first |
 //! | `GET /api/report?period=&user=` | own; others' for admins and their coordinators (else 403) | [`ReportView`] |
-//! | `GET /api/jobs?period=&user=&state=&sort=&page=&page_size=` | as above | [`crate::api::JobPage`] |
+//! | `GET /api/jobs?period=&user=&state=&sort=&page=&page_size=&format=` | as above | [`crate::api::JobPage`]; `format=csv`: every matching job, sorted, as CSV |
 //! | `GET /api/jobs/{id}` | the owner, admins, coordinators of its account (else 404) | [`crate::api::JobDetail`] |
-//! | `GET /api/data?period=` | everyone; rows limited to what the caller may see, `coverage` for admins only | [`DataTable`] |
+//! | `GET /api/data?period=&format=` | everyone; rows limited to what the caller may see, `coverage` for admins only | [`DataTable`]; `format=csv`: its rows as CSV |
+//! | `GET /api/settings` | anyone logged in: their own | [`crate::api::SettingsView`] (with the CSRF token) |
+//! | `POST /api/settings` | anyone logged in: their own only, with the token, same origin ([`crate::csrf`]) | [`crate::api::SettingsView`] |
+//! | `GET /api/settings/all` | admins (else 403) | [`crate::api::AllSettings`] |
 //! | `GET /`, `/static/{file}` | anyone | the embedded UI |
 //!
-//! Every `/api` answer is JSON (gzip when the client accepts it), errors included. The caller
+//! Every `/api` answer is JSON (gzip when the client accepts it), errors included, except a
+//! table asked for with `format=csv` ([`crate::csv`]: `text/csv; charset=utf-8`, same access
+//! rules, same filters). The caller
 //! comes from [`crate::identity::resolve_caller`]; a refused identity is 403, none is 401.
 
 use crate::api::{DataTable, ErrorBody, PeriodInfo, ReportView, UserInfo};
@@ -26,12 +31,13 @@ use turingwatch_config::WebConfig;
 
 mod assets;
 mod report_cache;
+mod settings;
 #[cfg(test)]
 mod tests;
 
 /// Longest query string accepted, bytes.
 const MAX_QUERY_BYTES: usize = 1024;
-/// Largest request body accepted anywhere under `/api` (all endpoints are GET).
+/// Largest request body accepted anywhere under `/api` (the one POST is a small JSON object).
 const MAX_BODY_BYTES: usize = 1024;
 
 /// What the handlers share: the backend and the identity rules from `[web]`.
@@ -46,6 +52,8 @@ pub struct WebState {
     coordinators_see_accounts: bool,
     max_page_size: usize,
     reports: report_cache::ReportCache,
+    /// Signs the CSRF tokens of `POST /api/settings` (drawn at start).
+    csrf: crate::csrf::CsrfKey,
 }
 
 impl WebState {
@@ -63,6 +71,7 @@ impl WebState {
             coordinators_see_accounts: config.coordinators_see_accounts,
             max_page_size: usize::try_from(config.max_page_size).unwrap_or(500).max(1),
             reports: report_cache::ReportCache::default(),
+            csrf: crate::csrf::CsrfKey::random(),
         }
     }
 }
@@ -81,6 +90,9 @@ pub fn mount(state: web::Data<WebState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/jobs", web::get().to(jobs))
                 .route("/jobs/{id}", web::get().to(job))
                 .route("/data", web::get().to(data))
+                .route("/settings", web::get().to(settings::get))
+                .route("/settings", web::post().to(settings::post))
+                .route("/settings/all", web::get().to(settings::all))
                 .default_service(web::to(api_fallback)),
         );
         assets::mount(cfg);
@@ -149,6 +161,25 @@ impl From<BackendError> for ApiError {
 }
 
 type ApiResult = Result<HttpResponse, ApiError>;
+
+/// How a table is wanted: `format=` absent or `json`, or `csv`.
+fn wants_csv(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("format").map(|f| f.trim()) {
+        None | Some("" | "json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("format must be json or csv, got {other:?}"))),
+    }
+}
+
+/// A CSV answer, offered as a download named `name`.
+fn csv(name: &str, body: String) -> ApiResult {
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(body))
+}
 
 fn json<T: serde::Serialize>(value: &T) -> ApiResult {
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "private, no-store")).json(value))
@@ -366,6 +397,7 @@ async fn jobs(req: HttpRequest, state: web::Data<WebState>) -> ApiResult {
     let access = access(&state, &me, named.as_ref().is_some_and(|u| *u != me) || named.is_none()).await;
     let users = listing_users(&access, named)?;
     let order = SortOrder::parse(q.get("sort").map_or("", String::as_str))?;
+    let as_csv = wants_csv(&q)?;
     let page = parse_page(q.get("page").map(String::as_str))?;
     let page_size = parse_page_size(q.get("page_size").map(String::as_str), state.max_page_size)?;
     let (from, to) = window(&state, &q).await?;
@@ -373,6 +405,10 @@ async fn jobs(req: HttpRequest, state: web::Data<WebState>) -> ApiResult {
     let mut found = blocking(&state, move |b| b.jobs(&query)).await?;
     found.retain(|j| access.may_see_job(&j.user, &j.account));
     filter_states(&mut found, q.get("state").map_or("", String::as_str));
+    if as_csv {
+        let all = found.len().max(1);
+        return csv("jobs.csv", crate::csv::jobs_csv(&page_of(found, order, 1, all).jobs));
+    }
     json(&page_of(found, order, page, page_size))
 }
 
@@ -394,6 +430,7 @@ async fn job(req: HttpRequest, state: web::Data<WebState>, path: web::Path<Strin
 async fn data(req: HttpRequest, state: web::Data<WebState>) -> ApiResult {
     let me = caller(&req, &state)?;
     let q = query(&req)?;
+    let as_csv = wants_csv(&q)?;
     let access = access(&state, &me, true).await;
     let period = pick_period(&state, &q).await?;
     let query = JobQuery { from: period.start, to: period.end, users: access.visible_users() };
@@ -406,6 +443,9 @@ async fn data(req: HttpRequest, state: web::Data<WebState>) -> ApiResult {
     .await?;
     rows.retain(|j| access.may_see_job(&j.user, &j.account));
     rows.sort_by_key(|j| j.id);
+    if as_csv {
+        return csv(&format!("data-{}.csv", period.start), crate::csv::jobs_csv(&rows));
+    }
     json(&DataTable { period, rows, coverage })
 }
 
@@ -414,7 +454,7 @@ async fn api_fallback(req: HttpRequest) -> ApiResult {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            format!("{} is not allowed here; the API is read-only (GET)", req.method()),
+            format!("{} is not allowed here; the API is read-only (GET) but for POST /api/settings", req.method()),
         ));
     }
     Err(ApiError::not_found(format!("no such endpoint: {}", req.path())))

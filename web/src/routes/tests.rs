@@ -1,7 +1,7 @@
 //! The endpoints against an in-memory backend: identity, who sees what, errors, limits.
 
 use super::*;
-use crate::api::{JobDetail, JobSummary, PeriodCoverage, StoredReport};
+use crate::api::{JobDetail, JobSummary, MailPrefs, PeriodCoverage, StoredReport};
 use crate::backend::{Coordination, LocalFuture};
 use crate::listing::tests::summary;
 use actix_web::body::to_bytes;
@@ -17,6 +17,8 @@ struct Fake {
     generation: std::sync::atomic::AtomicU64,
     /// Jobs loaded in full (samples, analysis).
     loads: std::sync::atomic::AtomicU64,
+    /// Mail settings by user.
+    prefs: std::sync::Mutex<std::collections::BTreeMap<String, MailPrefs>>,
 }
 
 impl Backend for Fake {
@@ -69,9 +71,28 @@ impl Backend for Fake {
             cores_requested_per_node: 2.0,
             mem_requested_per_node_bytes: None,
             series: vec![],
+            step_series: vec![],
             gpu_series: vec![],
             sampled_memory: None,
         }))
+    }
+    fn mail_prefs(&self, user: &str) -> Result<MailPrefs, BackendError> {
+        let stored = self.prefs.lock().unwrap().get(user).cloned();
+        Ok(MailPrefs {
+            opted_out_by_admin: user == "dave",
+            ..stored.unwrap_or(MailPrefs { user: user.into(), ..MailPrefs::default() })
+        })
+    }
+    fn set_mail_prefs(&self, prefs: &MailPrefs) -> Result<(), BackendError> {
+        let stored = MailPrefs { updated_at: Some(77), ..prefs.clone() };
+        self.prefs.lock().unwrap().insert(prefs.user.clone(), stored);
+        Ok(())
+    }
+    fn all_mail_prefs(&self) -> Result<(Vec<MailPrefs>, Vec<String>), BackendError> {
+        Ok((self.prefs.lock().unwrap().values().cloned().collect(), vec!["dave".into()]))
+    }
+    fn site_quiet_days(&self) -> Vec<String> {
+        vec!["sun".into()]
     }
     fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>> {
         let fails = self.coordination_fails;
@@ -113,6 +134,7 @@ async fn get_with(fails: bool, uri: &str, peer: &str, user: Option<&str>) -> Ser
             coordination_fails: fails,
             generation: Default::default(),
             loads: Default::default(),
+            prefs: Default::default(),
         }),
     ));
     let app = test::init_service(App::new().configure(mount(state))).await;
@@ -158,6 +180,7 @@ async fn a_job_page_is_authorised_before_the_job_is_loaded() {
         coordination_fails: false,
         generation: Default::default(),
         loads: Default::default(),
+        prefs: Default::default(),
     });
     let state = web::Data::new(WebState::new(&config(), fake.clone()));
     let app = test::init_service(App::new().configure(mount(state))).await;
@@ -274,6 +297,7 @@ async fn errors_are_json_and_answers_are_compressed() {
             coordination_fails: false,
             generation: Default::default(),
             loads: Default::default(),
+            prefs: Default::default(),
         }),
     ));
     let app = test::init_service(App::new().configure(mount(state))).await;
@@ -306,7 +330,16 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
     let resp = get("/", STRANGER, None).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("content-security-policy").unwrap().to_str().unwrap().contains("script-src 'self'"));
-    for uri in ["/static/app.js", "/static/plot.js", "/static/app.css", "/static/tips.json"] {
+    for uri in [
+        "/static/app.js",
+        "/static/charts.js",
+        "/static/cluster.js",
+        "/static/uPlot.iife.min.js",
+        "/static/uPlot.min.css",
+        "/static/uPlot-LICENSE.txt",
+        "/static/app.css",
+        "/static/tips.json",
+    ] {
         let resp = get(uri, TRUSTED, None).await;
         assert_eq!(resp.status(), 200, "{uri}");
         let etag = resp.headers().get("etag").unwrap().clone();
@@ -317,6 +350,7 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
                 coordination_fails: false,
                 generation: Default::default(),
                 loads: Default::default(),
+                prefs: Default::default(),
             }),
         ));
         let app = test::init_service(App::new().configure(mount(state))).await;
@@ -328,7 +362,14 @@ async fn the_ui_is_embedded_small_and_has_no_traversal() {
     }
     let tips: Value = serde_json::from_slice(include_bytes!("../../assets/tips.json")).unwrap();
     assert!(tips.as_array().unwrap().iter().all(|t| t["title"].is_string() && t["text"].is_string()));
-    assert!(assets::total_bytes() < 100_000, "UI is {} bytes", assets::total_bytes());
+    // uPlot (51 KB minified) is most of it; the report page's weight is measured in Chromium.
+    assert!(assets::total_bytes() < 150_000, "UI is {} bytes", assets::total_bytes());
+    // The vendored library is the pinned release, its licence kept beside it.
+    let uplot = include_str!("../../assets/vendor/uplot/uPlot.iife.min.js");
+    assert!(uplot.starts_with("/*! https://github.com/leeoniya/uPlot (v1.6.32) */"));
+    assert!(include_str!("../../assets/vendor/uplot/LICENSE").contains("MIT License"));
+    assert!(include_str!("../../assets/vendor/uplot/VENDORED.md").contains("**1.6.32**"));
+    assert!(!include_str!("../../assets/index.html").contains("//"), "index.html loads nothing from elsewhere");
 }
 
 #[actix_web::test]
@@ -338,6 +379,7 @@ async fn reports_are_served_gzip_from_cache_until_the_analysis_rewrites_them() {
         coordination_fails: false,
         generation: Default::default(),
         loads: Default::default(),
+        prefs: Default::default(),
     });
     let backend: Arc<dyn Backend> = fake.clone();
     let state = web::Data::new(WebState::new(&config(), backend));
@@ -363,4 +405,161 @@ async fn reports_are_served_gzip_from_cache_until_the_analysis_rewrites_them() {
     fake.generation.store(1, std::sync::atomic::Ordering::SeqCst);
     let again = to_bytes(app.call(fetch(false)).await.unwrap().into_body()).await.unwrap();
     assert!(String::from_utf8_lossy(&again).contains("version 1"), "stale report served");
+}
+
+async fn text(resp: ServiceResponse) -> (u16, String, String) {
+    let status = resp.status().as_u16();
+    let kind = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let bytes = to_bytes(resp.into_body()).await.unwrap();
+    (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[actix_web::test]
+async fn csv_tables_follow_the_json_access_rules() {
+    // alice's jobs only, all of them (no paging), sorted as asked.
+    let (status, kind, csv) = text(get("/api/jobs?format=csv&sort=id&page_size=1", TRUSTED, Some("alice")).await).await;
+    assert_eq!((status, kind.as_str()), (200, "text/csv; charset=utf-8"), "{csv}");
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("id,display_id,name,user,"));
+    assert!(lines[1].starts_with("11,11,job11,alice,") && lines[2].starts_with("12,12,job12,alice,"), "{csv}");
+    assert!(!csv.contains("bob"));
+    // Someone else's jobs: refused as in JSON (an error body in JSON).
+    let (status, kind, _) = text(get("/api/jobs?format=csv&user=bob", TRUSTED, Some("alice")).await).await;
+    assert_eq!((status, kind.as_str()), (403, "application/json"));
+    assert_eq!(get("/api/jobs?format=csv", STRANGER, Some("alice")).await.status(), 403);
+    assert_eq!(get("/api/jobs?format=csv", TRUSTED, None).await.status(), 401);
+    assert_eq!(get("/api/jobs?format=xlsx", TRUSTED, Some("alice")).await.status(), 400);
+    // The data table: rows the caller may see; the admin sees all of the period's.
+    let (_, _, mine) = text(get("/api/data?period=1000&format=csv", TRUSTED, Some("bob")).await).await;
+    assert_eq!(mine.split("\r\n").filter(|l| !l.is_empty()).count(), 2, "{mine}");
+    assert!(mine.contains(",bob,") && !mine.contains("alice"), "{mine}");
+    let (status, _, all) = text(get("/api/data?period=1000&format=csv", TRUSTED, Some("root")).await).await;
+    assert_eq!(status, 200);
+    assert!(all.contains(",bob,") && all.contains(",alice,"), "{all}");
+    let (status, kind, _) = text(get("/api/data?period=1000&format=json", TRUSTED, Some("root")).await).await;
+    assert_eq!((status, kind.as_str()), (200, "application/json"));
+}
+
+fn settings_get(user: &str) -> test::TestRequest {
+    test::TestRequest::get()
+        .uri("/api/settings")
+        .peer_addr(TRUSTED.parse().unwrap())
+        .insert_header(("X-AuthUser", user))
+}
+
+fn settings_post(user: &str, token: Option<&str>, headers: &[(&str, &str)], body: &str) -> test::TestRequest {
+    let mut req = test::TestRequest::post()
+        .uri("/api/settings")
+        .peer_addr(TRUSTED.parse().unwrap())
+        .insert_header(("X-AuthUser", user))
+        .insert_header(("Host", "hpc.example.org"))
+        .insert_header(("Content-Type", "application/json"))
+        .set_payload(body.to_string());
+    if let Some(t) = token {
+        req = req.insert_header(("X-CSRF-Token", t));
+    }
+    for (k, v) in headers {
+        req = req.insert_header((*k, *v));
+    }
+    req
+}
+
+#[actix_web::test]
+async fn settings_change_only_with_the_token_from_the_same_origin_and_only_ones_own() {
+    let fake = Arc::new(Fake {
+        jobs: jobs(),
+        coordination_fails: false,
+        generation: Default::default(),
+        loads: Default::default(),
+        prefs: Default::default(),
+    });
+    let state = web::Data::new(WebState::new(&config(), fake.clone()));
+    let app = test::init_service(App::new().configure(mount(state))).await;
+    let (status, alice) = body(app.call(settings_get("alice").to_request()).await.unwrap()).await;
+    assert_eq!(status, 200, "{alice}");
+    assert_eq!(alice["prefs"]["opted_out"], false);
+    assert_eq!(alice["site_quiet_days"], serde_json::json!(["sun"]));
+    let token = alice["csrf_token"].as_str().unwrap().to_string();
+    let (_, bob) = body(app.call(settings_get("bob").to_request()).await.unwrap()).await;
+    let bob_token = bob["csrf_token"].as_str().unwrap().to_string();
+    assert_ne!(token, bob_token);
+    let same = [("Origin", "https://hpc.example.org"), ("Sec-Fetch-Site", "same-origin")];
+    let body_ok = r#"{"opted_out": true, "quiet_days": ["sat", "mon", "sat"]}"#;
+
+    // Refused: no token, a wrong one, bob's, another origin, a cross-site fetch, not JSON.
+    for (what, req) in [
+        ("no token", settings_post("alice", None, &same, body_ok)),
+        ("wrong token", settings_post("alice", Some("deadbeef"), &same, body_ok)),
+        ("bob's token", settings_post("alice", Some(&bob_token), &same, body_ok)),
+        ("foreign origin", settings_post("alice", Some(&token), &[("Origin", "https://evil.example")], body_ok)),
+        ("cross-site", settings_post("alice", Some(&token), &[("Sec-Fetch-Site", "cross-site")], body_ok)),
+    ] {
+        let (status, err) = body(app.call(req.to_request()).await.unwrap()).await;
+        assert_eq!((status, err["error"].as_str()), (403, Some("csrf")), "{what}: {err}");
+    }
+    let form = test::TestRequest::post()
+        .uri("/api/settings")
+        .peer_addr(TRUSTED.parse().unwrap())
+        .insert_header(("X-AuthUser", "alice"))
+        .insert_header(("X-CSRF-Token", token.as_str()))
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+        .set_payload("opted_out=true")
+        .to_request();
+    assert_eq!(app.call(form).await.unwrap().status(), 415);
+    assert!(fake.prefs.lock().unwrap().is_empty(), "nothing refused was stored");
+
+    // alice cannot change bob's settings, even with her valid token.
+    let (status, err) = body(
+        app.call(settings_post("alice", Some(&token), &same, r#"{"user": "bob", "opted_out": true}"#).to_request())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "{err}");
+    assert!(fake.prefs.lock().unwrap().get("bob").is_none());
+    // Bad days and unknown fields are refused.
+    for bad in [r#"{"opted_out": false, "quiet_days": ["caturday"]}"#, r#"{"opted_out": false, "admin": true}"#, "[]"] {
+        assert_eq!(
+            app.call(settings_post("alice", Some(&token), &same, bad).to_request()).await.unwrap().status(),
+            400,
+            "{bad}"
+        );
+    }
+
+    // Accepted: her own, from her page; days cleaned up.
+    let (status, saved) =
+        body(app.call(settings_post("alice", Some(&token), &same, body_ok).to_request()).await.unwrap()).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["prefs"]["quiet_days"], serde_json::json!(["mon", "sat"]));
+    let stored = fake.prefs.lock().unwrap().get("alice").cloned().unwrap();
+    assert!(stored.opted_out && stored.user == "alice");
+    // Naming herself is fine; a client that says nothing of its origin needs the token only.
+    let own = r#"{"user": "alice", "opted_out": false}"#;
+    assert_eq!(app.call(settings_post("alice", Some(&token), &[], own).to_request()).await.unwrap().status(), 200);
+    assert!(!fake.prefs.lock().unwrap().get("alice").unwrap().opted_out);
+
+    // Admins see who chose what; others may not.
+    let all = |user: &str| {
+        test::TestRequest::get()
+            .uri("/api/settings/all")
+            .peer_addr(TRUSTED.parse().unwrap())
+            .insert_header(("X-AuthUser", user))
+            .to_request()
+    };
+    let (status, listing) = body(app.call(all("root")).await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(listing["users"][0]["user"], "alice");
+    assert_eq!(listing["opted_out_by_admin"], serde_json::json!(["dave"]));
+    assert_eq!(app.call(all("alice")).await.unwrap().status(), 403);
+    // A spoofed identity from an untrusted address writes nothing.
+    let spoofed = test::TestRequest::post()
+        .uri("/api/settings")
+        .peer_addr(STRANGER.parse().unwrap())
+        .insert_header(("X-AuthUser", "bob"))
+        .insert_header(("Content-Type", "application/json"))
+        .set_payload(body_ok)
+        .to_request();
+    assert_eq!(app.call(spoofed).await.unwrap().status(), 403);
+    assert!(fake.prefs.lock().unwrap().get("bob").is_none());
 }
