@@ -225,10 +225,19 @@ mod tests {
                 temp_c: 60,
                 throttle_mask: 4,
                 in_use_by_step: i % 3 == 0,
+                energy_mj: 9_000_000_000 + i * 5_000_000,
             })
             .collect();
         let block = encode_block(100, &readings);
+        assert_eq!(block[..2], [FORMAT_COUNTED, 9]);
         assert_eq!(decode_block::<GpuReading>(100, &block).unwrap(), readings);
+        // Blocks of builds before the energy counter hold 8 fields and no count: it reads as 0.
+        for old in [encode_block_varint(100, &readings), encode_block_packed_legacy(100, &readings)] {
+            let decoded = decode_block::<GpuReading>(100, &old).unwrap();
+            assert!(decoded.iter().all(|g| g.energy_mj == 0));
+            let without: Vec<GpuReading> = readings.iter().map(|g| GpuReading { energy_mj: 0, ..g.clone() }).collect();
+            assert_eq!(decoded, without);
+        }
     }
 
     #[test]
