@@ -117,6 +117,36 @@ pub fn job_energy(
     Some(Energy { kwh: total, co2e_g: grams(total), wasted_kwh: wasted, wasted_co2e_g: grams(wasted), source })
 }
 
+/// The factors the figures use, named: `12 W/core, 0.3725 W/GB, 300 W/GPU, PUE 1.4,
+/// 300 g CO2e/kWh`, and the partitions with factors of their own.
+pub fn factors_text(config: &EnergyConfig) -> String {
+    let mut out = format!(
+        "{} W/core, {} W/GB, {} W/GPU, PUE {}, {} g CO2e/kWh",
+        config.watts_per_core, config.watts_per_gb, config.watts_per_gpu, config.pue, config.grams_co2e_per_kwh
+    );
+    if !config.partitions.is_empty() {
+        let names: Vec<&str> = config.partitions.keys().map(String::as_str).collect();
+        out.push_str(&format!("; partitions {} have their own", names.join(", ")));
+    }
+    out
+}
+
+/// One job's energy in one line: `42 Wh (13 g CO2e), of which 36 Wh (11 g CO2e) wasted, estimated`.
+pub fn job_energy_text(e: &Energy) -> String {
+    let source = match e.source {
+        EnergySource::Measured => "measured",
+        EnergySource::Mixed => "partly measured",
+        EnergySource::Estimated => "estimated",
+    };
+    format!(
+        "{} ({}), of which {} ({}) wasted, {source}",
+        energy_text(e.kwh),
+        co2e_text(e.co2e_g),
+        energy_text(e.wasted_kwh),
+        co2e_text(e.wasted_co2e_g)
+    )
+}
+
 /// Energy as people read it: `1.23 kWh` / `456 Wh`, and carbon in g or kg.
 pub fn energy_text(kwh: f64) -> String {
     if kwh >= 1.0 {
@@ -223,6 +253,10 @@ mod tests {
         assert_eq!(job_energy(&j, &efficiency(&j), None, &EnergyConfig::default()), None);
         assert_eq!((energy_text(0.0419), energy_text(12.345)), ("42 Wh".to_string(), "12.35 kWh".to_string()));
         assert_eq!((co2e_text(850.4), co2e_text(1_234.0)), ("850 g CO2e".to_string(), "1.2 kg CO2e".to_string()));
+        let mut cfg = EnergyConfig::default();
+        assert_eq!(factors_text(&cfg), "12 W/core, 0.3725 W/GB, 300 W/GPU, PUE 1.4, 300 g CO2e/kWh");
+        cfg.partitions.insert("gpu".into(), Default::default());
+        assert!(factors_text(&cfg).ends_with("; partitions gpu have their own"));
     }
 
     /// The recorded NVML sweeps of `energy_counter.json` as one step's readings, allocated `gpus`.
