@@ -132,7 +132,8 @@ pub async fn mail(config: &Config, store: Arc<Store>, req: &MailRequest) -> Resu
         }
         return Ok(Outcome { text, ok: true });
     }
-    outbox::queue(&store, period.start, &recipients, &config.mail.from, &config.mail.opt_out, unix_now())?;
+    let holdout = crate::mail::holdout::Holdout::from_config(&config.mail);
+    outbox::queue(&store, period.start, &recipients, &config.mail.from, &config.mail.opt_out, &holdout, unix_now())?;
     let transport = Transport::from_config(&config.mail)?;
     let from: &'static [OutboxState] = if req.resend {
         &[OutboxState::Queued, OutboxState::Failed, OutboxState::Uncertain, OutboxState::Sent]
@@ -146,6 +147,9 @@ pub async fn mail(config: &Config, store: Arc<Store>, req: &MailRequest) -> Resu
         match deliver(store.clone(), config, &transport, &entry, from, unix_now()).await? {
             DeliveryOutcome::Sent => {
                 let _ = writeln!(text, "{user}: sent to {to}");
+            }
+            DeliveryOutcome::Skipped if entry.state == OutboxState::Held => {
+                let _ = writeln!(text, "{user}: held back (in the [mail] holdout; never sent)");
             }
             DeliveryOutcome::Skipped => {
                 let _ = writeln!(text, "{user}: not sent ({:?}; --resend sends it again)", entry.state);
