@@ -31,6 +31,7 @@ use turingwatch_web::api::{
 };
 use turingwatch_web::backend::{Backend, BackendError, Coordination, JobQuery, LocalFuture};
 
+pub mod energy;
 pub mod seed;
 
 /// Most points per plotted series; longer series are averaged into this many buckets.
@@ -49,6 +50,8 @@ pub struct StoreBackend {
     slurm: SlurmRunner,
     coordinator_ttl: Duration,
     coordination: CoordinationCache,
+    /// `[mail] holdout_share`, shown with the outcomes.
+    holdout_share: f64,
 }
 
 impl StoreBackend {
@@ -60,6 +63,7 @@ impl StoreBackend {
             slurm: SlurmRunner::new(&config.slurm),
             coordinator_ttl: config.web.coordinator_cache_ttl.get(),
             coordination: Arc::new(Mutex::new(None)),
+            holdout_share: config.mail.holdout_share,
         }
     }
 
@@ -185,8 +189,27 @@ impl Backend for StoreBackend {
                 .collect(),
             series: node_series(samples),
             gpu_series: gpu_series(gpu),
+            energy: analysis.energy.as_ref().map(|e| energy::job_energy_view(e, &self.params.energy)),
             summary,
         }))
+    }
+
+    fn energy_ranking(
+        &self,
+        period_start: u64,
+    ) -> Result<(Vec<api::EnergyRow>, Vec<api::EnergyRow>, String), BackendError> {
+        let mut reports = Vec::new();
+        for user in self.store.report_users(period_start).map_err(store_error)? {
+            reports.extend(self.store.report(period_start, &user).map_err(store_error)?.map(|r| r.json));
+        }
+        let (users, accounts) = energy::ranking(reports.iter().map(String::as_str));
+        Ok((users, accounts, crate::analysis::energy::factors_text(&self.params.energy)))
+    }
+
+    fn outcomes(&self) -> Result<api::OutcomesView, BackendError> {
+        let (periods, unreadable) = crate::analysis::load::outcome_inputs(&self.store).map_err(store_error)?;
+        let o = crate::analysis::outcome::outcomes(&periods);
+        energy::outcomes_view(&o, self.holdout_share, unreadable).map_err(BackendError::Store)
     }
 
     fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>> {

@@ -79,7 +79,28 @@ pub fn analyze(config: &Config, store: &Store, period_text: &str) -> Result<Outc
             let _ = writeln!(text, "  {user}: {}", if r.has_findings { "findings" } else { "nothing to report" });
         }
     }
+    let (inputs, unreadable) = crate::analysis::load::outcome_inputs(store)?;
+    let _ = writeln!(text, "{}", outcome_line(&crate::analysis::outcome::outcomes(&inputs), unreadable));
     Ok(Outcome { text, ok: true })
+}
+
+/// One line on whether the mails change anything (the admin view has the details).
+fn outcome_line(o: &crate::analysis::outcome::Outcomes, unreadable: u32) -> String {
+    let mailed: u32 = o.kinds.iter().map(|k| k.mailed.pairs).sum();
+    let held: u32 = o.kinds.iter().map(|k| k.held.pairs).sum();
+    let mut line = format!(
+        "outcomes: {} finding kind(s) mailed over {} period(s): {mailed} user-finding pair(s) mailed, {held} held back",
+        o.kinds.len(),
+        o.periods
+    );
+    let (followed, recurred) = o.kinds.iter().fold((0, 0), |(f, r), k| (f + k.mailed.followed, r + k.mailed.recurred));
+    if followed > 0 {
+        line.push_str(&format!("; {recurred} of {followed} recurred after the mail"));
+    }
+    if unreadable > 0 {
+        line.push_str(&format!("; {unreadable} stored report(s) unreadable"));
+    }
+    line + " (web: Overview, /api/admin/outcomes)"
 }
 
 /// `turingwatch mail` options.

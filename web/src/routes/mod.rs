@@ -8,6 +8,8 @@
 //! | `GET /api/jobs?period=&user=&state=&sort=&page=&page_size=` | as above | [`crate::api::JobPage`] |
 //! | `GET /api/jobs/{id}` | the owner, admins, coordinators of its account (else 404) | [`crate::api::JobDetail`] |
 //! | `GET /api/data?period=` | everyone; rows limited to what the caller may see, `coverage` for admins only | [`DataTable`] |
+//! | `GET /api/admin/energy?period=` | admins only (else 403) | [`crate::api::EnergyRanking`] |
+//! | `GET /api/admin/outcomes` | admins only (else 403) | [`crate::api::OutcomesView`] |
 //! | `GET /`, `/static/{file}` | anyone | the embedded UI |
 //!
 //! Every `/api` answer is JSON (gzip when the client accepts it), errors included. The caller
@@ -24,6 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use turingwatch_config::WebConfig;
 
+mod admin;
 mod assets;
 mod report_cache;
 #[cfg(test)]
@@ -81,6 +84,8 @@ pub fn mount(state: web::Data<WebState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/jobs", web::get().to(jobs))
                 .route("/jobs/{id}", web::get().to(job))
                 .route("/data", web::get().to(data))
+                .route("/admin/energy", web::get().to(admin::energy))
+                .route("/admin/outcomes", web::get().to(admin::outcomes))
                 .default_service(web::to(api_fallback)),
         );
         assets::mount(cfg);
