@@ -306,11 +306,11 @@
   // --- energy and outcomes (#19) ------------------------------------------------------------
   function kwhText(k) {
     if (k === null || k === undefined) return "–";
-    return k >= 1 ? k.toFixed(2) + " kWh" : (k * 1000).toFixed(0) + " Wh";
+    return k >= 1 ? k.toFixed(2) + " kWh" : k >= 0.001 ? (k * 1000).toFixed(0) + " Wh" : (k * 1000).toFixed(2) + " Wh";
   }
   function co2Text(g) {
     if (g === null || g === undefined) return "–";
-    return g >= 1000 ? (g / 1000).toFixed(1) + " kg CO2e" : g.toFixed(0) + " g CO2e";
+    return g >= 1000 ? (g / 1000).toFixed(1) + " kg CO2e" : g >= 1 ? g.toFixed(0) + " g CO2e" : g.toFixed(2) + " g CO2e";
   }
   var SOURCES = { measured: "measured (RAPL and NVML energy counters)", mixed: "partly measured, partly estimated",
     estimated: "estimated (Green Algorithms model)" };
@@ -357,7 +357,10 @@
   // Admins: does a finding recur after the first mail about it, mailed vs held back?
   function outcomesCard() {
     var box = h("div", { class: "card", id: "outcomes" }, h("p", { class: "muted" }, "Loading outcomes…"));
-    function rate(a) { return a.recurrence ? pct(a.recurrence.rate) + " [" + pct(a.recurrence.low) + "–" + pct(a.recurrence.high) + "] of " + a.followed : "–"; }
+    function rate(a) {
+      if (a.recurrence) return pct(a.recurrence.rate) + " [" + pct(a.recurrence.low) + "–" + pct(a.recurrence.high) + "] of " + a.followed;
+      return a.pairs ? a.pairs + " user(s), no later period yet" : "–";
+    }
     function waste(a) { return a.families ? hours(a.wasted_core_hours_per_job_before) + " → " + hours(a.wasted_core_hours_per_job_after) + " (" + a.families + ")" : "–"; }
     api("admin/outcomes").then(function (o) {
       box.textContent = "";

@@ -147,21 +147,26 @@ pub fn job_energy_text(e: &Energy) -> String {
     )
 }
 
-/// Energy as people read it: `1.23 kWh` / `456 Wh`, and carbon in g or kg.
+/// Energy as people read it: `1.23 kWh` / `456 Wh` / `0.14 Wh` (a short job's figure is not
+/// rounded away to 0).
 pub fn energy_text(kwh: f64) -> String {
     if kwh >= 1.0 {
         format!("{kwh:.2} kWh")
-    } else {
+    } else if kwh >= 0.001 {
         format!("{:.0} Wh", kwh * 1_000.0)
+    } else {
+        format!("{:.2} Wh", kwh * 1_000.0)
     }
 }
 
-/// Carbon as people read it: `850 g` / `1.2 kg CO2e`.
+/// Carbon as people read it: `850 g` / `1.2 kg CO2e` / `0.04 g CO2e`.
 pub fn co2e_text(grams: f64) -> String {
     if grams >= 1_000.0 {
         format!("{:.1} kg CO2e", grams / 1_000.0)
-    } else {
+    } else if grams >= 1.0 {
         format!("{grams:.0} g CO2e")
+    } else {
+        format!("{grams:.2} g CO2e")
     }
 }
 
@@ -253,6 +258,7 @@ mod tests {
         assert_eq!(job_energy(&j, &efficiency(&j), None, &EnergyConfig::default()), None);
         assert_eq!((energy_text(0.0419), energy_text(12.345)), ("42 Wh".to_string(), "12.35 kWh".to_string()));
         assert_eq!((co2e_text(850.4), co2e_text(1_234.0)), ("850 g CO2e".to_string(), "1.2 kg CO2e".to_string()));
+        assert_eq!((energy_text(0.000_14), co2e_text(0.042)), ("0.14 Wh".to_string(), "0.04 g CO2e".to_string()));
         let mut cfg = EnergyConfig::default();
         assert_eq!(factors_text(&cfg), "12 W/core, 0.3725 W/GB, 300 W/GPU, PUE 1.4, 300 g CO2e/kWh");
         cfg.partitions.insert("gpu".into(), Default::default());
