@@ -61,21 +61,6 @@ pub fn analyze_period(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::tests_support::job;
-
-    #[test]
-    fn a_finished_job_belongs_to_the_period_it_ended_in_only() {
-        let (a, b) = (Period { start: 0, end: 100 }, Period { start: 100, end: 200 });
-        let across = job(1, "u", 90, Some(110));
-        assert!(!belongs_to(&across, a) && belongs_to(&across, b));
-        let running = job(2, "u", 90, None);
-        assert!(belongs_to(&running, a) && belongs_to(&running, b));
-    }
-}
-
 /// What outcome tracking reads (`analysis::outcome`): every stored (period, user) report's jobs,
 /// with what the outbox did with that user's mail. A stored report whose JSON does not parse is
 /// logged, counted in the second value and left out; it stops nothing.
@@ -113,4 +98,19 @@ pub fn outcome_inputs(store: &Store) -> Result<(Vec<super::outcome::UserPeriod>,
         }
     }
     Ok((out, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests_support::job;
+
+    #[test]
+    fn a_finished_job_belongs_to_the_period_it_ended_in_only() {
+        let (a, b) = (Period { start: 0, end: 100 }, Period { start: 100, end: 200 });
+        let across = job(1, "u", 90, Some(110));
+        assert!(!belongs_to(&across, a) && belongs_to(&across, b));
+        let running = job(2, "u", 90, None);
+        assert!(belongs_to(&running, a) && belongs_to(&running, b));
+    }
 }
