@@ -348,4 +348,59 @@ mod tests {
         let stats = series_stats(&BTreeMap::new(), &readings, 100, &params());
         assert!(close(stats.gpus[0].energy_j.unwrap(), 30_000.0), "{:?}", stats.gpus[0].energy_j);
     }
+
+    #[test]
+    fn the_counter_survives_the_sampler_the_wire_and_the_store() {
+        use crate::sample::collect::{Sampler, StepFinder};
+        use crate::sample::gpu::RecordedSource;
+        use crate::sample::procfs::ProcRoot;
+        use crate::wire::format::{decode_batch, encode_batch, Batch, StepBatch, VERSION};
+        let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        // The recorded node: proc/31516 (job 14's batch step) has SLURM_STEP_GPUS=0,1.
+        let gpu = RecordedSource::load(&fixtures.join("nvml/energy_counter.json")).unwrap();
+        let proc_root = ProcRoot::with_units(fixtures.join("proc"), 100, 4);
+        let finder = StepFinder::detect(&fixtures.join("cgroup/v1"), "n2");
+        let mut sampler = Sampler::new(proc_root, finder, &[], Some(Box::new(gpu)));
+        const START: u64 = 1_700_000_000;
+        let mut gpus = Vec::new();
+        for i in 0..6 {
+            let readings = sampler.sample(START + i * 20).unwrap();
+            gpus.extend(readings.into_iter().find(|r| r.step == StepId::BATCH).unwrap().gpus);
+        }
+        assert_eq!(gpus.len(), 12);
+        let batch = Batch {
+            version: VERSION,
+            id: 7,
+            node: "n2".into(),
+            made_at: START + 120,
+            steps: vec![StepBatch {
+                job: crate::job::JobId(14),
+                step: StepId::BATCH,
+                samples: vec![],
+                gpus,
+                apps: vec![],
+            }],
+        };
+        let batch = decode_batch(&encode_batch(&batch)).unwrap();
+        let dir = std::env::temp_dir().join(format!("tw-energy-pipeline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = crate::store::Store::open(&dir.join("db.redb")).unwrap();
+        let mut j = job(14, "alice", START, None);
+        (j.start_at, j.node_list) = (Some(START), "n2".into());
+        store.upsert_jobs(&[j], &[], None).unwrap();
+        let content = crate::store::BatchContent {
+            gpus: batch.steps[0].gpus.iter().map(|g| (crate::job::JobId(14), StepId::BATCH, g.clone())).collect(),
+            ..Default::default()
+        };
+        let limits = crate::sample::plausible::Limits::default();
+        let checks = crate::store::Checks { limits: &limits, from_service: true, plausibility: true };
+        let out = store.store_checked_batch("n2", 7, START + 120, "n2", &content, &checks).unwrap();
+        assert_eq!(out.gpus, 12, "{out:?}");
+        let stored = store.gpu_readings_of_job(crate::job::JobId(14)).unwrap();
+        let stats = series_stats(&BTreeMap::new(), &stored, 100, &params());
+        let joules: Vec<Option<f64>> = stats.gpus.iter().map(|g| g.energy_j).collect();
+        assert_eq!(joules, [Some(28_000.0), Some(34_000.0)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
