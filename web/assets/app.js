@@ -306,11 +306,11 @@
   // --- energy and outcomes (#19) ------------------------------------------------------------
   function kwhText(k) {
     if (k === null || k === undefined) return "–";
-    return k >= 1 ? k.toFixed(2) + " kWh" : k >= 0.001 ? (k * 1000).toFixed(0) + " Wh" : (k * 1000).toFixed(2) + " Wh";
+    return k >= 1 ? k.toFixed(2) + " kWh" : k >= 0.001 ? (k * 1000).toFixed(0) + " Wh" : k > 0 && k < 0.000005 ? "< 0.01 Wh" : (k * 1000).toFixed(2) + " Wh";
   }
   function co2Text(g) {
     if (g === null || g === undefined) return "–";
-    return g >= 1000 ? (g / 1000).toFixed(1) + " kg CO2e" : g >= 1 ? g.toFixed(0) + " g CO2e" : g.toFixed(2) + " g CO2e";
+    return g >= 1000 ? (g / 1000).toFixed(1) + " kg CO2e" : g >= 1 ? g.toFixed(0) + " g CO2e" : g > 0 && g < 0.005 ? "< 0.01 g CO2e" : g.toFixed(2) + " g CO2e";
   }
   var SOURCES = { measured: "measured (RAPL and NVML energy counters)", mixed: "partly measured, partly estimated",
     estimated: "estimated (Green Algorithms model)" };

@@ -154,6 +154,8 @@ pub fn energy_text(kwh: f64) -> String {
         format!("{kwh:.2} kWh")
     } else if kwh >= 0.001 {
         format!("{:.0} Wh", kwh * 1_000.0)
+    } else if kwh > 0.0 && kwh < 0.000_005 {
+        "< 0.01 Wh".to_string()
     } else {
         format!("{:.2} Wh", kwh * 1_000.0)
     }
@@ -165,6 +167,8 @@ pub fn co2e_text(grams: f64) -> String {
         format!("{:.1} kg CO2e", grams / 1_000.0)
     } else if grams >= 1.0 {
         format!("{grams:.0} g CO2e")
+    } else if grams > 0.0 && grams < 0.005 {
+        "< 0.01 g CO2e".to_string()
     } else {
         format!("{grams:.2} g CO2e")
     }
@@ -259,6 +263,10 @@ mod tests {
         assert_eq!((energy_text(0.0419), energy_text(12.345)), ("42 Wh".to_string(), "12.35 kWh".to_string()));
         assert_eq!((co2e_text(850.4), co2e_text(1_234.0)), ("850 g CO2e".to_string(), "1.2 kg CO2e".to_string()));
         assert_eq!((energy_text(0.000_14), co2e_text(0.042)), ("0.14 Wh".to_string(), "0.04 g CO2e".to_string()));
+        assert_eq!(
+            (energy_text(4e-7), co2e_text(0.001), energy_text(0.0)),
+            ("< 0.01 Wh".into(), "< 0.01 g CO2e".into(), "0.00 Wh".into())
+        );
         let mut cfg = EnergyConfig::default();
         assert_eq!(factors_text(&cfg), "12 W/core, 0.3725 W/GB, 300 W/GPU, PUE 1.4, 300 g CO2e/kWh");
         cfg.partitions.insert("gpu".into(), Default::default());
