@@ -9,7 +9,7 @@
 set -Eeuo pipefail
 trap 'echo "fuzz-check.sh: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/../fuzz"
-secs=${FUZZ_SECS:-60}
+secs=${FUZZ_SECS:-30}
 target=x86_64-unknown-linux-gnu
 export RUSTC_BOOTSTRAP=1
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares"

@@ -237,6 +237,15 @@ impl Browser {
     }
 }
 
+/// The job ids the jobs page lists.
+fn listed_ids(browser: &Browser) -> Vec<String> {
+    let ids = browser.eval(
+        "return Array.prototype.map.call(document.querySelectorAll('#jobs tr.job-row td:first-child'), \
+         function (td) { return td.innerText.trim(); })",
+    );
+    ids.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect()
+}
+
 fn wd_call(method: &str, url: &str, body: Option<&Value>) -> Value {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "--max-time", "60", "-X", method, "-H", "Content-Type: application/json", url]);
@@ -296,11 +305,11 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     // Samples, a period and the users' reports go in first (the store has one writer at a
     // time); the server's accounting importer then brings the jobs themselves from sacct.
     let store_path = dir.join("store.redb");
+    let start = now() - 86_400;
     {
         let store = Store::open(&store_path).unwrap();
         let tagged: Vec<_> = samples.iter().map(|s| (JobId(alice_job), StepId::BATCH, s.clone())).collect();
         store.append_samples(&node, &tagged).unwrap();
-        let start = now() - 86_400;
         store.put_period(&PeriodRecord { start, end: start + 2 * 86_400, closed: false, updated_at: now() }).unwrap();
         store.put_reports(start, &[report(start, "alice", alice_job), report(start, "bob", bob_job)]).unwrap();
     }
@@ -308,8 +317,10 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
         dir.join("tw.toml"),
         format!(
             "[store]\npath = \"{}\"\n[web]\nbind = \"127.0.0.1:{SERVER_PORT}\"\nadmins = [\"root\"]\n\
-             [findings]\nmin_runtime = \"1s\"\n[accounting]\ninterval = \"10s\"\nfirst_window = \"2h\"\n",
-            store_path.display()
+             [findings]\nmin_runtime = \"1s\"\n[accounting]\ninterval = \"10s\"\nfirst_window = \"2h\"\n\
+             [mail]\ntransport = \"file\"\nfile_dir = \"{}\"\ndomain = \"example.org\"\n",
+            store_path.display(),
+            dir.join("mail-out").display()
         ),
     )
     .unwrap();
@@ -388,15 +399,8 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     browser.screenshot("alice-report");
     browser.open_as("alice", "#/jobs");
     browser.wait_for("alice's jobs", "return document.querySelectorAll('#jobs tr.job-row').length > 0");
-    // The listed job ids (the page's text holds times like 7:58:12, which contain small ids).
-    let listed = |browser: &Browser| -> Vec<String> {
-        let ids = browser.eval(
-            "return Array.prototype.map.call(document.querySelectorAll('#jobs tr.job-row td:first-child'), \
-             function (c) { return c.textContent; })",
-        );
-        ids.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
-    };
-    let ids = listed(&browser);
+    // The listed ids (the page text also holds times such as 7:47, which may contain an id).
+    let ids = listed_ids(&browser);
     assert!(ids.contains(&a) && !ids.contains(&b), "alice's list: {ids:?}");
     browser.screenshot("alice-jobs");
     browser.open_as("alice", &format!("#/job/{a}"));
@@ -424,7 +428,7 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     // bob: only his job; alice's job is not found.
     browser.open_as("bob", "#/jobs");
     browser.wait_for("bob's jobs", "return document.querySelectorAll('#jobs tr.job-row').length > 0");
-    let ids = listed(&browser);
+    let ids = listed_ids(&browser);
     assert!(ids.contains(&b) && !ids.contains(&a), "bob's list: {ids:?}");
     browser.screenshot("bob-jobs");
     browser.open_as("bob", &format!("#/job/{a}"));
@@ -435,7 +439,7 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     // root (admin): both jobs, and both users in the overview.
     browser.open_as("root", "#/jobs");
     browser.wait_for("root's jobs", "return document.querySelectorAll('#jobs tr.job-row').length >= 2");
-    let ids = listed(&browser);
+    let ids = listed_ids(&browser);
     assert!(ids.contains(&a) && ids.contains(&b), "root's list: {ids:?}");
     browser.screenshot("root-jobs");
     browser.open_as("root", "#/admin");
@@ -443,5 +447,118 @@ fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     let text = browser.text();
     assert!(text.contains("alice") && text.contains("bob"), "overview: {text}");
     browser.screenshot("root-overview");
+
+    // Energy (#19), last, as it replaces the hand-made reports above with the analysis's own:
+    // the running server analyses the period and mails bob, whose job idled on its core.
+    energy_is_measured_mailed_and_shown(&dir, &browser, start, bob_job);
     browser.call("DELETE", "", None);
+}
+
+/// `turingwatch analyze` and `turingwatch mail` through the running server (root: an admin of
+/// its API); then bob's mail names his wasted kWh and CO2e and the factors, the API and the
+/// pages show the job's energy (the estimate checked against a hand calculation from the job's
+/// own accounting figures), and the admins' ranking and outcome table have him.
+fn energy_is_measured_mailed_and_shown(dir: &Path, browser: &Browser, start: u64, bob_job: u64) {
+    let b = bob_job.to_string();
+    let config = dir.join("tw.toml");
+    let text = |out: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let analyze = run(turingwatch().arg("--config").arg(&config).args(["analyze", "--period", &start.to_string()]));
+    // The configured period that holds `start` (the server's weekly one, not the hand-made
+    // period above): `period <start> .. <end>: …`.
+    let period = text(&analyze)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("period ").and_then(|r| r.split_once(" ..")).and_then(|(p, _)| p.parse::<u64>().ok())
+        })
+        .unwrap_or_else(|| panic!("no period in {}", text(&analyze)));
+    assert!(analyze.status.success() && text(&analyze).contains("outcomes: "), "{}", text(&analyze));
+    let mail = run(turingwatch().arg("--config").arg(&config).args([
+        "mail",
+        "--period",
+        &period.to_string(),
+        "--user",
+        "bob",
+    ]));
+    assert!(mail.status.success() && text(&mail).contains("bob: sent"), "{}", text(&mail));
+    let files: Vec<_> = std::fs::read_dir(dir.join("mail-out")).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one mail, to bob");
+    let received = crate::mail::parse_mime(&read(&files[0].path()));
+    let plain = received.parts.get("text/plain").cloned().unwrap_or_default();
+    let energy = plain.lines().find(|l| l.starts_with("Energy: ")).unwrap_or_else(|| panic!("no Energy line: {plain}"));
+    assert!(
+        energy.contains(
+            "went to what was allocated and not used; estimated from the site's power factors \
+                         (factors: 12 W/core, 0.3725 W/GB, 300 W/GPU, PUE 1.4, 300 g CO2e/kWh)"
+        ),
+        "{energy}"
+    );
+    // bob's jobs of this period (other tests' too, on the shared cluster) idle: the ones to look
+    // at first each give their own energy and waste.
+    let worst = plain.split("THE JOBS TO LOOK AT FIRST").nth(1).unwrap_or_else(|| panic!("no worst jobs: {plain}"));
+    let worst = worst.lines().take_while(|l| !l.starts_with("SUGGESTED") && !l.starts_with("ALL JOBS"));
+    let lines: Vec<&str> = worst.filter(|l| l.trim_start().starts_with("Energy ")).collect();
+    let job_line = lines.first().unwrap_or_else(|| panic!("no job energy line: {plain}"));
+    assert!(job_line.contains(" wasted, estimated") && job_line.contains("CO2e"), "{job_line}");
+
+    // The job's energy by hand from its own accounting figures (Green Algorithms, the defaults).
+    let (status, detail) = curl("127.0.0.1", Some("bob"), &format!("/api/jobs/{b}"));
+    assert_eq!(status, 200, "{detail}");
+    let (s, e) = (&detail["summary"], &detail["energy"]);
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let cpu = f(&s["cpu_frac"]).clamp(0.0, 1.0);
+    let (req_gb, used_gb) = (f(&s["req_mem_bytes"]) / 1e9, f(&s["mem_used_bytes"]) / 1e9);
+    let unused_gb = if s["mem_used_bytes"].is_null() { 0.0 } else { (req_gb - used_gb).max(0.0) };
+    let hours = f(&s["elapsed_secs"]) / 3_600.0;
+    let cores = f(&s["alloc_cpus"]);
+    let kwh = hours * (cores * 12.0 * cpu + req_gb * 0.3725) * 1.4 / 1_000.0;
+    let wasted = hours * (cores * 12.0 * (1.0 - cpu) + unused_gb * 0.3725) * 1.4 / 1_000.0;
+    assert!(cpu < 0.2 && hours > 0.0, "bob's job idled: {s}");
+    assert_eq!(e["source"], "estimated", "{e}");
+    assert!((f(&e["kwh"]) - kwh).abs() <= 1e-9 + 1e-6 * kwh, "{e} vs {kwh}");
+    assert!((f(&e["wasted_kwh"]) - wasted).abs() <= 1e-9 + 1e-6 * wasted && wasted > 0.0, "{e} vs {wasted}");
+    assert!((f(&e["wasted_co2e_g"]) - wasted * 300.0).abs() <= 1e-6, "{e}");
+    assert_eq!(e["factors"], "12 W/core, 0.3725 W/GB, 300 W/GPU, PUE 1.4, 300 g CO2e/kWh");
+
+    // The admins' ranking and outcomes: bob is there, his mail counts; nobody else may look.
+    let (status, ranking) = curl("127.0.0.1", Some("root"), &format!("/api/admin/energy?period={period}"));
+    assert_eq!(status, 200, "{ranking}");
+    let bob = ranking["users"].as_array().unwrap().iter().find(|r| r["name"] == "bob").cloned().unwrap_or(Value::Null);
+    assert!(f(&bob["wasted_kwh"]) >= wasted - 1e-9, "bob in the ranking: {ranking}");
+    let (status, outcomes) = curl("127.0.0.1", Some("root"), "/api/admin/outcomes");
+    assert_eq!(status, 200, "{outcomes}");
+    let cpu_kind = outcomes["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "cpu_underuse").cloned();
+    let cpu_kind = cpu_kind.unwrap_or_else(|| panic!("bob's mailed CPU underuse is tracked: {outcomes}"));
+    assert_eq!((cpu_kind["mailed"]["pairs"].as_u64(), cpu_kind["mailed"]["followed"].as_u64()), (Some(1), Some(0)));
+    for path in [format!("/api/admin/energy?period={period}"), "/api/admin/outcomes".to_string()] {
+        assert_eq!(curl("127.0.0.1", Some("bob"), &path).0, 403, "{path}");
+        assert_eq!(curl("127.0.0.2", Some("root"), &path).0, 403, "spoofed {path}");
+    }
+
+    // The pages: bob's job and report, root's overview.
+    browser.open_as("bob", &format!("#/job/{b}"));
+    browser.wait_for("bob's job energy", "return !!document.querySelector('#energy')");
+    let card = browser.eval("return document.querySelector('#energy').innerText");
+    let card = card.as_str().unwrap_or("");
+    assert!(card.contains("Wasted") && card.contains("estimated") && card.contains("PUE 1.4"), "{card}");
+    browser.screenshot("bob-job-energy");
+    browser.open_as("bob", &format!("#/report?period={period}"));
+    browser.wait_for("bob's period energy", "return !!document.querySelector('#report-energy')");
+    browser.wait_for(
+        "the mail body in the report names the factors",
+        "var d = document.querySelector('iframe.report').contentDocument;\
+         return !!d && d.body.innerText.indexOf('12 W/core, 0.3725 W/GB') >= 0",
+    );
+    browser.open_as("root", &format!("#/admin?period={period}"));
+    browser.wait_for("energy ranking", "return document.querySelectorAll('#energy-table tr.energy-row').length >= 1");
+    browser.wait_for(
+        "outcome table",
+        "return Array.prototype.some.call(document.querySelectorAll('#outcomes-table tr.outcome-row'), \
+         function (r) { return r.innerText.indexOf('CPU Underusage') >= 0; })",
+    );
+    let text = browser.text();
+    assert!(text.contains("bob") && text.contains("Do the mails change anything?"), "{text}");
+    browser.eval("document.querySelector('#energy-ranking').scrollIntoView(); return true");
+    browser.screenshot("root-energy-outcomes");
 }

@@ -32,6 +32,7 @@ use turingwatch_web::api::{
 };
 use turingwatch_web::backend::{Backend, BackendError, Coordination, JobQuery, LocalFuture};
 
+pub mod energy;
 pub mod seed;
 pub mod series;
 
@@ -53,6 +54,8 @@ pub struct StoreBackend {
     /// `[mail] opt_out` and `quiet_days`, shown on the settings page.
     admin_opt_out: Vec<String>,
     site_quiet_days: Vec<String>,
+    /// `[mail] holdout_share`, shown with the outcomes.
+    holdout_share: f64,
 }
 
 impl StoreBackend {
@@ -66,6 +69,7 @@ impl StoreBackend {
             coordination: Arc::new(Mutex::new(None)),
             admin_opt_out: config.mail.opt_out.clone(),
             site_quiet_days: config.mail.quiet_days.clone(),
+            holdout_share: config.mail.holdout_share,
         }
     }
 
@@ -192,6 +196,7 @@ impl Backend for StoreBackend {
             series: node_series(samples),
             step_series: step_series(samples),
             gpu_series: gpu_series(gpu),
+            energy: analysis.energy.as_ref().map(|e| energy::job_energy_view(e, &self.params.energy)),
             summary,
         }))
     }
@@ -232,6 +237,24 @@ impl Backend for StoreBackend {
 
     fn site_quiet_days(&self) -> Vec<String> {
         self.site_quiet_days.clone()
+    }
+
+    fn energy_ranking(
+        &self,
+        period_start: u64,
+    ) -> Result<(Vec<api::EnergyRow>, Vec<api::EnergyRow>, String), BackendError> {
+        let mut reports = Vec::new();
+        for user in self.store.report_users(period_start).map_err(store_error)? {
+            reports.extend(self.store.report(period_start, &user).map_err(store_error)?.map(|r| r.json));
+        }
+        let (users, accounts) = energy::ranking(reports.iter().map(String::as_str));
+        Ok((users, accounts, crate::analysis::energy::factors_text(&self.params.energy)))
+    }
+
+    fn outcomes(&self) -> Result<api::OutcomesView, BackendError> {
+        let (periods, unreadable) = crate::analysis::load::outcome_inputs(&self.store).map_err(store_error)?;
+        let o = crate::analysis::outcome::outcomes(&periods);
+        energy::outcomes_view(&o, self.holdout_share, unreadable).map_err(BackendError::Store)
     }
 
     fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>> {

@@ -395,6 +395,13 @@ pub struct MailConfig {
     /// `continuous`: the server sends due mails as they come. `on_signal`: it sends only after a
     /// SIGUSR1 (from `turingwatch.mail.timer`), until nothing is due.
     pub schedule: MailSchedule,
+    /// Share of users (0–0.5) whose report mails are held back, to measure whether the mails
+    /// change anything (`analysis::outcome`); 0 (off) by default. Who is held back is fixed by
+    /// a keyed hash of the user name with `holdout_salt`.
+    pub holdout_share: f64,
+    /// The site's secret for the holdout hash (required when `holdout_share` > 0): users cannot
+    /// work out who is held back, and another salt draws another holdout.
+    pub holdout_salt: String,
 }
 
 impl Default for MailConfig {
@@ -423,6 +430,8 @@ impl Default for MailConfig {
             web_base_url: String::new(),
             max_attempts: 8,
             schedule: MailSchedule::Continuous,
+            holdout_share: 0.0,
+            holdout_salt: String::new(),
         }
     }
 }

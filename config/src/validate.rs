@@ -285,6 +285,20 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         check(WEEKDAYS.contains(&day.as_str()), "mail.quiet_days", day.clone(), "weekday names mon … sun");
     }
     check(mail.max_attempts >= 1, "mail.max_attempts", mail.max_attempts.to_string(), "at least 1");
+    check(
+        (0.0..=0.5).contains(&mail.holdout_share),
+        "mail.holdout_share",
+        mail.holdout_share.to_string(),
+        "a share from 0 (off) to 0.5",
+    );
+    if mail.holdout_share > 0.0 {
+        check(
+            !mail.holdout_salt.trim().is_empty(),
+            "mail.holdout_salt",
+            String::new(),
+            "a site secret when mail.holdout_share > 0 (it decides who is held back)",
+        );
+    }
 
     let web = &config.web;
     check(
@@ -422,6 +436,25 @@ mod tests {
             if !ok {
                 assert_eq!(problems[0].key, "mail.smtp_tls");
             }
+        }
+    }
+
+    #[test]
+    fn a_holdout_is_at_most_half_the_users_and_needs_a_salt() {
+        let mut config = Config::default();
+        for (share, salt, problems) in [
+            (0.0, "", vec![]),
+            (0.2, "", vec!["mail.holdout_salt"]),
+            (0.2, "s3cret", vec![]),
+            (0.5, "s3cret", vec![]),
+            (0.6, "s3cret", vec!["mail.holdout_share"]),
+            (-0.1, "s3cret", vec![]),
+            (f64::NAN, "s3cret", vec!["mail.holdout_share"]),
+        ] {
+            (config.mail.holdout_share, config.mail.holdout_salt) = (share, salt.into());
+            let keys: Vec<String> = validate(&config).into_iter().map(|p| p.key).collect();
+            let expected: Vec<&str> = if share < 0.0 { vec!["mail.holdout_share"] } else { problems };
+            assert_eq!(keys, expected, "{share} {salt:?}");
         }
     }
 

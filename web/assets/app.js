@@ -129,7 +129,7 @@
           h("pre", { class: "json" }, r.data !== null ? JSON.stringify(r.data, null, 2) : (r.data_raw || "")));
         show(h("h1", null, "Report of " + r.user), controls,
           h("p", { class: "muted" }, (r.has_findings ? "" : "Nothing to improve this period. ") + "Updated " + when(r.updated_at) + ". ", jobsLink),
-          toc, frame, data);
+          reportEnergy(r.data), toc, frame, data);
       }, function (err) {
         show(h("h1", { text: "My report" }), controls, h("div", { class: "error", role: "alert" }, err.message),
           h("p", null, h("a", { href: "#/jobs?period=" + period }, "See the jobs of this period →")));
@@ -269,7 +269,7 @@
           return h("tr", null, h("td", { text: st.step }), h("td", { text: st.name }), h("td", { text: st.state }), h("td", null, dur(st.elapsed_secs)),
             h("td", { class: "num" }, st.alloc_cpus), h("td", { class: "num" }, dur(Math.round(st.total_cpu_secs))), h("td", { class: "num" }, bytes(st.max_rss_bytes)), h("td", { text: st.node_list }));
         }))));
-      show(h("h1", null, "Job " + s.display_id + " — " + s.name), h("div", { class: "card" }, kv),
+      show(h("h1", null, "Job " + s.display_id + " — " + s.name), h("div", { class: "card" }, kv), energyCard(d.energy),
         h("h2", { text: "Findings" }), h("div", { id: "findings" }, findings), h("h2", { text: "Over time" }),
         h("div", { class: "controls" }, h("label", null, "Series", view), h("span", { class: "muted" }, "Drag across a chart to zoom in, double-click to zoom out.")), plots,
         h("h2", { text: "Steps" }), steps);
@@ -321,7 +321,8 @@
             h("a", { id: "data-csv", class: "csv", href: "api/data?format=csv&period=" + encodeURIComponent(period), download: "" }, "CSV of the jobs")),
           h("p", { class: "muted" }, table.rows.length + " jobs in this period" + (me && me.admin ? "" : " that you may see") + ". Wasted = allocated but unused."),
           coverageCard(table.coverage),
-          h("div", { class: "scroll card" }, h("table", { id: "pivot" }, h("thead", null, head), h("tbody", null, body))));
+          h("div", { class: "scroll card" }, h("table", { id: "pivot" }, h("thead", null, head), h("tbody", null, body))),
+          me && me.admin ? [energyRanking(period), outcomesCard()] : null);
       });
     }).catch(fail);
   }
@@ -332,6 +333,84 @@
     return h("div", { class: "card", id: "coverage" }, h("strong", null, "Sampling coverage: "), h("span", { text: c.text }),
       h("div", { class: "muted" }, "Share of the core-hours allocated to this period's jobs (CPUs × elapsed, all users) during which samples were stored. " +
         "Findings from samples (idle spans, cores in use, GPU use) exist only for that share; jobs without samples are judged on SLURM's accounting alone."));
+  }
+
+  // --- energy and outcomes (#19) ------------------------------------------------------------
+  function kwhText(k) {
+    if (k === null || k === undefined) return "–";
+    return k >= 1 ? k.toFixed(2) + " kWh" : k >= 0.001 ? (k * 1000).toFixed(0) + " Wh" : k > 0 && k < 0.000005 ? "< 0.01 Wh" : (k * 1000).toFixed(2) + " Wh";
+  }
+  function co2Text(g) {
+    if (g === null || g === undefined) return "–";
+    return g >= 1000 ? (g / 1000).toFixed(1) + " kg CO2e" : g >= 1 ? g.toFixed(0) + " g CO2e" : g > 0 && g < 0.005 ? "< 0.01 g CO2e" : g.toFixed(2) + " g CO2e";
+  }
+  var SOURCES = { measured: "measured (RAPL and NVML energy counters)", mixed: "partly measured, partly estimated",
+    estimated: "estimated (Green Algorithms model)" };
+  // A job's energy: kWh, carbon, the wasted part, where the figures come from and the factors.
+  function energyCard(e) {
+    if (!e) return null;
+    return h("div", { class: "card", id: "energy" }, h("dl", { class: "kv" }, [["Energy", kwhText(e.kwh) + " (" + co2Text(e.co2e_g) + ")"],
+      ["Wasted (allocated, not used)", kwhText(e.wasted_kwh) + " (" + co2Text(e.wasted_co2e_g) + ")"],
+      ["Source", SOURCES[e.source] || e.source], ["Factors", e.factors]].map(function (p) {
+      return [h("dt", { text: p[0] }), h("dd", { text: p[1] })];
+    })));
+  }
+  // The period's totals of a report (its data's Report object).
+  function reportEnergy(data) {
+    var r = data && data.Report;
+    if (!r || r.energy_kwh === undefined) return null;
+    return h("div", { class: "card", id: "report-energy" }, h("strong", null, "Energy this period: "),
+      h("span", { text: kwhText(r.energy_kwh) + " (" + co2Text(r.co2e_g) + "), of which " + kwhText(r.wasted_kwh) + " (" +
+        co2Text(r.wasted_co2e_g) + ") went to what was allocated and not used" }));
+  }
+  // Admins: users or accounts by wasted kWh in the period.
+  function energyRanking(period) {
+    var box = h("div", { class: "card", id: "energy-ranking" }, h("p", { class: "muted" }, "Loading energy…"));
+    api("admin/energy?period=" + encodeURIComponent(period)).then(function (r) {
+      var by = "users";
+      function draw() {
+        var rows = r[by];
+        var sel = h("select", { id: "energy-by", onchange: function () { by = sel.value; draw(); } },
+          [["users", "Users"], ["accounts", "Accounts"]].map(function (o) { return h("option", { value: o[0], selected: o[0] === by }, o[1]); }));
+        box.textContent = "";
+        box.appendChild(h("div", { class: "controls" }, h("strong", null, "Energy ranking (wasted kWh)"), h("label", null, "By", sel)));
+        box.appendChild(rows.length ? h("div", { class: "scroll" }, h("table", { id: "energy-table" },
+          h("thead", null, h("tr", null, ["Name", "Jobs", "Energy", "CO2e", "Wasted", "Wasted CO2e"].map(function (t, i) { return h("th", { class: i ? "num" : "", text: t }); }))),
+          h("tbody", null, rows.map(function (x) {
+            return h("tr", { class: "energy-row" }, h("td", { text: x.name }), h("td", { class: "num" }, x.jobs), h("td", { class: "num" }, kwhText(x.kwh)),
+              h("td", { class: "num" }, co2Text(x.co2e_g)), h("td", { class: "num" }, kwhText(x.wasted_kwh)), h("td", { class: "num" }, co2Text(x.wasted_co2e_g)));
+          })))) : h("p", { class: "muted" }, "No analysed jobs in this period."));
+        box.appendChild(h("div", { class: "muted" }, "Factors: " + r.factors));
+      }
+      draw();
+    }).catch(function (err) { box.textContent = "Energy: " + err.message; });
+    return box;
+  }
+  // Admins: does a finding recur after the first mail about it, mailed vs held back?
+  function outcomesCard() {
+    var box = h("div", { class: "card", id: "outcomes" }, h("p", { class: "muted" }, "Loading outcomes…"));
+    function rate(a) {
+      if (a.recurrence) return pct(a.recurrence.rate) + " [" + pct(a.recurrence.low) + "–" + pct(a.recurrence.high) + "] of " + a.followed;
+      return a.pairs ? a.pairs + " user(s), no later period yet" : "–";
+    }
+    function waste(a) { return a.families ? hours(a.wasted_core_hours_per_job_before) + " → " + hours(a.wasted_core_hours_per_job_after) + " (" + a.families + ")" : "–"; }
+    api("admin/outcomes").then(function (o) {
+      box.textContent = "";
+      box.appendChild(h("strong", null, "Do the mails change anything?"));
+      box.appendChild(h("p", { class: "muted" }, "Per finding: the share of users in whose next period with jobs it was found again after the first mail about it, " +
+        "and the wasted core-hours per job of the job families it was about, before → after. " +
+        (o.holdout_share > 0 ? "Holdout: " + pct(o.holdout_share) + " of users get no mail; effect = recurrence mailed − held back. " : "No holdout configured ([mail] holdout_share = 0): no effect can be measured. ") +
+        "Brackets: 95 % intervals. " + o.method + ". " + o.periods + " periods."));
+      box.appendChild(o.kinds.length ? h("div", { class: "scroll" }, h("table", { id: "outcomes-table" },
+        h("thead", null, h("tr", null, ["Finding", "Mailed: recurred", "Mailed: wasted core-h/job", "Held back: recurred", "Held back: wasted core-h/job", "Effect"].map(function (t) { return h("th", { text: t }); }))),
+        h("tbody", null, o.kinds.map(function (k) {
+          var e = k.effect;
+          return h("tr", { class: "outcome-row" }, h("td", { text: k.title || k.kind }), h("td", { text: rate(k.mailed) }), h("td", { text: waste(k.mailed) }),
+            h("td", { text: rate(k.held) }), h("td", { text: waste(k.held) }),
+            h("td", { text: e ? (100 * e.difference).toFixed(0) + " pp [" + (100 * e.low).toFixed(0) + ", " + (100 * e.high).toFixed(0) + "]" : "–" }));
+        })))) : h("p", { class: "muted" }, "No finding has been mailed yet."));
+    }).catch(function (err) { box.textContent = "Outcomes: " + err.message; });
+    return box;
   }
 
   function tipsPage() {

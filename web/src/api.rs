@@ -195,6 +195,8 @@ pub struct JobDetail {
     pub gpu_series: Vec<GpuSeries>,
     /// Memory peaks from the samples, summed over the nodes' peaks; `null` without samples.
     pub sampled_memory: Option<SampledMemory>,
+    /// Energy and carbon; `null` for a job that never ran.
+    pub energy: Option<JobEnergy>,
 }
 
 /// A job's memory peaks as its samples saw them: per node the largest value at one sample,
@@ -299,4 +301,93 @@ pub struct ErrorBody {
     pub error: &'static str,
     /// A sentence for a human.
     pub message: String,
+}
+
+/// A job's energy and carbon (`analysis::energy`), with the factors the figures use.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JobEnergy {
+    pub kwh: f64,
+    pub co2e_g: f64,
+    /// The energy of what was allocated and not used.
+    pub wasted_kwh: f64,
+    pub wasted_co2e_g: f64,
+    /// `measured` (RAPL and NVML counters), `mixed` or `estimated` (the Green Algorithms model).
+    pub source: String,
+    /// The factors, named: `12 W/core, 0.3725 W/GB, 300 W/GPU, PUE 1.4, 300 g CO2e/kWh`.
+    pub factors: String,
+}
+
+/// One row of the energy ranking: a user's or an account's jobs in the period.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EnergyRow {
+    pub name: String,
+    pub jobs: u32,
+    pub kwh: f64,
+    pub co2e_g: f64,
+    pub wasted_kwh: f64,
+    pub wasted_co2e_g: f64,
+}
+
+/// `GET /api/admin/energy?period=` (admins only): users and accounts by wasted kWh, most first.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EnergyRanking {
+    pub period: PeriodInfo,
+    pub factors: String,
+    pub users: Vec<EnergyRow>,
+    pub accounts: Vec<EnergyRow>,
+}
+
+/// A proportion with its 95 % interval.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
+pub struct RateView {
+    pub rate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// A difference of proportions with its 95 % interval.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
+pub struct DifferenceView {
+    pub difference: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Mailed or held-back users for one finding kind (see `analysis::outcome`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ArmView {
+    pub pairs: u32,
+    pub followed: u32,
+    pub recurred: u32,
+    pub recurrence: Option<RateView>,
+    pub families: u32,
+    pub wasted_core_hours_per_job_before: Option<f64>,
+    pub wasted_core_hours_per_job_after: Option<f64>,
+}
+
+/// One finding kind's outcomes.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct KindOutcomeView {
+    pub kind: String,
+    /// The kind's title as the mails name it.
+    #[serde(default)]
+    pub title: String,
+    pub mailed: ArmView,
+    pub held: ArmView,
+    /// Recurrence mailed − held back with its 95 % interval; `null` without a holdout.
+    pub effect: Option<DifferenceView>,
+}
+
+/// `GET /api/admin/outcomes` (admins only): whether the findings recur after the mails.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct OutcomesView {
+    pub periods: u32,
+    pub method: String,
+    /// The configured holdout share (0 = off).
+    #[serde(default)]
+    pub holdout_share: f64,
+    /// Stored reports that could not be read (left out).
+    #[serde(default)]
+    pub unreadable_reports: u32,
+    pub kinds: Vec<KindOutcomeView>,
 }

@@ -5,7 +5,7 @@
 //! use an in-memory fake. Data methods are blocking (redb reads) and are called inside
 //! `web::block`; the coordinator list comes from sacctmgr, a child process, so it is async.
 
-use crate::api::{JobDetail, JobSummary, MailPrefs, PeriodCoverage, PeriodInfo, StoredReport};
+use crate::api::{EnergyRow, JobDetail, JobSummary, MailPrefs, OutcomesView, PeriodCoverage, PeriodInfo, StoredReport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -86,4 +86,9 @@ pub trait Backend: Send + Sync + 'static {
     fn site_quiet_days(&self) -> Vec<String>;
     /// The current coordinator list (cached by the implementation).
     fn coordination(&self) -> LocalFuture<Result<Arc<Coordination>, BackendError>>;
+    /// The period's energy per user and per account (every user: admins only), with the
+    /// factors used, from the stored reports.
+    fn energy_ranking(&self, period_start: u64) -> Result<(Vec<EnergyRow>, Vec<EnergyRow>, String), BackendError>;
+    /// Outcome tracking over every stored period (every user: admins only).
+    fn outcomes(&self) -> Result<OutcomesView, BackendError>;
 }

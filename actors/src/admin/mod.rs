@@ -79,7 +79,28 @@ pub fn analyze(config: &Config, store: &Store, period_text: &str) -> Result<Outc
             let _ = writeln!(text, "  {user}: {}", if r.has_findings { "findings" } else { "nothing to report" });
         }
     }
+    let (inputs, unreadable) = crate::analysis::load::outcome_inputs(store)?;
+    let _ = writeln!(text, "{}", outcome_line(&crate::analysis::outcome::outcomes(&inputs), unreadable));
     Ok(Outcome { text, ok: true })
+}
+
+/// One line on whether the mails change anything (the admin view has the details).
+fn outcome_line(o: &crate::analysis::outcome::Outcomes, unreadable: u32) -> String {
+    let mailed: u32 = o.kinds.iter().map(|k| k.mailed.pairs).sum();
+    let held: u32 = o.kinds.iter().map(|k| k.held.pairs).sum();
+    let mut line = format!(
+        "outcomes: {} finding kind(s) mailed over {} period(s): {mailed} user-finding pair(s) mailed, {held} held back",
+        o.kinds.len(),
+        o.periods
+    );
+    let (followed, recurred) = o.kinds.iter().fold((0, 0), |(f, r), k| (f + k.mailed.followed, r + k.mailed.recurred));
+    if followed > 0 {
+        line.push_str(&format!("; {recurred} of {followed} recurred after the mail"));
+    }
+    if unreadable > 0 {
+        line.push_str(&format!("; {unreadable} stored report(s) unreadable"));
+    }
+    line + " (web: Overview, /api/admin/outcomes)"
 }
 
 /// `turingwatch mail` options.
@@ -132,7 +153,8 @@ pub async fn mail(config: &Config, store: Arc<Store>, req: &MailRequest) -> Resu
         }
         return Ok(Outcome { text, ok: true });
     }
-    outbox::queue(&store, period.start, &recipients, &config.mail.from, &config.mail.opt_out, unix_now())?;
+    let holdout = crate::mail::holdout::Holdout::from_config(&config.mail);
+    outbox::queue(&store, period.start, &recipients, &config.mail.from, &config.mail.opt_out, &holdout, unix_now())?;
     let transport = Transport::from_config(&config.mail)?;
     let from: &'static [OutboxState] = if req.resend {
         &[OutboxState::Queued, OutboxState::Failed, OutboxState::Uncertain, OutboxState::Sent]
@@ -146,6 +168,9 @@ pub async fn mail(config: &Config, store: Arc<Store>, req: &MailRequest) -> Resu
         match deliver(store.clone(), config, &transport, &entry, from, unix_now(), None).await? {
             DeliveryOutcome::Sent => {
                 let _ = writeln!(text, "{user}: sent to {to}");
+            }
+            DeliveryOutcome::Skipped if entry.state == OutboxState::Held => {
+                let _ = writeln!(text, "{user}: held back (in the [mail] holdout; never sent)");
             }
             DeliveryOutcome::Skipped => {
                 let _ = writeln!(text, "{user}: not sent ({:?}; --resend sends it again)", entry.state);

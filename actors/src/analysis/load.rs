@@ -61,6 +61,45 @@ pub fn analyze_period(
     Ok(out)
 }
 
+/// What outcome tracking reads (`analysis::outcome`): every stored (period, user) report's jobs,
+/// with what the outbox did with that user's mail. A stored report whose JSON does not parse is
+/// logged, counted in the second value and left out; it stops nothing.
+pub fn outcome_inputs(store: &Store) -> Result<(Vec<super::outcome::UserPeriod>, u32), StoreError> {
+    use super::outcome::{facts_from_report_json, MailFate, UserPeriod};
+    use crate::store::OutboxState;
+    let fates: BTreeMap<(u64, String), MailFate> = store
+        .outbox_entries(None)?
+        .into_iter()
+        .map(|e| {
+            let fate = match e.state {
+                OutboxState::Sent | OutboxState::Uncertain => MailFate::Sent,
+                OutboxState::Held => MailFate::Held,
+                _ => MailFate::None,
+            };
+            ((e.period_start, e.user), fate)
+        })
+        .collect();
+    let (mut out, mut bad) = (Vec::new(), 0u32);
+    for period in store.periods()? {
+        for user in store.report_users(period.start)? {
+            let Some(report) = store.report(period.start, &user)? else { continue };
+            match facts_from_report_json(&report.json) {
+                Ok(jobs) => out.push(UserPeriod {
+                    period_start: period.start,
+                    fate: fates.get(&(period.start, user.clone())).copied().unwrap_or(MailFate::None),
+                    user,
+                    jobs,
+                }),
+                Err(err) => {
+                    bad += 1;
+                    tracing::warn!(period = period.start, user, error = %err, "stored report unreadable for outcomes");
+                }
+            }
+        }
+    }
+    Ok((out, bad))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

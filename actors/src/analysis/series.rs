@@ -103,6 +103,10 @@ pub struct GpuUse {
     pub mean_power_w: f64,
     pub mean_sm_clock_mhz: f64,
     pub used_by_job: bool,
+    /// Energy NVML's total-energy counter measured for the device over the run, joules (see
+    /// [`gpu_counter_energy`]); `None` where the device has no counter or fewer than two
+    /// readings carry it.
+    pub energy_j: Option<f64>,
     /// Seconds of the run covered by readings: intervals between consecutive readings up to
     /// `max_gap_secs`; a lone reading covers `max_gap_secs` (at most the run).
     pub covered_secs: u64,
@@ -487,6 +491,37 @@ struct GpuInstant {
     power_mw: u32,
     sm_clock_mhz: u32,
     in_use: bool,
+    energy_mj: u64,
+}
+
+/// A GPU draws at most this much (a bound on forged or corrupt counters), watts: above any
+/// data-centre GPU's board power (H100 SXM 700 W, B200 1 kW).
+pub const MAX_GPU_WATTS: f64 = 1_500.0;
+
+/// What a device's total-energy counter says it drew over the run, joules: the sum of its rises
+/// between consecutive readings, each at most [`MAX_GPU_WATTS`] over the interval (a forged or
+/// corrupt counter cannot claim more); a counter that goes back was reset by a driver reload,
+/// and the interval counts its new value (what it drew since the reload), under the same bound.
+/// The counter runs on through sampling gaps, so a gap loses nothing. The readings span less
+/// than the run (the first comes after the start, the last before the end): the energy is
+/// scaled to the run at the mean power measured. `None` without two readings with a counter
+/// (readings of 0 are devices without one, or readings from before it was read).
+fn gpu_counter_energy(instants: &[GpuInstant], elapsed_secs: u64) -> Option<f64> {
+    let counted: Vec<&GpuInstant> = instants.iter().filter(|r| r.energy_mj > 0).collect();
+    let (first, last) = (counted.first()?, counted.last()?);
+    let span = last.at.saturating_sub(first.at);
+    if span == 0 {
+        return None;
+    }
+    let mut mj = 0.0f64;
+    for pair in counted.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let bound = MAX_GPU_WATTS * 1_000.0 * b.at.saturating_sub(a.at) as f64;
+        let rise = if b.energy_mj >= a.energy_mj { b.energy_mj - a.energy_mj } else { b.energy_mj };
+        mj += (rise as f64).min(bound);
+    }
+    let scale = if elapsed_secs > 0 { elapsed_secs as f64 / span as f64 } else { 1.0 };
+    Some(mj / 1_000.0 * scale)
 }
 
 /// One [`GpuUse`] per physical GPU of the job. Readings are stored per step, and every step
@@ -533,6 +568,7 @@ fn merge_instants(readings: &[(&SeriesKey, &GpuReading)], tolerance_secs: u64) -
                 last.power_mw = last.power_mw.max(r.power_mw);
                 last.sm_clock_mhz = last.sm_clock_mhz.max(r.sm_clock_mhz);
                 last.in_use |= r.in_use_by_step;
+                last.energy_mj = last.energy_mj.max(r.energy_mj);
             }
             _ => {
                 steps.clear();
@@ -543,6 +579,7 @@ fn merge_instants(readings: &[(&SeriesKey, &GpuReading)], tolerance_secs: u64) -
                     power_mw: r.power_mw,
                     sm_clock_mhz: r.sm_clock_mhz,
                     in_use: r.in_use_by_step,
+                    energy_mj: r.energy_mj,
                 });
             }
         }
@@ -599,6 +636,7 @@ fn gpu_use(
         mean_power_w: instants.iter().map(|r| f64::from(r.power_mw) / 1000.0).sum::<f64>() / n,
         mean_sm_clock_mhz: instants.iter().map(|r| f64::from(r.sm_clock_mhz)).sum::<f64>() / n,
         used_by_job: instants.iter().any(|r| r.in_use),
+        energy_j: gpu_counter_energy(instants, elapsed_secs),
         covered_secs,
     }
 }

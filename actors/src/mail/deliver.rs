@@ -230,7 +230,16 @@ mod tests {
         };
         store.put_reports(100, &users.map(report)).unwrap();
         let rcpt: Vec<(String, String)> = users.iter().map(|u| (u.to_string(), format!("{u}@example.org"))).collect();
-        super::super::outbox::queue(&store, 100, &rcpt, &config.mail.from, &[], 0).unwrap();
+        super::super::outbox::queue(
+            &store,
+            100,
+            &rcpt,
+            &config.mail.from,
+            &[],
+            &crate::mail::holdout::Holdout::off(),
+            0,
+        )
+        .unwrap();
         store.put_mail_prefs(&MailPrefs { user: "alice".into(), opted_out: true, ..MailPrefs::default() }).unwrap();
         let sat = prefs::quiet_mask(&["sat".into()]);
         store.put_mail_prefs(&MailPrefs { user: "bob".into(), quiet_days: sat, ..MailPrefs::default() }).unwrap();

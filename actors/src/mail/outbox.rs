@@ -18,6 +18,7 @@
 //! start), so finding the next mail due reads the queue, not years of sent mail. The tables and
 //! their transactions are the store's (`store/outbox.rs`); this file decides what goes in them.
 
+use super::holdout::Holdout;
 use crate::store::{Store, StoreError};
 
 pub use crate::store::{OutboxEntry, OutboxState};
@@ -31,13 +32,15 @@ pub fn message_id(period_start: u64, user: &str, from: &str) -> String {
 }
 
 /// Queues mails of a period for users that have none yet; returns how many were added. A user
-/// on the opt-out list gets an `opted-out` entry instead, so the decision is on record.
+/// on the opt-out list gets an `opted-out` entry instead, and a user in the holdout a `held`
+/// one (never sent), so the decision is on record.
 pub fn queue(
     store: &Store,
     period_start: u64,
     recipients: &[(String, String)],
     from: &str,
     opt_out: &[String],
+    holdout: &Holdout,
     now: u64,
 ) -> Result<usize, StoreError> {
     let entries: Vec<OutboxEntry> = recipients
@@ -47,7 +50,13 @@ pub fn queue(
             user: user.clone(),
             to: to.clone(),
             message_id: message_id(period_start, user, from),
-            state: if opt_out.iter().any(|u| u == user) { OutboxState::OptedOut } else { OutboxState::Queued },
+            state: if opt_out.iter().any(|u| u == user) {
+                OutboxState::OptedOut
+            } else if holdout.holds(user) {
+                OutboxState::Held
+            } else {
+                OutboxState::Queued
+            },
             attempts: 0,
             next_attempt_at: now,
             updated_at: now,
@@ -94,8 +103,9 @@ mod tests {
     fn queueing_twice_adds_nothing_and_opt_out_is_recorded() {
         let s = store("queue");
         let from = "Admin <hpc@example.org>";
-        assert_eq!(queue(&s, 100, &rcpt(&["alice", "bob"]), from, &["bob".into()], 5).unwrap(), 2);
-        assert_eq!(queue(&s, 100, &rcpt(&["alice", "bob", "carol"]), from, &[], 6).unwrap(), 1);
+        let off = Holdout::off();
+        assert_eq!(queue(&s, 100, &rcpt(&["alice", "bob"]), from, &["bob".into()], &off, 5).unwrap(), 2);
+        assert_eq!(queue(&s, 100, &rcpt(&["alice", "bob", "carol"]), from, &[], &off, 6).unwrap(), 1);
         let all = s.outbox_entries(Some(100)).unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all[1].state, OutboxState::OptedOut);
@@ -107,7 +117,7 @@ mod tests {
     #[test]
     fn a_mail_left_sending_is_not_due_again_after_recovery() {
         let s = store("recover");
-        queue(&s, 100, &rcpt(&["alice", "bob"]), "a@b", &[], 0).unwrap();
+        queue(&s, 100, &rcpt(&["alice", "bob"]), "a@b", &[], &Holdout::off(), 0).unwrap();
         let sending =
             s.outbox_transition(100, "alice", &[OutboxState::Queued], |e| e.state = OutboxState::Sending).unwrap();
         assert!(sending.is_some());
@@ -120,5 +130,28 @@ mod tests {
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].state, OutboxState::Uncertain);
         assert_eq!(s.next_due_mail(10).unwrap().0.unwrap().user, "bob");
+    }
+
+    #[test]
+    fn a_held_back_mail_is_recorded_and_never_due() {
+        let s = store("held");
+        let config =
+            turingwatch_config::MailConfig { holdout_share: 0.5, holdout_salt: "site".into(), ..Default::default() };
+        let holdout = Holdout::from_config(&config);
+        let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+        let names: Vec<&str> = users.iter().map(String::as_str).collect();
+        assert_eq!(queue(&s, 100, &rcpt(&names), "a@b", &[], &holdout, 0).unwrap(), 40);
+        let entries = s.outbox_entries(Some(100)).unwrap();
+        let held: Vec<&str> =
+            entries.iter().filter(|e| e.state == OutboxState::Held).map(|e| e.user.as_str()).collect();
+        assert!(!held.is_empty() && held.len() < 40, "{held:?}");
+        assert!(held.iter().all(|u| holdout.holds(u)));
+        assert_eq!(s.next_due_mail(0).unwrap().1 as usize, 40 - held.len(), "held mails are not queued");
+        // No sender's transition takes a held entry, however many states it allows.
+        let every = [OutboxState::Queued, OutboxState::Failed, OutboxState::Uncertain, OutboxState::Sent];
+        assert!(s.outbox_transition(100, held[0], &every, |e| e.state = OutboxState::Sending).unwrap().is_none());
+        // Queueing again (a period closed twice) changes nothing.
+        assert_eq!(queue(&s, 100, &rcpt(&names), "a@b", &[], &Holdout::off(), 1).unwrap(), 0);
+        assert_eq!(s.outbox_entries(Some(100)).unwrap(), entries);
     }
 }

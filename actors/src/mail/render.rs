@@ -101,6 +101,8 @@ struct JobView {
     coverage_pct: String,
     titles: String,
     link: String,
+    /// `42 Wh (13 g CO2e), of which 36 Wh (11 g CO2e) wasted, estimated`; empty when none.
+    energy: String,
     findings: Vec<FindingView>,
 }
 
@@ -203,6 +205,7 @@ fn job_view(j: &JobAnalysis, base: &str) -> JobView {
         titles: j.findings.iter().map(|f| f.kind.title()).collect::<Vec<_>>().join(", "),
         // The web site's routes: `#/job/<id>` and `#/report?period=<start>&user=<user>`.
         link: if base.is_empty() { String::new() } else { format!("{}/#/job/{}", base.trim_end_matches('/'), j.id()) },
+        energy: j.energy.as_ref().map(crate::analysis::energy::job_energy_text).unwrap_or_default(),
         findings: j
             .findings
             .iter()
@@ -214,9 +217,9 @@ fn job_view(j: &JobAnalysis, base: &str) -> JobView {
     }
 }
 
-/// The period's energy in one line, saying whether counters measured it.
-fn energy_line(a: &UserAnalysis) -> String {
-    use crate::analysis::energy::{co2e_text, energy_text, EnergySource};
+/// The period's energy in one line, saying whether counters measured it and naming the factors.
+fn energy_line(a: &UserAnalysis, config: &turingwatch_config::EnergyConfig) -> String {
+    use crate::analysis::energy::{co2e_text, energy_text, factors_text, EnergySource};
     let sources: Vec<EnergySource> = a.jobs.iter().filter_map(|j| j.energy.as_ref().map(|e| e.source)).collect();
     if sources.is_empty() {
         return String::new();
@@ -229,11 +232,12 @@ fn energy_line(a: &UserAnalysis) -> String {
         "partly measured, partly estimated"
     };
     format!(
-        "{} ({}), of which {} ({}) went to what was allocated and not used; {how}",
+        "{} ({}), of which {} ({}) went to what was allocated and not used; {how} (factors: {})",
         energy_text(a.energy_kwh),
         co2e_text(a.co2e_g),
         energy_text(a.wasted_kwh),
-        co2e_text(a.wasted_co2e_g)
+        co2e_text(a.wasted_co2e_g),
+        factors_text(config)
     )
 }
 
@@ -280,7 +284,7 @@ pub fn render_mail(
         alloc_core_hours: format!("{:.2}", a.alloc_core_hours),
         used_core_hours: format!("{:.2}", a.used_core_hours),
         overall_cpu_pct: pct((a.alloc_core_hours > 0.0).then(|| a.used_core_hours / a.alloc_core_hours)),
-        energy: energy_line(a),
+        energy: energy_line(a, &config.energy),
         kinds: a
             .kinds
             .iter()

@@ -96,7 +96,8 @@ pub fn refresh(store: &Store, cycle: &Cycle, period: Period, now: u64, closing: 
             .map(|r| (r.user.clone(), crate::mail::render::recipient(&cycle.config, &r.user)))
             .collect();
         let mail = &cycle.config.mail;
-        queued = outbox::queue(store, period.start, &recipients, &mail.from, &mail.opt_out, now)?;
+        let holdout = crate::mail::holdout::Holdout::from_config(mail);
+        queued = outbox::queue(store, period.start, &recipients, &mail.from, &mail.opt_out, &holdout, now)?;
     }
     // Re-analysing a closed period by hand (`turingwatch analyze`) keeps it closed.
     let was_closed = store.periods()?.iter().any(|p| p.start == period.start && p.closed);

@@ -23,6 +23,10 @@ pub struct DeviceReading {
     pub throttle_mask: u64,
     /// Processes with a compute context on the device.
     pub pids: Vec<u32>,
+    /// Total-energy counter, millijoules since the driver was loaded; 0 where the device has
+    /// none. Recordings made before it was read lack it (it reads as 0).
+    #[serde(default)]
+    pub energy_mj: u64,
 }
 
 /// Why GPU readings failed.
@@ -82,6 +86,8 @@ impl GpuSource for NvmlSource {
                     .running_compute_processes()
                     .map(|ps| ps.iter().map(|p| p.pid).collect())
                     .unwrap_or_default(),
+                // Volta and later; older devices answer NotSupported, which reads as "no counter".
+                energy_mj: device.total_energy_consumption().unwrap_or(0),
             });
         }
         Ok(out)
@@ -160,6 +166,7 @@ pub fn attribute(devices: &[DeviceReading], step_pids: &[u32], allocated: &[u32]
                 temp_c: d.temp_c,
                 throttle_mask: d.throttle_mask,
                 in_use_by_step: used,
+                energy_mj: d.energy_mj,
             })
         })
         .collect()

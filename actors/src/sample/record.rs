@@ -75,4 +75,9 @@ pub struct GpuReading {
     pub throttle_mask: u64,
     /// Whether any process of the step had the device open in this reading.
     pub in_use_by_step: bool,
+    /// NVML's total-energy counter of the device (`nvmlDeviceGetTotalEnergyConsumption`),
+    /// millijoules since the driver was loaded; 0 where the device has none (before Volta) or
+    /// the reading predates it (wire format 2, store blocks without the field). A drop means
+    /// the driver was reloaded.
+    pub energy_mj: u64,
 }

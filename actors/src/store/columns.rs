@@ -87,7 +87,9 @@ impl Columns for StepSample {
 }
 
 impl Columns for GpuReading {
-    const FIELDS: usize = 8;
+    const FIELDS: usize = 9;
+    // Stores before NVML's energy counter was read.
+    const LEGACY_FIELDS: usize = 8;
     fn at(&self) -> u64 {
         self.at
     }
@@ -100,7 +102,8 @@ impl Columns for GpuReading {
             4 => u64::from(self.power_mw),
             5 => u64::from(self.temp_c),
             6 => self.throttle_mask,
-            _ => u64::from(self.in_use_by_step),
+            7 => u64::from(self.in_use_by_step),
+            _ => self.energy_mj,
         }
     }
     fn build(at: u64, f: &[u64]) -> Self {
@@ -115,6 +118,7 @@ impl Columns for GpuReading {
             temp_c: small(f[5]),
             throttle_mask: f[6],
             in_use_by_step: f[7] != 0,
+            energy_mj: f[8],
         }
     }
 }

@@ -25,6 +25,9 @@ pub enum OutboxState {
     Failed,
     /// The user is on the opt-out list.
     OptedOut,
+    /// The user is in the holdout (`mail::holdout`): never sent, kept so the decision is on
+    /// record. Added last, so entries of older builds decode as before.
+    Held,
 }
 
 /// One report mail to send.

@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 /// First bytes of every encoded report.
 pub const MAGIC: &[u8; 4] = b"TWRP";
 
-/// The format version this build writes. It also reads [`v1`] batches (scrapers of earlier
-/// builds, and their spools), whose samples lack resident memory and page cache.
-pub const VERSION: u16 = 2;
+/// The format version this build writes. It also reads batches of formats 1 and 2 (scrapers of
+/// earlier builds, and their spools): format 1 samples lack resident memory and page cache, and
+/// the GPU readings of both lack NVML's energy counter (see [`legacy`]).
+pub const VERSION: u16 = 3;
 
 /// One scraper report: samples of some steps of one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +82,8 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     let (version, _) = postcard::take_from_bytes::<u16>(body).map_err(|e| WireError::Malformed(e.to_string()))?;
     let (report, rest) = match version {
         VERSION => postcard::take_from_bytes::<Batch>(body),
-        1 => postcard::take_from_bytes::<v1::Batch>(body).map(|(b, rest)| (b.upgrade(), rest)),
+        1 => postcard::take_from_bytes::<legacy::V1Batch>(body).map(|(b, rest)| (b.upgrade(), rest)),
+        2 => postcard::take_from_bytes::<legacy::V2Batch>(body).map(|(b, rest)| (b.upgrade(), rest)),
         _ => return Err(WireError::Version { found: version, supported: VERSION }),
     }
     .map_err(|e| WireError::Malformed(e.to_string()))?;
@@ -91,34 +93,54 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     Ok(report)
 }
 
-/// Format 1, as scrapers before resident memory and page cache were sampled wrote it.
-/// Postcard is positional, so the old layout is spelled out whole.
-mod v1 {
+/// Formats 1 and 2, as scrapers of earlier builds wrote them. Postcard is positional, so the old
+/// layouts are spelled out whole. Format 1: samples without resident memory and page cache;
+/// formats 1 and 2: GPU readings without the energy counter. Missing figures read as unknown (0).
+mod legacy {
     use crate::job::{JobId, StepId};
     use crate::sample::{GpuReading, StepSample};
     use serde::Deserialize;
 
     #[derive(Deserialize)]
-    pub(super) struct Batch {
+    pub(super) struct V1Batch {
         /// Always 1 (read because postcard is positional).
         _version: u16,
         id: u64,
         node: String,
         made_at: u64,
-        steps: Vec<StepBatch>,
+        steps: Vec<V1Step>,
     }
 
     #[derive(Deserialize)]
-    struct StepBatch {
+    pub(super) struct V2Batch {
+        /// Always 2.
+        _version: u16,
+        id: u64,
+        node: String,
+        made_at: u64,
+        steps: Vec<V2Step>,
+    }
+
+    #[derive(Deserialize)]
+    struct V1Step {
         job: JobId,
         step: StepId,
-        samples: Vec<Sample>,
-        gpus: Vec<GpuReading>,
+        samples: Vec<V1Sample>,
+        gpus: Vec<OldGpu>,
         apps: Vec<String>,
     }
 
     #[derive(Deserialize)]
-    struct Sample {
+    struct V2Step {
+        job: JobId,
+        step: StepId,
+        samples: Vec<StepSample>,
+        gpus: Vec<OldGpu>,
+        apps: Vec<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct V1Sample {
         at: u64,
         cpu_user_cs: u64,
         cpu_sys_cs: u64,
@@ -134,42 +156,87 @@ mod v1 {
         cpus: u32,
     }
 
-    impl Batch {
-        /// The same batch in the current types; resident memory and cache read as unknown (0).
+    /// A GPU reading of formats 1 and 2: no energy counter.
+    #[derive(Deserialize)]
+    struct OldGpu {
+        at: u64,
+        index: u32,
+        util_pct: u32,
+        mem_used_mib: u64,
+        sm_clock_mhz: u32,
+        power_mw: u32,
+        temp_c: u32,
+        throttle_mask: u64,
+        in_use_by_step: bool,
+    }
+
+    impl From<OldGpu> for GpuReading {
+        fn from(g: OldGpu) -> GpuReading {
+            GpuReading {
+                at: g.at,
+                index: g.index,
+                util_pct: g.util_pct,
+                mem_used_mib: g.mem_used_mib,
+                sm_clock_mhz: g.sm_clock_mhz,
+                power_mw: g.power_mw,
+                temp_c: g.temp_c,
+                throttle_mask: g.throttle_mask,
+                in_use_by_step: g.in_use_by_step,
+                energy_mj: 0,
+            }
+        }
+    }
+
+    impl From<V1Sample> for StepSample {
+        fn from(x: V1Sample) -> StepSample {
+            StepSample {
+                at: x.at,
+                cpu_user_cs: x.cpu_user_cs,
+                cpu_sys_cs: x.cpu_sys_cs,
+                rss_kib: x.rss_kib,
+                mem_current_kib: x.mem_current_kib,
+                mem_peak_kib: x.mem_peak_kib,
+                minor_faults: x.minor_faults,
+                major_faults: x.major_faults,
+                read_kib: x.read_kib,
+                write_kib: x.write_kib,
+                threads: x.threads,
+                processes: x.processes,
+                cpus: x.cpus,
+                resident_kib: 0,
+                cache_kib: 0,
+                energy_mj: 0,
+            }
+        }
+    }
+
+    fn step(
+        job: JobId,
+        step: StepId,
+        samples: Vec<StepSample>,
+        gpus: Vec<OldGpu>,
+        apps: Vec<String>,
+    ) -> super::StepBatch {
+        super::StepBatch { job, step, samples, gpus: gpus.into_iter().map(GpuReading::from).collect(), apps }
+    }
+
+    impl V1Batch {
+        /// The same batch in the current types.
         pub(super) fn upgrade(self) -> super::Batch {
             let steps = self
                 .steps
                 .into_iter()
-                .map(|s| super::StepBatch {
-                    job: s.job,
-                    step: s.step,
-                    samples: s
-                        .samples
-                        .into_iter()
-                        .map(|x| StepSample {
-                            at: x.at,
-                            cpu_user_cs: x.cpu_user_cs,
-                            cpu_sys_cs: x.cpu_sys_cs,
-                            rss_kib: x.rss_kib,
-                            mem_current_kib: x.mem_current_kib,
-                            mem_peak_kib: x.mem_peak_kib,
-                            minor_faults: x.minor_faults,
-                            major_faults: x.major_faults,
-                            read_kib: x.read_kib,
-                            write_kib: x.write_kib,
-                            threads: x.threads,
-                            processes: x.processes,
-                            cpus: x.cpus,
-                            resident_kib: 0,
-                            cache_kib: 0,
-                            energy_mj: 0,
-                        })
-                        .collect(),
-                    gpus: s.gpus,
-                    apps: s.apps,
-                })
+                .map(|s| step(s.job, s.step, s.samples.into_iter().map(StepSample::from).collect(), s.gpus, s.apps))
                 .collect();
             // What it decodes to is a batch of this build's format (it re-encodes as one).
+            super::Batch { version: super::VERSION, id: self.id, node: self.node, made_at: self.made_at, steps }
+        }
+    }
+
+    impl V2Batch {
+        /// The same batch in the current types.
+        pub(super) fn upgrade(self) -> super::Batch {
+            let steps = self.steps.into_iter().map(|s| step(s.job, s.step, s.samples, s.gpus, s.apps)).collect();
             super::Batch { version: super::VERSION, id: self.id, node: self.node, made_at: self.made_at, steps }
         }
     }
@@ -198,7 +265,13 @@ mod tests {
                         ..Default::default()
                     })
                     .collect(),
-                gpus: vec![GpuReading { at: 1_700_000_000, index: 1, util_pct: 50, ..Default::default() }],
+                gpus: vec![GpuReading {
+                    at: 1_700_000_000,
+                    index: 1,
+                    util_pct: 50,
+                    energy_mj: 123_456_789,
+                    ..Default::default()
+                }],
                 apps: vec!["python3".into()],
             }],
         }
@@ -210,7 +283,7 @@ mod tests {
         #[derive(Serialize)]
         struct OldSample(u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u32, u32, u32);
         #[derive(Serialize)]
-        struct OldStep(JobId, StepId, Vec<OldSample>, Vec<GpuReading>, Vec<String>);
+        struct OldStep(JobId, StepId, Vec<OldSample>, Vec<OldGpu>, Vec<String>);
         #[derive(Serialize)]
         struct Old(u16, u64, String, u64, Vec<OldStep>);
         let now = report();
@@ -239,7 +312,7 @@ mod tests {
                         )
                     })
                     .collect();
-                OldStep(s.job, s.step, samples, s.gpus.clone(), s.apps.clone())
+                OldStep(s.job, s.step, samples, s.gpus.iter().map(old_gpu).collect(), s.apps.clone())
             })
             .collect();
         let mut bytes = MAGIC.to_vec();
@@ -247,12 +320,56 @@ mod tests {
         let decoded = decode_batch(&bytes).unwrap();
         let mut expected = now.clone();
         for s in expected.steps.iter_mut().flat_map(|s| s.samples.iter_mut()) {
-            (s.resident_kib, s.cache_kib) = (0, 0);
+            (s.resident_kib, s.cache_kib, s.energy_mj) = (0, 0, 0);
+        }
+        for g in expected.steps.iter_mut().flat_map(|s| s.gpus.iter_mut()) {
+            g.energy_mj = 0;
         }
         assert_eq!(decoded, expected);
         assert_eq!(decoded.steps[0].samples[0].resident(), 300_000);
         // Upgraded, it re-encodes in this build's format and decodes back the same.
         assert_eq!(decode_batch(&encode_batch(&decoded)).unwrap(), decoded);
+    }
+
+    #[derive(Serialize)]
+    struct OldGpu(u64, u32, u32, u64, u32, u32, u32, u64, bool);
+
+    fn old_gpu(g: &GpuReading) -> OldGpu {
+        OldGpu(
+            g.at,
+            g.index,
+            g.util_pct,
+            g.mem_used_mib,
+            g.sm_clock_mhz,
+            g.power_mw,
+            g.temp_c,
+            g.throttle_mask,
+            g.in_use_by_step,
+        )
+    }
+
+    #[test]
+    fn a_format_2_report_still_decodes_with_the_gpu_energy_counter_unknown() {
+        #[derive(Serialize)]
+        struct OldStep(JobId, StepId, Vec<StepSample>, Vec<OldGpu>, Vec<String>);
+        #[derive(Serialize)]
+        struct Old(u16, u64, String, u64, Vec<OldStep>);
+        let mut now = report();
+        now.steps[0].gpus[0].energy_mj = 7_000_000;
+        let steps = now
+            .steps
+            .iter()
+            .map(|s| OldStep(s.job, s.step, s.samples.clone(), s.gpus.iter().map(old_gpu).collect(), s.apps.clone()))
+            .collect();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(postcard::to_stdvec(&Old(2, now.id, now.node.clone(), now.made_at, steps)).unwrap());
+        let decoded = decode_batch(&bytes).unwrap();
+        let mut expected = now.clone();
+        expected.steps[0].gpus[0].energy_mj = 0;
+        assert_eq!(decoded, expected);
+        assert_eq!(decode_batch(&encode_batch(&decoded)).unwrap(), decoded);
+        // The current format carries the counter.
+        assert_eq!(decode_batch(&encode_batch(&now)).unwrap().steps[0].gpus[0].energy_mj, 7_000_000);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! | `GET /api/settings` | anyone logged in: their own | [`crate::api::SettingsView`] (with the CSRF token) |
 //! | `POST /api/settings` | anyone logged in: their own only, with the token, same origin ([`crate::csrf`]) | [`crate::api::SettingsView`] |
 //! | `GET /api/settings/all` | admins (else 403) | [`crate::api::AllSettings`] |
+//! | `GET /api/admin/energy?period=` | admins only (else 403) | [`crate::api::EnergyRanking`] |
+//! | `GET /api/admin/outcomes` | admins only (else 403) | [`crate::api::OutcomesView`] |
 //! | `GET /`, `/static/{file}` | anyone | the embedded UI |
 //!
 //! Every `/api` answer is JSON (gzip when the client accepts it), errors included, except a
@@ -29,6 +31,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use turingwatch_config::WebConfig;
 
+mod admin;
 mod assets;
 mod report_cache;
 mod settings;
@@ -93,6 +96,8 @@ pub fn mount(state: web::Data<WebState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/settings", web::get().to(settings::get))
                 .route("/settings", web::post().to(settings::post))
                 .route("/settings/all", web::get().to(settings::all))
+                .route("/admin/energy", web::get().to(admin::energy))
+                .route("/admin/outcomes", web::get().to(admin::outcomes))
                 .default_service(web::to(api_fallback)),
         );
         assets::mount(cfg);

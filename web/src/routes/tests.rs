@@ -1,7 +1,7 @@
 //! The endpoints against an in-memory backend: identity, who sees what, errors, limits.
 
 use super::*;
-use crate::api::{JobDetail, JobSummary, MailPrefs, PeriodCoverage, StoredReport};
+use crate::api::{EnergyRow, JobDetail, JobSummary, MailPrefs, OutcomesView, PeriodCoverage, StoredReport};
 use crate::backend::{Coordination, LocalFuture};
 use crate::listing::tests::summary;
 use actix_web::body::to_bytes;
@@ -74,6 +74,7 @@ impl Backend for Fake {
             step_series: vec![],
             gpu_series: vec![],
             sampled_memory: None,
+            energy: None,
         }))
     }
     fn mail_prefs(&self, user: &str) -> Result<MailPrefs, BackendError> {
@@ -105,6 +106,27 @@ impl Backend for Fake {
             c.users_of.insert("physics".into(), ["alice".to_string(), "carol".to_string()].into());
             c.users_of.insert("chem".into(), ["bob".to_string()].into());
             Ok(Arc::new(c))
+        })
+    }
+    fn energy_ranking(&self, period_start: u64) -> Result<(Vec<EnergyRow>, Vec<EnergyRow>, String), BackendError> {
+        let row = |name: &str, wasted_kwh: f64| EnergyRow {
+            name: name.into(),
+            jobs: 1,
+            kwh: 2.0 * wasted_kwh,
+            co2e_g: 600.0 * wasted_kwh,
+            wasted_kwh,
+            wasted_co2e_g: 300.0 * wasted_kwh,
+        };
+        let users = if period_start == 1000 { vec![row("bob", 3.0), row("alice", 1.0)] } else { vec![] };
+        Ok((users, vec![row("chem", 3.0)], "12 W/core".into()))
+    }
+    fn outcomes(&self) -> Result<OutcomesView, BackendError> {
+        Ok(OutcomesView {
+            periods: 2,
+            method: "Wilson".into(),
+            holdout_share: 0.2,
+            unreadable_reports: 0,
+            kinds: vec![],
         })
     }
 }
@@ -248,6 +270,31 @@ async fn admins_see_everyone_and_coordinators_their_accounts() {
     assert_eq!(body(get("/api/jobs/21", TRUSTED, Some("carol")).await).await.0, 404);
     // Without sacctmgr's answer a coordinator is an ordinary user.
     assert_eq!(body(get_with(true, "/api/report?user=alice", TRUSTED, Some("carol")).await).await.0, 403);
+}
+
+#[actix_web::test]
+async fn only_admins_get_the_energy_ranking_and_the_outcomes() {
+    let (status, r) = body(get("/api/admin/energy?period=1000", TRUSTED, Some("root")).await).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!((r["period"]["start"].as_u64(), r["factors"].as_str()), (Some(1000), Some("12 W/core")));
+    assert_eq!(r["users"][0]["name"], "bob");
+    assert_eq!(r["accounts"][0]["wasted_kwh"], 3.0);
+    // The latest period by default; an unknown one is 404.
+    let (status, r) = body(get("/api/admin/energy", TRUSTED, Some("root")).await).await;
+    assert_eq!((status, r["period"]["start"].as_u64()), (200, Some(2000)));
+    assert_eq!(get("/api/admin/energy?period=1234", TRUSTED, Some("root")).await.status().as_u16(), 404);
+    assert_eq!(get("/api/admin/energy?period=x", TRUSTED, Some("root")).await.status().as_u16(), 400);
+    let (status, o) = body(get("/api/admin/outcomes", TRUSTED, Some("root")).await).await;
+    assert_eq!((status, o["holdout_share"].as_f64()), (200, Some(0.2)));
+    // Users and coordinators are refused; no login, or a spoofed header, gets nothing.
+    for uri in ["/api/admin/energy?period=1000", "/api/admin/outcomes"] {
+        for user in ["alice", "carol"] {
+            let (status, r) = body(get(uri, TRUSTED, Some(user)).await).await;
+            assert_eq!((status, r["error"].as_str()), (403, Some("forbidden")), "{uri} {user}: {r}");
+        }
+        assert_eq!(get(uri, TRUSTED, None).await.status().as_u16(), 401, "{uri}");
+        assert_eq!(get(uri, STRANGER, Some("root")).await.status().as_u16(), 403, "{uri}");
+    }
 }
 
 #[actix_web::test]

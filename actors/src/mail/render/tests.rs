@@ -96,6 +96,18 @@ fn the_mail_gives_the_periods_energy_and_its_waste_and_says_it_is_estimated() {
     let m = rendered(&Templates::load("").unwrap(), &config);
     let line = m.text.lines().find(|l| l.starts_with("Energy: ")).unwrap_or_else(|| panic!("{}", m.text));
     assert!(line.contains("CO2e") && line.contains("wasted") || line.contains("not used"), "{line}");
-    assert!(line.ends_with("estimated from the site's power factors"), "{line}");
+    assert!(
+        line.ends_with(
+            "estimated from the site's power factors (factors: 12 W/core, 0.3725 W/GB, 300 W/GPU, PUE 1.4, 300 g CO2e/kWh)"
+        ),
+        "{line}"
+    );
+    // Job 1 (the sleeper: CPU underusage) is among the jobs to look at first, with its own
+    // energy and waste: all of its cores idle, so nearly all of its estimate is waste.
+    let job1 = m.text.split("Job 1 sleeper").nth(1).unwrap_or_else(|| panic!("{}", m.text));
+    let energy = job1.lines().find(|l| l.trim_start().starts_with("Energy ")).unwrap_or_else(|| panic!("{}", m.text));
+    // By hand: 2 idle cores × 12 W + 0.54 GB unused × 0.3725 W, for 600 s, × PUE 1.4 = 5.65 Wh.
+    assert!(energy.ends_with("of which 6 Wh (2 g CO2e) wasted, estimated"), "{energy}");
+    assert!(m.html.contains("<tr><td>Energy</td><td>"), "{}", m.html);
     assert!(m.html.contains("<td style=\"border:1px solid #ddd;\">Energy</td>"), "{}", m.html);
 }

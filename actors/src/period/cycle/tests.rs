@@ -111,3 +111,41 @@ fn each_refresh_stores_the_periods_coverage_and_puts_it_in_the_bundle() {
     assert_eq!(last.map(|l| (l.period_start, l.jobs)), Some((t0, 2)));
     assert_eq!(current.map(|c| (c.period_start, c.jobs)), Some((t0 + 600, 0)));
 }
+
+#[test]
+fn closing_a_period_holds_back_the_holdouts_mails_and_outcomes_see_them() {
+    let (store, mut cycle, _dir) = setup("holdout");
+    cycle.config.mail.holdout_share = 0.5;
+    cycle.config.mail.holdout_salt = "site".into();
+    let holdout = crate::mail::holdout::Holdout::from_config(&cycle.config.mail);
+    // Twelve users, each with one idle job: about half are held back.
+    let users: Vec<String> = (0..12).map(|i| format!("u{i}")).collect();
+    let t0: u64 = 1_800_000_000;
+    let jobs: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let mut j = job(10 + i as u64, u, t0 + 10, Some(t0 + 310));
+            j.usage.total_cpu_ms = 1_000;
+            j
+        })
+        .collect();
+    store.upsert_jobs(&jobs, &[], None).unwrap();
+    store.set_meta(IMPORT_WATERMARK_KEY, t0 + 650).unwrap();
+    tick(&store, &cycle, t0 + 400, false).unwrap();
+    let closed = tick(&store, &cycle, t0 + 710, false).unwrap();
+    assert_eq!(closed[0].queued, 12, "every decision is on record");
+    let entries = store.outbox_entries(Some(t0)).unwrap();
+    for e in &entries {
+        let expected = if holdout.holds(&e.user) { OutboxState::Held } else { OutboxState::Queued };
+        assert_eq!(e.state, expected, "{}", e.user);
+    }
+    let held = entries.iter().filter(|e| e.state == OutboxState::Held).count();
+    assert!(held > 0 && held < 12, "{held} held");
+    assert_eq!(store.next_due_mail(t0 + 710).unwrap().1 as usize, 12 - held, "held mails are never due");
+    // Outcome tracking reads the held ones as the holdout arm (no follow-up period yet).
+    let (inputs, bad) = crate::analysis::load::outcome_inputs(&store).unwrap();
+    let o = crate::analysis::outcome::outcomes(&inputs);
+    let cpu = o.kinds.iter().find(|k| k.kind == "cpu_underuse").expect("CPU underuse found");
+    assert_eq!((bad, cpu.held.pairs as usize, cpu.mailed.pairs), (0, held, 0), "queued mails are not sent yet");
+}
