@@ -276,15 +276,23 @@ fn decode_base64(text: &str) -> Vec<u8> {
     out
 }
 
+/// Whether Chromium and chromedriver are installed; without them a test is skipped, except
+/// where e2e tests are required (CI), where it fails.
+pub(crate) fn browser_available() -> bool {
+    let present = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+    if !present {
+        assert!(!e2e_required(), "chromium and chromedriver are required (scripts/setup.sh installs them)");
+        eprintln!("skipping: chromium/chromedriver not installed");
+    }
+    present
+}
+
 #[test]
 fn site_shows_each_user_their_jobs_and_admins_everything_in_chromium() {
     if !cluster() {
         return;
     }
-    let browser_present = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
-    if !browser_present {
-        assert!(!e2e_required(), "chromium and chromedriver are required (scripts/setup.sh installs them)");
-        eprintln!("skipping: chromium/chromedriver not installed");
+    if !browser_available() {
         return;
     }
     let dir = test_dir("web_site_chromium");

@@ -9,7 +9,6 @@ use super::{curl_port, now, report, Browser, Guard};
 use crate::scrape_support::{cancel, terminate, wait_running, Setup};
 use crate::util::*;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use turingwatch::store::PeriodRecord;
@@ -72,10 +71,7 @@ fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
     if !cluster() {
         return;
     }
-    let browser_present = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
-    if !browser_present {
-        assert!(!e2e_required(), "chromium and chromedriver are required (scripts/setup.sh installs them)");
-        eprintln!("skipping: chromium/chromedriver not installed");
+    if !super::browser_available() {
         return;
     }
     let setup = Setup::new(
