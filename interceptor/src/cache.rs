@@ -19,13 +19,15 @@
 //! with ordinary heap blocks.
 
 #[cfg(not(loom))]
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Slots per size class (the per-class limit can be configured lower).
+/// Slots per size class (the per-class limit can be configured lower). At most 32: a
+/// class's occupancy mask is one `u32`.
 pub const SLOTS: usize = 32;
+const _: () = assert!(SLOTS <= 32);
 /// Size classes: 4 per power of two of the page count, up to 2^21 pages (8 GiB).
 pub const NCLASS: usize = 79;
 const PAGE_SHIFT: u32 = 12;
@@ -61,8 +63,10 @@ struct Class {
     slots: [AtomicUsize; SLOTS],
     /// Insertion stamps, read racily to find the oldest entry (a heuristic only).
     stamps: [AtomicU64; SLOTS],
-    /// Approximate number of occupied slots, used to skip empty classes quickly.
-    count: AtomicUsize,
+    /// Occupancy hint: bit `i` is set whenever slot `i` holds an entry, except between a
+    /// `put`'s slot CAS and its `fetch_or` (see [`Cache::mark`] and [`Cache::unmark`]).
+    /// Lookups scan only the set bits, so a scan costs what the class holds, not 32 loads.
+    occ: AtomicU32,
 }
 
 impl Class {
@@ -71,7 +75,7 @@ impl Class {
         Class {
             slots: [const { AtomicUsize::new(0) }; SLOTS],
             stamps: [const { AtomicU64::new(0) }; SLOTS],
-            count: AtomicUsize::new(0),
+            occ: AtomicU32::new(0),
         }
     }
 
@@ -81,7 +85,7 @@ impl Class {
         Class {
             slots: core::array::from_fn(|_| AtomicUsize::new(0)),
             stamps: core::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicUsize::new(0),
+            occ: AtomicU32::new(0),
         }
     }
 }
@@ -89,6 +93,10 @@ impl Class {
 /// A bounded cache of page-aligned `(base, len)` ranges.
 pub struct Cache {
     classes: [CachePadded<Class>; NCLASS],
+    /// Non-empty-class hint, bit `c % 64` of word `c / 64`, kept with the same protocol
+    /// as the occupancy masks: a neighbour search (`take_adjacent`, on every free) reads
+    /// two words instead of 79 class lines that other threads write.
+    nonempty: CachePadded<[AtomicU64; 2]>,
     bytes: CachePadded<AtomicUsize>,
     entries: CachePadded<AtomicUsize>,
     epoch: CachePadded<AtomicU64>,
@@ -103,6 +111,7 @@ impl Cache {
     pub fn new(budget: usize, max_entries: usize, class_slots: usize) -> Self {
         Cache {
             classes: core::array::from_fn(|_| CachePadded::new(Class::new())),
+            nonempty: CachePadded::new([AtomicU64::new(0), AtomicU64::new(0)]),
             bytes: CachePadded::new(AtomicUsize::new(0)),
             entries: CachePadded::new(AtomicUsize::new(0)),
             epoch: CachePadded::new(AtomicU64::new(1)),
@@ -117,6 +126,7 @@ impl Cache {
     pub const fn new(budget: usize, max_entries: usize, class_slots: usize) -> Self {
         Cache {
             classes: [const { CachePadded::new(Class::new()) }; NCLASS],
+            nonempty: CachePadded::new([const { AtomicU64::new(0) }; 2]),
             bytes: CachePadded::new(AtomicUsize::new(0)),
             entries: CachePadded::new(AtomicUsize::new(0)),
             epoch: CachePadded::new(AtomicU64::new(1)),
@@ -176,10 +186,11 @@ impl Cache {
             let c = if largest_first { hi - step } else { lo + step };
             step += 1;
             let class = &self.classes[c];
-            if class.count.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            for slot in &class.slots {
+            let mut occ = class.occ.load(Ordering::Acquire);
+            while occ != 0 {
+                let i = occ.trailing_zeros() as usize;
+                occ &= occ - 1;
+                let slot = &class.slots[i];
                 let w = slot.load(Ordering::Acquire);
                 if w == 0 {
                     continue;
@@ -189,7 +200,7 @@ impl Cache {
                     continue;
                 }
                 if slot.compare_exchange(w, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                    self.forget(class, len);
+                    self.forget(c, i, len);
                     return Some((base, len));
                 }
             }
@@ -202,21 +213,28 @@ impl Cache {
     /// which is how freed neighbours coalesce back into one block (like a heap's free).
     pub fn take_adjacent(&self, base: usize, len: usize) -> Option<(usize, usize)> {
         let end = base.checked_add(len)?;
-        for class in &self.classes {
-            if class.count.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            for slot in &class.slots {
-                let w = slot.load(Ordering::Acquire);
-                if w == 0 {
-                    continue;
-                }
-                let (b, l) = decode(w);
-                if (b.wrapping_add(l) == base || b == end)
-                    && slot.compare_exchange(w, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-                {
-                    self.forget(class, l);
-                    return Some((b, l));
+        for (wi, word) in self.nonempty.iter().enumerate() {
+            let mut cls = word.load(Ordering::Acquire);
+            while cls != 0 {
+                let c = wi * 64 + cls.trailing_zeros() as usize;
+                cls &= cls - 1;
+                let class = &self.classes[c];
+                let mut occ = class.occ.load(Ordering::Acquire);
+                while occ != 0 {
+                    let i = occ.trailing_zeros() as usize;
+                    occ &= occ - 1;
+                    let slot = &class.slots[i];
+                    let w = slot.load(Ordering::Acquire);
+                    if w == 0 {
+                        continue;
+                    }
+                    let (b, l) = decode(w);
+                    if (b.wrapping_add(l) == base || b == end)
+                        && slot.compare_exchange(w, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                    {
+                        self.forget(c, i, l);
+                        return Some((b, l));
+                    }
                 }
             }
         }
@@ -239,13 +257,13 @@ impl Cache {
         let word = encode(base, len);
         for _ in 0..4 {
             let stamp = self.epoch.fetch_add(1, Ordering::Relaxed);
-            for (slot, st) in class.slots.iter().zip(class.stamps.iter()).take(limit) {
+            for (i, (slot, st)) in class.slots.iter().zip(class.stamps.iter()).take(limit).enumerate() {
                 if slot.load(Ordering::Relaxed) != 0 {
                     continue;
                 }
                 st.store(stamp, Ordering::Relaxed);
                 if slot.compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                    class.count.fetch_add(1, Ordering::Relaxed);
+                    self.mark(c, i);
                     return true;
                 }
             }
@@ -259,16 +277,14 @@ impl Cache {
     /// Releases every cached mapping; returns the number of bytes released.
     pub fn drain(&self, release: &mut impl FnMut(usize, usize)) -> usize {
         let mut total = 0usize;
-        for class in &self.classes {
-            if class.count.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            for slot in &class.slots {
+        // Every slot, not only the hinted ones: a `put` may be between its CAS and its mark.
+        for (c, class) in self.classes.iter().enumerate() {
+            for (i, slot) in class.slots.iter().enumerate() {
                 let w = slot.swap(0, Ordering::AcqRel);
                 if w != 0 {
                     let (base, len) = decode(w);
                     release(base, len);
-                    self.forget(class, len);
+                    self.forget(c, i, len);
                     total = total.wrapping_add(len);
                 }
             }
@@ -311,10 +327,40 @@ impl Cache {
         self.entries.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Bookkeeping after a slot was claimed (its word swapped to 0 by us).
-    fn forget(&self, class: &Class, len: usize) {
-        class.count.fetch_sub(1, Ordering::Relaxed);
+    /// Bookkeeping after slot `i` of class `c` was claimed (its word swapped to 0 by us).
+    fn forget(&self, c: usize, i: usize, len: usize) {
+        self.unmark(c, i);
         self.unreserve(len);
+    }
+
+    /// Sets the hint bits after a `put` stored an entry in slot `i` of class `c`.
+    fn mark(&self, c: usize, i: usize) {
+        let old = self.classes[c].occ.fetch_or(1 << i, Ordering::AcqRel);
+        if old == 0 {
+            self.nonempty[c / 64].fetch_or(1 << (c % 64), Ordering::AcqRel);
+        }
+    }
+
+    /// Clears the hint bits after slot `i` of class `c` was emptied, then re-checks: a
+    /// `put` into the same slot (or class) may have marked it between our claim and our
+    /// clear. Either its mark comes after our clear in the mask's modification order (the
+    /// bit stays set), or our clear reads from its mark (AcqRel), so our re-load sees its
+    /// entry and we set the bit again. Hence every entry is hinted once its `put` returns.
+    fn unmark(&self, c: usize, i: usize) {
+        let class = &self.classes[c];
+        let bit = 1u32 << i;
+        let left = class.occ.fetch_and(!bit, Ordering::AcqRel) & !bit;
+        if class.slots[i].load(Ordering::Acquire) != 0 {
+            class.occ.fetch_or(bit, Ordering::AcqRel);
+            return;
+        }
+        if left == 0 {
+            let cb = 1u64 << (c % 64);
+            self.nonempty[c / 64].fetch_and(!cb, Ordering::AcqRel);
+            if class.occ.load(Ordering::Acquire) != 0 {
+                self.nonempty[c / 64].fetch_or(cb, Ordering::AcqRel);
+            }
+        }
     }
 
     /// Claims and releases the entry with the smallest stamp among `classes`.
@@ -324,9 +370,6 @@ impl Cache {
             let mut best: Option<(usize, usize, usize, u64)> = None; // (class, slot, word, stamp)
             for c in classes.clone() {
                 let class = &self.classes[c];
-                if class.count.load(Ordering::Relaxed) == 0 {
-                    continue;
-                }
                 for (i, (slot, st)) in class.slots.iter().zip(class.stamps.iter()).enumerate() {
                     let w = slot.load(Ordering::Relaxed);
                     if w == 0 {
@@ -345,7 +388,7 @@ impl Cache {
             if class.slots[i].compare_exchange(w, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 let (base, len) = decode(w);
                 release(base, len);
-                self.forget(class, len);
+                self.forget(c, i, len);
                 return true;
             }
         }
