@@ -9,7 +9,9 @@
  * 1024 live blocks per thread of 16..1024 bytes, write the first word.
  * With CHURN_WARM=1 in the environment it runs the "warm loop": the same sizes and
  * touches over one pre-faulted MAX_KIB block per slot, with no malloc or free at all;
- * this is what a perfect cache could reach. */
+ * this is what a perfect cache could reach.
+ * With CHURN_OPS=N each thread stops after N ops instead of after SECONDS, so one thread's
+ * run is deterministic (its instruction count under callgrind repeats exactly). */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -22,6 +24,7 @@
 static double seconds, lmin, lmax;
 static int touch, slots, small, warm;
 static volatile int stop;
+static uint64_t maxops; /* CHURN_OPS: ops per thread, then stop (0 = run for SECONDS) */
 
 static uint64_t rnd(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
@@ -37,8 +40,8 @@ static void *worker(void *arg) {
             if (!live[i]) { perror("malloc"); exit(1); }
             memset(live[i], 1, maxsz); /* pre-fault every page */
         }
-    while (!stop) {
-        for (int k = 0; k < (small ? 4096 : 1); k++) {
+    while (!stop && (!maxops || ops < maxops)) {
+        for (int k = 0; k < (small ? 4096 : 1) && (!maxops || ops < maxops); k++) {
             int i = (int)(rnd(&s) % (uint64_t)n);
             size_t sz;
             if (small) sz = 16 + rnd(&s) % 1009;
@@ -70,12 +73,14 @@ int main(int argc, char **argv) {
     small = mink == 0 && maxk == 0;
     const char *w = getenv("CHURN_WARM");
     warm = w && w[0] == '1';
+    const char *mo = getenv("CHURN_OPS");
+    maxops = mo ? strtoull(mo, NULL, 10) : 0;
     if (!small) { lmin = log(mink); lmax = log(maxk); }
     pthread_t t[64];
     double t0 = now();
     for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1));
-    while (now() - t0 < seconds) { struct timespec d = {0, 2000000}; nanosleep(&d, NULL); }
-    stop = 1;
+    while (!maxops && now() - t0 < seconds) { struct timespec d = {0, 2000000}; nanosleep(&d, NULL); }
+    stop = !maxops; /* with CHURN_OPS the threads stop by themselves */
     uint64_t ops = 0;
     for (int i = 0; i < threads; i++) { void *r; pthread_join(t[i], &r); ops += (uint64_t)(uintptr_t)r; }
     double dt = now() - t0;

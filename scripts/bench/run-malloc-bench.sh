@@ -9,6 +9,10 @@
 # Markdown tables (ops/s, ratios, best run, ops per CPU-second, peak RSS). Raw lines go to
 # $OUT (default /tmp/malloc-bench) for inspection.
 # Optional filters: ONLY='small|numpy' (regex on workload names), CONFIGS='glibc turingwatch'.
+# MODE=callgrind: instead, counts the instructions of the small-allocation workload (one
+# thread, CHURN_OPS=$CG_OPS ops, default 400000) under valgrind's callgrind, with and without
+# the preload, at CG_OPS and at 1 op, and prints the instructions per op of each and their
+# ratio (start-up excluded). Deterministic, so it resolves a few percent on a loaded machine.
 set -euo pipefail
 REPS=${1:-3}
 SECS=${2:-2}
@@ -26,6 +30,23 @@ done
 (cd "$ROOT/interceptor" && cargo build -j1 --release -q)
 SO="$ROOT/interceptor/target/release/libturingwatch_preload.so"
 gcc -O2 -pthread -o "$OUT/churn" "$ROOT/scripts/bench/churn.c" -lm
+
+if [[ ${MODE:-} == callgrind ]]; then
+    command -v valgrind >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends valgrind
+    N=${CG_OPS:-400000}
+    ir() { # ir OPS [ENV...]: instructions of one callgrind run of the small workload
+        local n=$1
+        shift
+        env "$@" CHURN_OPS="$n" valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" \
+            "$OUT/churn" 1 1 0 0 0 0 2>&1 >/dev/null | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+    }
+    g1=$(ir 1 X=1) gn=$(ir "$N" X=1) t1=$(ir 1 LD_PRELOAD="$SO") tn=$(ir "$N" LD_PRELOAD="$SO")
+    echo "callgrind small 16-1024 B, 1 thr: glibc $g1 / $gn instructions at 1 / $N ops; turingwatch $t1 / $tn"
+    awk -v g1="$g1" -v gn="$gn" -v t1="$t1" -v tn="$tn" -v n="$N" 'BEGIN {
+        g = (gn - g1) / (n - 1); t = (tn - t1) / (n - 1)
+        printf "instructions per op (free + malloc + the loop): glibc %.2f, turingwatch %.2f, ratio %.4f\n", g, t, t / g }'
+    exit 0
+fi
 
 TB=268435456 # 256 MiB: glibc serves every request of these workloads from its heap and never trims
 declare -A CFG=(
