@@ -226,7 +226,10 @@ fn remote_write_buffers_while_victoria_metrics_is_down_then_delivers() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["timestamps"].as_array().and_then(|t| t.iter().filter_map(|x| x.as_i64()).min()))
         .min();
-    assert!(earliest.is_some_and(|t| t < vm_started - 5_000), "earliest {earliest:?}, VM started {vm_started}: {export}");
+    assert!(
+        earliest.is_some_and(|t| t < vm_started - 5_000),
+        "earliest {earliest:?}, VM started {vm_started}: {export}"
+    );
     assert!(server_metric(&run, "turingwatch_export_samples_sent_total") > 0.0);
     assert_eq!(server_metric(&run, "turingwatch_export_dropped_total"), 0.0);
     drop(run);
@@ -255,7 +258,10 @@ fn remote_write_reaches_prometheus_and_jobs_view_needs_its_token() {
         .lines()
         .find(|l| l.starts_with("turingwatch_step_cpu_seconds_total{") && l.contains(&job))
         .unwrap_or_else(|| panic!("no CPU line of {job}: {body}"));
-    assert!(line.contains("user=\"alice\"") && line.contains("step=\"batch\"") && line.contains("node=\"n1\""), "{line}");
+    assert!(
+        line.contains("user=\"alice\"") && line.contains("step=\"batch\"") && line.contains("node=\"n1\""),
+        "{line}"
+    );
     assert!(!body.contains("pid"), "{body}");
     assert_eq!(get(run.setup.port, "/metrics/jobs", &[]).0, 401);
     assert_eq!(get_with(run.setup.port, "/metrics/jobs", &[], &["Authorization: Bearer nope"]).0, 403);

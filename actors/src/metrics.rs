@@ -386,13 +386,19 @@ impl Metrics {
             &one(self.store_reopens.get()),
         );
         self.render_periods(&mut out);
-        let _ = writeln!(out, "# HELP turingwatch_export_samples_sent_total Values delivered to the remote-write receiver.");
+        let _ = writeln!(
+            out,
+            "# HELP turingwatch_export_samples_sent_total Values delivered to the remote-write receiver."
+        );
         let _ = writeln!(out, "# TYPE turingwatch_export_samples_sent_total counter");
         let _ = writeln!(out, "turingwatch_export_samples_sent_total {}", self.export_samples_sent_total.get());
         let _ = writeln!(out, "# HELP turingwatch_export_requests_failed_total Remote-write requests that failed (retried, or dropped on 4xx).");
         let _ = writeln!(out, "# TYPE turingwatch_export_requests_failed_total counter");
         let _ = writeln!(out, "turingwatch_export_requests_failed_total {}", self.export_requests_failed_total.get());
-        let _ = writeln!(out, "# HELP turingwatch_export_dropped_total Values never exported: buffer full or refused by the receiver.");
+        let _ = writeln!(
+            out,
+            "# HELP turingwatch_export_dropped_total Values never exported: buffer full or refused by the receiver."
+        );
         let _ = writeln!(out, "# TYPE turingwatch_export_dropped_total counter");
         let _ = writeln!(out, "turingwatch_export_dropped_total {}", self.export_dropped_total.get());
         let _ = writeln!(out, "# HELP turingwatch_export_pending Values waiting to be sent.");

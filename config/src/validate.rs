@@ -427,7 +427,13 @@ mod tests {
     #[test]
     fn the_remote_write_url_must_be_http() {
         let mut config = Config::default();
-        for (url, ok) in [("", true), ("http://vm:8428/api/v1/write", true), ("https://vm/api/v1/write", false), ("http://", false), ("vm:8428", false)] {
+        for (url, ok) in [
+            ("", true),
+            ("http://vm:8428/api/v1/write", true),
+            ("https://vm/api/v1/write", false),
+            ("http://", false),
+            ("vm:8428", false),
+        ] {
             config.export.remote_write_url = url.into();
             let keys: Vec<_> = validate(&config).into_iter().map(|p| p.key).collect();
             assert_eq!(keys.is_empty(), ok, "{url}: {keys:?}");

@@ -143,7 +143,8 @@ impl Exporter {
     /// Turns waiting rows whose owners are known (or who waited long enough) into points.
     fn release(&mut self, now: Instant) {
         let known = |a: &Arrived, owners: &HashMap<JobId, Owner>| {
-            a.rows.samples.iter().all(|r| owners.contains_key(&r.0)) && a.rows.gpus.iter().all(|r| owners.contains_key(&r.0))
+            a.rows.samples.iter().all(|r| owners.contains_key(&r.0))
+                && a.rows.gpus.iter().all(|r| owners.contains_key(&r.0))
         };
         let waiting = std::mem::take(&mut self.waiting);
         let mut points: Vec<Point> = Vec::new();
@@ -304,7 +305,10 @@ pub fn read_token(path: &str, key: &str) -> anyhow::Result<Option<String>> {
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path} ([export] {key})"))?;
     let token = text.trim().to_string();
-    anyhow::ensure!(!token.is_empty() && !token.contains(['\r', '\n']), "{path} ([export] {key}) holds no single-line token");
+    anyhow::ensure!(
+        !token.is_empty() && !token.contains(['\r', '\n']),
+        "{path} ([export] {key}) holds no single-line token"
+    );
     Ok(Some(token))
 }
 
@@ -346,7 +350,8 @@ impl JobsAccess {
                 _ => Err((403, "the bearer token is not [export] jobs_token_file's".into())),
             };
         }
-        let resolved = turingwatch_web::identity::resolve_caller(&self.proxies, &self.header, &self.domains, peer, identity);
+        let resolved =
+            turingwatch_web::identity::resolve_caller(&self.proxies, &self.header, &self.domains, peer, identity);
         match resolved {
             Ok(user) if self.admins.contains(&user) => Ok(()),
             Ok(user) => Err((403, format!("{user} is not one of [web] admins"))),

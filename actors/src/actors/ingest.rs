@@ -236,8 +236,7 @@ async fn ingest_report(
             // Committed: what was stored may be exported (never blocks; a full intake drops
             // its oldest rows and counts them).
             if let Some(intake) = &state.export {
-                let arrived =
-                    crate::export::Arrived { node: export_node, rows, received_at: crate::clock::unix_now() };
+                let arrived = crate::export::Arrived { node: export_node, rows, received_at: crate::clock::unix_now() };
                 shared.metrics.export_dropped_total.add(intake.push(arrived));
             }
             shared.metrics.reports_received_total.inc();

@@ -57,7 +57,8 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
         actix_web::web::Data::new(turingwatch_web::routes::WebState::new(&shared.config.web, Arc::clone(&backend)));
     // Export: the ingest handler hands each commit's rows to the exporter's intake.
     let export = &shared.config.export;
-    let intake = Arc::new(crate::export::Intake::new(usize::try_from(export.max_buffered_samples).unwrap_or(usize::MAX)));
+    let intake =
+        Arc::new(crate::export::Intake::new(usize::try_from(export.max_buffered_samples).unwrap_or(usize::MAX)));
     let live: exporter::LiveView = Arc::default();
     let bearer = exporter::read_token(&export.bearer_token_file, "bearer_token_file")?;
     let jobs_token = exporter::read_token(&export.jobs_token_file, "jobs_token_file")?;

@@ -187,10 +187,15 @@ impl Pending {
     }
 }
 
+/// A series' identity while grouping: its name and labels.
+type SeriesId<'a> = (&'static str, &'a [(String, String)]);
+/// A series being grouped: name, labels, samples.
+type Group<'a> = (&'static str, &'a BaseLabels, Vec<(f64, i64)>);
+
 /// Points grouped into series (one per name and label set, samples in time order).
 pub fn to_series(points: &[Point]) -> Vec<Series> {
-    let mut index: HashMap<(&'static str, &[(String, String)]), usize> = HashMap::new();
-    let mut groups: Vec<(&'static str, &BaseLabels, Vec<(f64, i64)>)> = Vec::new();
+    let mut index: HashMap<SeriesId<'_>, usize> = HashMap::new();
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for p in points {
         let i = *index.entry((p.name, &p.labels[..])).or_insert_with(|| {
             groups.push((p.name, &p.labels, Vec::new()));
@@ -279,7 +284,10 @@ impl Live {
             }
         };
         let at_ms = reading.at.saturating_mul(1000).min(i64::MAX as u64) as i64;
-        gpu_values(reading).into_iter().map(|(name, value)| Point { name, labels: labels.clone(), value, at_ms }).collect()
+        gpu_values(reading)
+            .into_iter()
+            .map(|(name, value)| Point { name, labels: labels.clone(), value, at_ms })
+            .collect()
     }
 
     /// Forgets steps and GPUs whose latest sample is older than `before` (unix seconds): their
@@ -400,7 +408,11 @@ mod tests {
         let mut live = Live::default();
         let hostile = Owner { user: "ev\"il\\\nuser} 1\nfake 2".into(), account: "a".into() };
         live.step(key(7), &hostile, &sample(100, 10));
-        live.gpu(key(7), &hostile, &GpuReading { at: 100, index: 0, util_pct: 50, power_mw: 150_000, ..Default::default() });
+        live.gpu(
+            key(7),
+            &hostile,
+            &GpuReading { at: 100, index: 0, util_pct: 50, power_mw: 150_000, ..Default::default() },
+        );
         let text = live.render();
         assert!(text.contains("user=\"ev\\\"il\\\\\\nuser} 1\\nfake 2\""), "{text}");
         for line in text.lines() {
@@ -438,6 +450,9 @@ mod tests {
             .find(|s| s.labels()[0].1 == "turingwatch_step_cpu_seconds_total")
             .expect("the CPU counter is a series");
         assert_eq!(cpu.samples(), [(1.0, 101_000), (2.0, 102_000), (3.0, 103_000)]);
-        assert_eq!(cpu.labels().iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["__name__", "account", "job", "node", "step", "user"]);
+        assert_eq!(
+            cpu.labels().iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["__name__", "account", "job", "node", "step", "user"]
+        );
     }
 }
