@@ -3,12 +3,14 @@
 # SLURM (slurmctld, slurmd, slurmdbd, client), munge, MariaDB, Chromium + chromedriver for the
 # web tests, wrk for load tests, the aiosmtpd SMTP server (PyPI) for mail tests, reportseff (PyPI)
 # for the fidelity tests, bubblewrap (the unit boot test's sandbox) and Postfix, configured
-# local-only, whose /usr/sbin/sendmail the sendmail mail transport is tested with.
+# local-only, whose /usr/sbin/sendmail the sendmail mail transport is tested with; VictoriaMetrics
+# and Prometheus, the remote-write receivers the export tests start (never as services).
 # Idempotent: installs only what is missing.
 set -Eeuo pipefail
 trap 'echo "setup.sh: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 pkgs=(munge libmunge-dev mariadb-server slurmctld slurmd slurmdbd slurm-client chromium chromium-driver wrk
-      pkg-config gcc python3 python3-pip curl ca-certificates procps iproute2 bubblewrap postfix)
+      pkg-config gcc python3 python3-pip curl ca-certificates procps iproute2 bubblewrap postfix
+      victoria-metrics prometheus)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

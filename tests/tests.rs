@@ -16,6 +16,7 @@ mod crash;
 mod deploy;
 mod disk_full;
 mod distribute;
+mod export;
 mod fidelity;
 mod hostile;
 mod ingest;

@@ -19,6 +19,7 @@ pub mod backoff;
 pub mod client;
 pub mod clock;
 pub mod distribution;
+pub mod export;
 pub mod job;
 pub mod logging;
 pub mod mail;

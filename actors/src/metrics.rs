@@ -173,6 +173,12 @@ pub struct Metrics {
     /// rollover from the store after each period cycle).
     pub period_current: PeriodGauges,
     pub period_last: PeriodGauges,
+    /// Remote-write export: values delivered, requests that failed, values dropped (buffer
+    /// full or refused by the receiver), values waiting.
+    pub export_samples_sent_total: Counter,
+    pub export_requests_failed_total: Counter,
+    pub export_dropped_total: Counter,
+    pub export_pending: Gauge,
 }
 
 impl Metrics {
@@ -380,6 +386,24 @@ impl Metrics {
             &one(self.store_reopens.get()),
         );
         self.render_periods(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP turingwatch_export_samples_sent_total Values delivered to the remote-write receiver."
+        );
+        let _ = writeln!(out, "# TYPE turingwatch_export_samples_sent_total counter");
+        let _ = writeln!(out, "turingwatch_export_samples_sent_total {}", self.export_samples_sent_total.get());
+        let _ = writeln!(out, "# HELP turingwatch_export_requests_failed_total Remote-write requests that failed (retried, or dropped on 4xx).");
+        let _ = writeln!(out, "# TYPE turingwatch_export_requests_failed_total counter");
+        let _ = writeln!(out, "turingwatch_export_requests_failed_total {}", self.export_requests_failed_total.get());
+        let _ = writeln!(
+            out,
+            "# HELP turingwatch_export_dropped_total Values never exported: buffer full or refused by the receiver."
+        );
+        let _ = writeln!(out, "# TYPE turingwatch_export_dropped_total counter");
+        let _ = writeln!(out, "turingwatch_export_dropped_total {}", self.export_dropped_total.get());
+        let _ = writeln!(out, "# HELP turingwatch_export_pending Values waiting to be sent.");
+        let _ = writeln!(out, "# TYPE turingwatch_export_pending gauge");
+        let _ = writeln!(out, "turingwatch_export_pending {}", self.export_pending.get());
         out
     }
 

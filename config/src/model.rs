@@ -24,6 +24,7 @@ pub struct Config {
     pub gpu: GpuConfig,
     pub energy: EnergyConfig,
     pub log: LogConfig,
+    pub export: ExportConfig,
 }
 
 /// `[store]`: the embedded redb database.
@@ -562,5 +563,38 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// `[export]`: per-job/step series to a Prometheus remote-write receiver, and who may scrape
+/// `/metrics/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Prometheus remote-write URL (`http://host:port/api/v1/write`); empty: no export.
+    pub remote_write_url: String,
+    /// How often buffered samples are sent.
+    pub interval: Span,
+    /// Most values kept while the receiver is unreachable; beyond it the oldest are dropped.
+    pub max_buffered_samples: u64,
+    /// Longest wait for the receiver's answer.
+    pub timeout: Span,
+    /// File holding a bearer token sent to the receiver (never the token itself in this file).
+    pub bearer_token_file: String,
+    /// File holding the bearer token that lets a scraper read `/metrics/jobs`; empty: only
+    /// admins through the trusted proxy may.
+    pub jobs_token_file: String,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            remote_write_url: String::new(),
+            interval: Span::secs(5),
+            max_buffered_samples: 1_000_000,
+            timeout: Span::secs(10),
+            bearer_token_file: String::new(),
+            jobs_token_file: String::new(),
+        }
     }
 }

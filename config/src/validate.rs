@@ -168,6 +168,23 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         "from 1024 to 1073741824 bytes",
     );
 
+    let export = &config.export;
+    check(
+        export.remote_write_url.is_empty()
+            || export.remote_write_url.strip_prefix("http://").is_some_and(|r| !r.is_empty() && !r.starts_with('/')),
+        "export.remote_write_url",
+        export.remote_write_url.clone(),
+        "empty, or a URL starting with http:// (https: send through a local vmagent or TLS proxy)",
+    );
+    check(export.interval.as_secs() >= 1, "export.interval", export.interval.to_string(), "at least 1s");
+    check(export.timeout.as_secs() >= 1, "export.timeout", export.timeout.to_string(), "at least 1s");
+    check(
+        (1_000..=100_000_000).contains(&export.max_buffered_samples),
+        "export.max_buffered_samples",
+        export.max_buffered_samples.to_string(),
+        "from 1000 to 100000000",
+    );
+
     let analysis = &config.analysis;
     check(analysis.period.as_secs() >= 60, "analysis.period", analysis.period.to_string(), "at least 1m");
     check(
@@ -405,6 +422,22 @@ mod tests {
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["scrape.time_per_node", "analysis.anchor_weekday", "web.bind"]);
         assert!(problems[2].to_string().contains("\"nowhere\""));
+    }
+
+    #[test]
+    fn the_remote_write_url_must_be_http() {
+        let mut config = Config::default();
+        for (url, ok) in [
+            ("", true),
+            ("http://vm:8428/api/v1/write", true),
+            ("https://vm/api/v1/write", false),
+            ("http://", false),
+            ("vm:8428", false),
+        ] {
+            config.export.remote_write_url = url.into();
+            let keys: Vec<_> = validate(&config).into_iter().map(|p| p.key).collect();
+            assert_eq!(keys.is_empty(), ok, "{url}: {keys:?}");
+        }
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct IngestState {
     nodes: Mutex<NodeCache>,
     lookups: Mutex<RateLimiter<u32>>,
     decoder: Decoder,
+    /// Where the rows a commit stored go for the export (`actors::exporter`).
+    export: Option<std::sync::Arc<crate::export::Intake>>,
 }
 
 impl IngestState {
@@ -80,7 +82,14 @@ impl IngestState {
             nodes: Mutex::new(NodeCache::new(100_000, NODE_TTL, NEGATIVE_NODE_TTL)),
             lookups: Mutex::new(RateLimiter::new(LOOKUP_RATE, LOOKUP_BURST, 100_000)),
             decoder: Decoder::new(&config.munge_library, &config.unmunge_command, MUNGE_TIMEOUT),
+            export: None,
         }
+    }
+
+    /// Hands the rows each commit stores to `intake` (the exporter's).
+    pub fn with_export(mut self, intake: std::sync::Arc<crate::export::Intake>) -> IngestState {
+        self.export = Some(intake);
+        self
     }
 
     /// Takes one SLURM lookup from `uid`'s budget.
@@ -213,16 +222,23 @@ async fn ingest_report(
     let samples = report.sample_count();
     let (id, node) = (report.id, report.node.clone());
     let content = content_of(report);
+    let export_node = node.clone();
     let store = shared.store.clone();
     // Every sample is checked against its job's accounting record and the series' previous
     // sample in the store's transaction; only what passes is stored (`sample::plausible`).
     let stored = web::block(move || {
         let checks = Checks { limits: &limits, from_service: service, plausibility: true };
-        store.store_checked_batch(&sender, id, crate::clock::unix_now(), &node, &content, &checks)
+        store.store_checked_batch_rows(&sender, id, crate::clock::unix_now(), &node, &content, &checks)
     })
     .await;
     match stored {
-        Ok(Ok(ingested)) => {
+        Ok(Ok((ingested, rows))) => {
+            // Committed: what was stored may be exported (never blocks; a full intake drops
+            // its oldest rows and counts them).
+            if let Some(intake) = &state.export {
+                let arrived = crate::export::Arrived { node: export_node, rows, received_at: crate::clock::unix_now() };
+                shared.metrics.export_dropped_total.add(intake.push(arrived));
+            }
             shared.metrics.reports_received_total.inc();
             shared.metrics.samples_stored_total.add(ingested.samples);
             shared.metrics.refuse_samples(&ingested.refused);

@@ -12,6 +12,7 @@ pub mod accounting;
 /// The allocator: places scraper jobs on busy nodes through SLURM.
 pub mod allocator;
 pub mod client_api;
+pub mod exporter;
 /// `POST /ingest/v1/report`: scraper reports into the store, exactly once.
 pub mod ingest;
 /// The mailer: sends due outbox entries when a period closed (or on SIGUSR1).

@@ -8,7 +8,7 @@
 use super::messages::CancelScrapers;
 use super::shared::Shared;
 use super::signals::{self, SecondStop};
-use super::{accounting, allocator, client_api, ingest, mailer, rollover};
+use super::{accounting, allocator, client_api, exporter, ingest, mailer, rollover};
 use crate::distribution::DistributeOptions;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -55,7 +55,19 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
         Arc::new(crate::web_backend::StoreBackend::new(Arc::clone(&shared.store), &shared.config));
     let web_state =
         actix_web::web::Data::new(turingwatch_web::routes::WebState::new(&shared.config.web, Arc::clone(&backend)));
-    let ingest_state = actix_web::web::Data::new(ingest::IngestState::new(&shared.config.ingest));
+    // Export: the ingest handler hands each commit's rows to the exporter's intake.
+    let export = &shared.config.export;
+    let intake =
+        Arc::new(crate::export::Intake::new(usize::try_from(export.max_buffered_samples).unwrap_or(usize::MAX)));
+    let live: exporter::LiveView = Arc::default();
+    let bearer = exporter::read_token(&export.bearer_token_file, "bearer_token_file")?;
+    let jobs_token = exporter::read_token(&export.jobs_token_file, "jobs_token_file")?;
+    let jobs_access = actix_web::web::Data::new(exporter::JobsAccess::new(&shared.config, jobs_token));
+    let exporter = exporter::Exporter::new(shared.clone(), intake.clone(), live.clone(), bearer);
+    let _exporter = actix::Supervisor::start(move |_| exporter);
+    let live = actix_web::web::Data::new(live);
+    let ingest_state =
+        actix_web::web::Data::new(ingest::IngestState::new(&shared.config.ingest).with_export(intake.clone()));
     let client_state = actix_web::web::Data::new(client_api::ClientApiState::new(&shared.config.ingest, backend));
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();
@@ -65,6 +77,9 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
             .app_data(actix_web::web::Data::new(shared.clone()))
             .route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
             .route("/metrics", actix_web::web::get().to(metrics_endpoint))
+            .app_data(live.clone())
+            .app_data(jobs_access.clone())
+            .route("/metrics/jobs", actix_web::web::get().to(exporter::jobs_endpoint))
             .configure(ingest::configure(ingest_state.clone()))
             .configure(client_api::configure(client_state.clone()))
             .configure(turingwatch_web::routes::mount(web_state.clone()))

@@ -79,6 +79,14 @@ pub struct Ingested {
     pub corrupt_blocks: u64,
 }
 
+/// The rows a report's commit stored (after every check), for the export
+/// (`Store::store_checked_batch_rows`): what is exported is exactly what was acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRows {
+    pub samples: Vec<(JobId, StepId, StepSample)>,
+    pub gpus: Vec<(JobId, StepId, GpuReading)>,
+}
+
 /// Which kind of sender wrote a series (`series_source` values).
 const SOURCE_SERVICE: u8 = 1;
 const SOURCE_OWNER: u8 = 2;
@@ -112,13 +120,41 @@ impl Store {
         content: &BatchContent,
         checks: &Checks<'_>,
     ) -> Result<Ingested, StoreError> {
+        Ok(self.checked_batch(sender, report_id, received_at, node, content, checks, false)?.0)
+    }
+
+    /// [`Store::store_checked_batch`], also returning the rows it stored (none for a duplicate
+    /// or a failed commit), in the order they were checked.
+    pub fn store_checked_batch_rows(
+        &self,
+        sender: &str,
+        report_id: u64,
+        received_at: u64,
+        node: &str,
+        content: &BatchContent,
+        checks: &Checks<'_>,
+    ) -> Result<(Ingested, StoredRows), StoreError> {
+        self.checked_batch(sender, report_id, received_at, node, content, checks, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn checked_batch(
+        &self,
+        sender: &str,
+        report_id: u64,
+        received_at: u64,
+        node: &str,
+        content: &BatchContent,
+        checks: &Checks<'_>,
+        keep: bool,
+    ) -> Result<(Ingested, StoredRows), StoreError> {
         let mut out =
             Ingested { stored: Stored::New, refused: Refusals::default(), samples: 0, gpus: 0, corrupt_blocks: 0 };
         // A name beyond the bounds is never stored, not even in the report's mark.
         if !plausible::node_name_ok(checks.limits, node) || sender.len() > checks.limits.max_node_name + 16 {
             let rows = content.samples.len() + content.gpus.len() + content.apps.len();
             out.refused.add(Reason::NameTooLong, rows as u64);
-            return Ok(out);
+            return Ok((out, StoredRows::default()));
         }
         self.with_db(|db| {
             let txn = db.begin_write()?;
@@ -126,16 +162,19 @@ impl Store {
                 let mut seen = txn.open_table(REPORTS_SEEN)?;
                 if seen.get((sender, report_id))?.is_some() {
                     out.stored = Stored::Duplicate;
-                    return Ok(out); // the transaction is dropped: nothing written
+                    // the transaction is dropped: nothing written
+                    return Ok((out, StoredRows::default()));
                 }
                 seen.insert((sender, report_id), received_at)?;
             }
             let mut writer = SeriesWriter::new(&txn, checks, received_at)?;
+            writer.keep = keep;
             writer.write(node, &content.samples, &content.gpus, &mut out)?;
+            let kept = std::mem::take(&mut writer.kept);
             drop(writer);
             write_apps(&txn, checks.limits, &content.apps, &mut out.refused)?;
             txn.commit()?;
-            Ok(out)
+            Ok((out, kept))
         })
     }
 
@@ -246,6 +285,9 @@ struct SeriesWriter<'txn, 'c> {
     sources: Table<'txn, (u64, u32, u32), u8>,
     jobs: Table<'txn, u64, &'static [u8]>,
     bounds: HashMap<JobId, Option<JobBounds>>,
+    /// Whether the rows written are kept in `kept` (for the export).
+    keep: bool,
+    kept: StoredRows,
 }
 
 impl<'txn, 'c> SeriesWriter<'txn, 'c> {
@@ -259,6 +301,8 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
             sources: txn.open_table(SERIES_SOURCE)?,
             jobs: txn.open_table(JOB_BLOCKS)?,
             bounds: HashMap::new(),
+            keep: false,
+            kept: StoredRows::default(),
         })
     }
 
@@ -409,6 +453,9 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
                 } else {
                     merged.insert(at, sample.clone());
                 }
+                if self.keep {
+                    self.kept.samples.push((JobId(job), StepId(step), sample.clone()));
+                }
                 out.samples += 1;
                 changed = true;
             }
@@ -454,6 +501,9 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
                 if !merged.contains_key(&id) && merged.len() >= max_rows {
                     out.refused.count(Reason::BlockFull);
                     continue;
+                }
+                if self.keep {
+                    self.kept.gpus.push((JobId(job), StepId(step), reading.clone()));
                 }
                 merged.insert(id, reading);
                 out.gpus += 1;
@@ -562,5 +612,36 @@ mod tests {
         assert_eq!(store.apps_of_job(JobId(7)).unwrap(), [(StepId::BATCH, "python3".to_string())]);
         assert_eq!(store.bump_counter("ingest_rejected_steps", 2).unwrap(), 2);
         assert_eq!(store.bump_counter("ingest_rejected_steps", 1).unwrap(), 3);
+    }
+
+    #[test]
+    fn the_rows_kept_for_export_are_exactly_the_stored_ones() {
+        let dir = std::env::temp_dir().join(format!("turingwatch-store-rows-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("db.redb")).unwrap();
+        let sample = |at, cpu| StepSample { at, cpu_user_cs: cpu, ..Default::default() };
+        // The second sample's CPU counter goes back: refused, so never exported.
+        let content = BatchContent {
+            samples: vec![
+                (JobId(9), StepId(0), sample(1_000, 50)),
+                (JobId(9), StepId(0), sample(1_010, 20)),
+                (JobId(9), StepId(0), sample(1_020, 60)),
+            ],
+            gpus: vec![(JobId(9), StepId(0), GpuReading { at: 1_000, index: 1, util_pct: 40, ..Default::default() })],
+            apps: vec![],
+        };
+        let limits = Limits::default();
+        let checks = Checks { limits: &limits, from_service: true, plausibility: true };
+        let now = 2_000;
+        let (ingested, rows) = store.store_checked_batch_rows("n1", 1, now, "n1", &content, &checks).unwrap();
+        assert_eq!(ingested.refused.total(), 1, "{ingested:?}");
+        let ats: Vec<u64> = rows.samples.iter().map(|(_, _, s)| s.at).collect();
+        assert_eq!(ats, [1_000, 1_020]);
+        assert_eq!(ingested.samples, rows.samples.len() as u64);
+        assert_eq!(rows.gpus.len(), 1);
+        // A resent report is acknowledged but stores, and so exports, nothing.
+        let (again, rows) = store.store_checked_batch_rows("n1", 1, now, "n1", &content, &checks).unwrap();
+        assert_eq!((again.stored, rows), (Stored::Duplicate, StoredRows::default()));
     }
 }

@@ -56,9 +56,13 @@ pub fn post(
     let mut stream = connect(&addr, timeout).map_err(|source| SendError::Connect { addr: addr.clone(), source })?;
     let io = |source| SendError::Io { addr: addr.clone(), source };
     let mut head = format!(
-        "POST {prefix}{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "POST {prefix}{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    // The caller's Content-Type (the remote-write export's protobuf) replaces the default.
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+        head.push_str("Content-Type: application/octet-stream\r\n");
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
