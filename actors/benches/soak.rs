@@ -9,6 +9,8 @@
 //! node count (every series is its own blocks), so the 1 000-node store is the per-node figure
 //! × 1 000; the output says what was simulated. Run by `scripts/bench/soak.sh`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Instant;
 use turingwatch::analysis::period::Period;
 use turingwatch::analysis::summary::Params;

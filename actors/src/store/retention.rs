@@ -187,7 +187,6 @@ fn summarise_chunk<T: Columns>(
     let mut next = None;
     {
         let mut current: Option<((u64, u32, u32), u64, u64)> = None; // series, first hour, last hour
-        let mut scanned = 0usize;
         let mut finished = true;
         let decide = |series: (u64, u32, u32), first: u64, last: u64, aged: &mut Vec<_>| -> bool {
             if last + BLOCK_SECS <= cutoff {
@@ -195,7 +194,7 @@ fn summarise_chunk<T: Columns>(
             }
             first < cutoff // false: a series started after the cutoff, stop
         };
-        for entry in blocks.range((cursor.0, cursor.1, cursor.2, 0)..)? {
+        for (scanned, entry) in blocks.range((cursor.0, cursor.1, cursor.2, 0)..)?.enumerate() {
             let (key, _) = entry?;
             let (job, step, node, hour) = key.value();
             let series = (job, step, node);
@@ -219,7 +218,6 @@ fn summarise_chunk<T: Columns>(
                     current = Some((series, hour, hour));
                 }
             }
-            scanned += 1;
         }
         if let Some((s, first, last)) = current {
             decide(s, first, last, &mut aged);
