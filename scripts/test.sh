@@ -18,7 +18,9 @@ serial=(accounting::a_slurmdbd_outage_is_backed_off_and_the_missed_window_import
         outage::the_distributor_rides_out_a_slurmctld_outage
         distribute::every_job_on_a_packed_cluster_is_sampled_within_one_round
         load::slow_bodies_and_junk_credentials_cost_no_commit_and_leave_the_web_fast
-        units::the_units_boot_and_each_role_works_as_shipped)
+        units::the_units_boot_and_each_role_works_as_shipped
+        export::remote_write_buffers_while_victoria_metrics_is_down_then_delivers
+        export::remote_write_reaches_prometheus_and_jobs_view_needs_its_token)
 skips=(); for t in "${serial[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace -- --test-threads=2 "${skips[@]}"
 for t in "${serial[@]}"; do cargo test --test e2e -- --exact "$t"; done

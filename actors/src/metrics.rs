@@ -179,6 +179,13 @@ pub struct Metrics {
     pub export_requests_failed_total: Counter,
     pub export_dropped_total: Counter,
     pub export_pending: Gauge,
+    /// Retention passes (`actors::retention`): series summarised, raw blocks and summaries
+    /// deleted, failed passes, and the last pass's duration.
+    pub retention_series_summarised_total: Counter,
+    pub retention_raw_blocks_deleted_total: Counter,
+    pub retention_summaries_deleted_total: Counter,
+    pub retention_failures_total: Counter,
+    pub retention_last_pass_ms: Gauge,
 }
 
 impl Metrics {
@@ -385,6 +392,7 @@ impl Metrics {
             "Times the store was reopened after an I/O error since the server started.",
             &one(self.store_reopens.get()),
         );
+        self.render_retention(&mut out);
         self.render_periods(&mut out);
         let _ = writeln!(
             out,
@@ -405,6 +413,47 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE turingwatch_export_pending gauge");
         let _ = writeln!(out, "turingwatch_export_pending {}", self.export_pending.get());
         out
+    }
+
+    /// The `turingwatch_retention_*` figures.
+    fn render_retention(&self, out: &mut String) {
+        let lines: [(&str, &str, &str, u64); 5] = [
+            (
+                "retention_series_summarised_total",
+                "counter",
+                "Series whose aged raw blocks were replaced by a summary.",
+                self.retention_series_summarised_total.get(),
+            ),
+            (
+                "retention_raw_blocks_deleted_total",
+                "counter",
+                "Raw sample and GPU blocks deleted by retention (after their summary).",
+                self.retention_raw_blocks_deleted_total.get(),
+            ),
+            (
+                "retention_summaries_deleted_total",
+                "counter",
+                "Summaries deleted past [store] summary_retention.",
+                self.retention_summaries_deleted_total.get(),
+            ),
+            (
+                "retention_failures_total",
+                "counter",
+                "Retention passes that stopped on an error (nothing uncommitted is deleted).",
+                self.retention_failures_total.get(),
+            ),
+            (
+                "retention_last_pass_milliseconds",
+                "gauge",
+                "Duration of the last retention pass.",
+                self.retention_last_pass_ms.get(),
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(out, "# HELP turingwatch_{name} {help}");
+            let _ = writeln!(out, "# TYPE turingwatch_{name} {kind}");
+            let _ = writeln!(out, "turingwatch_{name} {value}");
+        }
     }
 
     /// The `turingwatch_period_*` gauges: one line per period that has a stored coverage; a

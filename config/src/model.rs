@@ -33,11 +33,41 @@ pub struct Config {
 pub struct StoreConfig {
     /// Database file (original `DEFAULT_DB_PATH` / `TURING_WATCH_DB_FILE`: `./turingwatch.db`).
     pub path: String,
+    /// How long raw sample and GPU blocks are kept, by the end of their hour. Unset: the
+    /// analysis period × (`TREND_PERIODS` + 2), one period more than the trend window plus the
+    /// period itself (49 d with the 7 d default). Must exceed period × (1 + `TREND_PERIODS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_retention: Option<Span>,
+    /// How long the per-series summaries (at most `SUMMARY_POINTS` points of min / mean / max)
+    /// that replace aged raw blocks are kept, by their series' last sample; also how long job
+    /// records and their applications are kept. At least `raw_retention`.
+    pub summary_retention: Span,
+    /// How often the retention pass runs.
+    pub retention_interval: Span,
+}
+
+/// How many periods back a family trend reaches (the current one included): the trend window
+/// is this many analysis periods. Read by the analysis and by the retention defaults.
+pub const TREND_PERIODS: u64 = 4;
+
+impl StoreConfig {
+    /// Raw retention in seconds: the configured one, or the default that follows the period.
+    pub fn raw_retention_secs(&self, analysis: &AnalysisConfig) -> u64 {
+        match self.raw_retention {
+            Some(span) => span.as_secs(),
+            None => analysis.period.as_secs().saturating_mul(TREND_PERIODS + 2),
+        }
+    }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: "./turingwatch.db".into() }
+        StoreConfig {
+            path: "./turingwatch.db".into(),
+            raw_retention: None,
+            summary_retention: Span::secs(400 * 86_400),
+            retention_interval: Span::secs(600),
+        }
     }
 }
 

@@ -48,6 +48,31 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     };
 
     check(!config.store.path.trim().is_empty(), "store.path", config.store.path.clone(), "a file path");
+    let store = &config.store;
+    let period = config.analysis.period.as_secs();
+    let raw = store.raw_retention_secs(&config.analysis);
+    let need = period.saturating_mul(1 + crate::model::TREND_PERIODS);
+    check(
+        raw > need,
+        "store.raw_retention",
+        format!("{raw}s"),
+        &format!(
+            "longer than one analysis period plus the trend window ({} periods of {period}s = {need}s), so every open period and trend reads raw samples",
+            crate::model::TREND_PERIODS
+        ),
+    );
+    check(
+        store.summary_retention.as_secs() >= raw,
+        "store.summary_retention",
+        format!("{}s", store.summary_retention.as_secs()),
+        "at least store.raw_retention",
+    );
+    check(
+        (60..=86_400).contains(&store.retention_interval.as_secs()),
+        "store.retention_interval",
+        format!("{}s", store.retention_interval.as_secs()),
+        "1 min to 1 d",
+    );
 
     let e = &config.energy;
     let watts = |w: f64| w.is_finite() && (0.0..=100_000.0).contains(&w);
@@ -410,6 +435,24 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(validate(&Config::default()), vec![]);
+    }
+
+    #[test]
+    fn raw_retention_must_outlast_a_period_and_the_trend_window() {
+        let mut config = Config::default();
+        // Default follows the period: 7 d × 6.
+        assert_eq!(config.store.raw_retention_secs(&config.analysis), 42 * 86_400);
+        config.analysis.period = Span::secs(14 * 86_400);
+        assert_eq!(config.store.raw_retention_secs(&config.analysis), 84 * 86_400);
+        config.store.raw_retention = Some(Span::secs(35 * 86_400));
+        config.analysis.period = Span::secs(7 * 86_400);
+        let keys: Vec<String> = validate(&config).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, vec!["store.raw_retention".to_string()]);
+        config.store.raw_retention = Some(Span::secs(36 * 86_400));
+        assert_eq!(validate(&config), vec![]);
+        config.store.summary_retention = Span::secs(30 * 86_400);
+        let keys: Vec<String> = validate(&config).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, vec!["store.summary_retention".to_string()]);
     }
 
     #[test]

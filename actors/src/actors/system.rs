@@ -33,6 +33,7 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
     let stop = signals::listen(Some(mailer.clone().recipient()), SecondStop::Exit);
     watch_scraper_jobs(&shared);
     prune_reports_seen(&shared);
+    apply_retention(&shared);
     let cycle = crate::period::cycle::Cycle::new(&shared.config, crate::clock::unix_now())
         .context("setting up analysis periods ([analysis], [mail] templates_dir)")?;
     let rollover =
@@ -155,6 +156,54 @@ fn prune_reports_seen(shared: &Shared) {
                 Ok(Ok(removed)) => tracing::info!(removed, "old report marks pruned"),
                 Ok(Err(err)) => tracing::warn!(error = %err, "pruning report marks failed"),
                 Err(err) => tracing::warn!(error = %err, "pruning task failed"),
+            }
+        }
+    });
+}
+
+/// Runs the store's retention pass (`store::retention`) every `[store] retention_interval`:
+/// aged raw blocks become summaries, old summaries go. The pass commits in small chunks, so
+/// ingest waits at most one chunk. A failed pass is logged and counted; what it committed stays,
+/// nothing uncommitted was deleted, and the next tick retries after a doubled wait (up to an
+/// hour), so a broken disk is not hammered.
+fn apply_retention(shared: &Shared) {
+    let store = shared.store.clone();
+    let metrics = shared.metrics.clone();
+    let cfg = &shared.config;
+    let policy = crate::store::RetentionPolicy::new(
+        cfg.store.raw_retention_secs(&cfg.analysis),
+        cfg.store.summary_retention.as_secs(),
+    );
+    let every = cfg.store.retention_interval.get();
+    actix_web::rt::spawn(async move {
+        let mut wait = every;
+        loop {
+            tokio::time::sleep(wait).await;
+            let store = store.clone();
+            let started = std::time::Instant::now();
+            let now = crate::clock::unix_now();
+            let outcome = actix_web::rt::task::spawn_blocking(move || store.apply_retention(now, &policy)).await;
+            metrics.retention_last_pass_ms.set(started.elapsed().as_millis() as u64);
+            match outcome {
+                Ok(Ok(stats)) => {
+                    wait = every;
+                    metrics.retention_series_summarised_total.add(stats.series_summarised);
+                    metrics.retention_raw_blocks_deleted_total.add(stats.raw_blocks_deleted);
+                    metrics.retention_summaries_deleted_total.add(stats.summaries_deleted);
+                    if stats.series_summarised + stats.summaries_deleted > 0 || stats.corrupt_series > 0 {
+                        tracing::info!(?stats, "retention pass");
+                    }
+                }
+                Ok(Err(err)) => {
+                    metrics.retention_failures_total.inc();
+                    wait = (wait * 2).min(Duration::from_secs(3_600)).max(every);
+                    tracing::warn!(error = %err, retry_in = ?wait, "retention pass failed");
+                }
+                Err(err) => {
+                    metrics.retention_failures_total.inc();
+                    wait = (wait * 2).min(Duration::from_secs(3_600)).max(every);
+                    tracing::warn!(error = %err, "retention task failed");
+                }
             }
         }
     });

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use turingwatch_config::Config;
 
 /// How many periods back a family trend reaches (the current one included).
-pub const TREND_PERIODS: u64 = 4;
+pub const TREND_PERIODS: u64 = turingwatch_config::TREND_PERIODS;
 /// How many jobs the "worst jobs" list holds.
 pub const WORST_JOBS: usize = 5;
 

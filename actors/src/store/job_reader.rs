@@ -11,8 +11,8 @@ use super::job_blocks::{block_of, entries, find};
 use super::job_codec::{decode_job, decode_job_steps};
 use super::postings;
 use super::tables::{
-    block_start, APP_USAGE, GPU_BLOCKS, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS, NODE_NAMES,
-    SAMPLE_BLOCKS,
+    block_start, APP_USAGE, GPU_BLOCKS, GPU_SUMMARIES, JOBS_BY_END_BUCKETS, JOBS_BY_USER_BUCKETS, JOB_BLOCKS,
+    NODE_NAMES, SAMPLE_BLOCKS, SAMPLE_SUMMARIES,
 };
 use super::{decode_block, Columns, RecordError, SeriesKey, Store, StoreError};
 use crate::job::{JobId, JobRecord, StepId, StepRecord};
@@ -50,6 +50,53 @@ type Blocks = ReadOnlyTable<u64, &'static [u8]>;
 type SeriesBlocks = ReadOnlyTable<(u64, u32, u32, u64), &'static [u8]>;
 type Names = ReadOnlyTable<u32, &'static str>;
 type Apps = ReadOnlyTable<(u64, u32, &'static str), ()>;
+type Summaries = ReadOnlyTable<(u64, u32, u32), &'static [u8]>;
+
+/// A summary table, or `None` before the first retention pass created it.
+fn open_summaries(
+    txn: &ReadTransaction,
+    def: redb::TableDefinition<(u64, u32, u32), &[u8]>,
+) -> Result<Option<Summaries>, StoreError> {
+    match txn.open_table(def) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Adds a job's summarised series (`retention.rs`) to what its raw blocks gave: a series whose
+/// raw blocks aged out reads as its summary's maxima (`downsample.rs` says why the maxima), and
+/// raw samples written after the summary (a late report) follow it in time order.
+fn add_summaries<T: Columns>(
+    out: &mut BTreeMap<SeriesKey, Vec<T>>,
+    summaries: Option<&Summaries>,
+    names: &Names,
+    job: JobId,
+    table: &'static str,
+    corrupt: &mut u64,
+) -> Result<(), StoreError> {
+    let Some(summaries) = summaries else { return Ok(()) };
+    for entry in summaries.range((job.0, 0, 0)..=(job.0, u32::MAX, u32::MAX))? {
+        let (key, value) = entry?;
+        let (job_id, step, node) = key.value();
+        let summary = match super::downsample::decode_summary::<T>(value.value()) {
+            Ok(summary) => summary,
+            Err(source) => {
+                tracing::error!(table, key = ?key.value(), error = %source, "corrupt summary skipped");
+                *corrupt += 1;
+                continue;
+            }
+        };
+        let node = node_name(names, node)?;
+        let series = out.entry(SeriesKey { job: JobId(job_id), step: StepId(step), node }).or_default();
+        let mut merged = summary.max;
+        merged.append(series);
+        merged.sort_by_key(|r| r.at());
+        merged.dedup_by_key(|r| r.at());
+        *series = merged;
+    }
+    Ok(())
+}
 
 /// The tables a job's data is read from, open in one read transaction.
 struct JobTables {
@@ -58,6 +105,8 @@ struct JobTables {
     gpus: SeriesBlocks,
     names: Names,
     apps: Apps,
+    sample_summaries: Option<Summaries>,
+    gpu_summaries: Option<Summaries>,
 }
 
 impl JobTables {
@@ -68,15 +117,28 @@ impl JobTables {
             gpus: txn.open_table(GPU_BLOCKS)?,
             names: txn.open_table(NODE_NAMES)?,
             apps: txn.open_table(APP_USAGE)?,
+            sample_summaries: open_summaries(txn, SAMPLE_SUMMARIES)?,
+            gpu_summaries: open_summaries(txn, GPU_SUMMARIES)?,
         })
     }
 
     fn data(&self, id: JobId) -> Result<JobData, StoreError> {
         let mut corrupt_blocks = 0;
+        let mut samples = read_series(&self.samples, &self.names, id, 0, "sample_blocks", &mut corrupt_blocks)?;
+        add_summaries(
+            &mut samples,
+            self.sample_summaries.as_ref(),
+            &self.names,
+            id,
+            "sample_summaries",
+            &mut corrupt_blocks,
+        )?;
+        let mut gpu = read_series(&self.gpus, &self.names, id, 0, "gpu_blocks", &mut corrupt_blocks)?;
+        add_summaries(&mut gpu, self.gpu_summaries.as_ref(), &self.names, id, "gpu_summaries", &mut corrupt_blocks)?;
         Ok(JobData {
             steps: read_steps(&self.blocks, id)?,
-            samples: read_series(&self.samples, &self.names, id, 0, "sample_blocks", &mut corrupt_blocks)?,
-            gpu: read_series(&self.gpus, &self.names, id, 0, "gpu_blocks", &mut corrupt_blocks)?,
+            samples,
+            gpu,
             apps: read_apps(&self.apps, id)?,
             corrupt_blocks,
         })
@@ -121,7 +183,11 @@ impl Store {
     pub fn samples_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<StepSample>>, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            read_series(&txn.open_table(SAMPLE_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, 0, "sample_blocks", &mut 0)
+            let names = txn.open_table(NODE_NAMES)?;
+            let mut out = read_series(&txn.open_table(SAMPLE_BLOCKS)?, &names, job, 0, "sample_blocks", &mut 0)?;
+            let summaries = open_summaries(&txn, SAMPLE_SUMMARIES)?;
+            add_summaries(&mut out, summaries.as_ref(), &names, job, "sample_summaries", &mut 0)?;
+            Ok(out)
         })
     }
 
@@ -149,7 +215,11 @@ impl Store {
     pub fn gpu_readings_of_job(&self, job: JobId) -> Result<BTreeMap<SeriesKey, Vec<GpuReading>>, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            read_series(&txn.open_table(GPU_BLOCKS)?, &txn.open_table(NODE_NAMES)?, job, 0, "gpu_blocks", &mut 0)
+            let names = txn.open_table(NODE_NAMES)?;
+            let mut out = read_series(&txn.open_table(GPU_BLOCKS)?, &names, job, 0, "gpu_blocks", &mut 0)?;
+            let summaries = open_summaries(&txn, GPU_SUMMARIES)?;
+            add_summaries(&mut out, summaries.as_ref(), &names, job, "gpu_summaries", &mut 0)?;
+            Ok(out)
         })
     }
 

@@ -17,6 +17,7 @@
 mod bitpack;
 mod codec;
 mod columns;
+pub mod downsample;
 mod ingest;
 mod job_blocks;
 pub mod job_codec;
@@ -29,6 +30,7 @@ mod postings;
 pub mod probe;
 mod records;
 mod reports;
+mod retention;
 pub mod tables;
 
 pub use codec::{decode_block, encode_block};
@@ -41,6 +43,7 @@ pub use migrate::{create_v1, CURRENT_SCHEMA};
 pub use outbox::{OutboxEntry, OutboxState};
 pub use records::{decode_record, encode_record, RecordError};
 pub use reports::{PeriodRecord, UserReport};
+pub use retention::{Footprint, RetentionPolicy, RetentionStats};
 
 use crate::job::{JobId, StepId};
 use redb::Database;

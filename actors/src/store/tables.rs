@@ -88,6 +88,18 @@ pub const REPORTS_SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new
 /// from the site. Created by the first write, so it needs no migration.
 pub const MAIL_PREFS: TableDefinition<&str, &[u8]> = TableDefinition::new("mail_prefs");
 
+/// (job, step, node) → summary of a step series whose raw blocks aged out (`downsample.rs`: at
+/// most 200 points of min / mean / max). Written by the retention pass (`retention.rs`) in the
+/// transaction that deletes the raw blocks; created by the first write, so it needs no migration.
+pub const SAMPLE_SUMMARIES: TableDefinition<(u64, u32, u32), &[u8]> = TableDefinition::new("sample_summaries");
+
+/// (job, step, node) → summary of a GPU series whose raw blocks aged out, as `sample_summaries`.
+pub const GPU_SUMMARIES: TableDefinition<(u64, u32, u32), &[u8]> = TableDefinition::new("gpu_summaries");
+
+/// (last sample time, job, step, node, kind 0 samples / 1 GPU) → (): summaries by age, so the
+/// retention pass deletes those past `[store] summary_retention` without reading the others.
+pub const SUMMARY_AGE: TableDefinition<(u64, u64, u32, u32, u8), ()> = TableDefinition::new("summary_age");
+
 /// `meta` key of the schema version.
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
