@@ -35,12 +35,12 @@ pub struct StoreConfig {
     pub path: String,
     /// How long raw sample and GPU blocks are kept, by the end of their hour. Unset: the
     /// analysis period × (`TREND_PERIODS` + 2), one period more than the trend window plus the
-    /// period itself (49 d with the 7 d default). Must exceed period × (1 + `TREND_PERIODS`).
+    /// period itself (42 d with the 7 d default). Must exceed period × (1 + `TREND_PERIODS`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_retention: Option<Span>,
     /// How long the per-series summaries (at most `SUMMARY_POINTS` points of min / mean / max)
-    /// that replace aged raw blocks are kept, by their series' last sample; also how long job
-    /// records and their applications are kept. At least `raw_retention`.
+    /// that replace aged raw blocks are kept, by their series' last sample. At least `raw_retention`. (Job records and their
+    /// applications are not pruned yet: one small entry per job.)
     pub summary_retention: Span,
     /// How often the retention pass runs.
     pub retention_interval: Span,
