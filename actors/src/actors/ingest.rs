@@ -22,12 +22,13 @@
 //! and a series the service's scrapers report cannot be touched by an owner's report. The answer
 //! 200 is sent only after the commit.
 
+use super::group_commit::{CommitError, GroupCommitter, Pending};
 use super::shared::Shared;
 use crate::job::JobId;
 use crate::munge::{payload_for, Decoder, MungeError, CREDENTIAL_HEADER};
 use crate::sample::plausible::Limits;
 use crate::slurm::{node_info, SlurmRunner};
-use crate::store::{BatchContent, Checks, Stored};
+use crate::store::{BatchContent, Checks, Ingested, StoreError, Stored, StoredRows};
 use crate::wire::admission::{
     credential_shape_ok, node_name_shape_ok, sent_from_node, NodeCache, NodeFacts, OwnerCache, RateLimiter,
     MAX_JOBS_PER_BATCH,
@@ -44,7 +45,7 @@ use std::time::{Duration, Instant};
 const PEER_RATE: f64 = 50.0;
 const PEER_BURST: f64 = 200.0;
 /// Batches being read, checked or stored at once; more are answered 503 (the scraper keeps them).
-const MAX_IN_FLIGHT: usize = 64;
+pub const MAX_IN_FLIGHT: usize = 64;
 /// Longest time a body may take to arrive.
 const BODY_DEADLINE: Duration = Duration::from_secs(20);
 /// How long "no such job" is believed (a job that just started shows up soon after).
@@ -70,6 +71,8 @@ pub struct IngestState {
     decoder: Decoder,
     /// Where the rows a commit stored go for the export (`actors::exporter`).
     export: Option<std::sync::Arc<crate::export::Intake>>,
+    /// The thread that stores reports in groups; without it each is stored alone.
+    committer: Option<GroupCommitter>,
 }
 
 impl IngestState {
@@ -83,7 +86,14 @@ impl IngestState {
             lookups: Mutex::new(RateLimiter::new(LOOKUP_RATE, LOOKUP_BURST, 100_000)),
             decoder: Decoder::new(&config.munge_library, &config.unmunge_command, MUNGE_TIMEOUT),
             export: None,
+            committer: None,
         }
+    }
+
+    /// Stores reports through `committer` (group commit) instead of one transaction each.
+    pub fn with_group_commit(mut self, committer: GroupCommitter) -> IngestState {
+        self.committer = Some(committer);
+        self
     }
 
     /// Hands the rows each commit stores to `intake` (the exporter's).
@@ -223,14 +233,35 @@ async fn ingest_report(
     let (id, node) = (report.id, report.node.clone());
     let content = content_of(report);
     let export_node = node.clone();
-    let store = shared.store.clone();
+    let keep = state.export.is_some();
+    let received_at = crate::clock::unix_now();
     // Every sample is checked against its job's accounting record and the series' previous
     // sample in the store's transaction; only what passes is stored (`sample::plausible`).
-    let stored = web::block(move || {
-        let checks = Checks { limits: &limits, from_service: service, plausibility: true };
-        store.store_checked_batch_rows(&sender, id, crate::clock::unix_now(), &node, &content, &checks)
-    })
-    .await;
+    // Reports that arrive together are committed together (`group_commit`).
+    let stored: Result<Result<(Ingested, StoredRows), StoreError>, String> = match &state.committer {
+        Some(committer) => {
+            let pending =
+                Pending { sender, report_id: id, received_at, node, content, limits, from_service: service, keep };
+            match committer.store(pending).await {
+                Ok(done) => Ok(Ok(done)),
+                Err(CommitError::Store(err)) => Ok(Err(err)),
+                Err(CommitError::Full) => {
+                    return refuse(&shared, StatusCode::SERVICE_UNAVAILABLE, "busy", "store queue full; resend later")
+                        .await
+                }
+                Err(err @ CommitError::Gone) => Err(err.to_string()),
+            }
+        }
+        None => {
+            let store = shared.store.clone();
+            web::block(move || {
+                let checks = Checks { limits: &limits, from_service: service, plausibility: true };
+                store.store_checked_batch_rows(&sender, id, received_at, &node, &content, &checks)
+            })
+            .await
+            .map_err(|err| err.to_string())
+        }
+    };
     match stored {
         Ok(Ok((ingested, rows))) => {
             // Committed: what was stored may be exported (never blocks; a full intake drops

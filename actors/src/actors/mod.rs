@@ -13,6 +13,8 @@ pub mod accounting;
 pub mod allocator;
 pub mod client_api;
 pub mod exporter;
+/// Group commit of scraper reports (one writing thread).
+pub mod group_commit;
 /// `POST /ingest/v1/report`: scraper reports into the store, exactly once.
 pub mod ingest;
 /// The mailer: sends due outbox entries when a period closed (or on SIGUSR1).

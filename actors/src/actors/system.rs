@@ -67,8 +67,12 @@ pub async fn serve(config: Config, distribute: DistributeOptions) -> anyhow::Res
     let exporter = exporter::Exporter::new(shared.clone(), intake.clone(), live.clone(), bearer);
     let _exporter = actix::Supervisor::start(move |_| exporter);
     let live = actix_web::web::Data::new(live);
-    let ingest_state =
-        actix_web::web::Data::new(ingest::IngestState::new(&shared.config.ingest).with_export(intake.clone()));
+    let ingest_state = actix_web::web::Data::new(
+        ingest::IngestState::new(&shared.config.ingest).with_export(intake.clone()).with_group_commit(
+            super::group_commit::GroupCommitter::start(Arc::clone(&shared.store), ingest::MAX_IN_FLIGHT)
+                .context("starting the report writer thread")?,
+        ),
+    );
     let client_state = actix_web::web::Data::new(client_api::ClientApiState::new(&shared.config.ingest, backend));
     let server = actix_web::HttpServer::new(move || {
         let shared = http_shared.clone();

@@ -148,33 +148,30 @@ impl Store {
         checks: &Checks<'_>,
         keep: bool,
     ) -> Result<(Ingested, StoredRows), StoreError> {
-        let mut out =
-            Ingested { stored: Stored::New, refused: Refusals::default(), samples: 0, gpus: 0, corrupt_blocks: 0 };
-        // A name beyond the bounds is never stored, not even in the report's mark.
-        if !plausible::node_name_ok(checks.limits, node) || sender.len() > checks.limits.max_node_name + 16 {
-            let rows = content.samples.len() + content.gpus.len() + content.apps.len();
-            out.refused.add(Reason::NameTooLong, rows as u64);
-            return Ok((out, StoredRows::default()));
-        }
+        let report = ScraperReport { sender, report_id, received_at, node, content, checks: *checks, keep };
+        let mut out = self.store_reports(std::slice::from_ref(&report))?;
+        Ok(out.pop().unwrap_or_else(|| (Ingested::nothing(), StoredRows::default())))
+    }
+
+    /// Stores several reports in ONE transaction (group commit: one commit, one sync, for
+    /// reports that arrived together), each exactly as [`Store::store_checked_batch_rows`]
+    /// would: its own duplicate check, checks and refusals; a report seen earlier in the same
+    /// group is a duplicate. Returns one outcome per report, in order. An error stores nothing
+    /// of any of them (the caller may then store each alone, so one cannot fail the others).
+    pub fn store_reports(&self, reports: &[ScraperReport<'_>]) -> Result<Vec<(Ingested, StoredRows)>, StoreError> {
         self.with_db(|db| {
             let txn = db.begin_write()?;
-            {
-                let mut seen = txn.open_table(REPORTS_SEEN)?;
-                if seen.get((sender, report_id))?.is_some() {
-                    out.stored = Stored::Duplicate;
-                    // the transaction is dropped: nothing written
-                    return Ok((out, StoredRows::default()));
-                }
-                seen.insert((sender, report_id), received_at)?;
+            let mut outcomes = Vec::with_capacity(reports.len());
+            let mut wrote = false;
+            for report in reports {
+                let (out, rows, written) = write_report(&txn, report)?;
+                wrote |= written;
+                outcomes.push((out, rows));
             }
-            let mut writer = SeriesWriter::new(&txn, checks, received_at)?;
-            writer.keep = keep;
-            writer.write(node, &content.samples, &content.gpus, &mut out)?;
-            let kept = std::mem::take(&mut writer.kept);
-            drop(writer);
-            write_apps(&txn, checks.limits, &content.apps, &mut out.refused)?;
-            txn.commit()?;
-            Ok((out, kept))
+            if wrote {
+                txn.commit()?;
+            } // else nothing was written: the transaction is dropped
+            Ok(outcomes)
         })
     }
 
@@ -274,6 +271,57 @@ impl Store {
 }
 
 type SeriesTable<'txn> = Table<'txn, (u64, u32, u32, u64), &'static [u8]>;
+
+/// One report to store (see [`Store::store_reports`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ScraperReport<'a> {
+    /// Who sent it (node and uid): with `report_id`, the duplicate key.
+    pub sender: &'a str,
+    pub report_id: u64,
+    pub received_at: u64,
+    pub node: &'a str,
+    pub content: &'a BatchContent,
+    pub checks: Checks<'a>,
+    /// Whether the rows stored are returned (for the export).
+    pub keep: bool,
+}
+
+impl Ingested {
+    fn nothing() -> Ingested {
+        Ingested { stored: Stored::New, refused: Refusals::default(), samples: 0, gpus: 0, corrupt_blocks: 0 }
+    }
+}
+
+/// Writes one report into `txn`: its mark, then what passes its checks; nothing but the
+/// outcome for a duplicate or a name beyond the bounds (then the `false`: nothing written).
+fn write_report(
+    txn: &WriteTransaction,
+    report: &ScraperReport<'_>,
+) -> Result<(Ingested, StoredRows, bool), StoreError> {
+    let ScraperReport { sender, report_id, received_at, node, content, checks, keep } = *report;
+    let mut out = Ingested::nothing();
+    // A name beyond the bounds is never stored, not even in the report's mark.
+    if !plausible::node_name_ok(checks.limits, node) || sender.len() > checks.limits.max_node_name + 16 {
+        let rows = content.samples.len() + content.gpus.len() + content.apps.len();
+        out.refused.add(Reason::NameTooLong, rows as u64);
+        return Ok((out, StoredRows::default(), false));
+    }
+    {
+        let mut seen = txn.open_table(REPORTS_SEEN)?;
+        if seen.get((sender, report_id))?.is_some() {
+            out.stored = Stored::Duplicate;
+            return Ok((out, StoredRows::default(), false));
+        }
+        seen.insert((sender, report_id), received_at)?;
+    }
+    let mut writer = SeriesWriter::new(txn, &checks, received_at)?;
+    writer.keep = keep;
+    writer.write(node, &content.samples, &content.gpus, &mut out)?;
+    let kept = std::mem::take(&mut writer.kept);
+    drop(writer);
+    write_apps(txn, checks.limits, &content.apps, &mut out.refused)?;
+    Ok((out, kept, true))
+}
 
 /// The tables a report's series are written to, open for one write transaction.
 struct SeriesWriter<'txn, 'c> {

@@ -35,7 +35,7 @@ pub mod tables;
 
 pub use codec::{decode_block, encode_block};
 pub use columns::{CodecError, Columns};
-pub use ingest::{BatchContent, BlockStats, Checks, Ingested, Stored, StoredRows};
+pub use ingest::{BatchContent, BlockStats, Checks, Ingested, ScraperReport, Stored, StoredRows};
 pub use job_reader::{JobData, PeriodData};
 pub use job_writer::{Before, JobWriter, OwnerChange, OWNER_CHANGE_REFUSED_KEY};
 pub use mail_prefs::MailPrefs;
