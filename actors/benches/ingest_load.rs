@@ -88,7 +88,14 @@ fn main() {
     let t0 = Instant::now();
     let reports = prepare(&settings, rounds, first_at);
     eprintln!("ingest bench: {} reports made in {:.1} s", reports.len(), t0.elapsed().as_secs_f64());
+    let before = server_cpu_secs(server.id());
     let outcome = run(&settings, &reports);
+    let cpu = server_cpu_secs(server.id()) - before;
+    let peak_rss_mib = peak_rss_kib(server.id()) as f64 / 1024.0;
+    eprintln!(
+        "ingest bench: the server used {:.2} cores on average during the run (user + system), peak RSS {peak_rss_mib:.0} MiB",
+        cpu / outcome.elapsed
+    );
     let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
     let _ = server.wait();
     let size = std::fs::metadata(dir.join("db.redb")).map(|m| m.len()).unwrap_or(0);
@@ -98,6 +105,28 @@ fn main() {
     } else {
         eprintln!("kept {}", dir.display());
     }
+}
+
+/// User + system CPU seconds of process `pid` so far (`/proc/PID/stat`, clock ticks of 1/100 s).
+fn server_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line; the rest starts at field 3 (state).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory of process `pid`, KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn write_jobs(dir: &std::path::Path, settings: &Settings, start: u64) {
