@@ -115,13 +115,15 @@ fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
     let _cancel_live = CancelOnDrop(live);
     let live_node = wait_running(live, Duration::from_secs(60));
 
-    // alice: a step that burns a core, the batch step holding 150 MiB and writing a file.
+    // alice: a step that burns a core, the batch step holding 150 MiB and writing a file (after
+    // 3 s, once the scraper samples the step: a process that writes and exits between two
+    // samples leaves no I/O in a cgroup v1 step without blkio counters).
     let file = "/tmp/tw-web-pages-$SLURM_JOB_ID";
     let job = sbatch(
         Some("alice"),
         &["-J", HOSTILE_NAME, "-N1", "-n1", "-c2", "--mem=1G", "-t", "3"],
         &format!(
-            "srun -n1 -c1 {} & {} & dd if=/dev/zero of={file} bs=1M count=300 status=none; cat {file} >/dev/null; \
+            "srun -n1 -c1 {} & {} & sleep 3; dd if=/dev/zero of={file} bs=1M count=300 status=none; cat {file} >/dev/null; \
              rm -f {file}; wait",
             burn(10, 25),
             burn(150, 25)
