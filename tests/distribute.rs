@@ -46,6 +46,12 @@ fn a_scraper_job_that_dies_at_once_is_counted_backed_off_and_logged_with_its_fir
         return;
     }
     let setup = Setup::new("distributor_sees_scraper_failures", 18_600, "");
+    // Other tests' jobs may fill n2 for a while: the scraper job may wait its turn (not the
+    // failure this test is about), so it is given longer than the usual 40 s to start.
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    assert!(config.contains("allocation_timeout = \"40s\""), "{config}");
+    std::fs::write(&setup.config, config.replace("allocation_timeout = \"40s\"", "allocation_timeout = \"150s\""))
+        .unwrap();
     let job = python_job("alice", Some("n2"), "100M", &hog_program(20, 60));
     let _guard = JobsGuard(vec![job]);
     wait_running(job, Duration::from_secs(90));
@@ -67,7 +73,7 @@ fn a_scraper_job_that_dies_at_once_is_counted_backed_off_and_logged_with_its_fir
         .unwrap();
     let mut distributor = ChildGuard(distributor);
     let log = || read(&setup.dir.join("distributor.log"));
-    let counted = eventually(Duration::from_secs(60), || {
+    let counted = eventually(Duration::from_secs(180), || {
         metric(18_621, "turingwatch_scraper_jobs_failed_total{reason=\"failed\"} ") >= 1
     });
     assert!(counted, "the failed scraper job is not counted on /metrics:\n{}", log());
