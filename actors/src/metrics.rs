@@ -392,68 +392,57 @@ impl Metrics {
             "Times the store was reopened after an I/O error since the server started.",
             &one(self.store_reopens.get()),
         );
-        self.render_retention(&mut out);
+        metric(
+            "retention_series_summarised_total",
+            "counter",
+            "Series whose aged raw blocks were replaced by a summary.",
+            &one(self.retention_series_summarised_total.get()),
+        );
+        metric(
+            "retention_raw_blocks_deleted_total",
+            "counter",
+            "Raw sample and GPU blocks deleted by retention (after their summary).",
+            &one(self.retention_raw_blocks_deleted_total.get()),
+        );
+        metric(
+            "retention_summaries_deleted_total",
+            "counter",
+            "Summaries deleted past [store] summary_retention.",
+            &one(self.retention_summaries_deleted_total.get()),
+        );
+        metric(
+            "retention_failures_total",
+            "counter",
+            "Retention passes that stopped on an error (nothing uncommitted is deleted).",
+            &one(self.retention_failures_total.get()),
+        );
+        metric(
+            "retention_last_pass_milliseconds",
+            "gauge",
+            "Duration of the last retention pass.",
+            &one(self.retention_last_pass_ms.get()),
+        );
+        metric(
+            "export_samples_sent_total",
+            "counter",
+            "Values delivered to the remote-write receiver.",
+            &one(self.export_samples_sent_total.get()),
+        );
+        metric(
+            "export_requests_failed_total",
+            "counter",
+            "Remote-write requests that failed (retried, or dropped on 4xx).",
+            &one(self.export_requests_failed_total.get()),
+        );
+        metric(
+            "export_dropped_total",
+            "counter",
+            "Values never exported: buffer full or refused by the receiver.",
+            &one(self.export_dropped_total.get()),
+        );
+        metric("export_pending", "gauge", "Values waiting to be sent.", &one(self.export_pending.get()));
         self.render_periods(&mut out);
-        let _ = writeln!(
-            out,
-            "# HELP turingwatch_export_samples_sent_total Values delivered to the remote-write receiver."
-        );
-        let _ = writeln!(out, "# TYPE turingwatch_export_samples_sent_total counter");
-        let _ = writeln!(out, "turingwatch_export_samples_sent_total {}", self.export_samples_sent_total.get());
-        let _ = writeln!(out, "# HELP turingwatch_export_requests_failed_total Remote-write requests that failed (retried, or dropped on 4xx).");
-        let _ = writeln!(out, "# TYPE turingwatch_export_requests_failed_total counter");
-        let _ = writeln!(out, "turingwatch_export_requests_failed_total {}", self.export_requests_failed_total.get());
-        let _ = writeln!(
-            out,
-            "# HELP turingwatch_export_dropped_total Values never exported: buffer full or refused by the receiver."
-        );
-        let _ = writeln!(out, "# TYPE turingwatch_export_dropped_total counter");
-        let _ = writeln!(out, "turingwatch_export_dropped_total {}", self.export_dropped_total.get());
-        let _ = writeln!(out, "# HELP turingwatch_export_pending Values waiting to be sent.");
-        let _ = writeln!(out, "# TYPE turingwatch_export_pending gauge");
-        let _ = writeln!(out, "turingwatch_export_pending {}", self.export_pending.get());
         out
-    }
-
-    /// The `turingwatch_retention_*` figures.
-    fn render_retention(&self, out: &mut String) {
-        let lines: [(&str, &str, &str, u64); 5] = [
-            (
-                "retention_series_summarised_total",
-                "counter",
-                "Series whose aged raw blocks were replaced by a summary.",
-                self.retention_series_summarised_total.get(),
-            ),
-            (
-                "retention_raw_blocks_deleted_total",
-                "counter",
-                "Raw sample and GPU blocks deleted by retention (after their summary).",
-                self.retention_raw_blocks_deleted_total.get(),
-            ),
-            (
-                "retention_summaries_deleted_total",
-                "counter",
-                "Summaries deleted past [store] summary_retention.",
-                self.retention_summaries_deleted_total.get(),
-            ),
-            (
-                "retention_failures_total",
-                "counter",
-                "Retention passes that stopped on an error (nothing uncommitted is deleted).",
-                self.retention_failures_total.get(),
-            ),
-            (
-                "retention_last_pass_milliseconds",
-                "gauge",
-                "Duration of the last retention pass.",
-                self.retention_last_pass_ms.get(),
-            ),
-        ];
-        for (name, kind, help, value) in lines {
-            let _ = writeln!(out, "# HELP turingwatch_{name} {help}");
-            let _ = writeln!(out, "# TYPE turingwatch_{name} {kind}");
-            let _ = writeln!(out, "turingwatch_{name} {value}");
-        }
     }
 
     /// The `turingwatch_period_*` gauges: one line per period that has a stored coverage; a
