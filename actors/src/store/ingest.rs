@@ -19,6 +19,7 @@
 //! the owner's samples. A stored block that does not decode is replaced, logged and counted,
 //! never the end of the series.
 
+use super::codec::encode_open_block;
 use super::job_blocks::{block_of, find};
 use super::job_codec::decode_job;
 use super::tables::*;
@@ -464,25 +465,22 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
             let hour = block_start(hour_new[0].at);
             let key = (job, step, node, hour);
             let mut merged: Vec<StepSample> = read_block(&self.samples, key, "sample_blocks", out)?;
-            // The series' last sample before this hour, for the first samples of the hour.
-            let before: Option<StepSample> = if self.checks.plausibility {
-                let last = self.samples.range((job, step, node, 0)..(job, step, node, hour))?.next_back();
-                match last {
-                    Some(entry) => {
-                        let (k, v) = entry?;
-                        decode_block::<StepSample>(k.value().3, v.value()).ok().and_then(|b| b.last().cloned())
-                    }
-                    None => None,
-                }
-            } else {
-                None
-            };
+            // The series' last sample before this hour, for a sample that lands first in the
+            // hour: read (a lookup and a block decode) only when one does, or when this hour's
+            // block is new, which completes the block before it.
+            let mut before: Option<Option<StepSample>> = None;
+            if merged.is_empty() {
+                before = Some(complete_block_before(&mut self.samples, (job, step, node), hour)?);
+            }
             let mut changed = false;
             for sample in hour_new {
                 let at = merged.partition_point(|s| s.at < sample.at);
                 let replaces = merged.get(at).is_some_and(|s| s.at == sample.at);
                 if self.checks.plausibility {
-                    let prev = if at > 0 { merged.get(at - 1) } else { before.as_ref() };
+                    if at == 0 && before.is_none() {
+                        before = Some(last_before(&self.samples, (job, step, node), hour)?);
+                    }
+                    let prev = if at > 0 { merged.get(at - 1) } else { before.as_ref().and_then(Option::as_ref) };
                     // A sample that lands before ones already stored must fit them too: its
                     // successor may not then go back or leap from it.
                     let next = merged.get(if replaces { at + 1 } else { at });
@@ -508,7 +506,7 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
                 changed = true;
             }
             if changed {
-                self.samples.insert(key, encode_block(hour, &merged).as_slice())?;
+                self.samples.insert(key, encode_open_block(hour, &merged).as_slice())?;
             }
         }
         Ok(())
@@ -542,6 +540,9 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
         for (hour, new) in by_hour {
             let key = (job, step, node, hour);
             let old: Vec<GpuReading> = read_block(&self.gpus, key, "gpu_blocks", out)?;
+            if old.is_empty() {
+                complete_block_before::<GpuReading>(&mut self.gpus, (job, step, node), hour)?;
+            }
             let mut merged: BTreeMap<(u64, u32), GpuReading> = old.into_iter().map(|r| ((r.at, r.index), r)).collect();
             let mut changed = false;
             for reading in new {
@@ -559,11 +560,51 @@ impl<'txn, 'c> SeriesWriter<'txn, 'c> {
             }
             if changed {
                 let rows: Vec<GpuReading> = merged.into_values().collect();
-                self.gpus.insert(key, encode_block(hour, &rows).as_slice())?;
+                self.gpus.insert(key, encode_open_block(hour, &rows).as_slice())?;
             }
         }
         Ok(())
     }
+}
+
+/// The last sample of `series` stored before the block of `hour` (None when there is none or
+/// its block does not decode).
+fn last_before(
+    table: &SeriesTable<'_>,
+    (job, step, node): (u64, u32, u32),
+    hour: u64,
+) -> Result<Option<StepSample>, StoreError> {
+    let Some(entry) = table.range((job, step, node, 0)..(job, step, node, hour))?.next_back() else {
+        return Ok(None);
+    };
+    let (k, v) = entry?;
+    Ok(decode_block::<StepSample>(k.value().3, v.value()).ok().and_then(|b| b.last().cloned()))
+}
+
+/// Completes the block of `series` stored before the block of `hour`, now that a later one
+/// starts: re-encoded in its smallest form ([`encode_block`]; it was written bit-packed while
+/// open) when that is shorter. Returns its last sample, as [`last_before`].
+fn complete_block_before<T: super::Columns>(
+    table: &mut SeriesTable<'_>,
+    (job, step, node): (u64, u32, u32),
+    hour: u64,
+) -> Result<Option<T>, StoreError> {
+    let (key, stored_len, rows) = {
+        let Some(entry) = table.range((job, step, node, 0)..(job, step, node, hour))?.next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = entry?;
+        let Ok(rows) = decode_block::<T>(k.value().3, v.value()) else {
+            // Left as it is: the reader reports it, and merging into it replaces it.
+            return Ok(None);
+        };
+        (k.value(), v.value().len(), rows)
+    };
+    let best = encode_block(key.3, &rows);
+    if best.len() < stored_len {
+        table.insert(key, best.as_slice())?;
+    }
+    Ok(rows.last().cloned())
 }
 
 /// A stored block's rows; a block that does not decode is logged, counted and read as empty
@@ -660,6 +701,48 @@ mod tests {
         assert_eq!(store.apps_of_job(JobId(7)).unwrap(), [(StepId::BATCH, "python3".to_string())]);
         assert_eq!(store.bump_counter("ingest_rejected_steps", 2).unwrap(), 2);
         assert_eq!(store.bump_counter("ingest_rejected_steps", 1).unwrap(), 3);
+    }
+
+    #[test]
+    fn an_hour_block_is_written_bit_packed_while_open_and_in_its_smallest_form_once_the_next_hour_starts() {
+        let dir = std::env::temp_dir().join(format!("turingwatch-store-complete-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("db.redb")).unwrap();
+        // A perfectly regular series: deflated varints are far smaller than bit-packing here.
+        let sample = |i: u64| StepSample {
+            at: 7_200 + 20 * i,
+            cpu_user_cs: 1_800 * i,
+            rss_kib: 10_240 + i % 512,
+            minor_faults: 300 * i,
+            cpus: 1,
+            threads: 2,
+            processes: 1,
+            ..Default::default()
+        };
+        let block = |hour: u64| {
+            store
+                .with_db(|db| {
+                    let txn = db.begin_read()?;
+                    let table = txn.open_table(SAMPLE_BLOCKS)?;
+                    Ok(table.get((5, 0, 0, hour))?.map(|v| v.value().to_vec()))
+                })
+                .unwrap()
+        };
+        let first_hour: Vec<StepSample> = (0..180).map(sample).collect();
+        for chunk in first_hour.chunks(3) {
+            let rows: Vec<_> = chunk.iter().map(|s| (JobId(5), StepId(0), s.clone())).collect();
+            store.append_samples("n1", &rows).unwrap();
+        }
+        let open = block(7_200).unwrap();
+        assert_eq!(open, encode_open_block(7_200, &first_hour));
+        let best = encode_block(7_200, &first_hour);
+        assert!(best.len() < open.len(), "deflate should win on this series: {} vs {}", best.len(), open.len());
+        store.append_samples("n1", &[(JobId(5), StepId(0), sample(180))]).unwrap();
+        assert_eq!(block(7_200).unwrap(), best, "the completed hour is re-encoded");
+        assert_eq!(block(10_800).unwrap(), encode_open_block(10_800, &[sample(180)]));
+        let all = store.samples_of_job(JobId(5)).unwrap();
+        assert_eq!(all.values().next().unwrap().len(), 181);
     }
 
     #[test]
