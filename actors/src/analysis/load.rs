@@ -1,6 +1,6 @@
 //! Reads what the analysis needs from the store: the jobs of a period with their steps,
 //! samples, GPU readings and applications, and each user's job history (for trends and
-//! right-sizing), all in one read transaction (`Store::period_data`), so a period is analysed
+//! right-sizing), all in one read transaction (`Store::each_user_of_period`, a user at a time), so a period is analysed
 //! from one consistent state of the store. Blocking: call from a blocking context.
 
 use super::period::Period;
@@ -37,26 +37,24 @@ pub fn analyze_period(
     skip_users: &[String],
     params: &Params,
 ) -> Result<BTreeMap<String, UserAnalysis>, StoreError> {
-    let data = store.period_data(period.start, period.end, |job| {
+    let keep = |job: &JobRecord| {
         let skipped = skip_users.contains(&job.user) || params.is_service_job(job);
         !skipped && job.start_at.is_some() && belongs_to(job, period)
+    };
+    let mut out = BTreeMap::new();
+    let mut corrupt_blocks = 0;
+    // A user at a time: only one user's samples are in memory at once.
+    store.each_user_of_period(period.start, period.end, keep, |part| {
+        corrupt_blocks += part.corrupt_blocks;
+        let inputs: Vec<JobInput> = part.jobs.into_iter().map(|(job, data)| input(job, data)).collect();
+        out.insert(part.user.clone(), analyze_user(&part.user, period, &inputs, &part.history, params));
     })?;
-    if data.corrupt_blocks > 0 {
+    if corrupt_blocks > 0 {
         tracing::error!(
             period = period.start,
-            blocks = data.corrupt_blocks,
+            blocks = corrupt_blocks,
             "corrupt sample blocks skipped in the period's analysis"
         );
-    }
-    let mut by_user: BTreeMap<String, Vec<JobInput>> = BTreeMap::new();
-    for (job, job_data) in data.jobs {
-        by_user.entry(job.user.clone()).or_default().push(input(job, job_data));
-    }
-    let mut history = data.history;
-    let mut out = BTreeMap::new();
-    for (user, inputs) in by_user {
-        let history = history.remove(&user).unwrap_or_default();
-        out.insert(user.clone(), analyze_user(&user, period, &inputs, &history, params));
     }
     Ok(out)
 }

@@ -3,7 +3,7 @@
 //! The writer's counterpart (`job_writer.rs`): a job is read from its block in `job_blocks`,
 //! its steps from its own value; samples and GPU readings are range scans of `(job, ..)` in
 //! their block tables. The one-job calls ([`Store::job`], [`Store::samples_of_job`]…) each take
-//! a read transaction of their own; [`Store::job_data`] and [`Store::period_data`] read all the
+//! a read transaction of their own; [`Store::job_data`] and [`Store::each_user_of_period`] read all the
 //! analysis needs for a job or a period in ONE read transaction, so the analysis sees one
 //! consistent state of the store and pays one transaction, not four per job.
 
@@ -42,6 +42,18 @@ pub struct PeriodData {
     pub jobs: Vec<(JobRecord, JobData)>,
     /// Every stored job of each user who has a job in `jobs`, by id (trends, right-sizing).
     pub history: BTreeMap<String, Vec<JobRecord>>,
+    /// Sample and GPU blocks of those jobs that did not decode and were skipped.
+    pub corrupt_blocks: u64,
+}
+
+/// One user's part of a period (see [`Store::each_user_of_period`]).
+#[derive(Debug, Clone, Default)]
+pub struct UserPeriodData {
+    pub user: String,
+    /// The user's kept jobs of the window, by end time (running last) then id, with their data.
+    pub jobs: Vec<(JobRecord, JobData)>,
+    /// Every stored job of the user, by id (trends, right-sizing).
+    pub history: Vec<JobRecord>,
     /// Sample and GPU blocks of those jobs that did not decode and were skipped.
     pub corrupt_blocks: u64,
 }
@@ -241,27 +253,54 @@ impl Store {
 
     /// Everything the analysis of `[from, to)` reads, in one transaction: the jobs of the window
     /// (see [`Store::jobs_in_window`]) for which `keep` is true, each with its data, and the
-    /// job history of every user among them.
+    /// job history of every user among them. Holds the whole period in memory: the analysis
+    /// reads it a user at a time ([`Store::each_user_of_period`]).
     pub fn period_data(&self, from: u64, to: u64, keep: impl Fn(&JobRecord) -> bool) -> Result<PeriodData, StoreError> {
+        let mut out = PeriodData::default();
+        self.each_user_of_period(from, to, keep, |user| {
+            out.corrupt_blocks += user.corrupt_blocks;
+            out.history.insert(user.user, user.history);
+            out.jobs.extend(user.jobs);
+        })?;
+        out.jobs.sort_by_key(|(job, _)| (job.end_at.unwrap_or(u64::MAX), job.id));
+        Ok(out)
+    }
+
+    /// What the analysis of `[from, to)` reads, one user at a time, in ONE read transaction:
+    /// the job records of the window for which `keep` is true are read first (records only),
+    /// then for each of their users in name order the data of those jobs and the user's whole
+    /// history, handed to `each` and dropped before the next user is read. So the memory a
+    /// period needs is its job records plus its largest user's samples, not all its samples
+    /// (a week of a 10 000-node cluster is some 100 M samples, ~14 GB decoded).
+    pub fn each_user_of_period(
+        &self,
+        from: u64,
+        to: u64,
+        keep: impl Fn(&JobRecord) -> bool,
+        mut each: impl FnMut(UserPeriodData),
+    ) -> Result<(), StoreError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
             let tables = JobTables::open(&txn)?;
-            let mut out = PeriodData::default();
+            let mut by_user: BTreeMap<String, Vec<JobRecord>> = BTreeMap::new();
             for job in read_window(&txn.open_table(JOBS_BY_END_BUCKETS)?, &tables.blocks, from, to)? {
                 if keep(&job) {
+                    by_user.entry(job.user.clone()).or_default().push(job);
+                }
+            }
+            let user_ids = txn.open_table(JOBS_BY_USER_BUCKETS)?;
+            for (user, records) in by_user {
+                let mut part = UserPeriodData { jobs: Vec::with_capacity(records.len()), ..UserPeriodData::default() };
+                for job in records {
                     let data = tables.data(job.id)?;
-                    out.corrupt_blocks += data.corrupt_blocks;
-                    out.jobs.push((job, data));
+                    part.corrupt_blocks += data.corrupt_blocks;
+                    part.jobs.push((job, data));
                 }
+                part.history = read_jobs(&tables.blocks, &read_user_ids(&user_ids, &user)?)?;
+                part.user = user;
+                each(part);
             }
-            let by_user = txn.open_table(JOBS_BY_USER_BUCKETS)?;
-            for (job, _) in &out.jobs {
-                if !out.history.contains_key(&job.user) {
-                    let ids = read_user_ids(&by_user, &job.user)?;
-                    out.history.insert(job.user.clone(), read_jobs(&tables.blocks, &ids)?);
-                }
-            }
-            Ok(out)
+            Ok(())
         })
     }
 }

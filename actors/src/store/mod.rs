@@ -9,7 +9,7 @@
 //! The store is the only door to its tables: every table is read and written through `Store`
 //! methods, and the redb handle never leaves this module. By file: `job_writer.rs` (jobs and
 //! steps; the import's transaction, [`Store::write_jobs`]), `job_reader.rs` (jobs, steps,
-//! samples, GPU readings and applications; [`Store::period_data`] reads a period in one
+//! samples, GPU readings and applications; [`Store::each_user_of_period`] reads a period in one
 //! transaction), `ingest.rs` (samples and scraper reports), `reports.rs` (periods, per-user
 //! reports), `outbox.rs` (the mail outbox), `migrate.rs` (schema versions), `tables.rs` (every
 //! table's key layout).
@@ -36,7 +36,7 @@ pub mod tables;
 pub use codec::{decode_block, encode_block};
 pub use columns::{CodecError, Columns};
 pub use ingest::{BatchContent, BlockStats, Checks, Ingested, ScraperReport, Stored, StoredRows};
-pub use job_reader::{JobData, PeriodData};
+pub use job_reader::{JobData, PeriodData, UserPeriodData};
 pub use job_writer::{Before, JobWriter, OwnerChange, OWNER_CHANGE_REFUSED_KEY};
 pub use mail_prefs::MailPrefs;
 pub use migrate::{create_v1, CURRENT_SCHEMA};

@@ -398,6 +398,40 @@ fn period_and_job_data_read_what_the_single_reads_read() {
     assert_eq!((one.samples, one.gpu, one.apps), (data2.samples.clone(), data2.gpu.clone(), data2.apps.clone()));
 }
 
+/// A period read a user at a time gives each user once, in name order, with only that user's
+/// kept jobs (in end order) and that user's whole history.
+#[test]
+fn a_period_is_read_one_user_at_a_time_with_only_that_users_jobs() {
+    let store = Store::open(&temp_db("each-user")).unwrap();
+    let jobs = [
+        job(1, "b", 100, Some(180)),
+        job(2, "a", 110, Some(150)),
+        job(3, "b", 120, None),
+        job(4, "a", 10, Some(20)),
+        job(5, "c", 130, Some(140)),
+        job(6, "a", 105, Some(120)),
+    ];
+    store.upsert_jobs(&jobs, &[], None).unwrap();
+    let mut seen = Vec::new();
+    store
+        .each_user_of_period(
+            100,
+            200,
+            |j| j.user != "c",
+            |part| {
+                let ids: Vec<u64> = part.jobs.iter().map(|(j, _)| j.id.0).collect();
+                let history: Vec<u64> = part.history.iter().map(|j| j.id.0).collect();
+                seen.push((part.user, ids, history));
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        seen,
+        [("a".to_string(), vec![6, 2], vec![2, 4, 6]), ("b".to_string(), vec![1, 3], vec![1, 3])],
+        "job 4 ended before the window; c's jobs are not kept"
+    );
+}
+
 #[test]
 fn a_database_is_created_whole_and_a_crash_mid_creation_leaves_nothing_to_trip_on() {
     let dir = std::env::temp_dir().join(format!("tw-create-{}", std::process::id()));
