@@ -176,6 +176,45 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Entries of every table that grows with time (soak bench, tests): name and length; a
+    /// table not created yet counts 0.
+    pub fn table_rows(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        use super::tables::*;
+        use redb::{Key, ReadTransaction, ReadableTableMetadata, Value};
+        fn rows<K: Key + 'static, V: Value + 'static>(
+            txn: &ReadTransaction,
+            def: TableDefinition<K, V>,
+        ) -> Result<u64, StoreError> {
+            match txn.open_table(def) {
+                Ok(table) => Ok(table.len()?),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(err) => Err(err.into()),
+            }
+        }
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let jobs = txn.open_table(META)?.get(JOB_COUNT_KEY)?.map(|v| v.value()).unwrap_or(0);
+            Ok(vec![
+                ("jobs", jobs),
+                ("job_blocks", rows(&txn, JOB_BLOCKS)?),
+                ("jobs_by_end_buckets", rows(&txn, JOBS_BY_END_BUCKETS)?),
+                ("jobs_by_user_buckets", rows(&txn, JOBS_BY_USER_BUCKETS)?),
+                ("reports_seen", rows(&txn, REPORTS_SEEN)?),
+                ("app_usage", rows(&txn, APP_USAGE)?),
+                ("series_source", rows(&txn, SERIES_SOURCE)?),
+                ("sample_blocks", rows(&txn, SAMPLE_BLOCKS)?),
+                ("gpu_blocks", rows(&txn, GPU_BLOCKS)?),
+                ("sample_summaries", rows(&txn, SAMPLE_SUMMARIES)?),
+                ("gpu_summaries", rows(&txn, GPU_SUMMARIES)?),
+                ("summary_age", rows(&txn, SUMMARY_AGE)?),
+                ("nodes", rows(&txn, NODES)?),
+                ("periods", rows(&txn, PERIODS)?),
+            ])
+        })
+    }
+}
+
 /// Sizes of what retention manages.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Footprint {
