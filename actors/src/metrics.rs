@@ -186,6 +186,10 @@ pub struct Metrics {
     pub retention_summaries_deleted_total: Counter,
     pub retention_failures_total: Counter,
     pub retention_last_pass_ms: Gauge,
+    /// Job retention (`store::job_retention`): jobs deleted past `[store] job_retention` with
+    /// their rows, and job blocks or index buckets left alone because they did not decode.
+    pub retention_jobs_deleted_total: Counter,
+    pub retention_corrupt_job_blocks_total: Counter,
 }
 
 impl Metrics {
@@ -421,6 +425,18 @@ impl Metrics {
             "gauge",
             "Duration of the last retention pass.",
             &one(self.retention_last_pass_ms.get()),
+        );
+        metric(
+            "retention_jobs_deleted_total",
+            "counter",
+            "Jobs deleted past [store] job_retention, with every row keyed by them.",
+            &one(self.retention_jobs_deleted_total.get()),
+        );
+        metric(
+            "retention_corrupt_job_blocks_total",
+            "counter",
+            "Job blocks or job index buckets left alone by job retention because they did not decode.",
+            &one(self.retention_corrupt_job_blocks_total.get()),
         );
         metric(
             "export_samples_sent_total",

@@ -39,9 +39,13 @@ pub struct StoreConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_retention: Option<Span>,
     /// How long the per-series summaries (at most `SUMMARY_POINTS` points of min / mean / max)
-    /// that replace aged raw blocks are kept, by their series' last sample. At least `raw_retention`. (Job records and their
-    /// applications are not pruned yet: one small entry per job.)
+    /// that replace aged raw blocks are kept, by their series' last sample. At least `raw_retention`.
     pub summary_retention: Span,
+    /// How long a job's record is kept after it ended, with everything keyed by it (index
+    /// entries, applications, series owners, summaries; see `store::job_retention`). Unset:
+    /// `summary_retention`. At least `raw_retention`. Running jobs are never pruned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_retention: Option<Span>,
     /// How often the retention pass runs.
     pub retention_interval: Span,
 }
@@ -58,6 +62,11 @@ impl StoreConfig {
             None => analysis.period.as_secs().saturating_mul(TREND_PERIODS + 2),
         }
     }
+
+    /// Job retention in seconds: the configured one, or `summary_retention`.
+    pub fn job_retention_secs(&self) -> u64 {
+        self.job_retention.unwrap_or(self.summary_retention).as_secs()
+    }
 }
 
 impl Default for StoreConfig {
@@ -66,6 +75,7 @@ impl Default for StoreConfig {
             path: "./turingwatch.db".into(),
             raw_retention: None,
             summary_retention: Span::secs(400 * 86_400),
+            job_retention: None,
             retention_interval: Span::secs(600),
         }
     }

@@ -67,6 +67,13 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         format!("{}s", store.summary_retention.as_secs()),
         "at least store.raw_retention",
     );
+    // Unset, it is summary_retention (checked above).
+    check(
+        store.job_retention.is_none_or(|span| span.as_secs() >= raw),
+        "store.job_retention",
+        format!("{}s", store.job_retention_secs()),
+        "at least store.raw_retention (a job's raw samples are kept that long, so its record must be too)",
+    );
     check(
         (60..=86_400).contains(&store.retention_interval.as_secs()),
         "store.retention_interval",
@@ -453,6 +460,14 @@ mod tests {
         config.store.summary_retention = Span::secs(30 * 86_400);
         let keys: Vec<String> = validate(&config).into_iter().map(|p| p.key).collect();
         assert_eq!(keys, vec!["store.summary_retention".to_string()]);
+        config.store.summary_retention = Span::secs(400 * 86_400);
+        assert_eq!(config.store.job_retention_secs(), 400 * 86_400, "defaults to summary_retention");
+        config.store.job_retention = Some(Span::secs(35 * 86_400));
+        let keys: Vec<String> = validate(&config).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, vec!["store.job_retention".to_string()]);
+        config.store.job_retention = Some(Span::secs(36 * 86_400));
+        assert_eq!(validate(&config), vec![]);
+        assert_eq!(config.store.job_retention_secs(), 36 * 86_400);
     }
 
     #[test]

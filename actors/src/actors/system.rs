@@ -166,7 +166,8 @@ fn prune_reports_seen(shared: &Shared) {
 }
 
 /// Runs the store's retention pass (`store::retention`) every `[store] retention_interval`:
-/// aged raw blocks become summaries, old summaries go. The pass commits in small chunks, so
+/// jobs past `[store] job_retention` go with their rows, aged raw blocks become summaries, old
+/// summaries go. The pass commits in small chunks, so
 /// ingest waits at most one chunk. A failed pass is logged and counted; what it committed stays,
 /// nothing uncommitted was deleted, and the next tick retries after a doubled wait (up to an
 /// hour), so a broken disk is not hammered.
@@ -177,7 +178,8 @@ fn apply_retention(shared: &Shared) {
     let policy = crate::store::RetentionPolicy::new(
         cfg.store.raw_retention_secs(&cfg.analysis),
         cfg.store.summary_retention.as_secs(),
-    );
+    )
+    .with_job_retention(cfg.store.job_retention_secs());
     let every = cfg.store.retention_interval.get();
     actix_web::rt::spawn(async move {
         let mut wait = every;
@@ -194,7 +196,11 @@ fn apply_retention(shared: &Shared) {
                     metrics.retention_series_summarised_total.add(stats.series_summarised);
                     metrics.retention_raw_blocks_deleted_total.add(stats.raw_blocks_deleted);
                     metrics.retention_summaries_deleted_total.add(stats.summaries_deleted);
-                    if stats.series_summarised + stats.summaries_deleted > 0 || stats.corrupt_series > 0 {
+                    metrics.retention_jobs_deleted_total.add(stats.jobs_deleted);
+                    metrics.retention_corrupt_job_blocks_total.add(stats.corrupt_job_blocks);
+                    if stats.series_summarised + stats.summaries_deleted + stats.jobs_deleted > 0
+                        || stats.corrupt_series + stats.corrupt_job_blocks > 0
+                    {
                         tracing::info!(?stats, "retention pass");
                     }
                 }

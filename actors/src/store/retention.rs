@@ -1,5 +1,7 @@
 //! The retention pass: raw sample and GPU blocks past `[store] raw_retention` become bounded
 //! per-series summaries (`downsample.rs`), and summaries past `[store] summary_retention` go.
+//! It starts with the job retention step (`job_retention.rs`): jobs that ended before
+//! `[store] job_retention` go with every row keyed by them.
 //!
 //! Why in chunks: a pass over months of blocks in one write transaction would hold redb's single
 //! writer (and so every ingest commit) for seconds. The pass runs as many small write
@@ -36,11 +38,20 @@ pub struct RetentionPolicy {
     pub summary_retention: u64,
     /// Most series summarised per write transaction.
     pub chunk_series: usize,
+    /// Jobs that ended longer ago than this go with everything keyed by them
+    /// (`job_retention.rs`); `[store] job_retention`.
+    pub job_retention: u64,
 }
 
 impl RetentionPolicy {
+    /// A policy keeping jobs as long as summaries (the `[store] job_retention` default).
     pub fn new(raw_retention: u64, summary_retention: u64) -> Self {
-        RetentionPolicy { raw_retention, summary_retention, chunk_series: 64 }
+        RetentionPolicy { raw_retention, summary_retention, chunk_series: 64, job_retention: summary_retention }
+    }
+
+    /// The same policy with another job retention, seconds.
+    pub fn with_job_retention(self, job_retention: u64) -> Self {
+        RetentionPolicy { job_retention, ..self }
     }
 }
 
@@ -52,6 +63,10 @@ pub struct RetentionStats {
     pub summaries_deleted: u64,
     /// Series left raw because a block did not decode.
     pub corrupt_series: u64,
+    /// Jobs deleted past `job_retention`, with their rows (`job_retention.rs`).
+    pub jobs_deleted: u64,
+    /// Job blocks or job index buckets that did not decode (left alone with their jobs).
+    pub corrupt_job_blocks: u64,
     /// Write transactions committed.
     pub transactions: u64,
 }
@@ -69,6 +84,11 @@ impl Store {
     /// Runs one retention pass at time `now` (unix seconds): see the module docs.
     pub fn apply_retention(&self, now: u64, policy: &RetentionPolicy) -> Result<RetentionStats, StoreError> {
         let mut stats = RetentionStats::default();
+        // Jobs first: the raw blocks of a job that goes need no summary.
+        let jobs = self.apply_job_retention(now.saturating_sub(policy.job_retention))?;
+        stats.jobs_deleted = jobs.jobs_deleted;
+        stats.corrupt_job_blocks = jobs.corrupt_job_blocks;
+        stats.transactions = jobs.transactions;
         let cutoff = now.saturating_sub(policy.raw_retention);
         for kind in [KIND_SAMPLES, KIND_GPU] {
             let mut cursor = (0u64, 0u32, 0u32);
@@ -152,6 +172,45 @@ impl Store {
                 }
             }
             Ok(out)
+        })
+    }
+}
+
+impl Store {
+    /// Entries of every table that grows with time (soak bench, tests): name and length; a
+    /// table not created yet counts 0.
+    pub fn table_rows(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        use super::tables::*;
+        use redb::{Key, ReadTransaction, ReadableTableMetadata, Value};
+        fn rows<K: Key + 'static, V: Value + 'static>(
+            txn: &ReadTransaction,
+            def: TableDefinition<K, V>,
+        ) -> Result<u64, StoreError> {
+            match txn.open_table(def) {
+                Ok(table) => Ok(table.len()?),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(err) => Err(err.into()),
+            }
+        }
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let jobs = txn.open_table(META)?.get(JOB_COUNT_KEY)?.map(|v| v.value()).unwrap_or(0);
+            Ok(vec![
+                ("jobs", jobs),
+                ("job_blocks", rows(&txn, JOB_BLOCKS)?),
+                ("jobs_by_end_buckets", rows(&txn, JOBS_BY_END_BUCKETS)?),
+                ("jobs_by_user_buckets", rows(&txn, JOBS_BY_USER_BUCKETS)?),
+                ("reports_seen", rows(&txn, REPORTS_SEEN)?),
+                ("app_usage", rows(&txn, APP_USAGE)?),
+                ("series_source", rows(&txn, SERIES_SOURCE)?),
+                ("sample_blocks", rows(&txn, SAMPLE_BLOCKS)?),
+                ("gpu_blocks", rows(&txn, GPU_BLOCKS)?),
+                ("sample_summaries", rows(&txn, SAMPLE_SUMMARIES)?),
+                ("gpu_summaries", rows(&txn, GPU_SUMMARIES)?),
+                ("summary_age", rows(&txn, SUMMARY_AGE)?),
+                ("nodes", rows(&txn, NODES)?),
+                ("periods", rows(&txn, PERIODS)?),
+            ])
         })
     }
 }
@@ -291,6 +350,16 @@ fn summarise_chunk<T: Columns>(
     Ok(next)
 }
 
+/// The last sample time of an encoded summary of `kind` (its `summary_age` key), or `None` if
+/// it does not decode or is empty.
+pub(super) fn summary_end(kind: u8, bytes: &[u8]) -> Option<u64> {
+    if kind == KIND_GPU {
+        decode_summary::<GpuReading>(bytes).ok()?.max.last().map(|r| r.at())
+    } else {
+        decode_summary::<StepSample>(bytes).ok()?.max.last().map(|r| r.at())
+    }
+}
+
 /// Deletes up to `DELETE_CHUNK` summaries whose series ended before `cutoff`; returns how many.
 fn delete_old_summaries(txn: &WriteTransaction, cutoff: u64) -> Result<usize, StoreError> {
     let mut age = txn.open_table(SUMMARY_AGE)?;
@@ -349,7 +418,7 @@ mod tests {
         let raw = before.values().next().unwrap().clone();
         let t0 = 1_000_000_000 - 1_000_000_000 % 3_600;
         // Day 15.5 with 5 d raw retention: jobs 1 and 2 aged out, job 3 (until day 11) did not.
-        let policy = RetentionPolicy { raw_retention: 5 * DAY, summary_retention: 30 * DAY, chunk_series: 1 };
+        let policy = RetentionPolicy { chunk_series: 1, ..RetentionPolicy::new(5 * DAY, 30 * DAY) };
         let stats = store.apply_retention(t0 + 10 * DAY + DAY / 2 + 5 * DAY, &policy).unwrap();
         assert_eq!(stats.series_summarised, 2);
         assert_eq!(stats.raw_blocks_deleted, 12);
