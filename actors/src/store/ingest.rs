@@ -746,6 +746,52 @@ mod tests {
     }
 
     #[test]
+    fn a_gpu_hour_block_is_completed_the_same_way_when_the_next_hour_starts() {
+        let dir = std::env::temp_dir().join(format!("turingwatch-store-complete-gpu-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("db.redb")).unwrap();
+        let reading = |i: u64| GpuReading {
+            at: 7_200 + 20 * i,
+            index: 0,
+            util_pct: 90 + (i % 5) as u32,
+            mem_used_mib: 40_000 + i % 7,
+            sm_clock_mhz: 1_980,
+            power_mw: 650_000 + (i % 3) as u32 * 1_000,
+            temp_c: 70,
+            in_use_by_step: true,
+            ..Default::default()
+        };
+        let block = |hour: u64| {
+            store
+                .with_db(|db| {
+                    let txn = db.begin_read()?;
+                    let table = txn.open_table(GPU_BLOCKS)?;
+                    Ok(table.get((6, 0, 0, hour))?.map(|v| v.value().to_vec()))
+                })
+                .unwrap()
+        };
+        let first_hour: Vec<GpuReading> = (0..180).map(reading).collect();
+        for (id, chunk) in first_hour.chunks(3).enumerate() {
+            let content = BatchContent {
+                gpus: chunk.iter().map(|r| (JobId(6), StepId(0), r.clone())).collect(),
+                ..BatchContent::default()
+            };
+            store.store_batch_once("n1", id as u64, 10_000, "n1", &content).unwrap();
+        }
+        let open = block(7_200).unwrap();
+        assert_eq!(open, encode_open_block(7_200, &first_hour));
+        let best = encode_block(7_200, &first_hour);
+        assert!(best.len() < open.len(), "deflate should win on this series: {} vs {}", best.len(), open.len());
+        let next = BatchContent { gpus: vec![(JobId(6), StepId(0), reading(180))], ..BatchContent::default() };
+        store.store_batch_once("n1", 1_000, 10_000, "n1", &next).unwrap();
+        assert_eq!(block(7_200).unwrap(), best, "the completed hour is re-encoded");
+        assert_eq!(block(10_800).unwrap(), encode_open_block(10_800, &[reading(180)]));
+        let all = store.gpu_readings_of_job(JobId(6)).unwrap();
+        assert_eq!(all.values().next().unwrap().len(), 181);
+    }
+
+    #[test]
     fn the_rows_kept_for_export_are_exactly_the_stored_ones() {
         let dir = std::env::temp_dir().join(format!("turingwatch-store-rows-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
