@@ -677,13 +677,26 @@ fn intern_node(txn: &WriteTransaction, node: &str) -> Result<u32, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests_support::temp_db;
+
+    /// The bytes stored under `key` in a sample or GPU block table, as they are on disk.
+    fn stored_value(
+        store: &Store,
+        table: redb::TableDefinition<(u64, u32, u32, u64), &[u8]>,
+        key: (u64, u32, u32, u64),
+    ) -> Option<Vec<u8>> {
+        store
+            .with_db(|db| {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(table)?;
+                Ok(table.get(key)?.map(|v| v.value().to_vec()))
+            })
+            .unwrap()
+    }
 
     #[test]
     fn a_report_is_stored_once_with_its_mark() {
-        let dir = std::env::temp_dir().join(format!("turingwatch-store-ingest-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("db.redb")).unwrap();
+        let store = Store::open(&temp_db("ingest")).unwrap();
         let content = BatchContent {
             samples: (0..3)
                 .map(|i| (JobId(7), StepId::BATCH, StepSample { at: 1_000 + i, cpu_user_cs: i, ..Default::default() }))
@@ -705,10 +718,7 @@ mod tests {
 
     #[test]
     fn an_hour_block_is_written_bit_packed_while_open_and_in_its_smallest_form_once_the_next_hour_starts() {
-        let dir = std::env::temp_dir().join(format!("turingwatch-store-complete-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("db.redb")).unwrap();
+        let store = Store::open(&temp_db("complete")).unwrap();
         // A perfectly regular series: deflated varints are far smaller than bit-packing here.
         let sample = |i: u64| StepSample {
             at: 7_200 + 20 * i,
@@ -720,15 +730,7 @@ mod tests {
             processes: 1,
             ..Default::default()
         };
-        let block = |hour: u64| {
-            store
-                .with_db(|db| {
-                    let txn = db.begin_read()?;
-                    let table = txn.open_table(SAMPLE_BLOCKS)?;
-                    Ok(table.get((5, 0, 0, hour))?.map(|v| v.value().to_vec()))
-                })
-                .unwrap()
-        };
+        let block = |hour: u64| stored_value(&store, SAMPLE_BLOCKS, (5, 0, 0, hour));
         let first_hour: Vec<StepSample> = (0..180).map(sample).collect();
         for chunk in first_hour.chunks(3) {
             let rows: Vec<_> = chunk.iter().map(|s| (JobId(5), StepId(0), s.clone())).collect();
@@ -747,10 +749,7 @@ mod tests {
 
     #[test]
     fn a_gpu_hour_block_is_completed_the_same_way_when_the_next_hour_starts() {
-        let dir = std::env::temp_dir().join(format!("turingwatch-store-complete-gpu-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("db.redb")).unwrap();
+        let store = Store::open(&temp_db("complete-gpu")).unwrap();
         let reading = |i: u64| GpuReading {
             at: 7_200 + 20 * i,
             index: 0,
@@ -762,15 +761,7 @@ mod tests {
             in_use_by_step: true,
             ..Default::default()
         };
-        let block = |hour: u64| {
-            store
-                .with_db(|db| {
-                    let txn = db.begin_read()?;
-                    let table = txn.open_table(GPU_BLOCKS)?;
-                    Ok(table.get((6, 0, 0, hour))?.map(|v| v.value().to_vec()))
-                })
-                .unwrap()
-        };
+        let block = |hour: u64| stored_value(&store, GPU_BLOCKS, (6, 0, 0, hour));
         let first_hour: Vec<GpuReading> = (0..180).map(reading).collect();
         for (id, chunk) in first_hour.chunks(3).enumerate() {
             let content = BatchContent {
@@ -793,10 +784,7 @@ mod tests {
 
     #[test]
     fn the_rows_kept_for_export_are_exactly_the_stored_ones() {
-        let dir = std::env::temp_dir().join(format!("turingwatch-store-rows-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("db.redb")).unwrap();
+        let store = Store::open(&temp_db("rows")).unwrap();
         let sample = |at, cpu| StepSample { at, cpu_user_cs: cpu, ..Default::default() };
         // The second sample's CPU counter goes back: refused, so never exported.
         let content = BatchContent {

@@ -319,12 +319,7 @@ mod tests {
     const DAY: u64 = 86_400;
     const T0: u64 = 1_800_000_000 - 1_800_000_000 % DAY;
 
-    fn temp_db(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tw-job-retention-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("test.redb")
-    }
+    use crate::store::tests_support::temp_db;
 
     fn samples(job: u64, from: u64, n: u64) -> Vec<(JobId, StepId, StepSample)> {
         (0..n)

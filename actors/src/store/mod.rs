@@ -362,5 +362,5 @@ mod tests;
 /// Record builders shared by unit tests of other modules.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    pub(crate) use super::tests::job;
+    pub(crate) use super::tests::{job, temp_db};
 }

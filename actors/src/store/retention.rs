@@ -387,12 +387,7 @@ mod tests {
     use super::*;
     use crate::job::{JobId, StepId};
 
-    fn temp_db(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tw-retention-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("test.redb")
-    }
+    use crate::store::tests_support::temp_db;
 
     fn sample(at: u64, i: u64) -> StepSample {
         StepSample { at, cpu_user_cs: 150 * i, rss_kib: 1_000 + (i * 37) % 500, cpus: 4, ..StepSample::default() }

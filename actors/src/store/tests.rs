@@ -51,7 +51,9 @@ fn sample(at: u64, i: u64) -> StepSample {
     }
 }
 
-fn temp_db(name: &str) -> PathBuf {
+/// A fresh database path of its own for test `name` (shared with other store modules' tests
+/// through `tests_support`).
+pub(crate) fn temp_db(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tw-store-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
