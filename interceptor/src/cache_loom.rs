@@ -128,3 +128,34 @@ fn loom_budget_race_stays_bounded() {
         assert_eq!(sorted(all), vec![A, B], "each mapping exactly once");
     });
 }
+
+#[test]
+fn loom_stash_owner_races_a_stealer() {
+    model(|| {
+        let c = Arc::new(Cache::new(1 << 30, 16, 2));
+        let c1 = c.clone();
+        // The stealer runs the slow path while the owner stashes and takes back.
+        let t = thread::spawn(move || c1.take_stashed(MIB, 2 * MIB, false));
+        assert!(c.stash_put(0, A, MIB, &mut |_, _| unreachable!()));
+        let mine = c.stash_take(0, MIB, 2 * MIB, false);
+        let theirs = t.join().unwrap();
+        let left = drain(&c);
+        let owners = usize::from(mine.is_some()) + usize::from(theirs.is_some()) + left.len();
+        assert_eq!(owners, 1, "exactly one owner");
+    });
+}
+
+#[test]
+fn loom_merge_from_a_stash_races_a_stealer() {
+    model(|| {
+        let c = Arc::new(Cache::new(1 << 30, 16, 2));
+        assert!(c.stash_put(0, A, MIB, &mut |_, _| unreachable!()));
+        let c1 = c.clone();
+        let t = thread::spawn(move || c1.take_stashed(MIB, MIB, false));
+        let merged = c.take_adjacent(0, A + MIB, MIB);
+        let stolen = t.join().unwrap();
+        assert!(merged.is_some() != stolen.is_some(), "exactly one owner");
+        assert_eq!(merged.or(stolen), Some((A, MIB)));
+        assert!(drain(&c).is_empty());
+    });
+}
