@@ -97,7 +97,8 @@ step "semantics under preload, 16K threshold, 8M budget, 1 slot/class" \
     env TURINGWATCH_PRELOAD_THRESHOLD=16K TURINGWATCH_PRELOAD_BUDGET=8M TURINGWATCH_PRELOAD_CLASS_SLOTS=1 \
     LD_PRELOAD="$SO" "$BUILD/semantics"
 step "semantics under preload, disabled (pass-through)" env TURINGWATCH_PRELOAD_DISABLE=1 LD_PRELOAD="$SO" "$BUILD/semantics"
-step "cross-free glibc <-> preload, RTLD_DEEPBIND" preload "$BUILD/crossfree" "$BUILD/libdeep.so"
+# The hit counters count only with TURINGWATCH_PRELOAD_STATS=1 (crossfree checks them).
+step "cross-free glibc <-> preload, RTLD_DEEPBIND" env TURINGWATCH_PRELOAD_STATS=1 LD_PRELOAD="$SO" "$BUILD/crossfree" "$BUILD/libdeep.so"
 step "stress 4 threads, forks, signals, thread exit" preload "$BUILD/stress" 4 4000
 step "stress, 24M budget, 4 mappings max" \
     env TURINGWATCH_PRELOAD_BUDGET=24M TURINGWATCH_PRELOAD_MAX_MAPPINGS=4 LD_PRELOAD="$SO" "$BUILD/stress" 2 1500

@@ -159,3 +159,39 @@ fn loom_merge_from_a_stash_races_a_stealer() {
         assert!(drain(&c).is_empty());
     });
 }
+
+#[test]
+fn loom_credit_reclaim_races_the_owner() {
+    // The owner stashes A, takes it back (its reservation becomes credit) and stashes it
+    // again (paid from the credit) while another thread's put needs the whole budget
+    // and reclaims the credit. The budget holds throughout, the counters end at zero,
+    // and each mapping ends exactly once with the caller, released, or cached.
+    model(|| {
+        // A stash keeps up to 1/128 of the budget as credit: 1 MiB here.
+        const BUDGET: usize = 128 * MIB;
+        let c = Arc::new(Cache::new(BUDGET, 16, 2));
+        let c1 = c.clone();
+        let t = thread::spawn(move || {
+            let mut rel = Vec::new();
+            let ok = c1.put(B, BUDGET, &mut |b, _| rel.push(b));
+            (ok, rel, c1.cached_bytes())
+        });
+        let mut rel = Vec::new();
+        let first = c.stash_put(0, A, MIB, &mut |b, _| rel.push(b));
+        let back = if first { c.stash_take(0, MIB, MIB, false) } else { None };
+        let second = back.is_some() && c.stash_put(0, A, MIB, &mut |b, _| rel.push(b));
+        let (ok_b, rel_b, seen) = t.join().unwrap();
+        assert!(seen <= BUDGET && c.cached_bytes() <= BUDGET, "over budget");
+        assert!(!first || back.is_some(), "nothing evicts from a stash");
+        let mut all = drain(&c);
+        all.extend(rel);
+        all.extend(rel_b);
+        if !first || !second {
+            all.push(A);
+        }
+        if !ok_b {
+            all.push(B);
+        }
+        assert_eq!(sorted(all), vec![A, B], "each mapping exactly once");
+    });
+}

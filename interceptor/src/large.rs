@@ -27,7 +27,7 @@
 //! known layout the library passes everything through to glibc.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::cache::{Cache, SLOTS, STASHES};
 use crate::chunk::{self, HDR, Header, Layout, PAGE, Probe};
@@ -41,7 +41,6 @@ pub static CACHE: Cache = Cache::new(DEFAULT_BUDGET_CAP, DEFAULT_MAX_MAPPINGS, S
 pub static STATS: Stats = Stats::new();
 /// Requests of at least this many bytes take the large path (`usize::MAX` = disabled).
 static THRESHOLD: AtomicUsize = AtomicUsize::new(DEFAULT_THRESHOLD);
-static PRINT_STATS: AtomicBool = AtomicBool::new(false);
 /// 0 = not configured, 1 = being configured by some thread, 2 = configured.
 static STATE: AtomicU8 = AtomicU8::new(0);
 /// The probed chunk layout (`Layout as u8`), 0 until known (then we make no chunks).
@@ -105,7 +104,7 @@ pub fn ensure_init() {
             CACHE.set_limits(0, 0, 0);
         }
     }
-    PRINT_STATS.store(cfg.stats, Ordering::Relaxed);
+    stats::count(cfg.stats);
     STATE.store(2, Ordering::Release);
 }
 
@@ -523,8 +522,8 @@ pub fn snapshot(out: &mut [u64]) -> usize {
         STATS.misses.get(),
         STATS.bytes_reused.get(),
         STATS.bytes_released.get(),
-        CACHE.cached_bytes() as u64,
-        CACHE.cached_entries() as u64,
+        CACHE.held().1 as u64,
+        CACHE.held().0 as u64,
         CACHE.budget() as u64,
         threshold() as u64,
         STATS.cached_frees.get(),
@@ -541,13 +540,13 @@ pub fn snapshot(out: &mut [u64]) -> usize {
 /// Prints the exit report if `TURINGWATCH_PRELOAD_STATS` asked for it.
 pub fn report_at_exit() {
     // Silent in processes that never took the large path (shell helpers in a job script).
-    if !PRINT_STATS.load(Ordering::Relaxed) || STATS.hits.get() + STATS.misses.get() == 0 {
+    if !stats::counting() || STATS.hits.get() + STATS.misses.get() == 0 {
         return;
     }
     let mut line = stats::Line::new();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u64;
-    stats::render(&mut line, pid, &STATS, CACHE.cached_bytes() as u64, CACHE.budget() as u64, PAGE as u64);
+    stats::render(&mut line, pid, &STATS, CACHE.held().1 as u64, CACHE.budget() as u64, PAGE as u64);
     line.push(match layout() {
         Some(Layout::Classic) => b"; glibc chunk layout classic (<= 2.42)".as_slice(),
         Some(Layout::Compact) => b"; glibc chunk layout compact (>= 2.43)".as_slice(),

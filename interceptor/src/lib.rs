@@ -328,7 +328,9 @@ mod exports {
     /// hits, misses, bytes reused, bytes released, cached bytes, cached mappings, budget,
     /// threshold, frees into the cache, chunk layout (0 none, 1 classic <= 2.42,
     /// 2 compact >= 2.43), releases under job pressure, merges, job limit (0 = none).
-    /// Returns the number of values available.
+    /// Returns the number of values available. The event counters (hits, misses, bytes,
+    /// frees, releases, merges) count only with `TURINGWATCH_PRELOAD_STATS=1`; the cache's
+    /// contents and settings are always current.
     ///
     /// # Safety
     /// `out` must be valid for `n` writes (or `n == 0`).
