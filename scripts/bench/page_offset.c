@@ -6,7 +6,8 @@
  * Why it exists: before 2026-12-02 churn.c touched bytes at block offsets 0, 4096, ...,
  * so the page offset was the allocator's header offset (16 for glibc's mmapped chunks
  * and for turingwatch's, whatever glibc's heap gave for "glibc tuned"), and this sweep
- * showed that offset alone moving the loop by 1.45x on the project's VM. */
+ * showed that offset alone moving the loop by 1.4-1.7x on the project's VM that day (flat,
+ * within 8 %, on 2026-12-03 after the VM restarted: it depends on the host). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
