@@ -374,7 +374,8 @@ fn job_charts_csv_and_mail_settings_in_chromium_with_scraped_data() {
         let (_, periods) = curl_port(SERVER_PORT, "127.0.0.1", Some("root"), "/api/periods");
         let latest = periods.as_array().and_then(|p| p.last()).map(|p| p["start"].clone()).unwrap();
         let (_, table) = curl_port(SERVER_PORT, "127.0.0.1", Some("root"), &format!("/api/data?period={latest}"));
-        let debug: Vec<&Value> = table["rows"].as_array().unwrap().iter().filter(|r| r["partition"] == "debug").collect();
+        let debug: Vec<&Value> =
+            table["rows"].as_array().unwrap().iter().filter(|r| r["partition"] == "debug").collect();
         let hours = |f: &dyn Fn(&&Value) -> bool| -> f64 {
             debug.iter().filter(|r| f(r)).map(|r| r["core_hours"].as_f64().unwrap()).sum()
         };
