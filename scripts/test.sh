@@ -12,13 +12,15 @@ bash scripts/check-layers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Tests that stop shared daemons (slurmdbd, slurmctld), fill every CPU or measure latency run
-# alone afterwards, so they cannot disturb the others nor be disturbed. The unit boot test runs a
-# distributor as its unit does (no --only-nodes): it places scraper jobs on every busy node.
+# alone afterwards, so they cannot disturb the others nor be disturbed. The unit boot test and the
+# in-server distributor test run a distributor as the units do (no --only-nodes): it places
+# scraper jobs and steps on every busy node, other tests' nodes included.
 serial=(accounting::a_slurmdbd_outage_is_backed_off_and_the_missed_window_imported
         outage::the_distributor_rides_out_a_slurmctld_outage
         distribute::every_job_on_a_packed_cluster_is_sampled_within_one_round
         load::slow_bodies_and_junk_credentials_cost_no_commit_and_leave_the_web_fast
         units::the_units_boot_and_each_role_works_as_shipped
+        scrape::a_server_running_the_distributor_places_scrapers_and_cancels_them_on_sigterm
         export::remote_write_buffers_while_victoria_metrics_is_down_then_delivers
         export::remote_write_reaches_prometheus_and_jobs_view_needs_its_token)
 skips=(); for t in "${serial[@]}"; do skips+=(--skip "$t"); done

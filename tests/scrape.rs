@@ -193,7 +193,8 @@ fn a_server_running_the_distributor_places_scrapers_and_cancels_them_on_sigterm(
         "in_server = true\n",
     );
     let burn_log = setup.dir.join("burn.log");
-    // Long enough to outlive a scraper job pending behind other tests' jobs (then cancelled).
+    // Runs alone (scripts/test.sh serial): the in-server distributor is not limited to n1. The
+    // burner outlives a scraper job left pending behind a leftover job (then cancelled).
     let burner = python_job("alice", Some("n1"), "200M", &burner_program(110, &burn_log));
     wait_running(burner, Duration::from_secs(90));
     let server = setup.server();
@@ -202,20 +203,33 @@ fn a_server_running_the_distributor_places_scrapers_and_cancels_them_on_sigterm(
         let out = run(std::process::Command::new("squeue").args(["-h", "-n", name, "-o", "%i %N %T"]));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    let placed = crate::util::eventually(Duration::from_secs(90), || squeue_ours().contains("n1 RUNNING"));
+    // A scraper job on n1, or, where n1's CPUs are all allocated (a job left by another test), a
+    // scraper step inside the burner: either way the burner is sampled into this server.
+    let step_line = format!("scraper step started job_id={burner} node=n1");
+    let placed = crate::util::eventually(Duration::from_secs(90), || {
+        squeue_ours().contains("n1 RUNNING") || setup.server_log().contains(&step_line)
+    });
     assert!(placed, "the server's allocation actor placed no scraper on n1: {}\n{}", squeue_ours(), setup.server_log());
     let metrics_show_it = crate::util::eventually(Duration::from_secs(20), || {
         let out = run(std::process::Command::new("curl").args(["-sf", &format!("{}/metrics", setup.url())]));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.starts_with("turingwatch_scraper_jobs{state=\"running\"}") && !l.ends_with(" 0"))
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            (l.starts_with("turingwatch_scraper_jobs{state=\"running\"}")
+                || l.starts_with("turingwatch_scraper_steps_running "))
+                && !l.ends_with(" 0")
+        })
     });
-    assert!(metrics_show_it, "/metrics does not count the running scraper job");
+    assert!(metrics_show_it, "/metrics counts neither a running scraper job nor a running scraper step");
     // Samples flow while the burner runs; then SIGTERM must cancel the scraper jobs.
     std::thread::sleep(Duration::from_secs(6));
     server.stop();
-    let left = crate::util::eventually(Duration::from_secs(30), || squeue_ours().is_empty());
-    assert!(left, "scraper jobs left after the server stopped: {}", squeue_ours());
+    let our_steps = || {
+        let out =
+            run(std::process::Command::new("squeue").args(["-h", "-s", "-j", &burner.to_string(), "-o", "%i %j"]));
+        let steps = String::from_utf8_lossy(&out.stdout).to_string();
+        steps.lines().filter(|l| l.ends_with(turingwatch::slurm::SCRAPER_STEP_NAME)).count()
+    };
+    let left = crate::util::eventually(Duration::from_secs(30), || squeue_ours().is_empty() && our_steps() == 0);
+    assert!(left, "scraper jobs or steps left after the server stopped: {} / {} steps", squeue_ours(), our_steps());
     let log = setup.server_log();
     assert!(log.contains("cancelling our scraper jobs"), "{log}");
     cancel(burner);
