@@ -28,8 +28,12 @@ fn distributor_placed_scrapers_measure_a_burner_and_a_hog() {
     }
     let setup = Setup::new("distributor_placed_scrapers_measure_a_burner_and_a_hog", 18210, "");
     let burn_log = setup.dir.join("burn.log");
-    let burner = python_job("alice", Some("n2"), "200M", &burner_program(40, &burn_log));
-    let hog = python_job("bob", Some("n3"), "700M", &hog_program(HOG_MIB, 40));
+    // Both run until the scrapers have had their time (the file `stop`), however long each
+    // waited behind other tests' jobs to start: a fixed run time let the hog end before the
+    // distributor started when it had started 40 s before the burner.
+    let stop = setup.dir.join("stop");
+    let burner = python_job("alice", Some("n2"), "200M", &burner_until(&stop, 110, &burn_log));
+    let hog = python_job("bob", Some("n3"), "700M", &hog_until(HOG_MIB, &stop, 110));
     wait_running(burner, Duration::from_secs(90));
     wait_running(hog, Duration::from_secs(90));
     std::thread::sleep(Duration::from_secs(3));
@@ -54,15 +58,30 @@ fn distributor_placed_scrapers_measure_a_burner_and_a_hog() {
 
     // Then scrapers placed by the distributor through SLURM, reporting to the server.
     let server = setup.server();
+    let distributor_log = setup.dir.join("distributor.log");
     let mut distributor = setup
         .turingwatch()
         .args(["distribute", "--only-nodes", "n2,n3", "--scraper-output"])
         .arg(setup.dir.join("scraper-%j.out"))
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(setup.dir.join("distributor.log")).unwrap())
+        .stderr(std::fs::File::create(&distributor_log).unwrap())
         .spawn()
         .unwrap();
-    wait_job_done(burner, Duration::from_secs(120));
+    // A scraper job on each node, or a scraper step where the node's CPUs are all allocated.
+    let placed_on = |node: &str| {
+        let log = crate::util::read(&distributor_log);
+        log.lines().any(|l| {
+            (l.contains("scraper job submitted") || l.contains("scraper step started"))
+                && l.contains(&format!("node={node}"))
+        })
+    };
+    let placed = crate::util::eventually(Duration::from_secs(60), || placed_on("n2") && placed_on("n3"));
+    assert!(placed, "no scraper placed on n2 and n3:\n{}", crate::util::read(&distributor_log));
+    // One scraper pass (time_per_node 20 s, sampling every second, reporting every 3 s), then
+    // the jobs end.
+    std::thread::sleep(Duration::from_secs(25));
+    std::fs::write(&stop, "").unwrap();
+    wait_job_done(burner, Duration::from_secs(60));
     wait_job_done(hog, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(4)); // the scrapers' next report
     terminate(&mut distributor);

@@ -125,8 +125,20 @@ pub fn python_job(user: &str, node: Option<&str>, mem: &str, program: &str) -> u
 
 /// Burns one CPU for `secs`, logging `wall_time cpu_time` every 0.1 s to `log`.
 pub fn burner_program(secs: u32, log: &Path) -> String {
+    burner(secs, log, None)
+}
+
+/// Like [`burner_program`], but ends early once the file `stop` exists (looked for every 0.1 s):
+/// for a test that needs the job running until it has seen enough, whenever the job started.
+pub fn burner_until(stop: &Path, max_secs: u32, log: &Path) -> String {
+    burner(max_secs, log, Some(stop))
+}
+
+fn burner(secs: u32, log: &Path, stop: Option<&Path>) -> String {
+    let stop_check =
+        stop.map_or(String::new(), |stop| format!("        if os.path.exists(\"{}\"): break\n", stop.display()));
     format!(
-        "import time\nf=open(\"{}\",\"w\")\nt0=time.time()\nlast=0\nwhile True:\n    now=time.time()\n    if now-last>=0.1:\n        f.write(\"%f %f\\n\"%(now,time.process_time()));f.flush();last=now\n    if now-t0>{secs}: break\n",
+        "import os,time\nf=open(\"{}\",\"w\")\nt0=time.time()\nlast=0\nwhile True:\n    now=time.time()\n    if now-last>=0.1:\n        f.write(\"%f %f\\n\"%(now,time.process_time()));f.flush();last=now\n{stop_check}    if now-t0>{secs}: break\n",
         log.display()
     )
 }
@@ -134,6 +146,14 @@ pub fn burner_program(secs: u32, log: &Path) -> String {
 /// Holds `mib` MiB written (so resident) for `secs`.
 pub fn hog_program(mib: u64, secs: u32) -> String {
     format!("import time\nb=b\"x\"*({mib}*1024*1024)\ntime.sleep({secs})\n")
+}
+
+/// Like [`hog_program`], but lets go once the file `stop` exists (looked for every 0.2 s).
+pub fn hog_until(mib: u64, stop: &Path, max_secs: u32) -> String {
+    format!(
+        "import os,time\nb=b\"x\"*({mib}*1024*1024)\nt0=time.time()\nwhile time.time()-t0<{max_secs} and not os.path.exists(\"{}\"):\n    time.sleep(0.2)\n",
+        stop.display()
+    )
 }
 
 /// Waits until a job runs; returns its node.
