@@ -138,10 +138,7 @@ fn every_job_on_a_packed_cluster_is_sampled_within_one_round() {
             .unwrap(),
     );
     let log = || read(&setup.dir.join("distributor.log"));
-    let steps = || {
-        let out = run(Command::new("squeue").args(["-h", "-s", "-o", "%i %j"]));
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.ends_with(" tw-scraper")).count()
-    };
+    let steps = || scraper_steps(None);
     assert!(eventually(Duration::from_secs(60), || steps() == 3), "not 3 scraper steps: {}\n{}", steps(), log());
     // Samples flow for a while (the scrapers report every 3 s), within the first round's 2 minutes.
     let flowing = eventually(Duration::from_secs(60), || metric(18_610, "turingwatch_samples_stored_total ") >= 9);

@@ -241,12 +241,7 @@ fn a_server_running_the_distributor_places_scrapers_and_cancels_them_on_sigterm(
     // Samples flow while the burner runs; then SIGTERM must cancel the scraper jobs.
     std::thread::sleep(Duration::from_secs(6));
     server.stop();
-    let our_steps = || {
-        let out =
-            run(std::process::Command::new("squeue").args(["-h", "-s", "-j", &burner.to_string(), "-o", "%i %j"]));
-        let steps = String::from_utf8_lossy(&out.stdout).to_string();
-        steps.lines().filter(|l| l.ends_with(turingwatch::slurm::SCRAPER_STEP_NAME)).count()
-    };
+    let our_steps = || scraper_steps(Some(burner));
     let left = crate::util::eventually(Duration::from_secs(30), || squeue_ours().is_empty() && our_steps() == 0);
     assert!(left, "scraper jobs or steps left after the server stopped: {} / {} steps", squeue_ours(), our_steps());
     let log = setup.server_log();

@@ -156,6 +156,17 @@ pub fn hog_until(mib: u64, stop: &Path, max_secs: u32) -> String {
     )
 }
 
+/// Scraper steps (`tw-scraper`) squeue lists: in job `job`, or in every job.
+pub fn scraper_steps(job: Option<u64>) -> usize {
+    let mut args = vec!["-h".to_string(), "-s".into(), "-o".into(), "%i %j".into()];
+    if let Some(job) = job {
+        args.extend(["-j".to_string(), job.to_string()]);
+    }
+    let out = run(Command::new("squeue").args(&args));
+    let suffix = format!(" {}", turingwatch::slurm::SCRAPER_STEP_NAME);
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.ends_with(&suffix)).count()
+}
+
 /// Waits until a job runs; returns its node.
 pub fn wait_running(id: u64, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
